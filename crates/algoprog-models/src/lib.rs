@@ -1,0 +1,70 @@
+//! algoprog-models: architectures for algorithmic-progress studies.
+//!
+//! Every architecture implements [`LanguageModel`], the one seam the trainer,
+//! the FLOP ledger, run records and the CLI rely on.
+
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Parameter counts, split the way scaling-law work needs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCounts {
+    /// Token (and learned positional) embedding parameters. With tied
+    /// embeddings the output matrix is this same matrix and is counted once.
+    pub embedding: usize,
+    /// Everything else: attention, feed-forward, norms, recurrent weights, biases.
+    pub non_embedding: usize,
+}
+
+impl ParamCounts {
+    pub fn total(&self) -> usize {
+        self.embedding + self.non_embedding
+    }
+}
+
+/// FLOPs of one model per token, under several conventions.
+///
+/// The primary convention is the one a profiler that counts matmuls reports:
+/// a matmul of (m×k)·(k×n) costs 2·m·n·k, backward costs twice the forward.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlopReport {
+    /// Sequence length the per-token numbers were computed for.
+    pub seq_len: usize,
+    /// Forward FLOPs per token summed from the components (output layer included).
+    pub forward_per_token: f64,
+    /// Training FLOPs per token: forward + backward = 3 × forward.
+    pub train_per_token: f64,
+    /// 6·N per token with N the non-embedding parameter count (Kaplan et al. 2020).
+    pub six_n_per_token: f64,
+    /// Training FLOPs per token by the Chinchilla appendix-F formula (Hoffmann et al. 2022),
+    /// when the architecture has one (Transformers); 0 otherwise.
+    pub chinchilla_per_token: f64,
+    /// Forward FLOPs per token by component, e.g. ("attention.qkv", x); sums to `forward_per_token`.
+    pub breakdown: Vec<(String, f64)>,
+}
+
+/// A causal language model over token ids.
+pub trait LanguageModel: Send + Sync {
+    /// Final hidden states, shape (batch, seq, d_model), for token ids of
+    /// shape (batch, seq) and dtype u32. `train` switches dropout on.
+    fn hidden(&self, tokens: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Output projection (vocab, d_model): logits = hidden · Wᵀ. Tied models
+    /// return their embedding matrix.
+    fn output_weight(&self) -> &Tensor;
+
+    /// Logits of shape (batch, seq, vocab).
+    fn logits(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.hidden(tokens, train)?;
+        let (b, t, d) = h.dims3()?;
+        let w = self.output_weight();
+        h.reshape((b * t, d))?.matmul(&w.t()?)?.reshape((b, t, w.dim(0)?))
+    }
+
+    fn vocab_size(&self) -> usize;
+    fn d_model(&self) -> usize;
+    fn param_counts(&self) -> ParamCounts;
+    fn flops(&self, seq_len: usize) -> FlopReport;
+    /// Every trainable parameter with its name and role (names are the safetensors keys).
+    fn params(&self) -> &algoprog_nn::ParamStore;
+}

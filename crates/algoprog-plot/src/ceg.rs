@@ -1,0 +1,1 @@
+//! Figures of compute-equivalent gains (owned by the CEG work).

@@ -1,0 +1,1 @@
+//! Generic charts: log-log scatter/line charts of curves, frontiers and fits.

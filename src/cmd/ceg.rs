@@ -1,0 +1,8 @@
+//! `algoprog ceg`.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`algoprog ceg` is being built")
+}

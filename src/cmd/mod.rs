@@ -1,0 +1,3 @@
+pub mod ceg;
+pub mod fit;
+pub mod train;

@@ -1,0 +1,35 @@
+//! The `algoprog` command line: train, fit, ceg (and, as they land, data, sweep, reproduce).
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "algoprog", version, about = "Measure algorithmic progress in language-model training")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one model from a TOML config and write its run record.
+    Train(cmd::train::Args),
+    /// Fit frontiers and scaling laws to training curves (CSV or run records).
+    Fit(cmd::fit::Args),
+    /// Compute-equivalent gains: multipliers, CEG functions, combination tests, Kaplan vs Chinchilla, decomposition.
+    Ceg(cmd::ceg::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd::train::run(a),
+        Command::Fit(a) => cmd::fit::run(a),
+        Command::Ceg(a) => cmd::ceg::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
