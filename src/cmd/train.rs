@@ -1,8 +1,105 @@
-//! `algoprog train`.
+//! `algoprog train --config FILE.toml [--out DIR]`: train one model and write its run record.
+
+use std::path::PathBuf;
+
+use algoprog_train::{EvalRow, Observer, RunConfig, RunDir, RunRecord, RunStatus, StepInfo};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Run config (TOML); see configs/ for the presets.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Run directory to write (default: runs/<name>-<run id>).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Override the seed of the config.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`algoprog train` is being built")
+/// indicatif progress: step, loss, tokens/s; one line per evaluation.
+pub struct BarObserver {
+    bar: ProgressBar,
+}
+
+impl BarObserver {
+    pub fn new(quiet: bool) -> Self {
+        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}")
+                .expect("valid template"),
+        );
+        Self { bar }
+    }
+}
+
+impl Observer for BarObserver {
+    fn on_start(&mut self, r: &RunRecord) {
+        self.bar.set_length(r.planned_steps);
+        self.bar.set_prefix(format!("{} ({})", r.name, r.run_id));
+        self.bar.println(format!(
+            "{}: {} params ({} embedding, {} non-embedding), {:.3e} training FLOPs/token, {} steps × {} tokens; unigram entropy {:.3} nats",
+            r.run_id,
+            r.total_params,
+            r.params.embedding,
+            r.params.non_embedding,
+            r.flops.per_token.train_per_token,
+            r.planned_steps,
+            r.flops.tokens_per_step,
+            r.data.unigram_entropy
+        ));
+    }
+    fn on_step(&mut self, s: &StepInfo) {
+        self.bar.set_position(s.step);
+        self.bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.0} tok/s", s.loss, s.lr, s.tokens_per_second));
+    }
+    fn on_eval(&mut self, r: &EvalRow) {
+        self.bar.println(format!(
+            "step {:>6}  tokens {:>10}  flops {:.3e}  train {:.4}  val {:.4}",
+            r.step, r.tokens, r.flops, r.train_loss, r.val_loss
+        ));
+    }
+    fn on_finish(&mut self, _r: &RunRecord) {
+        self.bar.finish_and_clear();
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = RunConfig::from_file(&args.config)?;
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cfg.name, cfg.run_id())));
+    let dir = RunDir::create(&out)?;
+    let mut obs = BarObserver::new(args.quiet);
+    let outcome = algoprog_train::train(&cfg, &dir, &mut obs).with_context(|| format!("training {}", args.config.display()))?;
+    let r = &outcome.record;
+    match r.status {
+        RunStatus::Diverged => println!(
+            "{} diverged at step {} (loss NaN/inf or > {}× its first value); record in {}",
+            r.run_id,
+            r.diverged_at_step.unwrap_or(0),
+            cfg.train.divergence_factor,
+            out.display()
+        ),
+        _ => println!(
+            "{} finished: {} steps, {} tokens, {:.4e} training FLOPs, val loss {:.4} (unigram entropy {:.4}), {:.0} tokens/s; record in {}",
+            r.run_id,
+            r.steps_done,
+            r.tokens_done,
+            r.flops.train_total,
+            r.final_val_loss.unwrap_or(f64::NAN),
+            r.data.unigram_entropy,
+            r.tokens_per_second,
+            out.display()
+        ),
+    }
+    Ok(())
 }

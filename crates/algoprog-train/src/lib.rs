@@ -1,1 +1,18 @@
-//! algoprog-train
+//! algoprog-train: the training loop with an exact FLOP ledger, evaluation,
+//! run records and (as they land) checkpoints and sweeps.
+//!
+//! ```text
+//! RunConfig (TOML, presets resolved) ──► Dataset::prepare ──► ModelConfig::build
+//!      └─► train_on: steps × (grad-accumulated backward, clip, optimiser step)
+//!              every eval_interval: validation loss ──► curve.csv + run.json
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod record;
+pub mod trainer;
+
+pub use config::{Budget, ParamCountKind, RunConfig, TrainConfig, PRESETS};
+pub use error::{Result, TrainError};
+pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};
+pub use trainer::{batch_loss, evaluate, train, train_on, Observer, Silent, StepInfo, TrainOutcome};

@@ -1,0 +1,352 @@
+//! Run configuration: what one training run is, fully resolved.
+//!
+//! A TOML file may name a `preset` (`modern`, `retro`) and override any key.
+//! Resolution merges the file over the preset, then deserialises strictly
+//! (`deny_unknown_fields` everywhere) and validates, so a wrong key, a wrong
+//! type or an impossible value fails before any training with an error that
+//! names the key and the fix.
+
+use std::path::Path;
+
+use algoprog_data::DataConfig;
+use algoprog_models::{ModelConfig, TransformerConfig};
+use algoprog_nn::{OptimizerConfig, ScheduleConfig};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::TrainError;
+
+/// Everything that defines one training run. Serialised verbatim into `run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Human-readable name; also the default output folder prefix.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Family (algorithm variant) for analyses, e.g. `modern`. Defaults to the preset name or `name`.
+    #[serde(default)]
+    pub family: Option<String>,
+    /// Preset the file started from (informational once resolved).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Seed for initialisation, data order and dropout.
+    #[serde(default)]
+    pub seed: u64,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub train: TrainConfig,
+}
+
+fn default_name() -> String {
+    "run".to_string()
+}
+
+/// How long to train. Exactly one of the three must be set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Optimiser steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Training tokens (rounded up to whole steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Tokens per parameter (20 for the papers' ablations, 40 for their scaling runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_param: Option<f64>,
+    /// Which parameter count `tokens_per_param` multiplies: `total` (Chinchilla's convention, default) or `non_embedding`.
+    #[serde(default)]
+    pub param_count: ParamCountKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamCountKind {
+    #[default]
+    Total,
+    NonEmbedding,
+}
+
+/// Optimisation settings of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleConfig,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Sequences per micro-batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step (the effective batch is batch_size × grad_accum).
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    #[serde(flatten)]
+    pub budget: Budget,
+    /// Global gradient-norm clip; `0` disables clipping.
+    #[serde(default = "default_clip")]
+    pub grad_clip: f64,
+    /// Evaluate on the validation set every this many optimiser steps (and at the end).
+    #[serde(default = "default_eval_interval")]
+    pub eval_interval: usize,
+    /// Limit evaluation to the first this many validation batches (default: the whole validation set).
+    #[serde(default)]
+    pub eval_batches: Option<usize>,
+    /// A run whose training loss exceeds this multiple of its first loss (or is NaN/inf) is stopped and marked diverged.
+    #[serde(default = "default_divergence")]
+    pub divergence_factor: f64,
+    /// Batch size for evaluation (default: `batch_size`).
+    #[serde(default)]
+    pub eval_batch_size: Option<usize>,
+}
+
+fn default_batch() -> usize {
+    32
+}
+fn one() -> usize {
+    1
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_eval_interval() -> usize {
+    50
+}
+fn default_divergence() -> f64 {
+    3.0
+}
+
+/// The presets the papers compare. `modern`: rotary, SwiGLU, pre-RMSNorm,
+/// AdamW (weight decay 0.01), cosine with 10% warmup to 0.1×. `retro`:
+/// sinusoidal, GeLU, post-LayerNorm, Adam (no weight decay), inverse-sqrt.
+pub const PRESETS: &[&str] = &["modern", "retro"];
+
+/// The TOML table a preset contributes, for a model of width `d_model`.
+pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainError> {
+    let (model, optimizer, schedule) = match name {
+        "modern" => (
+            ModelConfig::Transformer(TransformerConfig::modern(d_model)),
+            OptimizerConfig::adamw(),
+            ScheduleConfig::cosine(),
+        ),
+        "retro" => (
+            ModelConfig::Transformer(TransformerConfig::retro(d_model)),
+            OptimizerConfig::adam(),
+            ScheduleConfig::inverse_sqrt(),
+        ),
+        other => {
+            return Err(TrainError::config(
+                "preset",
+                format!("unknown preset `{other}`"),
+                format!("use one of: {}", PRESETS.join(", ")),
+            ))
+        }
+    };
+    let mut t = toml::Table::new();
+    t.insert("family".into(), toml::Value::String(name.into()));
+    t.insert("model".into(), to_value(&model)?);
+    let mut train = toml::Table::new();
+    train.insert("optimizer".into(), to_value(&optimizer)?);
+    train.insert("schedule".into(), to_value(&schedule)?);
+    t.insert("train".into(), toml::Value::Table(train));
+    Ok(t)
+}
+
+fn to_value<T: Serialize>(v: &T) -> Result<toml::Value, TrainError> {
+    toml::Value::try_from(v).map_err(|e| TrainError::Internal(format!("serialising a preset: {e}")))
+}
+
+/// Tagged tables (`[model]` by `kind`, `[train.optimizer]`/`[train.schedule]` by `name`)
+/// are replaced, not merged, when the override names a different variant.
+const TAGS: &[(&str, &str)] = &[("model", "kind"), ("optimizer", "name"), ("schedule", "name")];
+
+/// Merge `over` into `base`, recursively for tables.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
+                let tag = TAGS.iter().find(|(key, _)| *key == k).map(|(_, tag)| *tag);
+                let switches = tag.is_some_and(|tag| o.get(tag).is_some_and(|ov| b.get(tag) != Some(ov)));
+                if switches {
+                    *b = o;
+                } else {
+                    merge(b, o);
+                }
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl RunConfig {
+    /// Read, resolve and validate a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Io {
+            path: path.to_path_buf(),
+            what: "reading the config file".into(),
+            source: e,
+        })?;
+        Self::from_toml_str(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// Resolve and validate a TOML document.
+    pub fn from_toml_str(text: &str) -> Result<Self, TrainError> {
+        let user: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| TrainError::config("(file)", format!("not valid TOML: {e}"), "fix the TOML syntax".into()))?;
+        let table = match user.get("preset") {
+            Some(toml::Value::String(p)) => {
+                let d = user
+                    .get("model")
+                    .and_then(|m| m.get("d_model"))
+                    .and_then(|d| d.as_integer())
+                    .unwrap_or(64);
+                if d <= 0 {
+                    return Err(TrainError::config(
+                        "model.d_model",
+                        format!("{d} is not a positive width"),
+                        "set model.d_model to a positive multiple of the head dimension, e.g. 64".into(),
+                    ));
+                }
+                let mut base = preset_table(p, d as usize)?;
+                merge(&mut base, user);
+                base
+            }
+            Some(other) => {
+                return Err(TrainError::config(
+                    "preset",
+                    format!("expected a string, found {}", other.type_str()),
+                    format!("write e.g. preset = \"modern\" (one of: {})", PRESETS.join(", ")),
+                ))
+            }
+            None => user,
+        };
+        let cfg: RunConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            TrainError::config(&path, inner, hint_for(&path))
+        })?;
+        let mut cfg = cfg;
+        if cfg.family.is_none() {
+            cfg.family = Some(cfg.preset.clone().unwrap_or_else(|| cfg.name.clone()));
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check values serde cannot: positive sizes, a budget, a sane learning rate.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.model
+            .validate()
+            .map_err(|e| TrainError::config("model", e.to_string(), "see the message above".into()))?;
+        let t = &self.train;
+        let set = [t.budget.steps.is_some(), t.budget.tokens.is_some(), t.budget.tokens_per_param.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            return Err(TrainError::config(
+                "train.steps",
+                format!("{set} training budgets given"),
+                "set exactly one of train.steps, train.tokens or train.tokens_per_param".into(),
+            ));
+        }
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(TrainError::config(key, "must be at least 1, found 0".into(), format!("set {key} to a positive integer")))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(s) = t.budget.steps {
+            positive("train.steps", s)?;
+        }
+        if t.budget.tokens == Some(0) {
+            positive("train.tokens", 0)?;
+        }
+        if let Some(r) = t.budget.tokens_per_param {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(TrainError::config(
+                    "train.tokens_per_param",
+                    format!("must be a positive number, found {r}"),
+                    "use e.g. 20 (Chinchilla) or 40".into(),
+                ));
+            }
+        }
+        positive("train.batch_size", t.batch_size)?;
+        positive("train.grad_accum", t.grad_accum)?;
+        positive("train.eval_interval", t.eval_interval)?;
+        if let Some(b) = t.eval_batch_size {
+            positive("train.eval_batch_size", b)?;
+        }
+        if let Some(b) = t.eval_batches {
+            positive("train.eval_batches", b)?;
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(TrainError::config(
+                "train.lr",
+                format!("must be a positive number, found {}", t.lr),
+                "use a peak learning rate such as 1e-3".into(),
+            ));
+        }
+        if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+            return Err(TrainError::config(
+                "train.grad_clip",
+                format!("must be ≥ 0, found {}", t.grad_clip),
+                "use 1.0 (the papers' value) or 0 to disable clipping".into(),
+            ));
+        }
+        if !(t.divergence_factor.is_finite() && t.divergence_factor > 1.0) {
+            return Err(TrainError::config(
+                "train.divergence_factor",
+                format!("must be > 1, found {}", t.divergence_factor),
+                "use e.g. 3.0".into(),
+            ));
+        }
+        positive("data.seq_len", self.data.seq_len)?;
+        Ok(())
+    }
+
+    /// The family name used by analyses.
+    pub fn family(&self) -> &str {
+        self.family.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Stable id: the first 12 hex digits of sha256 over the canonical JSON of the resolved config.
+    pub fn run_id(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a resolved config always serialises");
+        let digest = Sha256::digest(&json);
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Optimiser steps the budget resolves to, given the model's parameter counts.
+    pub fn total_steps(&self, params: algoprog_models::ParamCounts) -> usize {
+        let t = &self.train;
+        let tokens_per_step = (t.batch_size * t.grad_accum * self.data.seq_len) as f64;
+        let tokens = if let Some(s) = t.budget.steps {
+            return s;
+        } else if let Some(tok) = t.budget.tokens {
+            tok as f64
+        } else {
+            let n = match t.budget.param_count {
+                ParamCountKind::Total => params.total(),
+                ParamCountKind::NonEmbedding => params.non_embedding,
+            } as f64;
+            t.budget.tokens_per_param.unwrap_or(20.0) * n
+        };
+        ((tokens / tokens_per_step).ceil() as usize).max(1)
+    }
+}
+
+fn hint_for(path: &str) -> String {
+    let top = path.split('.').next().unwrap_or("");
+    match top {
+        "model" => "see configs/modern.toml for the [model] keys (kind, d_model, n_layers, head_dim, positional, feed_forward, norm, placement, init, …)".into(),
+        "train" => "see configs/modern.toml for the [train] keys (optimizer, schedule, lr, batch_size, grad_accum, steps|tokens|tokens_per_param, grad_clip, eval_interval, …)".into(),
+        "data" => "see configs/modern.toml for the [data] keys (corpus, tokenizer, seq_len, val_tokens, max_train_tokens, cache_dir, split_seed)".into(),
+        _ => "top-level keys are: name, family, preset, seed, [model], [data], [train]".into(),
+    }
+}

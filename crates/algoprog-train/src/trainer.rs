@@ -1,0 +1,267 @@
+//! The training loop: gradient accumulation and clipping, scheduled learning
+//! rate, periodic evaluation on the fixed validation set, an exact FLOP
+//! ledger, divergence detection, and the run record.
+
+use std::time::Instant;
+
+use algoprog_data::{Batch, Dataset};
+use algoprog_models::LanguageModel;
+use algoprog_nn::{clip_grad_norm, cross_entropy, LrSchedule};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::RunConfig;
+use crate::error::{Result, TrainError};
+use crate::record::{DataSummary, EvalRow, FlopLedger, RunDir, RunRecord, RunStatus, WEIGHTS};
+
+/// What the loop reports after each optimiser step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    pub step: u64,
+    pub total_steps: u64,
+    pub tokens: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_second: f64,
+}
+
+/// Hooks for progress display and logging; every method has a no-op default.
+pub trait Observer {
+    fn on_start(&mut self, _record: &RunRecord) {}
+    fn on_step(&mut self, _info: &StepInfo) {}
+    fn on_eval(&mut self, _row: &EvalRow) {}
+    fn on_finish(&mut self, _record: &RunRecord) {}
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A finished (or diverged) run.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub record: RunRecord,
+    pub curve: Vec<EvalRow>,
+}
+
+/// Turn a batch of token ids into (inputs (B,T) u32, flat targets (B·T) u32).
+pub fn batch_tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor)> {
+    let inputs = Tensor::from_slice(&batch.inputs, (batch.batch_size, batch.seq_len), device)?;
+    let targets = Tensor::from_slice(&batch.targets, batch.batch_size * batch.seq_len, device)?;
+    Ok((inputs, targets))
+}
+
+/// Mean next-token loss (nats) of `model` on one batch.
+pub fn batch_loss(model: &dyn LanguageModel, batch: &Batch, device: &Device, train: bool) -> Result<Tensor> {
+    let (inputs, targets) = batch_tensors(batch, device)?;
+    let h = model.hidden(&inputs, train)?;
+    let (b, t, d) = h.dims3()?;
+    let loss = cross_entropy(&h.reshape((b * t, d))?, model.output_weight(), &targets)?;
+    Ok(loss)
+}
+
+/// Mean validation loss over `batches` (weighted by tokens), and the forward FLOPs it cost.
+pub fn evaluate(model: &dyn LanguageModel, batches: &[Batch], device: &Device) -> Result<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for b in batches {
+        let loss = batch_loss(model, b, device, false)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let tokens = b.batch_size * b.seq_len;
+        sum += loss * tokens as f64;
+        n += tokens;
+    }
+    if n == 0 {
+        return Err(TrainError::Internal("the validation set is empty".into()));
+    }
+    Ok(sum / n as f64)
+}
+
+fn add_grads(acc: &mut GradStore, new: GradStore, model: &dyn LanguageModel) -> Result<()> {
+    let mut new = new;
+    for p in model.params().iter() {
+        let t = p.var.as_tensor();
+        if let Some(g) = new.remove(t) {
+            let sum = match acc.remove(t) {
+                Some(a) => (a + g)?,
+                None => g,
+            };
+            acc.insert(t, sum);
+        }
+    }
+    Ok(())
+}
+
+/// Prepare the data a config names and train it. See [`train_on`].
+pub fn train(cfg: &RunConfig, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+    let data = Dataset::prepare(&cfg.data)?;
+    train_on(cfg, &data, dir, observer)
+}
+
+/// Train one run on prepared data, writing `run.json`, `curve.csv` and the
+/// final weights into `dir`. The run record is rewritten after every
+/// evaluation, so an interrupted run leaves a consistent `running` record.
+pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let device = Device::Cpu;
+    let started = Instant::now();
+    let vocab = data.vocab_size();
+    let model = cfg.model.build(vocab, cfg.seed, &device, DType::F32)?;
+    let model: &dyn LanguageModel = model.as_ref();
+    let params = model.param_counts();
+    let t = &cfg.train;
+    let seq_len = cfg.data.seq_len;
+    let total_steps = cfg.total_steps(params) as u64;
+    let tokens_per_step = (t.batch_size * t.grad_accum * seq_len) as u64;
+    let per_token = model.flops(seq_len);
+    let train_flops_per_step = per_token.train_per_token * tokens_per_step as f64;
+    let mut optimizer = t.optimizer.build(model.params())?;
+
+    let eval_bs = t.eval_batch_size.unwrap_or(t.batch_size);
+    let mut val = data.val_batches(eval_bs);
+    if let Some(k) = t.eval_batches {
+        val.truncate(k);
+    }
+    let eval_tokens: u64 = val.iter().map(|b| (b.batch_size * b.seq_len) as u64).sum();
+    let eval_flops_each = per_token.forward_per_token * eval_tokens as f64;
+
+    let mut record = RunRecord {
+        run_id: cfg.run_id(),
+        name: cfg.name.clone(),
+        family: cfg.family().to_string(),
+        seed: cfg.seed,
+        status: RunStatus::Running,
+        diverged_at_step: None,
+        width: model.d_model(),
+        lr: t.lr,
+        params,
+        total_params: params.total(),
+        planned_steps: total_steps,
+        token_budget: total_steps * tokens_per_step,
+        steps_done: 0,
+        tokens_done: 0,
+        flops: FlopLedger {
+            per_token: per_token.clone(),
+            tokens_per_step,
+            train_total: 0.0,
+            eval_total: 0.0,
+            train_total_6n: 0.0,
+        },
+        data: DataSummary {
+            vocab_size: vocab,
+            tokenizer: data.tokenizer().fingerprint(),
+            train_tokens: data.train_tokens(),
+            val_tokens: data.val_tokens(),
+            unigram_entropy: data.unigram_entropy(),
+        },
+        final_val_loss: None,
+        best_val_loss: None,
+        wall_seconds: 0.0,
+        tokens_per_second: 0.0,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        finished_at: None,
+        algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: cfg.clone(),
+    };
+    dir.write_record(&record)?;
+    observer.on_start(&record);
+
+    let mut batches = data.train_batches(t.batch_size, cfg.seed);
+    let mut curve: Vec<EvalRow> = Vec::new();
+    let mut first_loss: Option<f64> = None;
+    let mut loss_sum = 0.0;
+    let mut loss_count = 0usize;
+    let mut lr = 0.0;
+    let train_clock = Instant::now();
+
+    for step in 0..total_steps {
+        lr = t.schedule.lr(step as usize, total_steps as usize, t.lr);
+        let mut grads: Option<GradStore> = None;
+        let mut step_loss = 0.0;
+        for _ in 0..t.grad_accum {
+            let batch = batches
+                .next()
+                .ok_or_else(|| TrainError::Internal("the training batch stream ended".into()))?;
+            let loss = batch_loss(model, &batch, &device, true)?;
+            let loss_scaled = if t.grad_accum > 1 { (&loss / t.grad_accum as f64)? } else { loss.clone() };
+            step_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? / t.grad_accum as f64;
+            let g = loss_scaled.backward()?;
+            match grads.as_mut() {
+                None => grads = Some(g),
+                Some(acc) => add_grads(acc, g, model)?,
+            }
+        }
+        let mut grads = grads.expect("grad_accum ≥ 1");
+        let first = *first_loss.get_or_insert(step_loss);
+        if !step_loss.is_finite() || step_loss > t.divergence_factor * first {
+            record.status = RunStatus::Diverged;
+            record.diverged_at_step = Some(step + 1);
+            break;
+        }
+        let grad_norm = if t.grad_clip > 0.0 {
+            clip_grad_norm(model.params(), &mut grads, t.grad_clip)?
+        } else {
+            f64::NAN
+        };
+        optimizer.step(&grads, lr)?;
+        drop(grads);
+
+        let done = step + 1;
+        loss_sum += step_loss;
+        loss_count += 1;
+        record.steps_done = done;
+        record.tokens_done = done * tokens_per_step;
+        record.flops.train_total = done as f64 * train_flops_per_step;
+        record.flops.train_total_6n = per_token.six_n_per_token * record.tokens_done as f64;
+        let elapsed = train_clock.elapsed().as_secs_f64().max(1e-9);
+        observer.on_step(&StepInfo {
+            step: done,
+            total_steps,
+            tokens: record.tokens_done,
+            loss: step_loss,
+            lr,
+            grad_norm,
+            tokens_per_second: record.tokens_done as f64 / elapsed,
+        });
+
+        if done % t.eval_interval as u64 == 0 || done == total_steps {
+            let val_loss = evaluate(model, &val, &device)?;
+            record.flops.eval_total += eval_flops_each;
+            if !val_loss.is_finite() {
+                record.status = RunStatus::Diverged;
+                record.diverged_at_step = Some(done);
+                break;
+            }
+            let row = EvalRow {
+                step: done,
+                tokens: record.tokens_done,
+                flops: record.flops.train_total,
+                train_loss: loss_sum / loss_count.max(1) as f64,
+                val_loss,
+                lr,
+            };
+            loss_sum = 0.0;
+            loss_count = 0;
+            curve.push(row);
+            record.final_val_loss = Some(val_loss);
+            record.best_val_loss = Some(record.best_val_loss.map_or(val_loss, |b: f64| b.min(val_loss)));
+            record.wall_seconds = started.elapsed().as_secs_f64();
+            record.tokens_per_second = record.tokens_done as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+            dir.write_curve(&curve)?;
+            dir.write_record(&record)?;
+            observer.on_eval(&row);
+        }
+    }
+    let _ = lr;
+    if record.status == RunStatus::Running {
+        record.status = RunStatus::Finished;
+        model.params().save_safetensors(&dir.path.join(WEIGHTS))?;
+    }
+    record.wall_seconds = started.elapsed().as_secs_f64();
+    record.tokens_per_second = record.tokens_done as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+    record.finished_at = Some(chrono::Utc::now().to_rfc3339());
+    dir.write_curve(&curve)?;
+    dir.write_record(&record)?;
+    observer.on_finish(&record);
+    Ok(TrainOutcome { record, curve })
+}
