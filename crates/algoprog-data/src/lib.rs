@@ -1,1 +1,34 @@
-//! algoprog-data
+//! algoprog-data: corpora, tokenizers, token caches, the train/validation split
+//! and batching.
+//!
+//! Data flow: [`Corpus`] (documents) → [`Tokenizer`] → token cache (a checked
+//! `u16`/`u32` file keyed by a hash of corpus, tokenizer and split) → [`Dataset`]
+//! (train and validation streams) → [`Batch`]es of `seq_len` tokens at stride
+//! `seq_len`.
+//!
+//! ```no_run
+//! use algoprog_data::{DataConfig, Dataset, TokenizerSpec};
+//! let cfg = DataConfig { tokenizer: TokenizerSpec::Gpt2, ..DataConfig::default() };
+//! let data = Dataset::prepare(&cfg)?;
+//! let batch = data.train_batches(32, 0).next().unwrap();
+//! assert_eq!(batch.inputs.len(), 32 * 128);
+//! # Ok::<(), algoprog_data::DataError>(())
+//! ```
+//!
+//! Nothing here touches the network: the default corpus is embedded (see
+//! `corpus/PROVENANCE.md`) and GPT-2's tokenizer comes from `tiktoken-rs`.
+
+pub mod batch;
+pub mod cache;
+pub mod corpus;
+mod dataset;
+mod error;
+pub mod tokenizer;
+pub mod unigram;
+
+pub use batch::{num_sequences, permutation, Batch, TrainBatches};
+pub use corpus::{embedded_documents, Corpus, CorpusSpec, Document, EmbeddedCorpus, InMemoryCorpus};
+pub use dataset::{CacheOutcome, DataConfig, Dataset, PrepareTimings, Progress, SplitSide};
+pub use error::DataError;
+pub use tokenizer::{BpeTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec, END_OF_TEXT, GPT2_VOCAB_SIZE};
+pub use unigram::{unigram_cross_entropy, unigram_entropy};
