@@ -68,3 +68,10 @@ pub trait LanguageModel: Send + Sync {
     /// Every trainable parameter with its name and role (names are the safetensors keys).
     fn params(&self) -> &algoprog_nn::ParamStore;
 }
+
+pub mod config;
+pub mod transformer;
+
+pub use algoprog_nn::ConfigError;
+pub use config::{DynTransformer, ModelConfig, TransformerConfig};
+pub use transformer::{default_depth, Transformer, TransformerSpec};

@@ -1,1 +1,114 @@
-//! algoprog-nn
+//! algoprog-nn: the components an ablation swaps.
+//!
+//! Each seam is a trait with a default implementation per historical choice:
+//!
+//! | seam | trait | implementations | run-time enum (config) |
+//! |---|---|---|---|
+//! | positional encoding | [`PositionalEncoding`] | [`Rotary`], [`Sinusoidal`], [`Learned`], [`NoPe`], [`Alibi`] | [`DynPositional`] ([`PositionalKind`]) |
+//! | feed-forward | [`FeedForward`] (built from an [`Activation`]) | [`Mlp<Relu>`](Mlp), [`Mlp<Gelu>`](Mlp), [`Mlp<GeluTanh>`](Mlp), [`SwiGlu`], [`GeGlu`] | [`DynFeedForward`] ([`FeedForwardKind`] + [`GatedHidden`]) |
+//! | normalisation | [`Norm`] | [`LayerNorm`], [`RmsNorm`] | [`DynNorm`] ([`NormKind`]) |
+//! | initialisation | [`Initializer`] | [`InitScheme`] over [`InitKind`] | [`InitKind`] |
+//! | LR schedule | [`LrSchedule`] | [`ScheduleConfig`] variants | [`ScheduleConfig`] |
+//! | optimiser | [`Optimizer`] | [`AdamW`], [`Sgd`], [`RmsProp`] | [`OptimizerConfig`] |
+//!
+//! The run-time enums implement the same traits by delegation, so a TOML
+//! config picks components at run time while library code names concrete
+//! types (`Transformer<Rotary, SwiGlu, RmsNorm>` in `algoprog-models`).
+//! A user adds a component by implementing the trait in their own crate.
+//!
+//! Every component reports its forward FLOPs ([`Flops`]) for a given shape:
+//! matmuls at 2·m·n·k (the convention a profiler counting matmuls uses),
+//! element-wise work separately at one FLOP per arithmetic operation per
+//! element (transcendentals such as `exp`, `erf`, `tanh`, `sqrt` count as one).
+//!
+//! All gradients flow through composite candle ops: none of the candle fast
+//! paths without a backward pass (`rope*`, `ops::rms_norm`, `ops::layer_norm`,
+//! `softmax_last_dim`, `sdpa`) is used.
+
+pub mod activation;
+pub mod attention;
+pub mod feed_forward;
+pub mod gradcheck;
+pub mod init;
+pub mod loss;
+pub mod norm;
+pub mod optim;
+pub mod params;
+pub mod positional;
+pub mod schedule;
+
+pub use activation::{Activation, Gelu, GeluTanh, Relu, Silu};
+pub use attention::{AttentionDims, CausalSelfAttention};
+pub use feed_forward::{
+    DynFeedForward, FeedForward, FeedForwardKind, FeedForwardSpec, FfDims, GatedFeedForward,
+    GatedHidden, GeGlu, Mlp, SwiGlu,
+};
+pub use init::{Init, InitKind, InitScheme, Initializer};
+pub use loss::{clip_grad_norm, cross_entropy, linear};
+pub use norm::{DynNorm, LayerNorm, Norm, NormConfig, NormKind, Placement, RmsNorm};
+pub use optim::{AdamW, DecayMask, Optimizer, OptimizerConfig, RmsProp, Sgd};
+pub use params::{Param, ParamBuilder, ParamRole, ParamStore};
+pub use positional::{
+    Alibi, DynPositional, Learned, NoPe, PosDims, PositionalEncoding, PositionalKind, Rotary,
+    RotaryConfig, Sinusoidal,
+};
+pub use schedule::{LrSchedule, ScheduleConfig};
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration error: which key is wrong and how to fix it.
+///
+/// `key` is the dotted TOML path (e.g. `model.d_model`); `message` is the
+/// full sentence shown to the user and names the key and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// Forward FLOPs of a component for a given shape.
+///
+/// `matmul` counts matrix products at 2·m·n·k; `elementwise` counts
+/// everything else (bias adds, activations, norms, softmax, rotations) at one
+/// FLOP per arithmetic operation per element. The model-level total of the
+/// profiler convention is the sum of `matmul` only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flops {
+    pub matmul: f64,
+    pub elementwise: f64,
+}
+
+impl Flops {
+    pub const ZERO: Flops = Flops { matmul: 0.0, elementwise: 0.0 };
+    pub fn new(matmul: f64, elementwise: f64) -> Self {
+        Self { matmul, elementwise }
+    }
+    /// matmul + elementwise.
+    pub fn total(&self) -> f64 {
+        self.matmul + self.elementwise
+    }
+    /// Both parts multiplied by `k`.
+    pub fn scale(&self, k: f64) -> Self {
+        Self { matmul: self.matmul * k, elementwise: self.elementwise * k }
+    }
+}
+
+impl std::ops::Add for Flops {
+    type Output = Flops;
+    fn add(self, o: Flops) -> Flops {
+        Flops { matmul: self.matmul + o.matmul, elementwise: self.elementwise + o.elementwise }
+    }
+}
+
+impl std::iter::Sum for Flops {
+    fn sum<I: Iterator<Item = Flops>>(iter: I) -> Flops {
+        iter.fold(Flops::ZERO, |a, b| a + b)
+    }
+}

@@ -1,0 +1,71 @@
+//! Element-wise activations used inside feed-forward blocks.
+//!
+//! FLOPs per element (one per arithmetic op; `exp`, `erf`, `tanh` count one):
+//! - ReLU `max(x, 0)`: 1
+//! - GeLU exact `0.5·x·(1 + erf(x/√2))`: 5 (scale, erf, add, mul, mul)
+//! - GeLU tanh `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`: 9 (cube = 2, scale,
+//!   add, scale, tanh, add, mul, mul)
+//! - SiLU `x·σ(x) = x / (1 + e^{−x})`: 4 (neg, exp, add, div)
+
+use candle_core::{Result, Tensor};
+
+/// An element-wise nonlinearity. Implement it (plus `Default`) to add one;
+/// it then plugs into [`crate::Mlp`] and [`crate::GatedFeedForward`].
+pub trait Activation: Clone + std::fmt::Debug + Default + Send + Sync + 'static {
+    /// Short name used in FLOP breakdowns.
+    const NAME: &'static str;
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// Forward FLOPs per element.
+    fn flops_per_element(&self) -> f64;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relu;
+impl Activation for Relu {
+    const NAME: &'static str = "relu";
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.relu()
+    }
+    fn flops_per_element(&self) -> f64 {
+        1.0
+    }
+}
+
+/// Exact (erf) GeLU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gelu;
+impl Activation for Gelu {
+    const NAME: &'static str = "gelu";
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu_erf()
+    }
+    fn flops_per_element(&self) -> f64 {
+        5.0
+    }
+}
+
+/// GeLU with the tanh approximation (GPT-2).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GeluTanh;
+impl Activation for GeluTanh {
+    const NAME: &'static str = "gelu_tanh";
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu()
+    }
+    fn flops_per_element(&self) -> f64 {
+        9.0
+    }
+}
+
+/// SiLU (swish), the gate activation of SwiGLU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silu;
+impl Activation for Silu {
+    const NAME: &'static str = "silu";
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.silu()
+    }
+    fn flops_per_element(&self) -> f64 {
+        4.0
+    }
+}

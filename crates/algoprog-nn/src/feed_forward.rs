@@ -1,0 +1,264 @@
+//! Position-wise feed-forward blocks: plain MLPs and gated (GLU) variants.
+//!
+//! ## Hidden sizes
+//! - Plain MLP ([`Mlp`]): hidden h = round(ff_ratio · d) (4d by default);
+//!   two matrices, 2·d·h weights.
+//! - Gated ([`GatedFeedForward`], SwiGLU/GeGLU): three matrices (gate, up,
+//!   down), 3·d·h weights. The hidden size follows [`GatedHidden`]:
+//!   - `paper` (default): h = round(ff_ratio · d), as in the paper, whose
+//!     SwiGLU "adds a small number of additional parameters" (1.5× the MLP's
+//!     feed-forward weights);
+//!   - `param_matched`: h = 2/3 · ff_ratio · d rounded to the nearest
+//!     multiple of 8 (at least 8), so 3·d·h ≈ 2·d·(ff_ratio·d)
+//!     (d = 64: h = 168, 32 256 weights against the MLP's 32 768).
+//!
+//! ## FLOPs per token (forward)
+//! - Mlp: matmul 4·d·h; elementwise c·h (+ h + d bias adds when `bias`),
+//!   c the activation's FLOPs per element.
+//! - Gated: matmul 6·d·h; elementwise (c + 1)·h (activation and gate
+//!   product) (+ 2h + d bias adds when `bias`).
+
+use crate::activation::{Activation, Gelu, GeluTanh, Relu, Silu};
+use crate::loss::linear;
+use crate::params::{ParamBuilder, ParamRole};
+use crate::Flops;
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Shape information a feed-forward block is built from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FfDims {
+    pub d_model: usize,
+    /// Hidden size of the plain MLP relative to d_model (4 by default).
+    pub ff_ratio: f64,
+    /// Whether linear layers carry biases.
+    pub bias: bool,
+}
+
+/// A feed-forward block: (…, d) → (…, d), applied per position.
+pub trait FeedForward: Sized + Send + Sync + 'static {
+    /// Component-specific settings (`()` when there are none).
+    type Config: Clone + std::fmt::Debug + Default + PartialEq + Send + Sync;
+    /// Creates the parameters under `pb` (names `in`, `gate`, `up`, `out`, ...).
+    fn new(cfg: &Self::Config, dims: &FfDims, pb: &ParamBuilder) -> Result<Self>;
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// Hidden width.
+    fn hidden_size(cfg: &Self::Config, dims: &FfDims) -> usize;
+    /// Number of scalar parameters (weights and biases).
+    fn num_params(cfg: &Self::Config, dims: &FfDims) -> usize;
+    /// Forward FLOPs for `tokens` positions.
+    fn flops(cfg: &Self::Config, dims: &FfDims, tokens: usize) -> Flops;
+}
+
+fn plain_hidden(dims: &FfDims) -> usize {
+    ((dims.ff_ratio * dims.d_model as f64).round() as usize).max(1)
+}
+
+/// How the hidden size of a gated feed-forward is chosen (`gated_hidden = "..."`, snake_case).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatedHidden {
+    /// h = round(ff_ratio · d): the paper's choice (more parameters than the MLP).
+    #[default]
+    Paper,
+    /// h = 2/3 · ff_ratio · d rounded to the nearest multiple of 8 (at least 8).
+    ParamMatched,
+}
+
+impl GatedHidden {
+    /// The hidden size for `dims` under this rule.
+    pub fn hidden(&self, dims: &FfDims) -> usize {
+        match self {
+            GatedHidden::Paper => plain_hidden(dims),
+            GatedHidden::ParamMatched => {
+                let h = 2.0 / 3.0 * dims.ff_ratio * dims.d_model as f64;
+                (((h / 8.0).round() as usize) * 8).max(8)
+            }
+        }
+    }
+}
+
+/// Linear → activation → linear.
+#[derive(Clone, Debug)]
+pub struct Mlp<A: Activation> {
+    w_in: Tensor,
+    b_in: Option<Tensor>,
+    w_out: Tensor,
+    b_out: Option<Tensor>,
+    act: A,
+}
+
+fn bias(pb: &ParamBuilder, on: bool, n: usize) -> Result<Option<Tensor>> {
+    if on {
+        Ok(Some(pb.param("bias", &[n], ParamRole::Bias)?))
+    } else {
+        Ok(None)
+    }
+}
+
+impl<A: Activation> FeedForward for Mlp<A> {
+    type Config = ();
+    fn new(_: &(), dims: &FfDims, pb: &ParamBuilder) -> Result<Self> {
+        let (d, h) = (dims.d_model, plain_hidden(dims));
+        let pin = pb.pp("in");
+        let pout = pb.pp("out");
+        Ok(Self {
+            w_in: pin.param("weight", &[h, d], ParamRole::MlpIn)?,
+            b_in: bias(&pin, dims.bias, h)?,
+            w_out: pout.param("weight", &[d, h], ParamRole::MlpOut)?,
+            b_out: bias(&pout, dims.bias, d)?,
+            act: A::default(),
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.act.forward(&linear(x, &self.w_in, self.b_in.as_ref())?)?;
+        linear(&h, &self.w_out, self.b_out.as_ref())
+    }
+    fn hidden_size(_: &(), dims: &FfDims) -> usize {
+        plain_hidden(dims)
+    }
+    fn num_params(_: &(), dims: &FfDims) -> usize {
+        let (d, h) = (dims.d_model, plain_hidden(dims));
+        2 * d * h + if dims.bias { h + d } else { 0 }
+    }
+    fn flops(_: &(), dims: &FfDims, tokens: usize) -> Flops {
+        let (d, h, n) = (dims.d_model as f64, plain_hidden(dims) as f64, tokens as f64);
+        let bias = if dims.bias { h + d } else { 0.0 };
+        Flops::new(n * 4.0 * d * h, n * (A::default().flops_per_element() * h + bias))
+    }
+}
+
+/// Gated linear unit: down(act(gate·x) ⊙ (up·x)) (Shazeer 2020).
+#[derive(Clone, Debug)]
+pub struct GatedFeedForward<A: Activation> {
+    w_gate: Tensor,
+    b_gate: Option<Tensor>,
+    w_up: Tensor,
+    b_up: Option<Tensor>,
+    w_out: Tensor,
+    b_out: Option<Tensor>,
+    act: A,
+}
+
+/// SwiGLU: SiLU-gated GLU.
+pub type SwiGlu = GatedFeedForward<Silu>;
+/// GeGLU: GeLU-gated GLU.
+pub type GeGlu = GatedFeedForward<Gelu>;
+
+impl<A: Activation> FeedForward for GatedFeedForward<A> {
+    type Config = GatedHidden;
+    fn new(cfg: &GatedHidden, dims: &FfDims, pb: &ParamBuilder) -> Result<Self> {
+        let (d, h) = (dims.d_model, cfg.hidden(dims));
+        let (pg, pu, po) = (pb.pp("gate"), pb.pp("up"), pb.pp("out"));
+        Ok(Self {
+            w_gate: pg.param("weight", &[h, d], ParamRole::MlpIn)?,
+            b_gate: bias(&pg, dims.bias, h)?,
+            w_up: pu.param("weight", &[h, d], ParamRole::MlpIn)?,
+            b_up: bias(&pu, dims.bias, h)?,
+            w_out: po.param("weight", &[d, h], ParamRole::MlpOut)?,
+            b_out: bias(&po, dims.bias, d)?,
+            act: A::default(),
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.act.forward(&linear(x, &self.w_gate, self.b_gate.as_ref())?)?;
+        let u = linear(x, &self.w_up, self.b_up.as_ref())?;
+        linear(&(g * u)?, &self.w_out, self.b_out.as_ref())
+    }
+    fn hidden_size(cfg: &GatedHidden, dims: &FfDims) -> usize {
+        cfg.hidden(dims)
+    }
+    fn num_params(cfg: &GatedHidden, dims: &FfDims) -> usize {
+        let (d, h) = (dims.d_model, cfg.hidden(dims));
+        3 * d * h + if dims.bias { 2 * h + d } else { 0 }
+    }
+    fn flops(cfg: &GatedHidden, dims: &FfDims, tokens: usize) -> Flops {
+        let (d, h, n) = (dims.d_model as f64, cfg.hidden(dims) as f64, tokens as f64);
+        let bias = if dims.bias { 2.0 * h + d } else { 0.0 };
+        Flops::new(n * 6.0 * d * h, n * ((A::default().flops_per_element() + 1.0) * h + bias))
+    }
+}
+
+/// Feed-forward choices selectable from a config (`feed_forward = "..."`, snake_case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedForwardKind {
+    #[serde(rename = "relu")]
+    Relu,
+    /// Exact (erf) GeLU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// tanh-approximated GeLU.
+    #[serde(rename = "gelu_tanh")]
+    GeluTanh,
+    #[serde(rename = "swiglu")]
+    SwiGlu,
+    #[serde(rename = "geglu")]
+    GeGlu,
+}
+
+/// Run-time feed-forward choice: the kind and the gated hidden-size rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FeedForwardSpec {
+    pub kind: FeedForwardKind,
+    /// Only used by gated kinds.
+    pub gated_hidden: GatedHidden,
+}
+
+impl Default for FeedForwardSpec {
+    fn default() -> Self {
+        Self { kind: FeedForwardKind::SwiGlu, gated_hidden: GatedHidden::Paper }
+    }
+}
+
+/// A feed-forward chosen at run time; delegates to the concrete types.
+#[derive(Clone, Debug)]
+pub enum DynFeedForward {
+    Relu(Mlp<Relu>),
+    Gelu(Mlp<Gelu>),
+    GeluTanh(Mlp<GeluTanh>),
+    SwiGlu(SwiGlu),
+    GeGlu(GeGlu),
+}
+
+macro_rules! ff_dispatch {
+    ($spec:expr, $f:ident ( $($arg:expr),* )) => {
+        match $spec.kind {
+            FeedForwardKind::Relu => <Mlp<Relu> as FeedForward>::$f(&(), $($arg),*),
+            FeedForwardKind::Gelu => <Mlp<Gelu> as FeedForward>::$f(&(), $($arg),*),
+            FeedForwardKind::GeluTanh => <Mlp<GeluTanh> as FeedForward>::$f(&(), $($arg),*),
+            FeedForwardKind::SwiGlu => <SwiGlu as FeedForward>::$f(&$spec.gated_hidden, $($arg),*),
+            FeedForwardKind::GeGlu => <GeGlu as FeedForward>::$f(&$spec.gated_hidden, $($arg),*),
+        }
+    };
+}
+
+impl FeedForward for DynFeedForward {
+    type Config = FeedForwardSpec;
+    fn new(cfg: &FeedForwardSpec, dims: &FfDims, pb: &ParamBuilder) -> Result<Self> {
+        Ok(match cfg.kind {
+            FeedForwardKind::Relu => Self::Relu(Mlp::new(&(), dims, pb)?),
+            FeedForwardKind::Gelu => Self::Gelu(Mlp::new(&(), dims, pb)?),
+            FeedForwardKind::GeluTanh => Self::GeluTanh(Mlp::new(&(), dims, pb)?),
+            FeedForwardKind::SwiGlu => Self::SwiGlu(SwiGlu::new(&cfg.gated_hidden, dims, pb)?),
+            FeedForwardKind::GeGlu => Self::GeGlu(GeGlu::new(&cfg.gated_hidden, dims, pb)?),
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Relu(m) => m.forward(x),
+            Self::Gelu(m) => m.forward(x),
+            Self::GeluTanh(m) => m.forward(x),
+            Self::SwiGlu(m) => m.forward(x),
+            Self::GeGlu(m) => m.forward(x),
+        }
+    }
+    fn hidden_size(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
+        ff_dispatch!(cfg, hidden_size(dims))
+    }
+    fn num_params(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
+        ff_dispatch!(cfg, num_params(dims))
+    }
+    fn flops(cfg: &FeedForwardSpec, dims: &FfDims, tokens: usize) -> Flops {
+        ff_dispatch!(cfg, flops(dims, tokens))
+    }
+}

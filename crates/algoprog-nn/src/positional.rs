@@ -1,0 +1,338 @@
+//! Positional encodings, as three hooks with identity defaults:
+//! [`PositionalEncoding::embed`] (additive: sinusoidal, learned),
+//! [`PositionalEncoding::rotate`] (rotary) and
+//! [`PositionalEncoding::score_bias`] (ALiBi).
+//!
+//! FLOPs (forward, element-wise; none has matmuls), for a batch of b
+//! sequences of length T with h heads of size d_h, d = h·d_h:
+//! - NoPE: 0.
+//! - Sinusoidal, Learned: one add per element of the embeddings: b·T·d.
+//! - Rotary: per rotated vector of size d_h, 3·d_h (x₁cos, x₂sin, subtract,
+//!   x₁sin, x₂cos, add on d_h/2 pairs); q and k in every head: b·T·6·d.
+//! - ALiBi: one add per attention score: b·h·T².
+
+use crate::params::{ParamBuilder, ParamRole};
+use crate::Flops;
+use candle_core::{Result, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+/// Shape information a positional encoding is built from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PosDims {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub head_dim: usize,
+    /// Longest sequence the tables and caches cover.
+    pub max_seq_len: usize,
+}
+
+/// Where a positional encoding acts. All hooks default to the identity.
+pub trait PositionalEncoding: Sized + Send + Sync + 'static {
+    type Config: Clone + std::fmt::Debug + Default + PartialEq + Send + Sync;
+    fn new(cfg: &Self::Config, dims: &PosDims, pb: &ParamBuilder) -> Result<Self>;
+    /// Token embeddings (b, T, d) → input of the first block.
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+    /// Queries and keys (b, h, T, d_h) before the scores are formed.
+    fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((q.clone(), k.clone()))
+    }
+    /// Scaled attention scores (b, h, T, T) before the causal mask.
+    fn score_bias(&self, scores: &Tensor) -> Result<Tensor> {
+        Ok(scores.clone())
+    }
+    /// Trainable scalars (a learned table counts as embedding parameters).
+    fn num_params(_cfg: &Self::Config, _dims: &PosDims) -> usize {
+        0
+    }
+    /// Forward FLOPs for `batch` sequences of length `seq_len`.
+    fn flops(_cfg: &Self::Config, _dims: &PosDims, _batch: usize, _seq_len: usize) -> Flops {
+        Flops::ZERO
+    }
+}
+
+fn check_len(t: usize, max: usize, what: &str) -> Result<()> {
+    if t > max {
+        return Err(candle_core::Error::Msg(format!(
+            "{what}: sequence length {t} exceeds model.max_seq_len = {max}; raise model.max_seq_len"
+        )));
+    }
+    Ok(())
+}
+
+/// No positional information (NoPE): causal masking alone orders tokens.
+#[derive(Clone, Debug, Default)]
+pub struct NoPe;
+impl PositionalEncoding for NoPe {
+    type Config = ();
+    fn new(_: &(), _: &PosDims, _: &ParamBuilder) -> Result<Self> {
+        Ok(NoPe)
+    }
+}
+
+/// Fixed sinusoidal table (Vaswani et al. 2017) added to the embeddings:
+/// PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(p / 10000^{2i/d}).
+#[derive(Clone, Debug)]
+pub struct Sinusoidal {
+    table: Tensor,
+}
+
+impl Sinusoidal {
+    /// The (max_seq_len, d) table in f64.
+    pub fn table_values(max_seq_len: usize, d: usize) -> Vec<f64> {
+        let mut v = vec![0.0; max_seq_len * d];
+        for p in 0..max_seq_len {
+            for j in 0..d {
+                let i2 = (j / 2 * 2) as f64;
+                let angle = p as f64 / 10000f64.powf(i2 / d as f64);
+                v[p * d + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() };
+            }
+        }
+        v
+    }
+}
+
+impl PositionalEncoding for Sinusoidal {
+    type Config = ();
+    fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let v = Self::table_values(dims.max_seq_len, dims.d_model);
+        let table = Tensor::from_vec(v, (dims.max_seq_len, dims.d_model), &pb.device())?
+            .to_dtype(pb.dtype())?;
+        Ok(Self { table })
+    }
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        check_len(t, self.table.dim(0)?, "sinusoidal positions")?;
+        x.broadcast_add(&self.table.narrow(0, 0, t)?)
+    }
+    fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+        Flops::new(0.0, (batch * seq_len * dims.d_model) as f64)
+    }
+}
+
+/// Learned absolute position table `weight` (max_seq_len, d), role PositionalEmbedding.
+#[derive(Clone, Debug)]
+pub struct Learned {
+    table: Tensor,
+}
+
+impl PositionalEncoding for Learned {
+    type Config = ();
+    fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let table = pb.param("weight", &[dims.max_seq_len, dims.d_model], ParamRole::PositionalEmbedding)?;
+        Ok(Self { table })
+    }
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        check_len(t, self.table.dim(0)?, "learned positions")?;
+        x.broadcast_add(&self.table.narrow(0, 0, t)?)
+    }
+    fn num_params(_: &(), dims: &PosDims) -> usize {
+        dims.max_seq_len * dims.d_model
+    }
+    fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+        Flops::new(0.0, (batch * seq_len * dims.d_model) as f64)
+    }
+}
+
+/// Rotary settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RotaryConfig {
+    /// θ base: frequencies base^{−2i/d_h} (10 000).
+    pub base: f64,
+}
+impl Default for RotaryConfig {
+    fn default() -> Self {
+        Self { base: 10_000.0 }
+    }
+}
+
+/// Rotary position embedding (Su et al. 2021), "rotate-half" layout
+/// (GPT-NeoX): with x = [x₁, x₂] split in halves of d_h/2,
+/// rot(x) = [x₁cos θ − x₂sin θ, x₁sin θ + x₂cos θ], θ_{p,i} = p·base^{−2i/d_h}.
+#[derive(Clone, Debug)]
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, t, hd) = x.dims4()?;
+        check_len(t, self.cos.dim(0)?, "rotary positions")?;
+        let half = hd / 2;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let a = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let b = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
+        Tensor::cat(&[a, b], D::Minus1)
+    }
+}
+
+impl PositionalEncoding for Rotary {
+    type Config = RotaryConfig;
+    fn new(cfg: &RotaryConfig, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let (t, half) = (dims.max_seq_len, dims.head_dim / 2);
+        if dims.head_dim % 2 != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "rotary positions need an even model.head_dim, got {}; choose an even head_dim",
+                dims.head_dim
+            )));
+        }
+        let mut c = vec![0.0; t * half];
+        let mut s = vec![0.0; t * half];
+        for p in 0..t {
+            for i in 0..half {
+                let th = p as f64 * cfg.base.powf(-2.0 * i as f64 / dims.head_dim as f64);
+                c[p * half + i] = th.cos();
+                s[p * half + i] = th.sin();
+            }
+        }
+        let dev = pb.device();
+        Ok(Self {
+            cos: Tensor::from_vec(c, (t, half), &dev)?.to_dtype(pb.dtype())?,
+            sin: Tensor::from_vec(s, (t, half), &dev)?.to_dtype(pb.dtype())?,
+        })
+    }
+    fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.apply(q)?, self.apply(k)?))
+    }
+    fn flops(_: &RotaryConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+        Flops::new(0.0, (batch * seq_len * 6 * dims.d_model) as f64)
+    }
+}
+
+/// ALiBi (Press et al. 2022): score(i, j) += −m_h·(i − j), slopes
+/// m_h = 2^{−8h/H} for h = 1..H when H is a power of two; otherwise the
+/// reference construction (slopes of the nearest lower power of two, then
+/// every other slope of the next power of two).
+#[derive(Clone, Debug)]
+pub struct Alibi {
+    /// (h, T_max, T_max)
+    bias: Tensor,
+}
+
+impl Alibi {
+    pub fn slopes(n: usize) -> Vec<f64> {
+        fn pow2(n: usize) -> Vec<f64> {
+            let start = 2f64.powf(-8.0 / n as f64);
+            (1..=n).map(|i| start.powi(i as i32)).collect()
+        }
+        if n.is_power_of_two() {
+            pow2(n)
+        } else {
+            let cp = 1usize << (usize::BITS - 1 - n.leading_zeros());
+            let mut s = pow2(cp);
+            s.extend(pow2(2 * cp).into_iter().step_by(2).take(n - cp));
+            s
+        }
+    }
+}
+
+impl PositionalEncoding for Alibi {
+    type Config = ();
+    fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let (h, t) = (dims.n_heads, dims.max_seq_len);
+        let slopes = Self::slopes(h);
+        let mut v = vec![0.0; h * t * t];
+        for (hh, m) in slopes.iter().enumerate() {
+            for i in 0..t {
+                for j in 0..=i {
+                    v[(hh * t + i) * t + j] = -m * (i - j) as f64;
+                }
+            }
+        }
+        let bias = Tensor::from_vec(v, (h, t, t), &pb.device())?.to_dtype(pb.dtype())?;
+        Ok(Self { bias })
+    }
+    fn score_bias(&self, scores: &Tensor) -> Result<Tensor> {
+        let t = scores.dim(2)?;
+        check_len(t, self.bias.dim(1)?, "alibi positions")?;
+        scores.broadcast_add(&self.bias.narrow(1, 0, t)?.narrow(2, 0, t)?)
+    }
+    fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+        Flops::new(0.0, (batch * dims.n_heads * seq_len * seq_len) as f64)
+    }
+}
+
+/// Positional choices selectable from a config (`positional = "..."`, snake_case;
+/// `"none"` is NoPE and also accepted as `"nope"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionalKind {
+    #[default]
+    Rotary,
+    Sinusoidal,
+    Learned,
+    #[serde(alias = "nope")]
+    None,
+    Alibi,
+}
+
+/// A positional encoding chosen at run time (rotary base 10 000); delegates.
+#[derive(Clone, Debug)]
+pub enum DynPositional {
+    None(NoPe),
+    Sinusoidal(Sinusoidal),
+    Learned(Learned),
+    Rotary(Rotary),
+    Alibi(Alibi),
+}
+
+impl PositionalEncoding for DynPositional {
+    type Config = PositionalKind;
+    fn new(cfg: &PositionalKind, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        Ok(match cfg {
+            PositionalKind::None => Self::None(NoPe::new(&(), dims, pb)?),
+            PositionalKind::Sinusoidal => Self::Sinusoidal(Sinusoidal::new(&(), dims, pb)?),
+            PositionalKind::Learned => Self::Learned(Learned::new(&(), dims, pb)?),
+            PositionalKind::Rotary => Self::Rotary(Rotary::new(&RotaryConfig::default(), dims, pb)?),
+            PositionalKind::Alibi => Self::Alibi(Alibi::new(&(), dims, pb)?),
+        })
+    }
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::None(p) => p.embed(x),
+            Self::Sinusoidal(p) => p.embed(x),
+            Self::Learned(p) => p.embed(x),
+            Self::Rotary(p) => p.embed(x),
+            Self::Alibi(p) => p.embed(x),
+        }
+    }
+    fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            Self::None(p) => p.rotate(q, k),
+            Self::Sinusoidal(p) => p.rotate(q, k),
+            Self::Learned(p) => p.rotate(q, k),
+            Self::Rotary(p) => p.rotate(q, k),
+            Self::Alibi(p) => p.rotate(q, k),
+        }
+    }
+    fn score_bias(&self, s: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::None(p) => p.score_bias(s),
+            Self::Sinusoidal(p) => p.score_bias(s),
+            Self::Learned(p) => p.score_bias(s),
+            Self::Rotary(p) => p.score_bias(s),
+            Self::Alibi(p) => p.score_bias(s),
+        }
+    }
+    fn num_params(cfg: &PositionalKind, dims: &PosDims) -> usize {
+        match cfg {
+            PositionalKind::Learned => Learned::num_params(&(), dims),
+            _ => 0,
+        }
+    }
+    fn flops(cfg: &PositionalKind, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+        match cfg {
+            PositionalKind::None => NoPe::flops(&(), dims, batch, seq_len),
+            PositionalKind::Sinusoidal => Sinusoidal::flops(&(), dims, batch, seq_len),
+            PositionalKind::Learned => Learned::flops(&(), dims, batch, seq_len),
+            PositionalKind::Rotary => Rotary::flops(&RotaryConfig::default(), dims, batch, seq_len),
+            PositionalKind::Alibi => Alibi::flops(&(), dims, batch, seq_len),
+        }
+    }
+}
