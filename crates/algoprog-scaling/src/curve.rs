@@ -43,11 +43,14 @@ pub struct RunMeta {
 /// A run's evaluation points, sorted by step, with its metadata.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
+    /// The run's metadata.
     pub meta: RunMeta,
+    /// Evaluation points, sorted by step.
     pub points: Vec<Point>,
 }
 
 impl Curve {
+    /// A curve from metadata and points (assumed sorted by step).
     pub fn new(meta: RunMeta, points: Vec<Point>) -> Self {
         Self { meta, points }
     }
@@ -64,4 +67,24 @@ impl Curve {
     pub fn last(&self) -> Option<&Point> {
         self.points.last()
     }
+
+    /// Intermediate-checkpoint fitting (Choshen et al. 2025): the curve without
+    /// the leading `fraction` of training, i.e. only the points with
+    /// step ≥ `fraction` × (the run's last logged step). `fraction` = 1/3 drops
+    /// the first third of training steps, as section 2.3 of the paper did.
+    /// Panics unless 0 ≤ `fraction` ≤ 1.
+    pub fn drop_leading_fraction(&self, fraction: f64) -> Curve {
+        assert!((0.0..=1.0).contains(&fraction), "fraction must be within [0, 1], got {fraction}");
+        let last = self.points.last().map_or(0, |p| p.step) as f64;
+        let cut = fraction * last;
+        Curve {
+            meta: self.meta.clone(),
+            points: self.points.iter().copied().filter(|p| p.step as f64 >= cut).collect(),
+        }
+    }
+}
+
+/// [`Curve::drop_leading_fraction`] applied to every curve.
+pub fn drop_leading_fraction(curves: &[Curve], fraction: f64) -> Vec<Curve> {
+    curves.iter().map(|c| c.drop_leading_fraction(fraction)).collect()
 }

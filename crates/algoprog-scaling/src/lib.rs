@@ -10,12 +10,27 @@
 //! - [`isoflop`]: the IsoFLOP method (Porian et al. 2024).
 //! - [`bootstrap`]: percentile confidence intervals by resampling points or runs.
 
+pub mod bootstrap;
+pub mod chinchilla;
 pub mod curve;
 pub mod error;
+pub mod frontier;
 pub mod io;
 pub mod law;
+pub mod powerlaw;
 
-pub use curve::{Curve, Point, RunMeta};
+pub use bootstrap::{
+    bootstrap, bootstrap_chinchilla, bootstrap_chinchilla_from, bootstrap_frontier, bootstrap_power_law,
+    percentile_interval, BootstrapOptions, BootstrapSamples, ChinchillaBootstrap, Interval, PowerLawBootstrap,
+    RefitStarts, Resample,
+};
+pub use chinchilla::{
+    fit_chinchilla, fit_from_starts, Allocation, ChinchillaData, ChinchillaFit, ChinchillaOptions, Pruning,
+    RobustLoss, StartGrid, TokensSource,
+};
+pub use curve::{drop_leading_fraction, Curve, Point, RunMeta};
+pub use frontier::{families, family_curves, fit_frontier, frontier, FrontierFit, FrontierOptions, FrontierPoint};
+pub use powerlaw::{fit_power_law, FitSpace, Irreducible, PowerLawFit, PowerLawOptions};
 pub use error::{Result, ScalingError};
 pub use io::{load_csv, load_csv_with, load_curves, load_run_record, load_run_records, ColumnMap, LoadOptions, LoadReport, NonFinitePolicy};
 pub use law::{ChinchillaLaw, PowerLaw};
