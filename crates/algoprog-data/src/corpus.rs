@@ -60,7 +60,9 @@ pub struct EmbeddedCorpus;
 
 impl Corpus for EmbeddedCorpus {
     fn identity(&self) -> String {
-        format!("embedded:{}", hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16].to_string())
+        static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        ID.get_or_init(|| format!("embedded:{}", &hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16]))
+            .clone()
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
         embedded_documents()
