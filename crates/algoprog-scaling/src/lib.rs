@@ -16,6 +16,7 @@ pub mod curve;
 pub mod error;
 pub mod frontier;
 pub mod io;
+pub mod isoflop;
 pub mod law;
 pub mod powerlaw;
 
@@ -33,4 +34,5 @@ pub use frontier::{families, family_curves, fit_frontier, frontier, FrontierFit,
 pub use powerlaw::{fit_power_law, FitSpace, Irreducible, PowerLawFit, PowerLawOptions};
 pub use error::{Result, ScalingError};
 pub use io::{load_csv, load_csv_with, load_curves, load_run_record, load_run_records, ColumnMap, LoadOptions, LoadReport, NonFinitePolicy};
+pub use isoflop::{isoflop, Budgets, ComputeScaling, IsoFlopBudget, IsoFlopOptions, IsoFlopResult};
 pub use law::{ChinchillaLaw, PowerLaw};
