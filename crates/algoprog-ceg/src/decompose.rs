@@ -484,4 +484,24 @@ mod tests {
         let e = reference_dependence(&spec("rnn"), &ComputeTrend::default()).unwrap_err();
         assert!(e.to_string().contains("lstm, dense, modern"));
     }
+
+    #[test]
+    fn shipped_illustrative_timeline_is_what_its_note_says() {
+        let text = include_str!("../timelines/illustrative.json");
+        let t: Timeline = serde_json::from_str(text).unwrap();
+        // LSTM -> Transformer: 6.3x at 1e16 FLOPs, growing with compute.
+        let g = t.innovations[0].gain;
+        assert!((g.at(1e16).unwrap() - 6.28).abs() < 0.05, "{}", g.at(1e16).unwrap());
+        assert!(g.at(1e20).unwrap() > g.at(1e16).unwrap());
+        let d = decompose(&t).unwrap();
+        assert!((d.items.iter().map(|s| s.share).sum::<f64>() - 1.0).abs() < 1e-12);
+        let r = reference_dependence(t.reference_dependence.as_ref().unwrap(), &t.trend).unwrap();
+        // Against the modern Transformer's own lineage the later step is a constant 2x.
+        let mut spec = t.reference_dependence.clone().unwrap();
+        spec.reference = "Transformer".into();
+        spec.start_year = 2020.0;
+        let flat = reference_dependence(&spec, &t.trend).unwrap();
+        assert!(flat.points.iter().all(|p| (p.ceg - 2.0).abs() < 0.01), "{:?}", flat.points);
+        assert!(flat.annual_growth.abs() < 1e-9 && r.annual_growth > 0.1);
+    }
 }

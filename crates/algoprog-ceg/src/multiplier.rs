@@ -204,7 +204,7 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
             let missing: Vec<String> = mine
                 .iter()
                 .filter(|r| r.crossing.compute().is_none())
-                .map(|r| format!("{} ({})", r.run_id, r.crossing.describe()))
+                .map(|r| r.run_id.clone())
                 .collect();
             let all = missing.is_empty();
             VariantCeg {
@@ -214,7 +214,7 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
                 compute: if all { mean(&log_computes).map(f64::exp) } else { None },
                 ceg: None,
                 ci: None,
-                note: (!all).then(|| format!("{} of {} runs not measured at L*: {}", missing.len(), mine.len(), missing.join("; "))),
+                note: (!all).then(|| format!("{} of {} runs not measured at L* (never reached, or below it at their first evaluation): {}", missing.len(), mine.len(), missing.join(", "))),
                 log_computes,
             }
         })
@@ -393,7 +393,9 @@ mod tests {
         let rep = ceg_multipliers(&curves, "old", &opts(5.0, Direction::VariantIsNew)).unwrap();
         let new = rep.variant("new").unwrap();
         assert_eq!((new.n_runs, new.n_reached, new.ceg), (2, 1, None));
-        assert!(new.note.as_ref().unwrap().contains("n1 (never reached"), "{:?}", new.note);
+        assert!(new.note.as_ref().unwrap().ends_with(": n1"), "{:?}", new.note);
+        let n1 = rep.runs.iter().find(|r| r.run_id == "n1").unwrap();
+        assert_eq!(n1.crossing, Crossing::Never { min_loss: 16.0 });
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   and the cumulative gain by year.
 //!
 //! The charts take plain numbers, so this crate does not depend on the
-//! analysis crates.
+//! analysis crates. Text uses the embedded font registered by
+//! [`crate::charts::register_fonts`], so PNG needs no system font.
 
 use std::ops::Range;
 use std::path::Path;
@@ -81,6 +82,7 @@ impl<T, E: std::fmt::Display> OrMsg<T> for std::result::Result<T, E> {
 /// Run `draw` on an SVG or PNG drawing area for `path`, by extension.
 macro_rules! render {
     ($path:expr, $size:expr, $draw:expr) => {{
+        crate::charts::register_fonts();
         let path: &Path = $path;
         let shown = path.display().to_string();
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -166,7 +168,7 @@ pub fn ceg_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), PlotError>
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("{:.2}×", b.value),
-                    (x - 0.15, b.hi.unwrap_or(b.value).max(b.value) + ymax * 0.02),
+                    (x + 0.13, b.value + ymax * 0.03),
                     (FONT, 14),
                 )))
                 .m()?;
@@ -190,6 +192,7 @@ fn line_chart<DB: DrawingBackend>(
     series: &[Series],
     log_y: bool,
     marks: &[(f64, &str)],
+    legend: SeriesLabelPosition,
 ) -> Draw<()> {
     let xs = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0))).ok_or("no points")?;
     let ys = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.1))).ok_or("no points")?;
@@ -204,6 +207,7 @@ fn line_chart<DB: DrawingBackend>(
                 .x_desc(x_desc)
                 .y_desc(y_desc)
                 .x_label_formatter(&|x| format!("{x:.0e}"))
+                .y_label_formatter(&|y| if log_y && (y.abs() >= 1e4 || y.abs() < 1e-2) { format!("{y:.0e}") } else { format!("{y}") })
                 .label_style((FONT, 13))
                 .draw()
                 .m()?;
@@ -225,7 +229,7 @@ fn line_chart<DB: DrawingBackend>(
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font((FONT, 13))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(legend.clone())
                 .draw()
                 .m()?;
         }};
@@ -249,7 +253,7 @@ pub fn ceg_curves(path: &Path, title: &str, series: &[Series], fitted_range: Opt
     let marks: Vec<(f64, &str)> = fitted_range.map(|(a, b)| vec![(a, "fit from"), (b, "fit to")]).unwrap_or_default();
     render!(path, SIZE, |root: &DrawingArea<_, Shift>| -> Draw<()> {
         root.fill(&WHITE).m()?;
-        line_chart(root, title, "training compute C (FLOPs)", "CEG(C) (×)", series, true, &marks)
+        line_chart(root, title, "training compute C (FLOPs)", "CEG(C) (×)", series, true, &marks, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -263,8 +267,8 @@ pub fn allocation_chart(path: &Path, loss: &[Series], ceg: &[(f64, f64)]) -> Res
     render!(path, (900, 900), |root: &DrawingArea<_, Shift>| -> Draw<()> {
         root.fill(&WHITE).m()?;
         let panels = root.split_evenly((2, 1));
-        line_chart(&panels[0], "loss along each allocation path", "training compute C (FLOPs)", "loss", loss, false, &[])?;
-        line_chart(&panels[1], "compute-equivalent gain of the better allocation", "training compute C (FLOPs)", "CEG (×)", &ceg_series, true, &[])
+        line_chart(&panels[0], "loss along each allocation path", "training compute C (FLOPs)", "loss", loss, false, &[], SeriesLabelPosition::UpperRight)?;
+        line_chart(&panels[1], "compute-equivalent gain of the better allocation", "training compute C (FLOPs)", "CEG (×)", &ceg_series, true, &[], SeriesLabelPosition::UpperLeft)
     })
 }
 
