@@ -132,7 +132,7 @@ impl TransformerConfig {
     /// Checks the config; errors name the `model.*` key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_shape(self.d_model, self.n_layers, self.head_dim, self.ff_ratio, self.max_seq_len)?;
-        if self.positional == PositionalKind::Rotary && self.head_dim % 2 != 0 {
+        if self.positional == PositionalKind::Rotary && !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::new(
                 "model.head_dim",
                 format!(

@@ -152,7 +152,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     /// `feed_forward`, `norms`, `output`.
     pub fn component_flops(&self, vocab_size: usize, seq_len: usize) -> Vec<(String, Flops)> {
         let (l, t, d) = (self.n_layers as f64, seq_len, self.d_model);
-        let norms = (2.0 * l + if self.final_norm { 1.0 } else { 0.0 }) as f64;
+        let norms = 2.0 * l + if self.final_norm { 1.0 } else { 0.0 };
         vec![
             ("attention".into(), CausalSelfAttention::flops(&self.attention_dims(), 1, t).scale(l)),
             ("positional".into(), P::flops(&self.positional, &self.pos_dims(), 1, t)),
@@ -211,7 +211,7 @@ pub(crate) fn validate_shape(
     if head_dim == 0 {
         return Err(ConfigError::new("model.head_dim", "model.head_dim = 0: choose a positive head size, e.g. 16"));
     }
-    if d_model % head_dim != 0 {
+    if !d_model.is_multiple_of(head_dim) {
         return Err(ConfigError::new(
             "model.d_model",
             format!(

@@ -1,7 +1,7 @@
 //! FLOP and parameter counts of a named small config against a hand
 //! derivation, and against 6N + 12·L·d·T.
 
-use algoprog_models::{LanguageModel, ModelConfig, TransformerConfig};
+use algoprog_models::{ModelConfig, TransformerConfig};
 use candle_core::{DType, Device};
 
 /// The named config: `modern(32)` — d = 32, L = max(1, 32/16) = 2, head dim

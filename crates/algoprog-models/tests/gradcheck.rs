@@ -1,7 +1,7 @@
 //! Finite-difference gradient check (f64) of whole 1-layer models: the LM
 //! loss with respect to every parameter.
 
-use algoprog_models::{LanguageModel, ModelConfig, TransformerConfig};
+use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::gradcheck::check;
 use algoprog_nn::{cross_entropy, InitKind, PositionalKind};
 use candle_core::{DType, Device, Tensor};

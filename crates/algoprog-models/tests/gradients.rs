@@ -24,7 +24,7 @@ fn assert_all_grads(cfg: &TransformerConfig, what: &str) {
     let l = loss.to_scalar::<f32>().unwrap();
     assert!(l.is_finite() && l > 0.0, "{what}: loss {l}");
     let grads = loss.backward().unwrap();
-    assert!(model.params().len() > 0);
+    assert!(!model.params().is_empty());
     for p in model.params().iter() {
         let g = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: no gradient for {}", p.name));
         let v: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();

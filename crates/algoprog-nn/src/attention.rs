@@ -45,7 +45,7 @@ pub struct CausalSelfAttention {
 impl CausalSelfAttention {
     pub fn new(dims: &AttentionDims, pb: &ParamBuilder) -> Result<Self> {
         let d = dims.d_model;
-        if dims.head_dim == 0 || d % dims.head_dim != 0 {
+        if dims.head_dim == 0 || !d.is_multiple_of(dims.head_dim) {
             return Err(candle_core::Error::Msg(format!(
                 "model.d_model = {d} is not divisible by model.head_dim = {}: choose d_model as a multiple of head_dim",
                 dims.head_dim

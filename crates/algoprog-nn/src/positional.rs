@@ -176,7 +176,7 @@ impl PositionalEncoding for Rotary {
     type Config = RotaryConfig;
     fn new(cfg: &RotaryConfig, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
         let (t, half) = (dims.max_seq_len, dims.head_dim / 2);
-        if dims.head_dim % 2 != 0 {
+        if !dims.head_dim.is_multiple_of(2) {
             return Err(candle_core::Error::Msg(format!(
                 "rotary positions need an even model.head_dim, got {}; choose an even head_dim",
                 dims.head_dim
