@@ -865,6 +865,6 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let t = table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "a     bb\n---  --\nxyz   1");
+        assert_eq!(t, "a    bb\n---  --\nxyz   1");
     }
 }
