@@ -186,9 +186,7 @@ pub fn ceg_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), PlotError>
 
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
+    (title, x_desc, y_desc): (&str, &str, &str),
     series: &[Series],
     log_y: bool,
     marks: &[(f64, &str)],
@@ -253,7 +251,7 @@ pub fn ceg_curves(path: &Path, title: &str, series: &[Series], fitted_range: Opt
     let marks: Vec<(f64, &str)> = fitted_range.map(|(a, b)| vec![(a, "fit from"), (b, "fit to")]).unwrap_or_default();
     render!(path, SIZE, |root: &DrawingArea<_, Shift>| -> Draw<()> {
         root.fill(&WHITE).m()?;
-        line_chart(root, title, "training compute C (FLOPs)", "CEG(C) (×)", series, true, &marks, SeriesLabelPosition::LowerRight)
+        line_chart(root, (title, "training compute C (FLOPs)", "CEG(C) (×)"), series, true, &marks, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -267,8 +265,11 @@ pub fn allocation_chart(path: &Path, loss: &[Series], ceg: &[(f64, f64)]) -> Res
     render!(path, (900, 900), |root: &DrawingArea<_, Shift>| -> Draw<()> {
         root.fill(&WHITE).m()?;
         let panels = root.split_evenly((2, 1));
-        line_chart(&panels[0], "loss along each allocation path", "training compute C (FLOPs)", "loss", loss, false, &[], SeriesLabelPosition::UpperRight)?;
-        line_chart(&panels[1], "compute-equivalent gain of the better allocation", "training compute C (FLOPs)", "CEG (×)", &ceg_series, true, &[], SeriesLabelPosition::UpperLeft)
+        line_chart(&panels[0], ("loss along each allocation path", "training compute C (FLOPs)", "loss"), loss, false, &[], SeriesLabelPosition::UpperRight)?;
+        line_chart(
+            &panels[1],
+            ("compute-equivalent gain of the better allocation", "training compute C (FLOPs)", "CEG (×)"),
+            &ceg_series, true, &[], SeriesLabelPosition::UpperLeft)
     })
 }
 
