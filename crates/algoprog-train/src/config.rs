@@ -42,24 +42,6 @@ fn default_name() -> String {
     "run".to_string()
 }
 
-/// How long to train. Exactly one of the three must be set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Budget {
-    /// Optimiser steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<usize>,
-    /// Training tokens (rounded up to whole steps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<u64>,
-    /// Tokens per parameter (20 for the papers' ablations, 40 for their scaling runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_param: Option<f64>,
-    /// Which parameter count `tokens_per_param` multiplies: `total` (Chinchilla's convention, default) or `non_embedding`.
-    #[serde(default)]
-    pub param_count: ParamCountKind,
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamCountKind {
@@ -82,8 +64,18 @@ pub struct TrainConfig {
     /// Micro-batches per optimiser step (the effective batch is batch_size × grad_accum).
     #[serde(default = "one")]
     pub grad_accum: usize,
-    #[serde(flatten)]
-    pub budget: Budget,
+    /// Training budget in optimiser steps. Exactly one of `steps`, `tokens`, `tokens_per_param` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Training budget in tokens (rounded up to whole steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Training budget in tokens per parameter (20 for the papers' ablations, 40 for their scaling runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_param: Option<f64>,
+    /// Which parameter count `tokens_per_param` multiplies: `total` (Chinchilla's convention, default) or `non_embedding`.
+    #[serde(default)]
+    pub param_count: ParamCountKind,
     /// Global gradient-norm clip; `0` disables clipping.
     #[serde(default = "default_clip")]
     pub grad_clip: f64,
@@ -127,7 +119,7 @@ pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainErro
     let (model, optimizer, schedule) = match name {
         "modern" => (
             ModelConfig::Transformer(TransformerConfig::modern(d_model)),
-            OptimizerConfig::adamw(),
+            OptimizerConfig::adam_w(),
             ScheduleConfig::cosine(),
         ),
         "retro" => (
@@ -186,8 +178,8 @@ impl RunConfig {
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::Io {
             path: path.to_path_buf(),
-            what: "reading the config file".into(),
-            source: e,
+            what: "reading the config file (the presets are in configs/)".into(),
+            err: e,
         })?;
         Self::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
@@ -224,10 +216,10 @@ impl RunConfig {
             }
             None => user,
         };
-        let cfg: RunConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            TrainError::config(&path, inner, hint_for(&path))
+        let cfg: RunConfig = strict(&table, "").map_err(|(path, msg)| {
+            // Internally tagged enums hide the path inside them: re-read the variant alone.
+            let (path, msg) = if path == "model" { model_error(&table).unwrap_or((path, msg)) } else { (path, msg) };
+            TrainError::config(&path, msg, hint_for(&path))
         })?;
         let mut cfg = cfg;
         if cfg.family.is_none() {
@@ -239,11 +231,17 @@ impl RunConfig {
 
     /// Check values serde cannot: positive sizes, a budget, a sane learning rate.
     pub fn validate(&self) -> Result<(), TrainError> {
-        self.model
+        let nn_err = |e: algoprog_nn::ConfigError| {
+            TrainError::config(&e.key, e.message.clone(), String::new())
+        };
+        self.model.validate().map_err(nn_err)?;
+        self.train.optimizer.validate().map_err(nn_err)?;
+        self.train.schedule.validate().map_err(nn_err)?;
+        self.data
             .validate()
-            .map_err(|e| TrainError::config("model", e.to_string(), "see the message above".into()))?;
+            .map_err(|e| TrainError::config("data", e.to_string(), "see configs/modern.toml for the [data] keys".into()))?;
         let t = &self.train;
-        let set = [t.budget.steps.is_some(), t.budget.tokens.is_some(), t.budget.tokens_per_param.is_some()]
+        let set = [t.steps.is_some(), t.tokens.is_some(), t.tokens_per_param.is_some()]
             .iter()
             .filter(|b| **b)
             .count();
@@ -261,13 +259,13 @@ impl RunConfig {
                 Ok(())
             }
         };
-        if let Some(s) = t.budget.steps {
+        if let Some(s) = t.steps {
             positive("train.steps", s)?;
         }
-        if t.budget.tokens == Some(0) {
+        if t.tokens == Some(0) {
             positive("train.tokens", 0)?;
         }
-        if let Some(r) = t.budget.tokens_per_param {
+        if let Some(r) = t.tokens_per_param {
             if !(r.is_finite() && r > 0.0) {
                 return Err(TrainError::config(
                     "train.tokens_per_param",
@@ -326,18 +324,42 @@ impl RunConfig {
     pub fn total_steps(&self, params: algoprog_models::ParamCounts) -> usize {
         let t = &self.train;
         let tokens_per_step = (t.batch_size * t.grad_accum * self.data.seq_len) as f64;
-        let tokens = if let Some(s) = t.budget.steps {
+        let tokens = if let Some(s) = t.steps {
             return s;
-        } else if let Some(tok) = t.budget.tokens {
+        } else if let Some(tok) = t.tokens {
             tok as f64
         } else {
-            let n = match t.budget.param_count {
+            let n = match t.param_count {
                 ParamCountKind::Total => params.total(),
                 ParamCountKind::NonEmbedding => params.non_embedding,
             } as f64;
-            t.budget.tokens_per_param.unwrap_or(20.0) * n
+            t.tokens_per_param.unwrap_or(20.0) * n
         };
         ((tokens / tokens_per_step).ceil() as usize).max(1)
+    }
+}
+
+/// Deserialize with the failing key's full path; serde's message first line only.
+fn strict<T: serde::de::DeserializeOwned>(table: &toml::Table, prefix: &str) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner.as_str()) {
+            (true, _) => inner,
+            (false, ".") => prefix.to_string(),
+            (false, _) => format!("{prefix}.{inner}"),
+        };
+        let msg = e.into_inner().to_string();
+        (path, msg.lines().next().unwrap_or("").to_string())
+    })
+}
+
+/// The precise error inside `[model]`, found by reading the named variant's table directly.
+fn model_error(table: &toml::Table) -> Option<(String, String)> {
+    let mut model = table.get("model")?.as_table()?.clone();
+    let kind = model.remove("kind")?;
+    match kind.as_str()? {
+        "transformer" => strict::<TransformerConfig>(&model, "model").err(),
+        _ => None,
     }
 }
 

@@ -5,19 +5,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A config key is unknown, of the wrong type or has an impossible value.
-    #[error("{}config key `{key}`: {problem}\n  fix: {fix}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+    #[error("{}config key `{key}`: {problem}{}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default(), if fix.is_empty() { String::new() } else { format!("\n  fix: {fix}") })]
     Config {
         file: Option<PathBuf>,
         key: String,
         problem: String,
         fix: String,
     },
-    #[error("{what} `{}`: {source}", path.display())]
+    #[error("{what} `{}`: {err}", path.display())]
     Io {
         path: PathBuf,
         what: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A run record on disk cannot be read back.
     #[error("corrupt run record `{}`: {problem}\n  fix: {fix}", path.display())]

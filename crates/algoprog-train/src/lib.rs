@@ -12,7 +12,7 @@ pub mod error;
 pub mod record;
 pub mod trainer;
 
-pub use config::{Budget, ParamCountKind, RunConfig, TrainConfig, PRESETS};
+pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
 pub use error::{Result, TrainError};
 pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};
 pub use trainer::{batch_loss, evaluate, train, train_on, Observer, Silent, StepInfo, TrainOutcome};

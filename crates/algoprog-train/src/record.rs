@@ -116,7 +116,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |what: &str, e| TrainError::Io {
         path: path.to_path_buf(),
         what: what.to_string(),
-        source: e,
+        err: e,
     };
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating a temporary file for", e))?;
     f.write_all(&bytes).map_err(|e| io("writing", e))?;
@@ -137,7 +137,7 @@ impl RunDir {
         std::fs::create_dir_all(&path).map_err(|e| TrainError::Io {
             path: path.clone(),
             what: "creating the run directory".into(),
-            source: e,
+            err: e,
         })?;
         Ok(Self { path })
     }
@@ -170,7 +170,7 @@ impl RunDir {
         let text = std::fs::read_to_string(&p).map_err(|e| TrainError::Io {
             path: p.clone(),
             what: "reading the run record".into(),
-            source: e,
+            err: e,
         })?;
         serde_json::from_str(&text).map_err(|e| TrainError::CorruptRecord {
             path: p,
@@ -185,7 +185,7 @@ impl RunDir {
         let text = std::fs::read_to_string(&p).map_err(|e| TrainError::Io {
             path: p.clone(),
             what: "reading the curve".into(),
-            source: e,
+            err: e,
         })?;
         let corrupt = |line: usize, problem: String| TrainError::CorruptRecord {
             path: p.clone(),

@@ -59,7 +59,7 @@ steps = 10
 fn valid_config_resolves_the_preset() {
     let cfg = RunConfig::from_toml_str(VALID).unwrap();
     assert_eq!(cfg.family(), "modern");
-    assert_eq!(cfg.train.budget.steps, Some(10));
+    assert_eq!(cfg.train.steps, Some(10));
     assert_eq!(cfg.train.grad_clip, 1.0);
 }
 
