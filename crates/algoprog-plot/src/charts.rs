@@ -170,13 +170,16 @@ where
         .margin(12)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .build_cartesian_2d(
+            (x0..x1).log_scale().with_key_points(log_ticks(x0, x1)),
+            (y0..y1).log_scale().with_key_points(log_ticks(y0, y1)),
+        )
         .map_err(|e| e.to_string())?;
     cc.configure_mesh()
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
-        .x_label_formatter(&|v| format!("{v:.0e}"))
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        .x_label_formatter(&|v| tick_label(*v))
+        .y_label_formatter(&|v| tick_label(*v))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
         .light_line_style(RGBColor(235, 235, 235))
@@ -215,6 +218,34 @@ where
     }
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Tick positions for a log axis over [lo, hi]: powers of ten, else 1-2-5
+/// multiples, else every integer multiple of the decade, so that even a
+/// range narrower than a decade gets at least a few labelled ticks.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (k0, k1) = (lo.log10().floor() as i32 - 1, hi.log10().ceil() as i32 + 1);
+    for mults in [&[1.0][..], &[1.0, 2.0, 5.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0][..]] {
+        let v: Vec<f64> = (k0..=k1)
+            .flat_map(|k| mults.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|&t| t >= lo && t <= hi)
+            .collect();
+        if v.len() >= 3 {
+            return v;
+        }
+    }
+    // narrower than one step of the finest ladder: five evenly spaced ticks in log space
+    (0..5).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 4.0).exp()).collect()
+}
+
+/// Tick label: scientific notation for large/small values, else up to 3 significant digits.
+fn tick_label(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
+        format!("{v:.0e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }
 
 /// Write `chart` to `stem.svg` and `stem.png` (creating the directory);
@@ -262,6 +293,16 @@ mod tests {
         let p = std::fs::read(&png).unwrap();
         assert_eq!(&p[1..4], b"PNG");
         assert!(p.len() > 5000, "PNG is {} bytes", p.len());
+    }
+
+    #[test]
+    fn log_ticks_label_narrow_and_wide_ranges() {
+        assert_eq!(log_ticks(1e15, 1e18), vec![1e15, 1e16, 1e17, 1e18]);
+        assert_eq!(log_ticks(2.2, 6.5), vec![3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(log_ticks(1.5, 25.0), vec![2.0, 5.0, 10.0, 20.0]);
+        assert_eq!(tick_label(3.0), "3");
+        assert_eq!(tick_label(2.5), "2.5");
+        assert_eq!(tick_label(1e18), "1e18");
     }
 
     #[test]

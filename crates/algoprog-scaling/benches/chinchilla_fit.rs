@@ -50,6 +50,11 @@ fn main() {
     let full = fit_chinchilla(&data, &opts).expect("fit");
     show("full grid, no pruning", &full, t0.elapsed().as_secs_f64());
 
+    let scipy_rule = opts.clone().scipy_tolerances();
+    let t0 = Instant::now();
+    let sr = fit_chinchilla(&data, &scipy_rule).expect("fit");
+    show("full grid, scipy's stopping rule (ftol 2.2e-9)", &sr, t0.elapsed().as_secs_f64());
+
     let pruned_opts = ChinchillaOptions { pruning: Pruning::Screen { screen_iters: 10, keep: 64 }, ..opts.clone() };
     let t0 = Instant::now();
     let pruned = fit_chinchilla(&data, &pruned_opts).expect("fit");
