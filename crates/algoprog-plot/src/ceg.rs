@@ -173,10 +173,12 @@ pub fn ceg_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), PlotError>
                 )))
                 .m()?;
         }
-        let dashes: Vec<PathElement<(f64, f64)>> = (0..(4 * n))
+        // Dashes of a fixed on-screen length whatever the number of bars.
+        let step = n as f64 / 60.0;
+        let dashes: Vec<PathElement<(f64, f64)>> = (0..60)
             .map(|j| {
-                let x0 = -0.5 + j as f64 * 0.25;
-                PathElement::new(vec![(x0, 1.0), (x0 + 0.12, 1.0)], BLACK.stroke_width(1))
+                let x0 = -0.5 + j as f64 * step;
+                PathElement::new(vec![(x0, 1.0), (x0 + 0.5 * step, 1.0)], BLACK.stroke_width(1))
             })
             .collect();
         chart.draw_series(dashes).m()?;
