@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::cache::{TokenCache, TokenView};
+
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,6 +41,56 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// [`Batch::gather`] from a `u16`/`u32` token view.
+    pub fn gather_view(tokens: TokenView<'_>, seq_len: usize, idx: &[usize]) -> Batch {
+        let mut inputs = Vec::with_capacity(idx.len() * seq_len);
+        let mut targets = Vec::with_capacity(idx.len() * seq_len);
+        for &s in idx {
+            let w = tokens.slice(s * seq_len..s * seq_len + seq_len + 1);
+            w.slice(..seq_len).extend_into(&mut inputs);
+            w.slice(1..).extend_into(&mut targets);
+        }
+        Batch {
+            inputs,
+            targets,
+            batch_size: idx.len(),
+            seq_len,
+        }
+    }
+}
+
+/// A prefix of one section of a memory-mapped token cache; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TokenStream {
+    cache: Arc<TokenCache>,
+    section: usize,
+    len: usize,
+}
+
+impl TokenStream {
+    /// The first `len` tokens of section `section` of `cache`.
+    pub fn new(cache: Arc<TokenCache>, section: usize, len: usize) -> Self {
+        assert!(len <= cache.section(section).len(), "token stream longer than its section");
+        TokenStream { cache, section, len }
+    }
+
+    /// The tokens.
+    pub fn view(&self) -> TokenView<'_> {
+        self.cache.section(self.section).slice(..self.len)
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the stream is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Number of windows of `seq_len + 1` tokens at stride `seq_len` in `n` tokens.
 pub fn num_sequences(n: usize, seq_len: usize) -> usize {
     if n == 0 {
@@ -70,7 +122,7 @@ pub fn permutation(n: usize, seed: u64, stream: u64) -> Vec<usize> {
 /// the first `n` sequences drawn are each sequence exactly once.
 #[derive(Clone, Debug)]
 pub struct TrainBatches {
-    tokens: Arc<Vec<u32>>,
+    tokens: TokenStream,
     seq_len: usize,
     batch_size: usize,
     seed: u64,
@@ -82,7 +134,7 @@ pub struct TrainBatches {
 }
 
 impl TrainBatches {
-    pub(crate) fn new(tokens: Arc<Vec<u32>>, seq_len: usize, batch_size: usize, seed: u64) -> Self {
+    pub(crate) fn new(tokens: TokenStream, seq_len: usize, batch_size: usize, seed: u64) -> Self {
         assert!(batch_size > 0, "train_batches: batch_size must be at least 1");
         let n_seq = num_sequences(tokens.len(), seq_len);
         assert!(n_seq > 0, "train_batches: the training stream holds no sequence");
@@ -145,7 +197,7 @@ impl Iterator for TrainBatches {
     fn next(&mut self) -> Option<Batch> {
         let idx: Vec<usize> = (0..self.batch_size).map(|_| self.next_index()).collect();
         self.batches += 1;
-        Some(Batch::gather(&self.tokens, self.seq_len, &idx))
+        Some(Batch::gather_view(self.tokens.view(), self.seq_len, &idx))
     }
     fn nth(&mut self, n: usize) -> Option<Batch> {
         self.skip_batches(n as u64);

@@ -43,15 +43,38 @@ fn parse_jsonl(text: &str) -> Result<Vec<Document>, String> {
         .collect()
 }
 
+/// Documents one at a time, in a corpus's fixed order.
+pub type DocStream<'a> = Box<dyn Iterator<Item = Result<Document, DataError>> + Send + 'a>;
+
 /// A source of documents.
 ///
 /// Implement it to bring your own text to [`crate::Dataset::prepare_corpus`];
 /// the built-in sources are chosen through [`CorpusSpec`].
+///
+/// Small corpora return everything from [`Corpus::documents`] and are split by a
+/// seeded permutation of documents. Corpora too large for memory also override
+/// [`Corpus::stream`] and return `true` from [`Corpus::is_streamed`]; they are
+/// tokenised in one streaming pass and split by stream order (see
+/// [`crate::Dataset::prepare`]).
 pub trait Corpus: Send + Sync {
     /// A stable identity for cache keys: it must change whenever the text changes.
     fn identity(&self) -> String;
     /// All documents, in a fixed order.
     fn documents(&self) -> Result<Vec<Document>, DataError>;
+    /// The documents one at a time, in the same order as [`Corpus::documents`].
+    /// The default collects [`Corpus::documents`].
+    fn stream(&self) -> Result<DocStream<'_>, DataError> {
+        Ok(Box::new(self.documents()?.into_iter().map(Ok)))
+    }
+    /// Whether [`crate::Dataset::prepare`] streams this corpus (bounded memory,
+    /// validation = a prefix of the stream) instead of loading every document.
+    fn is_streamed(&self) -> bool {
+        false
+    }
+    /// Compressed or raw bytes the stream will read, if known (for progress bars).
+    fn size_hint_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The embedded default corpus (see [`embedded_documents`]).
@@ -105,24 +128,44 @@ impl Corpus for InMemoryCorpus {
     }
 }
 
-/// Which corpus a config uses. In TOML: `corpus = "embedded"`.
+/// Which corpus a config uses. In TOML (inside `[data]`):
 ///
-/// Later sources (local directories of `.txt`/`.jsonl(.gz)`, C4 through
-/// `hf-hub`) become further variants written as tables, e.g.
-/// `corpus = { dir = { path = "..." } }`.
+/// ```toml
+/// corpus = "embedded"
+/// corpus = { dir = { path = "/data/my-corpus", text_field = "text" } }
+/// corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = false } }
+/// ```
+///
+/// or as a sub-table, e.g. `[data.corpus.c4]` followed by `shards = 8`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CorpusSpec {
     /// The embedded public-domain corpus shipped inside this crate.
     #[default]
     Embedded,
+    /// A local directory of `.txt`, `.jsonl`, `.jsonl.gz` and `.json.gz` files.
+    Dir(crate::sources::DirSpec),
+    /// English C4 (`allenai/c4`, `en/c4-train.*.json.gz`) through the hf-hub cache.
+    C4(crate::sources::C4Spec),
 }
 
 impl CorpusSpec {
-    /// The corpus this spec names.
+    /// The corpus this spec names. C4 shards are looked up in (or, unless
+    /// offline, downloaded into) the hf-hub cache here.
     pub fn open(&self) -> Result<Box<dyn Corpus>, DataError> {
         match self {
             CorpusSpec::Embedded => Ok(Box::new(EmbeddedCorpus)),
+            CorpusSpec::Dir(d) => Ok(Box::new(crate::sources::DirCorpus::open(d)?)),
+            CorpusSpec::C4(c) => Ok(Box::new(crate::sources::C4Corpus::open(c)?)),
+        }
+    }
+
+    /// Short name: `embedded`, `dir` or `c4`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CorpusSpec::Embedded => "embedded",
+            CorpusSpec::Dir(_) => "dir",
+            CorpusSpec::C4(_) => "c4",
         }
     }
 }

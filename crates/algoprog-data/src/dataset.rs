@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::batch::{num_sequences, permutation, Batch, TrainBatches};
-use crate::cache::{read_token_cache, write_token_cache, TokenFile};
+use crate::batch::{num_sequences, permutation, Batch, TokenStream, TrainBatches};
+use crate::cache::{write_token_cache, TokenCache, TokenFile, TokenView};
 use crate::corpus::{hex, Corpus, CorpusSpec, Document};
 use crate::tokenizer::{BpeTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec};
 use crate::unigram;
@@ -49,8 +49,20 @@ pub struct DataConfig {
     /// `$ALGOPROG_CACHE` if set, else `$HOME/.cache/algoprog`.
     pub cache_dir: Option<PathBuf>,
     /// Seed of the document permutation that defines the split (default 0).
+    /// Streamed corpora (`dir`, `c4`) are split by stream order and ignore it.
     pub split_seed: u64,
+    /// Bytes of training text a BPE tokenizer is trained on for streamed corpora
+    /// (default 32 MiB: the first training documents of the stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpe_sample_bytes: Option<u64>,
+    /// Verify the sha256 checksum of a token cache on every open, whatever its size
+    /// (default false: verified only for bodies up to 256 MiB; see [`crate::cache`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verify_cache: bool,
 }
+
+/// Default of [`DataConfig::bpe_sample_bytes`].
+pub const DEFAULT_BPE_SAMPLE_BYTES: u64 = 32 << 20;
 
 impl Default for DataConfig {
     fn default() -> Self {
@@ -62,6 +74,8 @@ impl Default for DataConfig {
             max_train_tokens: None,
             cache_dir: None,
             split_seed: 0,
+            bpe_sample_bytes: None,
+            verify_cache: false,
         }
     }
 }
@@ -77,6 +91,9 @@ impl DataConfig {
                 "val_tokens",
                 format!("= {} must exceed seq_len = {} so that validation holds at least one sequence", self.val_tokens, self.seq_len),
             ));
+        }
+        if self.bpe_sample_bytes == Some(0) {
+            return Err(DataError::config("bpe_sample_bytes", "= 0 leaves no text to train the BPE on; leave it out for 32 MiB"));
         }
         if let Some(m) = self.max_train_tokens {
             if m <= self.seq_len {
@@ -146,21 +163,56 @@ struct CacheMeta {
     split_seed: u64,
     val_tokens: usize,
     val: SplitSide,
+    /// Training side; left empty for streamed corpora (millions of documents).
     train: SplitSide,
+    /// Whether the corpus was streamed (split by stream order).
+    #[serde(default)]
+    streamed: bool,
+    /// Number of training documents.
+    #[serde(default)]
+    train_documents: usize,
+    /// Bytes of text tokenised (training and validation).
+    #[serde(default)]
+    text_bytes: u64,
+    /// Count of each token id in the whole training section (so that opening a
+    /// large cache does not read every token for the unigram baselines).
+    #[serde(default)]
+    train_counts: Vec<u64>,
+}
+
+/// Receives progress of [`Dataset::prepare_observed`]. Every method has an empty default.
+pub trait PrepareObserver: Sync {
+    /// A one-line message (a step starting, a cache being rebuilt, ...).
+    fn message(&self, _message: &str) {}
+    /// Tokenisation progress, cumulative: documents, bytes of text and tokens so far.
+    fn tokenised(&self, _documents: u64, _text_bytes: u64, _tokens: u64) {}
+}
+
+struct MessageObserver<'a>(Progress<'a>);
+
+impl PrepareObserver for MessageObserver<'_> {
+    fn message(&self, m: &str) {
+        if let Some(p) = self.0 {
+            p(m)
+        }
+    }
 }
 
 /// A tokenised corpus split into a training and a validation stream.
 ///
-/// Each stream is the concatenation, in split-permutation order, of its
-/// documents' tokens, each followed by `<|endoftext|>`.
+/// Each stream is the concatenation of its documents' tokens, each followed by
+/// `<|endoftext|>`, read from the memory-mapped token cache.
 pub struct Dataset {
     config: DataConfig,
     tokenizer: Arc<dyn Tokenizer>,
-    train: Arc<Vec<u32>>,
-    val: Arc<Vec<u32>>,
+    train: TokenStream,
+    val: TokenStream,
     train_side: SplitSide,
     val_side: SplitSide,
+    train_docs: usize,
     train_docs_used: usize,
+    streamed: bool,
+    text_bytes: u64,
     corpus_identity: String,
     cache_path: PathBuf,
     cache_outcome: CacheOutcome,
@@ -185,22 +237,41 @@ impl std::fmt::Debug for Dataset {
 /// Optional progress reporting: called with one-line messages.
 pub type Progress<'a> = Option<&'a (dyn Fn(&str) + Sync)>;
 
+/// Documents handed to the tokenising workers at a time (by bytes of text).
+const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks queued between the reader thread and the tokenisers.
+const CHUNKS_QUEUED: usize = 2;
+
 impl Dataset {
     /// Loads or builds the dataset `cfg` describes. Prints nothing.
     ///
-    /// Split rule (deterministic, by document): documents are permuted with
-    /// `split_seed` ([`crate::permutation`]); the validation set is the shortest
-    /// prefix of that permutation holding at least `val_tokens` tokens under
-    /// GPT-2's tokenizer *and* under the configured tokenizer (end-of-text tokens
-    /// counted). The GPT-2 criterion makes the validation text the same for every
-    /// tokenizer that is no more compact than GPT-2's. The rest is training data.
+    /// **Small corpora** (the embedded one, [`crate::InMemoryCorpus`]): documents
+    /// are permuted with `split_seed` ([`crate::permutation`]); the validation set
+    /// is the shortest prefix of that permutation holding at least `val_tokens`
+    /// tokens under GPT-2's tokenizer *and* under the configured tokenizer
+    /// (end-of-text tokens counted). The GPT-2 criterion makes the validation text
+    /// the same for every tokenizer that is no more compact than GPT-2's. The rest
+    /// is training data. A BPE is trained on all training documents.
     ///
-    /// A BPE tokenizer is trained on training documents only, and cached as
-    /// `<cache>/tokenizers/bpe-<V>-<hash>/tokenizer.json`, the hash covering the
-    /// corpus identity, split seed and `val_tokens`. Token streams are cached as
-    /// `<cache>/tokens/<sha256>.tok`, keyed by corpus identity, tokenizer
-    /// fingerprint, split seed, `val_tokens` and the stream format; a truncated,
-    /// corrupt or mismatched file is rebuilt (see [`Dataset::cache_outcome`]).
+    /// **Streamed corpora** (`dir`, `c4`; [`Corpus::is_streamed`]): the same rule
+    /// applied to the corpus's own fixed order (files in sorted order, lines in
+    /// file order; C4's shards are already shuffled): the validation set is the
+    /// shortest prefix of the document stream with `val_tokens` under GPT-2 and
+    /// under the configured tokenizer, so it does not depend on `max_chars`,
+    /// `max_train_tokens` or the number of shards, and is identical in every run
+    /// of a study. `split_seed` does not apply. Everything after it is tokenised
+    /// in one pass: a reader thread parses documents into chunks of 4 MiB of text
+    /// (at most 2 queued), rayon tokenises each chunk, and tokens go straight into
+    /// the cache file, so memory does not grow with the corpus. A BPE is trained on
+    /// the first `bpe_sample_bytes` (default 32 MiB) of training text. With
+    /// `max_train_tokens` set, tokenisation stops once the training stream holds
+    /// that many tokens (the cap is then part of the cache key).
+    ///
+    /// A BPE tokenizer is cached as `<cache>/tokenizers/bpe-<V>-<hash>/tokenizer.json`,
+    /// the hash covering the corpus identity and split settings. Token streams are
+    /// cached as `<cache>/tokens/<hash>.tok`, keyed by corpus identity, tokenizer
+    /// fingerprint, split settings and the stream format, and memory-mapped; a
+    /// truncated, corrupt or mismatched file is rebuilt (see [`Dataset::cache_outcome`]).
     pub fn prepare(cfg: &DataConfig) -> Result<Dataset, DataError> {
         let corpus = cfg.corpus.open()?;
         Self::prepare_with(cfg, corpus.as_ref(), None)
@@ -213,12 +284,27 @@ impl Dataset {
 
     /// [`Dataset::prepare_corpus`] with a progress callback receiving one-line messages.
     pub fn prepare_with(cfg: &DataConfig, corpus: &dyn Corpus, progress: Progress<'_>) -> Result<Dataset, DataError> {
+        Self::run(cfg, corpus, &MessageObserver(progress), true)
+    }
+
+    /// [`Dataset::prepare_corpus`] reporting to an observer (messages and tokenisation progress).
+    pub fn prepare_observed(cfg: &DataConfig, corpus: &dyn Corpus, observer: &dyn PrepareObserver) -> Result<Dataset, DataError> {
+        Self::run(cfg, corpus, observer, true)
+    }
+
+    /// Opens an already prepared dataset without building anything: a missing
+    /// tokenizer or token cache is [`DataError::NotPrepared`]; a damaged one is
+    /// reported, not rebuilt.
+    pub fn load(cfg: &DataConfig, corpus: &dyn Corpus) -> Result<Dataset, DataError> {
+        Self::run(cfg, corpus, &MessageObserver(None), false)
+    }
+
+    fn run(cfg: &DataConfig, corpus: &dyn Corpus, obs: &dyn PrepareObserver, build: bool) -> Result<Dataset, DataError> {
         cfg.validate()?;
-        let say = |m: &str| {
-            if let Some(p) = progress {
-                p(m)
-            }
-        };
+        if corpus.is_streamed() {
+            return Self::run_streamed(cfg, corpus, obs, build);
+        }
+        let say = |m: &str| obs.message(m);
         let cache_dir = cfg.resolved_cache_dir()?;
         let identity = corpus.identity();
         let mut timings = PrepareTimings::default();
@@ -240,18 +326,7 @@ impl Dataset {
             TokenizerSpec::Bpe { vocab_size } => {
                 let tag = short_hash(&[&identity, &cfg.split_seed.to_string(), &cfg.val_tokens.to_string(), "bpe-v1"]);
                 let path = cache_dir.join("tokenizers").join(format!("bpe-{vocab_size}-{tag}")).join("tokenizer.json");
-                let cached = if path.exists() {
-                    match BpeTokenizer::load(&path) {
-                        Ok(t) => Some(t),
-                        Err(e) => {
-                            say(&format!("{e}; retraining"));
-                            None
-                        }
-                    }
-                } else {
-                    None
-                };
-                match cached {
+                match load_cached_bpe(&path, build, &say)? {
                     Some(t) => Arc::new(t),
                     None => {
                         let d = docs.insert(load_docs()?);
@@ -276,25 +351,9 @@ impl Dataset {
             &cfg.val_tokens.to_string(),
         ]);
         let cache_path = cache_dir.join("tokens").join(format!("{key}.tok"));
-        let mut outcome = CacheOutcome::Built;
-        let mut loaded: Option<(CacheMeta, Vec<u32>, Vec<u32>)> = None;
-        if cache_path.exists() {
-            let t0 = Instant::now();
-            match read_token_cache(&cache_path, &fingerprint).and_then(|f| parse_cached(&cache_path, f)) {
-                Ok(x) => {
-                    loaded = Some(x);
-                    outcome = CacheOutcome::Loaded;
-                }
-                Err(e) => {
-                    say(&format!("{e}; rebuilding"));
-                    outcome = CacheOutcome::Rebuilt { reason: e.to_string() };
-                }
-            }
-            timings.cache_read_s = t0.elapsed().as_secs_f64();
-        }
-        let (meta, train, val) = match loaded {
-            Some(x) => x,
-            None => {
+        let (cache, meta, outcome) = match open_existing(&cache_path, &fingerprint, cfg.verify_cache, build, &mut timings, &say)? {
+            Ok((c, m)) => (c, m, CacheOutcome::Loaded),
+            Err(outcome) => {
                 let d = match docs.take() {
                     Some(d) => d,
                     None => load_docs()?,
@@ -303,23 +362,94 @@ impl Dataset {
                 let t0 = Instant::now();
                 let toks = tokenize_all(tokenizer.as_ref(), &d);
                 timings.tokenize_s = t0.elapsed().as_secs_f64();
-                let (meta, train, val) = build_streams(&d, &toks, tokenizer.as_ref(), cfg, &identity)?;
+                let text_bytes: u64 = d.iter().map(|x| x.text.len() as u64).sum();
+                let n_tok: u64 = toks.iter().map(|t| t.len() as u64 + 1).sum();
+                obs.tokenised(d.len() as u64, text_bytes, n_tok);
+                let (meta, train, val) = build_streams(&d, &toks, tokenizer.as_ref(), cfg, &identity, text_bytes)?;
+                drop(toks);
                 let meta_json = serde_json::to_string(&meta).expect("metadata serialises");
                 let file = TokenFile {
                     meta: meta_json,
                     sections: vec![train, val],
                 };
                 write_token_cache(&cache_path, &fingerprint, tokenizer.vocab_size(), &file)?;
-                let mut s = file.sections.into_iter();
-                (meta, s.next().unwrap(), s.next().unwrap())
+                drop(file);
+                let cache = TokenCache::open(&cache_path, &fingerprint, false)?;
+                (cache, meta, outcome)
             }
         };
+        Self::finish(cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings)
+    }
 
-        // 3. Cap, checks, baselines.
-        let mut train = train;
-        if let Some(m) = cfg.max_train_tokens {
-            train.truncate(m);
-        }
+    /// The streamed path of [`Dataset::prepare`] (see there for the split rule).
+    fn run_streamed(cfg: &DataConfig, corpus: &dyn Corpus, obs: &dyn PrepareObserver, build: bool) -> Result<Dataset, DataError> {
+        let say = |m: &str| obs.message(m);
+        let cache_dir = cfg.resolved_cache_dir()?;
+        let identity = corpus.identity();
+        let sample_bytes = cfg.bpe_sample_bytes.unwrap_or(DEFAULT_BPE_SAMPLE_BYTES);
+        let mut timings = PrepareTimings::default();
+        let mut head: Option<Head<'_>> = None;
+        let open_head = || -> Result<Head<'_>, DataError> { Ok(Head::new(corpus.stream()?, identity.clone())) };
+
+        // 1. The tokenizer.
+        let tokenizer: Arc<dyn Tokenizer> = match &cfg.tokenizer {
+            TokenizerSpec::Gpt2 => Arc::new(Gpt2Tokenizer),
+            TokenizerSpec::Bpe { vocab_size } => {
+                let tag = short_hash(&[&identity, "streamed", &cfg.val_tokens.to_string(), &sample_bytes.to_string(), "bpe-v1"]);
+                let path = cache_dir.join("tokenizers").join(format!("bpe-{vocab_size}-{tag}")).join("tokenizer.json");
+                match load_cached_bpe(&path, build, &say)? {
+                    Some(t) => Arc::new(t),
+                    None => {
+                        let h = head.insert(open_head()?);
+                        let t0 = Instant::now();
+                        let t = h.train_bpe(cfg, *vocab_size, sample_bytes, &say)?;
+                        timings.bpe_train_s = t0.elapsed().as_secs_f64();
+                        let json = t.to_json()?;
+                        crate::cache::atomic_write(&path, &[json.as_bytes()])?;
+                        Arc::new(t)
+                    }
+                }
+            }
+        };
+        let fingerprint = tokenizer.fingerprint();
+
+        // 2. The token streams.
+        let cap = cfg.max_train_tokens.map(|m| m.to_string()).unwrap_or_else(|| "all".into());
+        let key = short_hash(&[STREAM_FORMAT, &identity, &fingerprint, "streamed", &cfg.val_tokens.to_string(), &cap]);
+        let cache_path = cache_dir.join("tokens").join(format!("{key}.tok"));
+        let (cache, meta, outcome) = match open_existing(&cache_path, &fingerprint, cfg.verify_cache, build, &mut timings, &say)? {
+            Ok((c, m)) => (c, m, CacheOutcome::Loaded),
+            Err(outcome) => {
+                let h = match head.take() {
+                    Some(h) => h,
+                    None => open_head()?,
+                };
+                let t0 = Instant::now();
+                let meta = h.tokenize_into(cfg, tokenizer.as_ref(), &cache_path, obs)?;
+                timings.tokenize_s = t0.elapsed().as_secs_f64();
+                let cache = TokenCache::open(&cache_path, &fingerprint, false)?;
+                (cache, meta, outcome)
+            }
+        };
+        Self::finish(cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        cfg: &DataConfig,
+        tokenizer: Arc<dyn Tokenizer>,
+        cache: TokenCache,
+        meta: CacheMeta,
+        identity: String,
+        cache_path: PathBuf,
+        outcome: CacheOutcome,
+        timings: PrepareTimings,
+    ) -> Result<Dataset, DataError> {
+        let cache = Arc::new(cache);
+        let full_train = cache.section(0).len();
+        let train_len = cfg.max_train_tokens.map_or(full_train, |m| m.min(full_train));
+        let train = TokenStream::new(cache.clone(), 0, train_len);
+        let val = TokenStream::new(cache.clone(), 1, cache.section(1).len());
         if num_sequences(train.len(), cfg.seq_len) == 0 {
             return Err(DataError::config(
                 "val_tokens",
@@ -331,28 +461,51 @@ impl Dataset {
                 ),
             ));
         }
-        let mut used = 0usize;
-        let mut acc = 0usize;
-        for &n in &meta.train.tokens {
-            if acc >= train.len() {
-                break;
-            }
-            acc += n;
-            used += 1;
+        if num_sequences(val.len(), cfg.seq_len) == 0 {
+            return Err(DataError::config(
+                "seq_len",
+                format!("= {} is longer than the {} validation tokens; lower seq_len or raise val_tokens", cfg.seq_len, val.len()),
+            ));
         }
+        let used = if !meta.train.tokens.is_empty() || meta.train_documents == 0 {
+            let mut used = 0usize;
+            let mut acc = 0usize;
+            for &n in &meta.train.tokens {
+                if acc >= train.len() {
+                    break;
+                }
+                acc += n;
+                used += 1;
+            }
+            used
+        } else if train_len == full_train {
+            meta.train_documents
+        } else {
+            // Documents end with end-of-text, which no document's own tokens contain.
+            let eot = tokenizer.end_of_text();
+            let v = train.view();
+            v.slice(..train_len - 1).iter().filter(|&t| t == eot).count() + 1
+        };
         let vocab = tokenizer.vocab_size();
         let n_val_seq = num_sequences(val.len(), cfg.seq_len);
-        let val_targets = &val[1..=n_val_seq * cfg.seq_len];
-        let unigram_ce = unigram::unigram_cross_entropy(&train, val_targets, vocab);
-        let train_entropy = unigram::unigram_entropy(&train, vocab);
+        let train_counts = if meta.train_counts.len() == vocab && train_len == full_train {
+            meta.train_counts
+        } else {
+            unigram::counts_iter(train.view().iter(), vocab)
+        };
+        let unigram_ce = unigram::cross_entropy_from_counts(&train_counts, train.len(), val.view().slice(1..=n_val_seq * cfg.seq_len).iter(), vocab);
+        let train_entropy = unigram::entropy_from_counts(&train_counts, train.len());
         Ok(Dataset {
             config: cfg.clone(),
             tokenizer,
-            train: Arc::new(train),
-            val: Arc::new(val),
+            train,
+            val,
+            train_docs: meta.train_documents.max(meta.train.ids.len()),
             train_side: meta.train,
             val_side: meta.val,
             train_docs_used: used,
+            streamed: meta.streamed,
+            text_bytes: meta.text_bytes,
             corpus_identity: identity,
             cache_path,
             cache_outcome: outcome,
@@ -397,14 +550,29 @@ impl Dataset {
         self.val.len()
     }
 
-    /// The training stream.
-    pub fn train_token_ids(&self) -> &[u32] {
-        &self.train
+    /// The training stream (a view into the memory-mapped cache).
+    pub fn train_token_ids(&self) -> TokenView<'_> {
+        self.train.view()
     }
 
-    /// The validation stream.
-    pub fn val_token_ids(&self) -> &[u32] {
-        &self.val
+    /// The validation stream (a view into the memory-mapped cache).
+    pub fn val_token_ids(&self) -> TokenView<'_> {
+        self.val.view()
+    }
+
+    /// Number of training documents (all of them, before `max_train_tokens`).
+    pub fn train_document_count(&self) -> usize {
+        self.train_docs
+    }
+
+    /// Bytes of text that were tokenised (training and validation documents).
+    pub fn text_bytes(&self) -> u64 {
+        self.text_bytes
+    }
+
+    /// Whether the corpus was streamed (split by stream order; see [`Dataset::prepare`]).
+    pub fn is_streamed(&self) -> bool {
+        self.streamed
     }
 
     /// Training sequences: windows of `seq_len + 1` tokens at stride `seq_len`.
@@ -417,7 +585,9 @@ impl Dataset {
         num_sequences(self.val.len(), self.config.seq_len)
     }
 
-    /// Ids of the training documents in stream order (all of them, before `max_train_tokens`).
+    /// Ids of the training documents in stream order (all of them, before
+    /// `max_train_tokens`); empty for streamed corpora, which keep only the count
+    /// ([`Dataset::train_document_count`]).
     pub fn train_documents(&self) -> &[String] {
         &self.train_side.ids
     }
@@ -474,8 +644,9 @@ impl Dataset {
     pub fn val_batches(&self, batch_size: usize) -> Vec<Batch> {
         assert!(batch_size > 0, "val_batches: batch_size must be at least 1");
         let idx: Vec<usize> = (0..self.num_val_sequences()).collect();
+        let view = self.val.view();
         idx.chunks(batch_size)
-            .map(|c| Batch::gather(&self.val, self.config.seq_len, c))
+            .map(|c| Batch::gather_view(view, self.config.seq_len, c))
             .collect()
     }
 
@@ -586,6 +757,7 @@ fn build_streams(
     tok: &dyn Tokenizer,
     cfg: &DataConfig,
     identity: &str,
+    text_bytes: u64,
 ) -> Result<(CacheMeta, Vec<u32>, Vec<u32>), DataError> {
     let order = permutation(docs.len(), cfg.split_seed, 0);
     let k_tok = prefix_for(&order, |i| toks[i].len(), cfg.val_tokens);
@@ -619,25 +791,316 @@ fn build_streams(
         split_seed: cfg.split_seed,
         val_tokens: cfg.val_tokens,
         val: val_side,
+        train_documents: train_side.ids.len(),
         train: train_side,
+        streamed: false,
+        text_bytes,
+        train_counts: unigram::counts_iter(train.iter().copied(), tok.vocab_size()),
     };
     Ok((meta, train, val))
 }
 
-fn parse_cached(path: &Path, f: TokenFile) -> Result<(CacheMeta, Vec<u32>, Vec<u32>), DataError> {
+fn parse_meta(cache: &TokenCache) -> Result<CacheMeta, DataError> {
     let corrupt = |reason: String| DataError::CacheCorrupt {
-        path: path.to_path_buf(),
+        path: cache.path().to_path_buf(),
         reason,
     };
-    let meta: CacheMeta = serde_json::from_str(&f.meta).map_err(|e| corrupt(format!("metadata: {e}")))?;
-    if f.sections.len() != 2 {
-        return Err(corrupt(format!("{} sections, expected 2 (train, validation)", f.sections.len())));
+    let meta: CacheMeta = serde_json::from_str(cache.meta()).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    if cache.num_sections() != 2 {
+        return Err(corrupt(format!("{} sections, expected 2 (train, validation)", cache.num_sections())));
     }
-    let mut s = f.sections.into_iter();
-    let train = s.next().unwrap();
-    let val = s.next().unwrap();
-    if meta.train.tokens.iter().sum::<usize>() != train.len() || meta.val.tokens.iter().sum::<usize>() != val.len() {
+    let (train, val) = (cache.section(0).len(), cache.section(1).len());
+    let train_ok = meta.streamed || meta.train.tokens.iter().sum::<usize>() == train;
+    if !train_ok || meta.val.tokens.iter().sum::<usize>() != val {
         return Err(corrupt("document token counts disagree with the streams".into()));
     }
-    Ok((meta, train, val))
+    Ok(meta)
+}
+
+/// Loads a cached BPE tokenizer: `Ok(None)` when it must be trained.
+fn load_cached_bpe(path: &Path, build: bool, say: &dyn Fn(&str)) -> Result<Option<BpeTokenizer>, DataError> {
+    if path.exists() {
+        match BpeTokenizer::load(path) {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) if build => say(&format!("{e}; retraining")),
+            Err(e) => return Err(e),
+        }
+    } else if !build {
+        return Err(DataError::NotPrepared {
+            what: "the BPE tokenizer".into(),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(None)
+}
+
+/// Opens the token cache at `path` if it exists and is valid: `Ok(Ok(..))`;
+/// `Ok(Err(outcome))` when it must be (re)built; errors when `build` is false.
+fn open_existing(
+    path: &Path,
+    fingerprint: &str,
+    verify: bool,
+    build: bool,
+    timings: &mut PrepareTimings,
+    say: &dyn Fn(&str),
+) -> Result<Result<(TokenCache, CacheMeta), CacheOutcome>, DataError> {
+    if !path.exists() {
+        if !build {
+            return Err(DataError::NotPrepared {
+                what: "the token cache".into(),
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(Err(CacheOutcome::Built));
+    }
+    let t0 = Instant::now();
+    let res = TokenCache::open(path, fingerprint, verify).and_then(|c| parse_meta(&c).map(|m| (c, m)));
+    timings.cache_read_s = t0.elapsed().as_secs_f64();
+    match res {
+        Ok(x) => Ok(Ok(x)),
+        Err(e) if build => {
+            say(&format!("{e}; rebuilding"));
+            Ok(Err(CacheOutcome::Rebuilt { reason: e.to_string() }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The first documents of a streamed corpus, held in memory while the
+/// validation prefix and the BPE sample are chosen, and the rest of the stream.
+struct Head<'a> {
+    rest: crate::corpus::DocStream<'a>,
+    docs: Vec<Document>,
+    ended: bool,
+    identity: String,
+}
+
+impl<'a> Head<'a> {
+    fn new(rest: crate::corpus::DocStream<'a>, identity: String) -> Self {
+        Head {
+            rest,
+            docs: Vec::new(),
+            ended: false,
+            identity,
+        }
+    }
+
+    /// Pulls one more document; false at the end of the stream.
+    fn pull(&mut self) -> Result<bool, DataError> {
+        if self.ended {
+            return Ok(false);
+        }
+        match self.rest.next() {
+            Some(d) => {
+                self.docs.push(d?);
+                Ok(true)
+            }
+            None => {
+                self.ended = true;
+                Ok(false)
+            }
+        }
+    }
+
+    fn too_small(&self, cfg: &DataConfig) -> DataError {
+        DataError::Config {
+            key: "val_tokens",
+            message: format!(
+                "= {} needs every one of the {} documents of corpus {}, leaving none to train on; lower val_tokens or use a larger corpus (more shards, a larger max_chars)",
+                cfg.val_tokens,
+                self.docs.len(),
+                self.identity
+            ),
+        }
+    }
+
+    /// Shortest prefix reaching `target` tokens of `len` (+1 each), pulling documents as needed.
+    fn prefix(&mut self, target: usize, len: &(dyn Fn(&str) -> usize + Sync)) -> Result<usize, DataError> {
+        let mut acc = 0;
+        let mut k = 0;
+        loop {
+            while self.docs.len() < k + 8 && self.pull()? {}
+            if k == self.docs.len() {
+                return Ok(k);
+            }
+            let end = (k + 8).min(self.docs.len());
+            let lens: Vec<usize> = self.docs[k..end].par_iter().map(|d| len(&d.text)).collect();
+            for l in lens {
+                acc += l + 1;
+                k += 1;
+                if acc >= target {
+                    return Ok(k);
+                }
+            }
+        }
+    }
+
+    /// Shortest prefix with `target` GPT-2 tokens.
+    fn gpt2_prefix(&mut self, target: usize) -> Result<usize, DataError> {
+        let gpt2 = Gpt2Tokenizer;
+        let k = self.prefix(target, &|t| gpt2.encode(t).len())?;
+        Ok(k)
+    }
+
+    /// Trains a BPE on up to `sample` bytes of the documents after the validation
+    /// prefix, growing the prefix (and retraining) until it holds `val_tokens`
+    /// under the BPE too.
+    fn train_bpe(&mut self, cfg: &DataConfig, vocab_size: usize, sample: u64, say: &dyn Fn(&str)) -> Result<BpeTokenizer, DataError> {
+        let mut k = self.gpt2_prefix(cfg.val_tokens)?;
+        loop {
+            let mut bytes: u64 = self.docs[k..].iter().map(|d| d.text.len() as u64).sum();
+            while bytes < sample && self.pull()? {
+                bytes += self.docs.last().map_or(0, |d| d.text.len() as u64);
+            }
+            // The sample: documents after the prefix up to `sample` bytes.
+            let mut end = k;
+            let mut acc = 0u64;
+            while end < self.docs.len() && acc < sample {
+                acc += self.docs[end].text.len() as u64;
+                end += 1;
+            }
+            if end == k {
+                return Err(self.too_small(cfg));
+            }
+            say(&format!("training BPE vocab {vocab_size} on {} documents ({acc} bytes)", end - k));
+            let tok = BpeTokenizer::train(self.docs[k..end].iter().map(|d| d.text.as_str()), vocab_size)?;
+            let total: usize = self.docs[..k].par_iter().map(|d| tok.encode(&d.text).len() + 1).sum();
+            if total >= cfg.val_tokens {
+                return Ok(tok);
+            }
+            // The BPE is more compact than GPT-2 on this text: grow the validation prefix.
+            let mut acc_tok = total;
+            while acc_tok < cfg.val_tokens {
+                if k == self.docs.len() && !self.pull()? {
+                    return Err(self.too_small(cfg));
+                }
+                acc_tok += tok.encode(&self.docs[k].text).len() + 1;
+                k += 1;
+            }
+        }
+    }
+
+    /// Chooses the validation prefix, tokenises it and streams the rest of the
+    /// corpus through the tokenizer into the cache file at `path`.
+    fn tokenize_into(mut self, cfg: &DataConfig, tok: &dyn Tokenizer, path: &Path, obs: &dyn PrepareObserver) -> Result<CacheMeta, DataError> {
+        let k_ref = self.gpt2_prefix(cfg.val_tokens)?;
+        let k_tok = if tok.fingerprint().starts_with("gpt2") {
+            k_ref
+        } else {
+            self.prefix(cfg.val_tokens, &|t| tok.encode(t).len())?
+        };
+        let k = k_ref.max(k_tok);
+        if k >= self.docs.len() && !self.pull()? {
+            return Err(self.too_small(cfg));
+        }
+        let eot = tok.end_of_text();
+        obs.message(&format!("validation: the first {k} documents; tokenising the rest with {}", tok.fingerprint()));
+        let val_toks: Vec<Vec<u32>> = self.docs[..k].par_iter().map(|d| tok.encode(&d.text)).collect();
+        let mut val_side = SplitSide::default();
+        let mut val = Vec::new();
+        let mut text_bytes: u64 = 0;
+        for (d, t) in self.docs[..k].iter().zip(&val_toks) {
+            val_side.ids.push(d.id.clone());
+            val_side.tokens.push(t.len() + 1);
+            val.extend_from_slice(t);
+            val.push(eot);
+            text_bytes += d.text.len() as u64;
+        }
+        drop(val_toks);
+        if val.len() < cfg.val_tokens {
+            return Err(self.too_small(cfg));
+        }
+        let mut docs_done = k as u64;
+        let mut tokens_done = val.len() as u64;
+        obs.tokenised(docs_done, text_bytes, tokens_done);
+
+        let mut writer = crate::cache::TokenCacheWriter::create(path, &tok.fingerprint(), tok.vocab_size(), 2)?;
+        let cap = cfg.max_train_tokens.map(|m| m as u64);
+        let tail: Vec<Document> = self.docs.split_off(k);
+        let rest = self.rest;
+        let mut train_docs = 0usize;
+        let mut counts = vec![0u64; tok.vocab_size()];
+        std::thread::scope(|s| -> Result<(), DataError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Document>, DataError>>(CHUNKS_QUEUED);
+            s.spawn(move || {
+                let mut chunk = Vec::new();
+                let mut bytes = 0usize;
+                for d in tail.into_iter().map(Ok).chain(rest) {
+                    match d {
+                        Ok(d) => {
+                            bytes += d.text.len();
+                            chunk.push(d);
+                            if bytes >= CHUNK_BYTES {
+                                if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                                    return;
+                                }
+                                bytes = 0;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(Ok(chunk));
+                }
+            });
+            for msg in rx {
+                let chunk = msg?;
+                let toks: Vec<Vec<u32>> = chunk.par_iter().map(|d| tok.encode(&d.text)).collect();
+                let mut full = false;
+                for (d, t) in chunk.iter().zip(&toks) {
+                    let room = cap.map_or(usize::MAX, |c| (c - writer.section_len()) as usize);
+                    let t = &t[..t.len().min(room)];
+                    writer.push(t)?;
+                    for &id in t {
+                        counts[id as usize] += 1;
+                    }
+                    if t.len() < room {
+                        writer.push(&[eot])?;
+                        counts[eot as usize] += 1;
+                    }
+                    train_docs += 1;
+                    docs_done += 1;
+                    text_bytes += d.text.len() as u64;
+                    tokens_done += t.len() as u64 + 1;
+                    if cap.is_some_and(|c| writer.section_len() >= c) {
+                        full = true;
+                        break;
+                    }
+                }
+                obs.tokenised(docs_done, text_bytes, tokens_done);
+                if full {
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        if train_docs == 0 {
+            return Err(self_too_small(cfg, k, &self.identity));
+        }
+        writer.next_section()?;
+        writer.push(&val)?;
+        let meta = CacheMeta {
+            format: STREAM_FORMAT.to_string(),
+            corpus: self.identity.clone(),
+            tokenizer: tok.fingerprint(),
+            split_seed: cfg.split_seed,
+            val_tokens: cfg.val_tokens,
+            val: val_side,
+            train: SplitSide::default(),
+            streamed: true,
+            train_documents: train_docs,
+            text_bytes,
+            train_counts: counts,
+        };
+        writer.finish(&serde_json::to_string(&meta).expect("metadata serialises"))?;
+        Ok(meta)
+    }
+}
+
+fn self_too_small(cfg: &DataConfig, docs: usize, identity: &str) -> DataError {
+    too_small(identity, cfg, docs)
 }

@@ -66,6 +66,25 @@ pub enum DataError {
         /// Fingerprint hash stored in the file.
         found: String,
     },
+    /// A corpus file is unreadable or malformed (a corrupt gzip stream, a JSON
+    /// line without the text field, a C4 shard missing from the hf-hub cache, ...).
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Source {
+        /// The file involved.
+        path: PathBuf,
+        /// 1-based line number, where one applies.
+        line: Option<u64>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// [`crate::Dataset::load`] found no token cache (or tokenizer) for the config.
+    #[error("{what} is not prepared yet (expected {}); run `algoprog data prepare` with the same settings first", path.display())]
+    NotPrepared {
+        /// What is missing.
+        what: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The `tokenizers` library failed to train, load or run a BPE tokenizer.
     #[error("BPE tokenizer {}: {message}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(in memory)".into()))]
     Tokenizer {
@@ -81,6 +100,14 @@ impl DataError {
         DataError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn source(path: impl Into<PathBuf>, line: Option<u64>, message: impl Into<String>) -> Self {
+        DataError::Source {
+            path: path.into(),
+            line,
+            message: message.into(),
         }
     }
 

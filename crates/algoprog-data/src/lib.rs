@@ -15,20 +15,24 @@
 //! # Ok::<(), algoprog_data::DataError>(())
 //! ```
 //!
-//! Nothing here touches the network: the default corpus is embedded (see
-//! `corpus/PROVENANCE.md`) and GPT-2's tokenizer comes from `tiktoken-rs`.
+//! The default corpus is embedded (see `corpus/PROVENANCE.md`) and GPT-2's
+//! tokenizer comes from `tiktoken-rs`, so nothing touches the network unless a
+//! config asks for C4 without `offline = true` ([`C4Spec`]).
 
 pub mod batch;
 pub mod cache;
 pub mod corpus;
 mod dataset;
 mod error;
+pub mod sources;
 pub mod tokenizer;
 pub mod unigram;
 
-pub use batch::{num_sequences, permutation, Batch, TrainBatches};
-pub use corpus::{embedded_documents, Corpus, CorpusSpec, Document, EmbeddedCorpus, InMemoryCorpus};
-pub use dataset::{CacheOutcome, DataConfig, Dataset, PrepareTimings, Progress, SplitSide};
+pub use batch::{num_sequences, permutation, Batch, TokenStream, TrainBatches};
+pub use cache::{TokenCache, TokenView};
+pub use corpus::{embedded_documents, Corpus, CorpusSpec, DocStream, Document, EmbeddedCorpus, InMemoryCorpus};
+pub use dataset::{CacheOutcome, DataConfig, Dataset, PrepareObserver, PrepareTimings, Progress, SplitSide, DEFAULT_BPE_SAMPLE_BYTES};
+pub use sources::{c4_shard_name, hub_cache_dir, C4Corpus, C4Spec, DirCorpus, DirSpec};
 pub use error::DataError;
 pub use tokenizer::{BpeTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec, END_OF_TEXT, GPT2_VOCAB_SIZE};
 pub use unigram::{unigram_cross_entropy, unigram_entropy};

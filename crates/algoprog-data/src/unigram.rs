@@ -39,3 +39,43 @@ pub fn unigram_cross_entropy(train: &[u32], eval: &[u32], vocab_size: usize) -> 
     let total: f64 = eval.iter().map(|&t| -((c[t as usize] + 1) as f64 / denom).ln()).sum();
     total / eval.len() as f64
 }
+
+/// Counts of each id in `0..vocab_size` from an iterator of ids.
+pub(crate) fn counts_iter(tokens: impl Iterator<Item = u32>, vocab_size: usize) -> Vec<u64> {
+    let mut c = vec![0u64; vocab_size];
+    for t in tokens {
+        c[t as usize] += 1;
+    }
+    c
+}
+
+/// [`unigram_entropy`] from counts over `n` tokens.
+pub(crate) fn entropy_from_counts(c: &[u64], n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    c.iter()
+        .filter(|&&k| k > 0)
+        .map(|&k| {
+            let p = k as f64 / n;
+            -p * p.ln()
+        })
+        .sum()
+}
+
+/// [`unigram_cross_entropy`] from the training counts over `n_train` tokens.
+pub(crate) fn cross_entropy_from_counts(c: &[u64], n_train: usize, eval: impl Iterator<Item = u32>, vocab_size: usize) -> f64 {
+    let denom = (n_train + vocab_size) as f64;
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for t in eval {
+        total += -((c[t as usize] + 1) as f64 / denom).ln();
+        n += 1;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        total / n as f64
+    }
+}

@@ -286,7 +286,7 @@ fn small_bpe_dataset_and_cap() {
     let d = Dataset::prepare_corpus(&c, &corpus).unwrap();
     assert_eq!(d.vocab_size(), 512);
     assert!(d.val_tokens() >= 5_000);
-    assert!(d.train_token_ids().iter().all(|&t| t < 512));
+    assert!(d.train_token_ids().iter().all(|t| t < 512));
     // The BPE saw training documents only: retraining on them gives the same merges.
     let all = corpus.documents().unwrap();
     let by_id: HashMap<&str, &Document> = all.iter().map(|x| (x.id.as_str(), x)).collect();
@@ -303,7 +303,7 @@ fn small_bpe_dataset_and_cap() {
     .unwrap();
     assert_eq!(capped.cache_outcome(), &CacheOutcome::Loaded, "the cap reuses the cache");
     assert_eq!(capped.train_tokens(), 20_000);
-    assert_eq!(capped.train_token_ids(), &d.train_token_ids()[..20_000]);
+    assert_eq!(capped.train_token_ids(), d.train_token_ids().slice(..20_000));
     assert_eq!(capped.fingerprint(), d.fingerprint());
     assert_eq!(capped.val_token_ids(), d.val_token_ids());
     let used = capped.train_documents_used();
@@ -339,8 +339,8 @@ fn batches_shift_targets_and_follow_the_seed() {
         let tgt = &b.targets[r * l..(r + 1) * l];
         assert_eq!(&inp[1..], &tgt[..l - 1]);
         // Each row is a window at a multiple of seq_len, and its targets continue it.
-        let s = (0..d.num_train_sequences()).find(|&s| &stream[s * l..s * l + l] == inp).unwrap();
-        assert_eq!(tgt, &stream[s * l + 1..s * l + l + 1]);
+        let s = (0..d.num_train_sequences()).find(|&s| stream.slice(s * l..s * l + l) == inp).unwrap();
+        assert_eq!(stream.slice(s * l + 1..s * l + l + 1), tgt);
     }
     let first: Vec<Batch> = d.train_batches(8, 42).take(5).collect();
     let again: Vec<Batch> = d.train_batches(8, 42).take(5).collect();
@@ -357,7 +357,7 @@ fn an_epoch_covers_every_sequence_once() {
     let b = 7; // not a divisor of n: batches straddle epochs
     assert_ne!(n % b, 0);
     let stream = d.train_token_ids();
-    let mut all: Vec<Vec<u32>> = (0..n).map(|s| stream[s * l..s * l + l].to_vec()).collect();
+    let mut all: Vec<Vec<u32>> = (0..n).map(|s| stream.slice(s * l..s * l + l).to_vec()).collect();
     all.sort();
     let mut it = d.train_batches(b, 5);
     let mut rows: Vec<Vec<u32>> = Vec::new();
@@ -393,8 +393,8 @@ fn validation_batches_are_fixed_and_complete() {
     assert_eq!(vb.last().unwrap().batch_size, n - 16 * (vb.len() - 1));
     let inputs: Vec<u32> = vb.iter().flat_map(|b| b.inputs.iter().copied()).collect();
     let targets: Vec<u32> = vb.iter().flat_map(|b| b.targets.iter().copied()).collect();
-    assert_eq!(inputs, &d.val_token_ids()[..n * l]);
-    assert_eq!(targets, &d.val_token_ids()[1..n * l + 1]);
+    assert_eq!(d.val_token_ids().slice(..n * l), inputs);
+    assert_eq!(d.val_token_ids().slice(1..n * l + 1), targets);
     assert_eq!(d.val_batches(16), vb);
 }
 
@@ -409,34 +409,47 @@ fn cache_is_reused_and_damage_is_detected() {
     assert_eq!(a.cache_outcome(), &CacheOutcome::Built);
     let path = a.cache_path().to_path_buf();
     assert!(path.starts_with(dir.path()));
+    // Datasets map the cache file; keep copies, since the damage below rewrites the
+    // file in place (which a mapped reader must never see).
+    let (a_train, a_val, a_docs) = (a.train_token_ids().to_vec(), a.val_token_ids().to_vec(), a.val_documents().to_vec());
+    let (fp, n_tokens) = (a.fingerprint(), a.train_tokens() + a.val_tokens());
+    drop(a);
     let b = Dataset::prepare_corpus(&c, &corpus).unwrap();
     assert_eq!(b.cache_outcome(), &CacheOutcome::Loaded);
-    assert_eq!(a.train_token_ids(), b.train_token_ids());
-    assert_eq!(a.val_token_ids(), b.val_token_ids());
-    assert_eq!(a.val_documents(), b.val_documents());
+    assert_eq!(b.train_token_ids(), a_train);
+    assert_eq!(b.val_token_ids(), a_val);
+    assert_eq!(b.val_documents(), &a_docs[..]);
+    drop(b);
     // GPT-2 ids need 16 bits: header + metadata + 2 bytes per token.
     let len = std::fs::metadata(&path).unwrap().len() as usize;
-    assert!(len > 2 * (a.train_tokens() + a.val_tokens()) && len < 4 * (a.train_tokens() + a.val_tokens()));
+    assert!(len > 2 * n_tokens && len < 4 * n_tokens);
+    assert_eq!(TokenCache::open(&path, &fp, false).unwrap().width(), 2);
 
     // Truncated file.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
-    match read_token_cache(&path, &a.fingerprint()) {
+    match read_token_cache(&path, &fp) {
         Err(DataError::CacheCorrupt { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
         other => panic!("expected a truncation error, got {other:?}"),
     }
+    // Without the checksum too: the length check catches it.
+    let e = TokenCache::open(&path, &fp, false).unwrap_err().to_string();
+    assert!(e.contains("truncated") && e.contains(path.to_str().unwrap()), "{e}");
     let r = Dataset::prepare_corpus(&c, &corpus).unwrap();
     assert!(matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("truncated")));
-    assert_eq!(r.train_token_ids(), a.train_token_ids());
+    assert_eq!(r.train_token_ids(), a_train);
+    drop(r);
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "rebuilt byte for byte");
 
-    // Flipped token byte.
+    // Flipped token byte (the first byte after the 108-byte header).
     let mut bad = bytes.clone();
-    let last = bad.len() - 1;
-    bad[last] ^= 0x55;
+    bad[108] ^= 0x55;
     std::fs::write(&path, &bad).unwrap();
-    let e = read_token_cache(&path, &a.fingerprint()).unwrap_err().to_string();
+    let e = read_token_cache(&path, &fp).unwrap_err().to_string();
     assert!(e.contains("checksum") && e.contains(path.to_str().unwrap()), "{e}");
+    let r = Dataset::prepare_corpus(&c, &corpus).unwrap();
+    assert!(matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("checksum")));
+    drop(r);
 
     // Same key, other tokenizer's fingerprint in the header.
     let wrong = TokenFile {
@@ -444,10 +457,14 @@ fn cache_is_reused_and_damage_is_detected() {
         sections: vec![vec![1, 2, 3], vec![4, 5]],
     };
     write_token_cache(&path, "bpe-512-0000000000000000", 512, &wrong).unwrap();
-    assert!(matches!(read_token_cache(&path, &a.fingerprint()), Err(DataError::CacheMismatch { .. })));
+    let e = read_token_cache(&path, &fp).unwrap_err();
+    assert!(matches!(e, DataError::CacheMismatch { .. }));
+    let e = e.to_string();
+    assert!(e.contains(path.to_str().unwrap()) && e.contains("gpt2-r50k_base"), "{e}");
     let m = Dataset::prepare_corpus(&c, &corpus).unwrap();
     assert!(matches!(m.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("was written by tokenizer")));
-    assert_eq!(m.val_token_ids(), a.val_token_ids());
+    assert_eq!(m.val_token_ids(), a_val);
+    drop(m);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     // No temporary files are left behind.
     let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
@@ -554,10 +571,11 @@ fn unigram_entropies_by_hand() {
 fn dataset_unigram_baseline_matches_its_definition() {
     let d = gpt2_full();
     let n = d.num_val_sequences() * d.seq_len();
-    let targets = &d.val_token_ids()[1..=n];
-    let expected = unigram_cross_entropy(d.train_token_ids(), targets, 50257);
+    let targets = d.val_token_ids().slice(1..=n).to_vec();
+    let train = d.train_token_ids().to_vec();
+    let expected = unigram_cross_entropy(&train, &targets, 50257);
     assert!((d.unigram_entropy() - expected).abs() < 1e-12);
-    assert!((d.train_unigram_entropy() - unigram_entropy(d.train_token_ids(), 50257)).abs() < 1e-12);
+    assert!((d.train_unigram_entropy() - unigram_entropy(&train, 50257)).abs() < 1e-12);
     // Values on the embedded corpus (seed 0, GPT-2).
     assert!((d.unigram_entropy() - 6.7643).abs() < 1e-3, "{}", d.unigram_entropy());
     assert!((d.train_unigram_entropy() - 6.6484).abs() < 1e-3, "{}", d.train_unigram_entropy());
