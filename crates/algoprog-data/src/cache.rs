@@ -269,6 +269,16 @@ impl TokenCache {
     /// Opens and checks `path` (see the module documentation for what is checked;
     /// `verify` forces the checksum for every size).
     pub fn open(path: &Path, expected_fingerprint: &str, verify: bool) -> Result<Self, DataError> {
+        Self::open_checked(path, expected_fingerprint, Some(verify))
+    }
+
+    /// Opens a file this process has just written: header and length checks only.
+    pub(crate) fn open_written(path: &Path, expected_fingerprint: &str) -> Result<Self, DataError> {
+        Self::open_checked(path, expected_fingerprint, None)
+    }
+
+    /// `verify`: `Some(true)` always, `Some(false)` for small bodies, `None` never.
+    fn open_checked(path: &Path, expected_fingerprint: &str, verify: Option<bool>) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         // SAFETY: cache files are written once under a temporary name and renamed
         // into place; they are never modified afterwards, so the mapping is stable.
@@ -323,7 +333,11 @@ impl TokenCache {
             });
         }
         let body = &bytes[header_len..];
-        if verify || (body.len() as u64) <= VERIFY_ALWAYS_BELOW {
+        let check = match verify {
+            Some(v) => v || (body.len() as u64) <= VERIFY_ALWAYS_BELOW,
+            None => false,
+        };
+        if check {
             if Sha256::digest(body).as_slice() != &bytes[48..80] {
                 return Err(corrupt("checksum mismatch".into()));
             }

@@ -374,7 +374,7 @@ impl Dataset {
                 };
                 write_token_cache(&cache_path, &fingerprint, tokenizer.vocab_size(), &file)?;
                 drop(file);
-                let cache = TokenCache::open(&cache_path, &fingerprint, false)?;
+                let cache = TokenCache::open_written(&cache_path, &fingerprint)?;
                 (cache, meta, outcome)
             }
         };
@@ -427,7 +427,7 @@ impl Dataset {
                 let t0 = Instant::now();
                 let meta = h.tokenize_into(cfg, tokenizer.as_ref(), &cache_path, obs)?;
                 timings.tokenize_s = t0.elapsed().as_secs_f64();
-                let cache = TokenCache::open(&cache_path, &fingerprint, false)?;
+                let cache = TokenCache::open_written(&cache_path, &fingerprint)?;
                 (cache, meta, outcome)
             }
         };
