@@ -10,6 +10,7 @@
 pub mod config;
 pub mod error;
 pub mod record;
+pub mod suite;
 pub mod trainer;
 
 pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
