@@ -7,6 +7,7 @@
 //!              every eval_interval: validation loss ──► curve.csv + run.json
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod record;
@@ -16,4 +17,4 @@ pub mod trainer;
 pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
 pub use error::{Result, TrainError};
 pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};
-pub use trainer::{batch_loss, evaluate, train, train_on, Observer, Silent, StepInfo, TrainOutcome};
+pub use trainer::{batch_loss, evaluate, train, train_on, train_on_with, Observer, Silent, StepInfo, TrainOptions, TrainOutcome};

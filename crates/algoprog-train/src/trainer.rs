@@ -10,6 +10,7 @@ use algoprog_nn::{clip_grad_norm, cross_entropy, LrSchedule};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
+use crate::checkpoint::{self, LoopState, CHECKPOINT};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::record::{DataSummary, EvalRow, FlopLedger, RunDir, RunRecord, RunStatus, WEIGHTS};
@@ -98,10 +99,49 @@ pub fn train(cfg: &RunConfig, dir: &RunDir, observer: &mut dyn Observer) -> Resu
     train_on(cfg, &data, dir, observer)
 }
 
+/// How a run is checkpointed and resumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrainOptions {
+    /// Write `checkpoint.safetensors` (weights, optimiser and loop state) at every evaluation.
+    pub checkpoint: bool,
+    /// Continue from `checkpoint.safetensors` in the run directory if there is one.
+    pub resume: bool,
+    /// Stop (leaving a `running` record and the checkpoint) once this many steps
+    /// are done, as an interruption would; for tests and time-sliced jobs.
+    pub stop_after: Option<u64>,
+}
+
+impl TrainOptions {
+    /// Checkpoint at every evaluation and resume from an existing checkpoint: what sweeps use.
+    pub fn resumable() -> Self {
+        TrainOptions {
+            checkpoint: true,
+            resume: true,
+            stop_after: None,
+        }
+    }
+}
+
 /// Train one run on prepared data, writing `run.json`, `curve.csv` and the
 /// final weights into `dir`. The run record is rewritten after every
 /// evaluation, so an interrupted run leaves a consistent `running` record.
+/// No checkpoints; see [`train_on_with`].
 pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+    train_on_with(cfg, data, dir, observer, TrainOptions::default())
+}
+
+/// [`train_on`] with checkpoints and resume. With `opts.checkpoint`, the
+/// checkpoint is written at every evaluation before the curve and the record,
+/// and removed when the run ends (the final weights stay in
+/// `model.safetensors`). With `opts.resume` and a checkpoint in `dir`, the run
+/// continues from it and produces the same curve as an uninterrupted run.
+pub fn train_on_with(
+    cfg: &RunConfig,
+    data: &Dataset,
+    dir: &RunDir,
+    observer: &mut dyn Observer,
+    opts: TrainOptions,
+) -> Result<TrainOutcome> {
     cfg.validate()?;
     let device = Device::Cpu;
     let started = Instant::now();
@@ -116,6 +156,13 @@ pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dy
     let per_token = model.flops(seq_len);
     let train_flops_per_step = per_token.train_per_token * tokens_per_step as f64;
     let mut optimizer = t.optimizer.build(model.params())?;
+    let ckpt_path = dir.path.join(CHECKPOINT);
+    let resumed = if opts.resume && ckpt_path.exists() {
+        Some(checkpoint::load(&ckpt_path, model.params(), optimizer.as_mut())?)
+    } else {
+        None
+    };
+    let previous = if resumed.is_some() { dir.read_record().ok() } else { None };
 
     let eval_bs = t.eval_batch_size.unwrap_or(t.batch_size);
     let mut val = data.val_batches(eval_bs);
@@ -158,23 +205,46 @@ pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dy
         best_val_loss: None,
         wall_seconds: 0.0,
         tokens_per_second: 0.0,
-        started_at: chrono::Utc::now().to_rfc3339(),
+        started_at: previous.as_ref().map_or_else(|| chrono::Utc::now().to_rfc3339(), |p| p.started_at.clone()),
         finished_at: None,
         algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
         config: cfg.clone(),
     };
-    dir.write_record(&record)?;
-    observer.on_start(&record);
-
     let mut batches = data.train_batches(t.batch_size, cfg.seed);
     let mut curve: Vec<EvalRow> = Vec::new();
     let mut first_loss: Option<f64> = None;
     let mut loss_sum = 0.0;
     let mut loss_count = 0usize;
+    let mut start_step = 0u64;
+    let mut wall_before = 0.0;
+    if let Some(st) = resumed {
+        start_step = st.step.min(total_steps);
+        batches.skip_batches(start_step * t.grad_accum as u64);
+        curve = st.curve;
+        first_loss = st.first_loss;
+        loss_sum = st.loss_sum;
+        loss_count = st.loss_count as usize;
+        wall_before = st.wall_seconds;
+        record.steps_done = start_step;
+        record.tokens_done = start_step * tokens_per_step;
+        record.flops.train_total = start_step as f64 * train_flops_per_step;
+        record.flops.train_total_6n = per_token.six_n_per_token * record.tokens_done as f64;
+        record.flops.eval_total = st.eval_flops;
+        record.final_val_loss = curve.last().map(|r| r.val_loss);
+        record.best_val_loss = curve.iter().map(|r| r.val_loss).reduce(f64::min);
+    }
+    let wall = |started: &Instant| wall_before + started.elapsed().as_secs_f64();
+    dir.write_record(&record)?;
+    observer.on_start(&record);
     let mut lr = 0.0;
     let train_clock = Instant::now();
+    let mut stopped_early = false;
 
-    for step in 0..total_steps {
+    for step in start_step..total_steps {
+        if opts.stop_after.is_some_and(|s| step >= s) {
+            stopped_early = true;
+            break;
+        }
         lr = t.schedule.lr(step as usize, total_steps as usize, t.lr);
         let mut grads: Option<GradStore> = None;
         let mut step_loss = 0.0;
@@ -245,23 +315,48 @@ pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dy
             curve.push(row);
             record.final_val_loss = Some(val_loss);
             record.best_val_loss = Some(record.best_val_loss.map_or(val_loss, |b: f64| b.min(val_loss)));
-            record.wall_seconds = started.elapsed().as_secs_f64();
-            record.tokens_per_second = record.tokens_done as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+            record.wall_seconds = wall(&started);
+            record.tokens_per_second =
+                (record.tokens_done - start_step * tokens_per_step) as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+            if opts.checkpoint {
+                let state = LoopState {
+                    step: done,
+                    loss_sum,
+                    loss_count: loss_count as u64,
+                    first_loss,
+                    eval_flops: record.flops.eval_total,
+                    wall_seconds: record.wall_seconds,
+                    curve: curve.clone(),
+                };
+                checkpoint::save(&ckpt_path, model.params(), optimizer.as_ref(), &state)?;
+            }
             dir.write_curve(&curve)?;
             dir.write_record(&record)?;
             observer.on_eval(&row);
         }
     }
     let _ = lr;
+    if stopped_early {
+        observer.on_finish(&record);
+        return Ok(TrainOutcome { record, curve });
+    }
     if record.status == RunStatus::Running {
         record.status = RunStatus::Finished;
         model.params().save_safetensors(&dir.path.join(WEIGHTS))?;
     }
-    record.wall_seconds = started.elapsed().as_secs_f64();
-    record.tokens_per_second = record.tokens_done as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+    record.wall_seconds = wall(&started);
+    record.tokens_per_second =
+        (record.tokens_done - start_step * tokens_per_step) as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
     record.finished_at = Some(chrono::Utc::now().to_rfc3339());
     dir.write_curve(&curve)?;
     dir.write_record(&record)?;
+    if ckpt_path.exists() {
+        std::fs::remove_file(&ckpt_path).map_err(|e| TrainError::Io {
+            path: ckpt_path.clone(),
+            what: "removing the checkpoint of an ended run".into(),
+            err: e,
+        })?;
+    }
     observer.on_finish(&record);
     Ok(TrainOutcome { record, curve })
 }
