@@ -13,10 +13,16 @@
 //! final_norm = false
 //! init = "transformer_scaled" # transformer_scaled | xavier_uniform | kaiming_normal
 //! ```
+//! An LSTM is `kind = "lstm"` with the keys of [`LstmConfig`] (`d_model`,
+//! `n_layers` 2, `hidden` = d_model, `tbptt_len` 64, `dropout_input` 0.2,
+//! `dropout_hidden` 0.1, `dropout_output` 0.2, `layer_norm` true,
+//! `kernel` "window", `max_seq_len` 128).
+//!
 //! Omitted keys take the `modern` preset's values (rotary, SwiGLU, pre-RMSNorm
 //! with a final norm), depth max(1, d/16), head_dim 16, ff_ratio 4,
 //! max_seq_len 128, tied embeddings, biases on.
 
+use crate::lstm::LstmConfig;
 use crate::transformer::{default_depth, validate_shape, Transformer, TransformerSpec};
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::{
@@ -31,6 +37,8 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {
     Transformer(TransformerConfig),
+    /// A stacked LSTM (see [`crate::lstm`]).
+    Lstm(LstmConfig),
 }
 
 fn d16() -> usize {
@@ -174,6 +182,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             ModelConfig::Transformer(c) => c.validate(),
+            ModelConfig::Lstm(c) => c.validate(),
         }
     }
 
@@ -187,6 +196,7 @@ impl ModelConfig {
     ) -> candle_core::Result<Box<dyn LanguageModel>> {
         match self {
             ModelConfig::Transformer(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
+            ModelConfig::Lstm(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
         }
     }
 
@@ -194,6 +204,7 @@ impl ModelConfig {
     pub fn param_counts(&self, vocab_size: usize) -> ParamCounts {
         match self {
             ModelConfig::Transformer(c) => c.spec().param_counts(vocab_size),
+            ModelConfig::Lstm(c) => c.param_counts(vocab_size),
         }
     }
 
@@ -201,6 +212,7 @@ impl ModelConfig {
     pub fn flops(&self, vocab_size: usize, seq_len: usize) -> FlopReport {
         match self {
             ModelConfig::Transformer(c) => c.spec().flops(vocab_size, seq_len),
+            ModelConfig::Lstm(c) => c.flops(vocab_size, seq_len),
         }
     }
 }

@@ -70,8 +70,10 @@ pub trait LanguageModel: Send + Sync {
 }
 
 pub mod config;
+pub mod lstm;
 pub mod transformer;
 
 pub use algoprog_nn::ConfigError;
 pub use config::{DynTransformer, ModelConfig, TransformerConfig};
+pub use lstm::{Lstm, LstmConfig, LstmKernel};
 pub use transformer::{default_depth, Transformer, TransformerSpec};

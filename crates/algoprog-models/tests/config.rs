@@ -47,7 +47,7 @@ fn toml_model_sections_parse_with_modern_defaults() {
         "[model]\nkind = \"transformer\"\nd_model = 32\nn_layers = 3\nff_ratio = 2\npositional = \"nope\"\nfeed_forward = \"geglu\"\ngated_hidden = \"param_matched\"\ninit = \"xavier_uniform\"\n",
     )
     .unwrap();
-    let ModelConfig::Transformer(c) = f.model;
+    let ModelConfig::Transformer(c) = f.model else { panic!("kind = \"transformer\" parsed as another model") };
     assert_eq!((c.n_layers, c.ff_ratio, c.positional, c.feed_forward), (Some(3), 2.0, PositionalKind::None, FeedForwardKind::GeGlu));
     // unknown keys and values are errors that name them
     let e = toml::from_str::<File>("[model]\nkind = \"transformer\"\nd_model = 64\nwidth = 3\n").err().unwrap().to_string();

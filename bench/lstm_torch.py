@@ -1,0 +1,88 @@
+"""PyTorch reference for crates/algoprog-models/benches/lstm.rs.
+
+Trains the same LSTM language model for a few steps on random tokens and
+prints tokens/s: vocabulary 4096 with a tied embedding (Xavier-uniform), a
+2-layer LSTM of width d (nn.LSTM one layer at a time with nn.LayerNorm on each
+layer's output, the placement algoprog uses), dropout 0, TBPTT 64 within
+128-token sequences (state detached between windows), batch 32, AdamW
+(lr 1e-3, weight decay 0.01), gradient clip 1.0, f32 on the CPU.
+
+    pip install torch        # a benchmark dependency only, never a test one
+    python bench/lstm_torch.py [--threads N] [--steps 5] [--widths 64 128]
+
+Set --threads to the core count the Rust benchmark used (candle uses all cores).
+"""
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+VOCAB, BATCH, SEQ, TBPTT = 4096, 32, 128, 64
+
+
+class LstmLM(nn.Module):
+    def __init__(self, d: int, n_layers: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, d)
+        nn.init.xavier_uniform_(self.embed.weight)
+        self.layers = nn.ModuleList(nn.LSTM(d, d, batch_first=False) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(n_layers))
+        for lstm in self.layers:
+            nn.init.xavier_uniform_(lstm.weight_ih_l0)
+            for g in range(4):  # orthogonal per gate block
+                nn.init.orthogonal_(lstm.weight_hh_l0.data[g * d:(g + 1) * d])
+            nn.init.zeros_(lstm.bias_ih_l0)
+            nn.init.zeros_(lstm.bias_hh_l0)
+            lstm.bias_ih_l0.data[d:2 * d] = 1.0  # forget gate (PyTorch order i, f, g, o)
+
+    def forward(self, tokens):  # tokens (B, T) -> hidden (B, T, d)
+        x = self.embed(tokens).transpose(0, 1)  # (T, B, d)
+        states = [None] * len(self.layers)
+        outs = []
+        for start in range(0, x.shape[0], TBPTT):
+            y = x[start:start + TBPTT]
+            for i, (lstm, norm) in enumerate(zip(self.layers, self.norms)):
+                st = None if states[i] is None else tuple(s.detach() for s in states[i])
+                y, states[i] = lstm(y, st)
+                y = norm(y)
+            outs.append(y)
+        return torch.cat(outs, 0).transpose(0, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--widths", type=int, nargs="+", default=[64, 128])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          + " ".join(open("/proc/loadavg").read().split()[:3]))
+    for d in args.widths:
+        model = LstmLM(d)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        total = 0.0
+        for i in range(args.steps + 1):
+            data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
+            inp, tgt = data[:, :-1], data[:, 1:]
+            t0 = time.perf_counter()
+            h = model(inp)
+            logits = h.reshape(-1, d) @ model.embed.weight.t()
+            loss = F.cross_entropy(logits, tgt.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if i > 0:  # the first step warms up
+                total += time.perf_counter() - t0
+        tps = BATCH * SEQ * args.steps / total
+        print(f"torch-lstm-d{d:<4} {tps:10.0f} tokens/s {1e3 * total / args.steps:8.1f} ms/step")
+
+
+if __name__ == "__main__":
+    main()

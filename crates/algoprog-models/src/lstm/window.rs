@@ -1,0 +1,219 @@
+//! The recurrence of one layer over one TBPTT window as a single op with a
+//! hand-written backward (backpropagation through time inside the op).
+//!
+//! Why: composed from candle ops, every time step adds ~10 autograd nodes,
+//! and the backward of "take step t's rows of the window's input
+//! projection" materialises a zero-padded gradient of the whole window at
+//! every step (O(T²) memory traffic per window). Here the time loop is plain
+//! Rust around one (B × H)·(H × 4H) matmul per step forward and one
+//! (B × 4H)·(4H × H) per step backward; W_hh's gradient is one
+//! (4H × T·B)·(T·B × H) matmul after the loop.
+//!
+//! Forward ([`LstmWindow`]): inputs
+//! - `xp` (T, B, 4H): the window's input projections W_ih·x_t + b (gate order i, f, o, g),
+//! - `w_hh` (4H, H),
+//! - `s0` (B, 3H) = [h_0 | c_0 | m]: the initial state and the hidden-dropout
+//!   mask m (ones when inactive; it gets no gradient).
+//!
+//! For t = 1..T: a_t = xp_t + (m⊙h_{t−1})·W_hhᵀ, then the cell of
+//! [`super::cell`]. Output (T, B, 6H) = [h_t | c_t | a_t]: a_t is kept for
+//! the backward (no recomputation), its output gradient is added to δa_t.
+//!
+//! Backward ([`LstmWindowBackward`]), for t = T..1 with δh, δc carried:
+//! δh ← ∂L/∂h_t + δh_next, δc ← ∂L/∂c_t + δc_next + δh⊙o⊙(1 − tanh²c_t),
+//! δa_t from the cell formulas, δc_next = δc⊙f, δh_next = m⊙(δa_t·W_hh).
+//! Then ∂L/∂xp = δa, ∂L/∂W_hh = Σ_t δa_tᵀ·(m⊙h_{t−1}),
+//! ∂L/∂s0 = [δh_next | δc_next | 0] after t = 1.
+
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor, WithDType};
+
+#[inline]
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
+    if !l.is_contiguous() {
+        return Err(candle_core::Error::Msg(format!("lstm window: {what} must be contiguous")));
+    }
+    Ok(&data[l.start_offset()..l.start_offset() + l.shape().elem_count()])
+}
+
+/// Whole-window LSTM recurrence: (xp (T, B, 4H), w_hh (4H, H), s0 (B, 3H)) → (T, B, 6H).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LstmWindow;
+
+fn window_fwd<T: WithDType>(
+    xp: &[T],
+    lx: &Layout,
+    w: &[T],
+    lw: &Layout,
+    s0: &[T],
+    ls: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let (xp, w, s0) = (contiguous(xp, lx, "xp")?, contiguous(w, lw, "w_hh")?, contiguous(s0, ls, "s0")?);
+    let (tn, b, h4) = lx.shape().dims3()?;
+    let h = h4 / 4;
+    if lw.dims() != [4 * h, h] || ls.dims() != [b, 3 * h] {
+        return Err(candle_core::Error::Msg(format!(
+            "lstm window: xp {:?}, w_hh {:?}, s0 {:?} do not match",
+            lx.dims(),
+            lw.dims(),
+            ls.dims()
+        )));
+    }
+    let wt = Tensor::from_slice(w, (4 * h, h), &Device::Cpu)?.t()?;
+    let mut out = vec![T::from_f64(0.0); tn * b * 6 * h];
+    let mask: Vec<f64> = (0..b * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h].to_f64()).collect();
+    let mut c: Vec<f64> = (0..b * h).map(|k| s0[(k / h) * 3 * h + h + k % h].to_f64()).collect();
+    let mut hin: Vec<T> = (0..b * h).map(|k| T::from_f64(s0[(k / h) * 3 * h + k % h].to_f64() * mask[k])).collect();
+    for t in 0..tn {
+        let rec: Vec<T> = Tensor::from_slice(&hin, (b, h), &Device::Cpu)?.matmul(&wt)?.flatten_all()?.to_vec1()?;
+        for r in 0..b {
+            let xrow = &xp[(t * b + r) * 4 * h..(t * b + r + 1) * 4 * h];
+            let rrow = &rec[r * 4 * h..(r + 1) * 4 * h];
+            let orow = &mut out[(t * b + r) * 6 * h..(t * b + r + 1) * 6 * h];
+            for k in 0..4 * h {
+                orow[2 * h + k] = T::from_f64(xrow[k].to_f64() + rrow[k].to_f64());
+            }
+            for j in 0..h {
+                let i = sigmoid(orow[2 * h + j].to_f64());
+                let f = sigmoid(orow[3 * h + j].to_f64());
+                let o = sigmoid(orow[4 * h + j].to_f64());
+                let g = orow[5 * h + j].to_f64().tanh();
+                let cn = f * c[r * h + j] + i * g;
+                let hn = o * cn.tanh();
+                c[r * h + j] = cn;
+                orow[j] = T::from_f64(hn);
+                orow[h + j] = T::from_f64(cn);
+                hin[r * h + j] = T::from_f64(hn * mask[r * h + j]);
+            }
+        }
+    }
+    Ok((T::to_cpu_storage_owned(out), Shape::from((tn, b, 6 * h))))
+}
+
+impl CustomOp3 for LstmWindow {
+    fn name(&self) -> &'static str {
+        "lstm-window"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_fwd(a, l1, b, l2, c, l3),
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_fwd(a, l1, b, l2, c, l3),
+            _ => Err(candle_core::Error::Msg("lstm window: f32 or f64 inputs of one dtype expected".into())),
+        }
+    }
+    fn bwd(
+        &self,
+        _xp: &Tensor,
+        w_hh: &Tensor,
+        s0: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (tn, b, h6) = res.dims3()?;
+        let h = h6 / 6;
+        let s0 = s0.contiguous()?;
+        let g = res.apply_op3_no_bwd(&s0, &grad.contiguous()?, &LstmWindowBackward { w_hh: w_hh.copy()? })?;
+        let n = tn * b * 4 * h;
+        let da = g.narrow(0, 0, n)?.reshape((tn, b, 4 * h))?;
+        let dhc = g.narrow(0, n, b * 2 * h)?.reshape((b, 2 * h))?;
+        let ds0 = Tensor::cat(&[dhc, Tensor::zeros((b, h), s0.dtype(), s0.device())?], 1)?;
+        // ∂L/∂W_hh = Σ_t δa_tᵀ·(m⊙h_{t−1})
+        let mask = s0.narrow(1, 2 * h, h)?;
+        let h0 = s0.narrow(1, 0, h)?.unsqueeze(0)?;
+        let hprev = if tn > 1 { Tensor::cat(&[h0, res.narrow(0, 0, tn - 1)?.narrow(2, 0, h)?], 0)? } else { h0 };
+        let hin = hprev.broadcast_mul(&mask.unsqueeze(0)?)?.reshape((tn * b, h))?;
+        let dw = da.reshape((tn * b, 4 * h))?.t()?.matmul(&hin)?;
+        Ok((Some(da), Some(dw), Some(ds0)))
+    }
+}
+
+/// Backward of [`LstmWindow`]: (out (T, B, 6H), s0 (B, 3H), ∂L/∂out) →
+/// flat [δa (T·B·4H) | δh_0, δc_0 (B·2H)], with W_hh carried by the op.
+#[derive(Clone, Debug)]
+pub struct LstmWindowBackward {
+    pub w_hh: Tensor,
+}
+
+fn window_bwd<T: WithDType>(
+    y: &[T],
+    ly: &Layout,
+    s0: &[T],
+    ls: &Layout,
+    gy: &[T],
+    lg: &Layout,
+    w: &Tensor,
+) -> Result<(CpuStorage, Shape)> {
+    let (y, s0, gy) = (contiguous(y, ly, "output")?, contiguous(s0, ls, "s0")?, contiguous(gy, lg, "gradient")?);
+    let (tn, b, h6) = ly.shape().dims3()?;
+    let h = h6 / 6;
+    let mask: Vec<f64> = (0..b * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h].to_f64()).collect();
+    let mut dh_next = vec![0f64; b * h];
+    let mut dc_next = vec![0f64; b * h];
+    let mut da = vec![T::from_f64(0.0); tn * b * 4 * h];
+    for t in (0..tn).rev() {
+        for r in 0..b {
+            let row = (t * b + r) * 6 * h;
+            for j in 0..h {
+                let a = |k: usize| y[row + 2 * h + k * h + j].to_f64();
+                let (i, f, o, g) = (sigmoid(a(0)), sigmoid(a(1)), sigmoid(a(2)), a(3).tanh());
+                let cp = if t > 0 { y[((t - 1) * b + r) * 6 * h + h + j].to_f64() } else { s0[r * 3 * h + h + j].to_f64() };
+                let tau = y[row + h + j].to_f64().tanh();
+                let k = r * h + j;
+                let dh = gy[row + j].to_f64() + dh_next[k];
+                let dc = gy[row + h + j].to_f64() + dc_next[k] + dh * o * (1.0 - tau * tau);
+                let ga = |q: usize| gy[row + 2 * h + q * h + j].to_f64();
+                let drow = (t * b + r) * 4 * h;
+                da[drow + j] = T::from_f64(dc * g * i * (1.0 - i) + ga(0));
+                da[drow + h + j] = T::from_f64(dc * cp * f * (1.0 - f) + ga(1));
+                da[drow + 2 * h + j] = T::from_f64(dh * tau * o * (1.0 - o) + ga(2));
+                da[drow + 3 * h + j] = T::from_f64(dc * i * (1.0 - g * g) + ga(3));
+                dc_next[k] = dc * f;
+            }
+        }
+        let dat = Tensor::from_slice(&da[t * b * 4 * h..(t + 1) * b * 4 * h], (b, 4 * h), &Device::Cpu)?;
+        let dhin: Vec<T> = dat.matmul(w)?.flatten_all()?.to_vec1()?;
+        for k in 0..b * h {
+            dh_next[k] = dhin[k].to_f64() * mask[k];
+        }
+    }
+    let mut out = da;
+    out.reserve(2 * b * h);
+    for r in 0..b {
+        out.extend((0..h).map(|j| T::from_f64(dh_next[r * h + j])));
+        out.extend((0..h).map(|j| T::from_f64(dc_next[r * h + j])));
+    }
+    let len = out.len();
+    Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
+}
+
+impl CustomOp3 for LstmWindowBackward {
+    fn name(&self) -> &'static str {
+        "lstm-window-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh),
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh),
+            _ => Err(candle_core::Error::Msg("lstm window backward: f32 or f64 inputs of one dtype expected".into())),
+        }
+    }
+}
