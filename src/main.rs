@@ -19,6 +19,8 @@ enum Command {
     Fit(cmd::fit::Args),
     /// Compute-equivalent gains: multipliers, CEG functions, combination tests, Kaplan vs Chinchilla, decomposition.
     Ceg(cmd::ceg::Args),
+    /// Corpora and token caches: `prepare` (C4, a directory or the embedded corpus) and `info`.
+    Data(cmd::data::Args),
 }
 
 fn main() {
@@ -27,6 +29,7 @@ fn main() {
         Command::Train(a) => cmd::train::run(a),
         Command::Fit(a) => cmd::fit::run(a),
         Command::Ceg(a) => cmd::ceg::run(a),
+        Command::Data(a) => cmd::data::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,3 +1,4 @@
 pub mod ceg;
+pub mod data;
 pub mod fit;
 pub mod train;
