@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use algoprog_data::DataConfig;
-use algoprog_models::{ModelConfig, TransformerConfig};
+use algoprog_models::{LstmConfig, ModelConfig, TransformerConfig};
 use algoprog_nn::{OptimizerConfig, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -112,7 +112,9 @@ fn default_divergence() -> f64 {
 /// The presets the papers compare. `modern`: rotary, SwiGLU, pre-RMSNorm,
 /// AdamW (weight decay 0.01), cosine with 10% warmup to 0.1×. `retro`:
 /// sinusoidal, GeLU, post-LayerNorm, Adam (no weight decay), inverse-sqrt.
-pub const PRESETS: &[&str] = &["modern", "retro"];
+/// `lstm`: the papers' 2-layer LSTM (Table 3: layer norm, TBPTT 64, AdamW,
+/// cosine) with dropout 0, the papers' fair comparison with the Transformer.
+pub const PRESETS: &[&str] = &["modern", "retro", "lstm"];
 
 /// The TOML table a preset contributes, for a model of width `d_model`.
 pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainError> {
@@ -126,6 +128,11 @@ pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainErro
             ModelConfig::Transformer(TransformerConfig::retro(d_model)),
             OptimizerConfig::adam(),
             ScheduleConfig::inverse_sqrt(),
+        ),
+        "lstm" => (
+            ModelConfig::Lstm(LstmConfig::paper_no_dropout(d_model)),
+            OptimizerConfig::adam_w(),
+            ScheduleConfig::cosine(),
         ),
         other => {
             return Err(TrainError::config(
