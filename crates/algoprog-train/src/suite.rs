@@ -185,30 +185,28 @@ fn named(mut cfg: RunConfig, name: String) -> RunConfig {
     cfg
 }
 
-/// Modern, then modern with each single seam reverted to retro (`modern-retro_<seam>`).
-pub fn single_reverts(base: &RunConfig) -> Result<Vec<RunConfig>> {
-    let modern = with_preset(base, "modern")?;
-    let retro = with_preset(base, "retro")?;
-    let mut out = vec![modern.clone()];
+/// Preset `from`, then `from` with each single seam taken from preset `to`,
+/// named `<from>-<to>_<seam>`.
+fn single_moves(base: &RunConfig, from: &str, to: &str) -> Result<Vec<RunConfig>> {
+    let start = with_preset(base, from)?;
+    let donor = with_preset(base, to)?;
+    let mut out = vec![start.clone()];
     for seam in Seam::ALL {
-        let mut c = modern.clone();
-        transplant(&mut c, &retro, seam)?;
-        out.push(named(c, format!("modern-retro_{}", seam.name())));
+        let mut c = start.clone();
+        transplant(&mut c, &donor, seam)?;
+        out.push(named(c, format!("{from}-{to}_{}", seam.name())));
     }
     Ok(out)
 }
 
+/// Modern, then modern with each single seam reverted to retro (`modern-retro_<seam>`).
+pub fn single_reverts(base: &RunConfig) -> Result<Vec<RunConfig>> {
+    single_moves(base, "modern", "retro")
+}
+
 /// Retro, then retro with each single seam upgraded to modern (`retro-modern_<seam>`).
 pub fn single_upgrades(base: &RunConfig) -> Result<Vec<RunConfig>> {
-    let modern = with_preset(base, "modern")?;
-    let retro = with_preset(base, "retro")?;
-    let mut out = vec![retro.clone()];
-    for seam in Seam::ALL {
-        let mut c = retro.clone();
-        transplant(&mut c, &modern, seam)?;
-        out.push(named(c, format!("retro-modern_{}", seam.name())));
-    }
-    Ok(out)
+    single_moves(base, "retro", "modern")
 }
 
 /// All 2⁴ = 16 combinations of modern/retro positional, feed-forward, norm and
