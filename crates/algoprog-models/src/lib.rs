@@ -65,6 +65,14 @@ pub trait LanguageModel: Send + Sync {
     fn d_model(&self) -> usize;
     fn param_counts(&self) -> ParamCounts;
     fn flops(&self, seq_len: usize) -> FlopReport;
+    /// The same model over detached views of its parameters (sharing their
+    /// storage, so optimiser updates show through), for evaluation without
+    /// building an autograd graph. `None` when an architecture has no view;
+    /// callers then evaluate the model itself.
+    fn eval_view(&self) -> Option<Box<dyn LanguageModel>> {
+        None
+    }
+
     /// Every trainable parameter with its name and role (names are the safetensors keys).
     fn params(&self) -> &algoprog_nn::ParamStore;
 }

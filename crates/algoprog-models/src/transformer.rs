@@ -275,6 +275,12 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
         }
         let init = Arc::new(InitScheme { kind: spec.init, n_layers: spec.n_layers });
         let pb = ParamBuilder::with_initializer(seed, device, dtype, init);
+        Self::from_builder(spec, vocab_size, &pb)
+    }
+
+    /// Builds the model's parameters through `pb` (fresh ones, or a
+    /// [`ParamBuilder::view_of`] an existing model).
+    pub fn from_builder(spec: &TransformerSpec<P, F, N>, vocab_size: usize, pb: &ParamBuilder) -> Result<Self> {
         let d = spec.d_model;
         let embed = pb.pp("embed").param("weight", &[vocab_size, d], ParamRole::Embedding)?;
         let pos = P::new(&spec.positional, &spec.pos_dims(), &pb.pp("pos"))?;
@@ -303,7 +309,13 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
     }
 }
 
-impl<P: PositionalEncoding, F: FeedForward, N: Norm> LanguageModel for Transformer<P, F, N> {
+impl<P: PositionalEncoding + 'static, F: FeedForward + 'static, N: Norm + 'static> LanguageModel for Transformer<P, F, N> {
+    /// The same model over detached parameters: evaluation records no graph.
+    fn eval_view(&self) -> Option<Box<dyn LanguageModel>> {
+        let pb = ParamBuilder::view_of(&self.params, self.embed.device(), self.embed.dtype());
+        Transformer::from_builder(&self.spec, self.vocab_size, &pb).ok().map(|m| Box::new(m) as Box<dyn LanguageModel>)
+    }
+
     /// Dropout is 0 (the paper's table 2), so `train` has no effect.
     fn hidden(&self, tokens: &Tensor, _train: bool) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;

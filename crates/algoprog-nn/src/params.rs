@@ -139,6 +139,8 @@ struct Inner {
     device: Device,
     dtype: DType,
     init: Arc<dyn Initializer>,
+    /// In view mode, parameters are looked up here and handed out detached.
+    source: Option<ParamStore>,
 }
 
 /// Creates named parameters with seeded initialisation (a VarBuilder for training).
@@ -181,8 +183,20 @@ impl ParamBuilder {
                 device: device.clone(),
                 dtype,
                 init,
+                source: None,
             })),
         }
+    }
+
+    /// A builder that creates nothing: each `param` call returns the parameter
+    /// of the same name in `store`, **detached** (no autograd tracking) but
+    /// sharing its storage. A model built through it is an evaluation view of
+    /// the trained model: optimiser updates (in-place `Var::set`) show through,
+    /// and its forward pass records no graph. Names and shapes must match.
+    pub fn view_of(store: &ParamStore, device: &Device, dtype: DType) -> Self {
+        let b = Self::new(0, device, dtype);
+        b.inner.lock().unwrap().source = Some(store.clone());
+        b
     }
 
     /// A builder for the sub-module `name`.
@@ -215,6 +229,20 @@ impl ParamBuilder {
         let mut inner = self.inner.lock().unwrap();
         if inner.params.iter().any(|p| p.name == full) {
             return Err(candle_core::Error::Msg(format!("parameter `{full}` is created twice")));
+        }
+        if let Some(source) = &inner.source {
+            let p = source.get(&full).cloned().ok_or_else(|| {
+                candle_core::Error::Msg(format!("view of a model: the source has no parameter `{full}`"))
+            })?;
+            if p.var.dims() != shape {
+                return Err(candle_core::Error::Msg(format!(
+                    "view of a model: `{full}` has shape {:?} in the source, {shape:?} requested",
+                    p.var.dims()
+                )));
+            }
+            let out = p.var.as_tensor().detach();
+            inner.params.push(p);
+            return Ok(out);
         }
         let n: usize = shape.iter().product();
         let values: Vec<f64> = match init {

@@ -148,6 +148,9 @@ pub fn train_on_with(
     let vocab = data.vocab_size();
     let model = cfg.model.build(vocab, cfg.seed, &device, DType::F32)?;
     let model: &dyn LanguageModel = model.as_ref();
+    // Evaluation runs on a detached view of the parameters: no autograd graph.
+    let eval_view = model.eval_view();
+    let eval_model: &dyn LanguageModel = eval_view.as_deref().unwrap_or(model);
     let params = model.param_counts();
     let t = &cfg.train;
     let seq_len = cfg.data.seq_len;
@@ -295,7 +298,7 @@ pub fn train_on_with(
         });
 
         if done % t.eval_interval as u64 == 0 || done == total_steps {
-            let val_loss = evaluate(model, &val, &device)?;
+            let val_loss = evaluate(eval_model, &val, &device)?;
             record.flops.eval_total += eval_flops_each;
             if !val_loss.is_finite() {
                 record.status = RunStatus::Diverged;
