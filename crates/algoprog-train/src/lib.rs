@@ -10,7 +10,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod executor;
 pub mod record;
+pub mod store;
+pub mod study;
 pub mod suite;
 pub mod trainer;
 

@@ -1,0 +1,233 @@
+//! Executors: where a study's runs are trained.
+//!
+//! - [`LocalExecutor`]: `jobs` runs at once on this machine, each on its own
+//!   worker thread pulling the next unfinished run from a shared queue; the
+//!   tensor work of every run shares rayon's global pool (candle's CPU
+//!   matmuls use it). See the crate README for the measured choice of `jobs`.
+//! - [`SlurmExecutor`]: writes an `sbatch` array script whose task `i` runs
+//!   `algoprog run --spec ID_i --store DIR` on a shared filesystem; the store
+//!   is the only channel between tasks, so `algoprog sweep status` works from
+//!   any node, and a re-submitted array skips finished runs and resumes
+//!   interrupted ones.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use algoprog_data::Dataset;
+
+use crate::error::{Result, TrainError};
+use crate::record::{write_atomic, RunStatus};
+use crate::store::{Executed, Store};
+use crate::study::RunSpec;
+use crate::trainer::{Observer, Silent};
+
+/// Progress hooks of a sweep; called from worker threads.
+pub trait SweepObserver: Sync {
+    /// An observer for one run about to start (or resume).
+    fn run_observer(&self, _spec: &RunSpec) -> Box<dyn Observer + Send> {
+        Box::new(Silent)
+    }
+    /// A run ended (trained, skipped, or failed with `error`).
+    fn run_ended(&self, _spec: &RunSpec, _outcome: &RunOutcome) {}
+}
+
+/// No progress output.
+pub struct QuietSweep;
+impl SweepObserver for QuietSweep {}
+
+/// How one run of a sweep ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunOutcome {
+    Finished { final_val_loss: f64 },
+    Diverged { at_step: u64 },
+    AlreadyDone,
+    HeldElsewhere,
+    Failed { error: String },
+}
+
+/// Counts of a sweep invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub trained: usize,
+    pub diverged: usize,
+    pub skipped: usize,
+    pub held_elsewhere: usize,
+    pub failed: usize,
+    /// Slurm: the script written.
+    pub script: Option<PathBuf>,
+}
+
+/// Something that gets a list of runs of a store trained.
+pub trait Executor {
+    fn execute(&self, store: &Store, specs: &[RunSpec], observer: &dyn SweepObserver) -> Result<SweepSummary>;
+}
+
+/// Prepared datasets shared by the runs that use the same data config.
+#[derive(Default)]
+pub struct DataCache {
+    map: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Dataset>>>>>>,
+}
+
+impl DataCache {
+    pub fn get(&self, cfg: &algoprog_data::DataConfig) -> Result<Arc<Dataset>> {
+        let key = serde_json::to_string(cfg).map_err(|e| TrainError::Internal(e.to_string()))?;
+        let slot = self.map.lock().expect("data cache lock").entry(key).or_default().clone();
+        let mut slot = slot.lock().expect("data slot lock");
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(Dataset::prepare(cfg)?);
+        *slot = Some(d.clone());
+        Ok(d)
+    }
+}
+
+/// Train one spec of a store (preparing its data through `cache`).
+pub fn run_one(store: &Store, spec: &RunSpec, cache: &DataCache, observer: &mut dyn Observer) -> RunOutcome {
+    let data = match cache.get(&spec.config.data) {
+        Ok(d) => d,
+        Err(e) => return RunOutcome::Failed { error: e.to_string() },
+    };
+    match store.execute(spec, &data, observer) {
+        Ok(Executed::Trained(o)) => match o.record.status {
+            RunStatus::Diverged => RunOutcome::Diverged {
+                at_step: o.record.diverged_at_step.unwrap_or(0),
+            },
+            _ => RunOutcome::Finished {
+                final_val_loss: o.record.final_val_loss.unwrap_or(f64::NAN),
+            },
+        },
+        Ok(Executed::AlreadyDone) => RunOutcome::AlreadyDone,
+        Ok(Executed::HeldElsewhere) => RunOutcome::HeldElsewhere,
+        Err(e) => RunOutcome::Failed { error: e.to_string() },
+    }
+}
+
+/// `jobs` runs at a time on this machine.
+pub struct LocalExecutor {
+    pub jobs: usize,
+}
+
+impl Executor for LocalExecutor {
+    fn execute(&self, store: &Store, specs: &[RunSpec], observer: &dyn SweepObserver) -> Result<SweepSummary> {
+        let cache = DataCache::default();
+        let next = AtomicUsize::new(0);
+        let summary = Mutex::new(SweepSummary::default());
+        let jobs = self.jobs.max(1).min(specs.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(spec) = specs.get(i) else { break };
+                    let mut obs = observer.run_observer(spec);
+                    let outcome = run_one(store, spec, &cache, obs.as_mut());
+                    {
+                        let mut sm = summary.lock().expect("summary lock");
+                        match &outcome {
+                            RunOutcome::Finished { .. } => sm.trained += 1,
+                            RunOutcome::Diverged { .. } => sm.diverged += 1,
+                            RunOutcome::AlreadyDone => sm.skipped += 1,
+                            RunOutcome::HeldElsewhere => sm.held_elsewhere += 1,
+                            RunOutcome::Failed { .. } => sm.failed += 1,
+                        }
+                    }
+                    observer.run_ended(spec, &outcome);
+                });
+            }
+        });
+        Ok(summary.into_inner().expect("summary lock"))
+    }
+}
+
+/// Writes (and with `submit`, submits) an `sbatch` array script.
+pub struct SlurmExecutor {
+    /// Path of the `algoprog` binary as the compute nodes see it.
+    pub binary: PathBuf,
+    /// Extra `#SBATCH` lines, e.g. `--partition=gpu`, `--time=04:00:00`.
+    pub sbatch_options: Vec<String>,
+    pub cpus_per_task: usize,
+    /// At most this many array tasks at once (`%N`); 0 = no limit.
+    pub max_parallel: usize,
+    /// Run `sbatch` on the script.
+    pub submit: bool,
+}
+
+/// The `sbatch` array script for `ids` in `store`.
+pub fn slurm_script(store_root: &Path, ids: &[String], binary: &Path, options: &[String], cpus: usize, max_parallel: usize) -> String {
+    let mut s = String::new();
+    s.push_str("#!/bin/bash\n");
+    s.push_str("# Written by `algoprog sweep run --executor slurm`. Task i trains run ids[i] of the store;\n");
+    s.push_str("# finished runs are skipped and interrupted ones resume, so the array can be resubmitted.\n");
+    s.push_str("#SBATCH --job-name=algoprog-sweep\n");
+    let limit = if max_parallel > 0 { format!("%{max_parallel}") } else { String::new() };
+    s.push_str(&format!("#SBATCH --array=0-{}{}\n", ids.len().saturating_sub(1), limit));
+    s.push_str(&format!("#SBATCH --cpus-per-task={cpus}\n"));
+    s.push_str(&format!("#SBATCH --output={}/slurm/%A_%a.out\n", store_root.display()));
+    for o in options {
+        let o = o.trim();
+        let o = o.strip_prefix("#SBATCH").map(str::trim).unwrap_or(o);
+        s.push_str(&format!("#SBATCH {o}\n"));
+    }
+    s.push_str("set -euo pipefail\n");
+    s.push_str(&format!("export RAYON_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{cpus}}}\n"));
+    s.push_str("IDS=(\n");
+    for id in ids {
+        s.push_str(&format!("  {id}\n"));
+    }
+    s.push_str(")\n");
+    s.push_str(&format!(
+        "exec {} run --spec \"${{IDS[$SLURM_ARRAY_TASK_ID]}}\" --store {} --quiet\n",
+        shell_quote(&binary.display().to_string()),
+        shell_quote(&store_root.display().to_string())
+    ));
+    s
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn execute(&self, store: &Store, specs: &[RunSpec], _observer: &dyn SweepObserver) -> Result<SweepSummary> {
+        let todo: Vec<String> = specs.iter().filter(|s| !store.state(&s.id).is_terminal()).map(|s| s.id.clone()).collect();
+        let mut summary = SweepSummary {
+            skipped: specs.len() - todo.len(),
+            ..Default::default()
+        };
+        if todo.is_empty() {
+            return Ok(summary);
+        }
+        let dir = store.root.join("slurm");
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::Io {
+            path: dir.clone(),
+            what: "creating the slurm directory of the store".into(),
+            err: e,
+        })?;
+        let root = std::fs::canonicalize(&store.root).unwrap_or_else(|_| store.root.clone());
+        let script = slurm_script(&root, &todo, &self.binary, &self.sbatch_options, self.cpus_per_task, self.max_parallel);
+        let path = dir.join("sweep.sbatch");
+        write_atomic(&path, script.as_bytes())?;
+        if self.submit {
+            let out = std::process::Command::new("sbatch").arg(&path).output().map_err(|e| TrainError::Io {
+                path: path.clone(),
+                what: "running `sbatch` on (is Slurm installed and on PATH?)".into(),
+                err: e,
+            })?;
+            if !out.status.success() {
+                return Err(TrainError::Internal(format!(
+                    "sbatch {} failed: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        summary.script = Some(path);
+        Ok(summary)
+    }
+}

@@ -1,0 +1,242 @@
+//! `algoprog sweep run|status|export`: a study's runs in a run store.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use algoprog_train::executor::{Executor, LocalExecutor, RunOutcome, SlurmExecutor, SweepObserver, SweepSummary};
+use algoprog_train::store::{RunState, Store};
+use algoprog_train::study::{RunSpec, Study};
+use algoprog_train::{EvalRow, Observer, RunRecord, StepInfo};
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Sub {
+    /// Expand a study into the store and train every run that is not finished.
+    Run(RunArgs),
+    /// Done / running / interrupted / failed / pending counts from the store.
+    Status(StatusArgs),
+    /// One tidy CSV: a row per evaluation point with the run's config columns.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Study definition (TOML); see configs/studies/.
+    #[arg(long)]
+    pub study: PathBuf,
+    /// Run store directory (created if missing; reused to resume).
+    #[arg(long)]
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ExecArgs {
+    /// `local` (train here) or `slurm` (write an sbatch array script into STORE/slurm/).
+    #[arg(long, default_value = "local")]
+    pub executor: String,
+    /// Local: runs trained at once (1 is fastest on 2 cores; see the README).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Slurm: the algoprog binary as compute nodes see it (default: this binary).
+    #[arg(long)]
+    pub slurm_binary: Option<PathBuf>,
+    /// Slurm: extra #SBATCH option, repeatable (e.g. --sbatch=--partition=gpu).
+    #[arg(long = "sbatch")]
+    pub sbatch: Vec<String>,
+    /// Slurm: CPUs per array task.
+    #[arg(long, default_value_t = 4)]
+    pub cpus_per_task: usize,
+    /// Slurm: at most this many tasks at once (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_parallel: usize,
+    /// Slurm: submit the script with sbatch (default: only write it).
+    #[arg(long)]
+    pub submit: bool,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub store: PathBuf,
+    /// One line per run, not only the counts and the problems.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub store: PathBuf,
+    /// CSV file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// indicatif: one bar for the study (runs), one per active run (steps).
+pub struct SweepBars {
+    multi: MultiProgress,
+    study: ProgressBar,
+    failures: Mutex<Vec<String>>,
+}
+
+impl SweepBars {
+    pub fn new(total: usize, quiet: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+        let study = multi.add(ProgressBar::new(total as u64));
+        study.set_style(ProgressStyle::with_template("study [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}").expect("template"));
+        Self {
+            multi,
+            study,
+            failures: Mutex::new(Vec::new()),
+        }
+    }
+    pub fn finish(&self) {
+        self.study.finish_and_clear();
+    }
+    pub fn failures(&self) -> Vec<String> {
+        self.failures.lock().expect("lock").clone()
+    }
+}
+
+struct RunBar {
+    bar: ProgressBar,
+}
+
+impl Observer for RunBar {
+    fn on_start(&mut self, r: &RunRecord) {
+        self.bar.set_length(r.planned_steps);
+        self.bar.set_position(r.steps_done);
+    }
+    fn on_step(&mut self, s: &StepInfo) {
+        self.bar.set_position(s.step);
+        self.bar.set_message(format!("loss {:.3}  {:.0} tok/s", s.loss, s.tokens_per_second));
+    }
+    fn on_eval(&mut self, _r: &EvalRow) {}
+    fn on_finish(&mut self, _r: &RunRecord) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl SweepObserver for SweepBars {
+    fn run_observer(&self, spec: &RunSpec) -> Box<dyn Observer + Send> {
+        let bar = self.multi.add(ProgressBar::new(0));
+        bar.set_style(ProgressStyle::with_template("  {prefix:40} {bar:20} {pos}/{len} {msg}").expect("template"));
+        bar.set_prefix(format!("{} {}", spec.id, spec.config.name));
+        Box::new(RunBar { bar })
+    }
+    fn run_ended(&self, spec: &RunSpec, outcome: &RunOutcome) {
+        self.study.inc(1);
+        let line = match outcome {
+            RunOutcome::Finished { final_val_loss } => format!("{} {} finished: val loss {final_val_loss:.4}", spec.id, spec.config.name),
+            RunOutcome::Diverged { at_step } => format!("{} {} diverged at step {at_step} (excluded from fits)", spec.id, spec.config.name),
+            RunOutcome::AlreadyDone => return,
+            RunOutcome::HeldElsewhere => format!("{} {} is being trained by another process; skipped", spec.id, spec.config.name),
+            RunOutcome::Failed { error } => {
+                self.failures.lock().expect("lock").push(format!("{} {}: {error}", spec.id, spec.config.name));
+                format!("{} {} FAILED: {error}", spec.id, spec.config.name)
+            }
+        };
+        self.multi.suspend(|| eprintln!("{line}"));
+    }
+}
+
+/// Run `specs` of `store` with the executor `exec` names.
+pub fn execute(store: &Store, specs: &[RunSpec], exec: &ExecArgs, quiet: bool) -> anyhow::Result<SweepSummary> {
+    let bars = SweepBars::new(specs.len(), quiet);
+    let summary = match exec.executor.as_str() {
+        "local" => LocalExecutor { jobs: exec.jobs }.execute(store, specs, &bars)?,
+        "slurm" => {
+            let binary = match &exec.slurm_binary {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().context("locating this binary for the Slurm script (pass --slurm-binary)")?,
+            };
+            SlurmExecutor {
+                binary,
+                sbatch_options: exec.sbatch.clone(),
+                cpus_per_task: exec.cpus_per_task,
+                max_parallel: exec.max_parallel,
+                submit: exec.submit,
+            }
+            .execute(store, specs, &bars)?
+        }
+        other => anyhow::bail!("unknown executor `{other}`; use --executor local or --executor slurm"),
+    };
+    bars.finish();
+    Ok(summary)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Sub::Run(a) => {
+            let text = std::fs::read_to_string(&a.study).with_context(|| format!("reading the study {} (examples in configs/studies/)", a.study.display()))?;
+            let study = Study::from_file(&a.study)?;
+            let (store, specs) = Store::init(&a.store, &text, &study)?;
+            let s = execute(&store, &specs, &a.exec, a.quiet)?;
+            print_summary(&s);
+            print_status(&store, false)?;
+            if s.failed > 0 {
+                anyhow::bail!("{} run(s) failed; see `algoprog sweep status --store {}`", s.failed, a.store.display());
+            }
+            Ok(())
+        }
+        Sub::Status(a) => print_status(&Store::open(&a.store)?, a.all),
+        Sub::Export(a) => {
+            let store = Store::open(&a.store)?;
+            let n = store.export_csv(&a.out)?;
+            println!("wrote {} ({n} evaluation rows)", a.out.display());
+            Ok(())
+        }
+    }
+}
+
+pub fn print_summary(s: &SweepSummary) {
+    if let Some(p) = &s.script {
+        println!("wrote {}; submit it with `sbatch {}` (or pass --submit)", p.display(), p.display());
+    }
+    println!(
+        "this invocation: {} trained, {} diverged, {} already done, {} held by another process, {} failed",
+        s.trained, s.diverged, s.skipped, s.held_elsewhere, s.failed
+    );
+}
+
+/// Counts per state, then the runs that need attention (all runs with `all`).
+pub fn print_status(store: &Store, all: bool) -> anyhow::Result<()> {
+    let st = store.status()?;
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for (_, s) in &st {
+        *counts.entry(s.label()).or_default() += 1;
+    }
+    let order = ["done", "diverged", "running", "interrupted", "failed", "corrupt", "pending"];
+    let parts: Vec<String> = order.iter().map(|k| format!("{} {}", counts.get(k).copied().unwrap_or(0), k)).collect();
+    println!("{}: {} runs: {}", store.root.display(), st.len(), parts.join(", "));
+    for (spec, s) in &st {
+        let detail = match s {
+            RunState::Pending => String::new(),
+            RunState::Running { steps_done } => format!("step {steps_done}"),
+            RunState::Interrupted { steps_done, checkpoint } => {
+                format!("step {steps_done}; resumes from {}", if *checkpoint { "its checkpoint" } else { "step 0" })
+            }
+            RunState::Failed { error } => error.lines().next().unwrap_or("").to_string(),
+            RunState::Finished => String::new(),
+            RunState::Diverged { at_step } => format!("at step {at_step}"),
+            RunState::Corrupt { path, problem } => format!("{}: {problem}; delete the run directory to retrain it", path.display()),
+        };
+        let attention = matches!(s, RunState::Failed { .. } | RunState::Corrupt { .. } | RunState::Diverged { .. });
+        if all || attention {
+            println!("  {:12} {} {:32} {detail}", s.label(), spec.id, spec.config.name);
+        }
+    }
+    Ok(())
+}
