@@ -21,6 +21,10 @@ enum Command {
     Ceg(cmd::ceg::Args),
     /// Corpora and token caches: `prepare` (C4, a directory or the embedded corpus) and `info`.
     Data(cmd::data::Args),
+    /// Studies in a run store: `run` (local or Slurm), `status`, `export` (tidy CSV).
+    Sweep(cmd::sweep::Args),
+    /// Train or resume one run of a store (what each Slurm array task runs).
+    Run(cmd::run::Args),
 }
 
 fn main() {
@@ -30,6 +34,8 @@ fn main() {
         Command::Fit(a) => cmd::fit::run(a),
         Command::Ceg(a) => cmd::ceg::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Sweep(a) => cmd::sweep::run(a),
+        Command::Run(a) => cmd::run::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,4 +1,6 @@
 pub mod ceg;
 pub mod data;
 pub mod fit;
+pub mod run;
+pub mod sweep;
 pub mod train;
