@@ -105,9 +105,6 @@ impl SweepBars {
     pub fn finish(&self) {
         self.study.finish_and_clear();
     }
-    pub fn failures(&self) -> Vec<String> {
-        self.failures.lock().expect("lock").clone()
-    }
 }
 
 struct RunBar {
