@@ -25,6 +25,8 @@ enum Command {
     Sweep(cmd::sweep::Args),
     /// Train or resume one run of a store (what each Slurm array task runs).
     Run(cmd::run::Args),
+    /// Run a whole study (preset smoke|quick|paper) and write report.md with figures.
+    Reproduce(cmd::reproduce::Args),
 }
 
 fn main() {
@@ -36,6 +38,7 @@ fn main() {
         Command::Data(a) => cmd::data::run(a),
         Command::Sweep(a) => cmd::sweep::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Reproduce(a) => cmd::reproduce::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
