@@ -10,11 +10,13 @@ layer's output, the placement algoprog uses), dropout 0, TBPTT 64 within
     pip install torch        # a benchmark dependency only, never a test one
     python bench/lstm_torch.py [--threads N] [--steps 5] [--widths 64 128]
 
-Set --threads to the core count the Rust benchmark used (candle uses all cores).
+Medians over the timed steps. Set --threads to the thread count the Rust
+benchmark used (candle uses all cores unless CANDLE_NUM_THREADS is set).
 """
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -66,22 +68,29 @@ def main():
     for d in args.widths:
         model = LstmLM(d)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        total = 0.0
+        steps, heads = [], []
         for i in range(args.steps + 1):
             data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
-            inp, tgt = data[:, :-1], data[:, 1:]
+            inp, tgt = data[:, :-1], data[:, 1:].reshape(-1)
             t0 = time.perf_counter()
             h = model(inp)
-            logits = h.reshape(-1, d) @ model.embed.weight.t()
-            loss = F.cross_entropy(logits, tgt.reshape(-1))
+            loss = F.cross_entropy(h.reshape(-1, d) @ model.embed.weight.t(), tgt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            t1 = time.perf_counter()
+            # the output layer and loss alone (forward + backward) from a detached hidden state
+            hd = h.detach().requires_grad_()
+            t2 = time.perf_counter()
+            F.cross_entropy(hd.reshape(-1, d) @ model.embed.weight.detach().t(), tgt).backward()
+            t3 = time.perf_counter()
             if i > 0:  # the first step warms up
-                total += time.perf_counter() - t0
-        tps = BATCH * SEQ * args.steps / total
-        print(f"torch-lstm-d{d:<4} {tps:10.0f} tokens/s {1e3 * total / args.steps:8.1f} ms/step")
+                steps.append(t1 - t0)
+                heads.append(t3 - t2)
+        step, head = statistics.median(steps), statistics.median(heads)
+        print(f"torch-lstm-d{d:<4} {BATCH * SEQ / step:10.0f} tokens/s {1e3 * step:8.1f} ms/step"
+              f" (output layer + loss fwd+bwd {1e3 * head:.1f} ms, the rest {1e3 * (step - head):.1f} ms)")
 
 
 if __name__ == "__main__":

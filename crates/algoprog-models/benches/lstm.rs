@@ -4,6 +4,10 @@
 //! — one full training step per iteration, as the trainer runs it. Also the
 //! time split of one step (input projections, recurrent loop, norms, loss,
 //! backward, optimiser) for each kernel (window, fused cell, composite).
+//! Medians over the timed steps. Columns: `in-proj` the input projections
+//! alone; `loop` = forward − in-proj (recurrence, norms, embedding);
+//! `loss` output layer + cross-entropy forward; `bwd` the whole backward;
+//! `bwd-lstm` = bwd − the backward of the output layer and loss alone.
 //!
 //! `cargo bench -p algoprog-models --bench lstm [-- FILTER]`
 //! Env: `ALGOPROG_BENCH_STEPS` (timed steps per model, default 5).
@@ -37,8 +41,8 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     println!(
-        "{:<22} {:>10} {:>10} | split per step (ms): {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "model", "tokens/s", "ms/step", "in-proj", "loop", "fwd", "loss", "bwd", "optim"
+        "{:<22} {:>10} {:>10} | split per step (ms): {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
+        "model", "tokens/s", "ms/step", "in-proj", "loop", "fwd", "loss", "bwd", "bwd-lstm", "optim"
     );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     for d in [64usize, 128] {
@@ -54,7 +58,8 @@ fn main() {
             let w_ih: Vec<Tensor> =
                 (0..cfg.n_layers).map(|l| model.params().get(&format!("layers.{l}.w_ih")).unwrap().var.as_tensor().clone()).collect();
             let x = Tensor::randn(0f32, 1.0, (SEQ * BATCH, d), &dev).unwrap();
-            let (mut t_all, mut t_fwd, mut t_loss, mut t_bwd, mut t_opt, mut t_proj) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            // per-step times: all, forward (hidden), loss, backward, optimiser, input projections, head backward
+            let mut rows: Vec<[f64; 7]> = Vec::new();
             for i in 0..steps + 1 {
                 let (inp, tgt) = tokens(&mut rng, &dev);
                 let t0 = Instant::now();
@@ -77,29 +82,34 @@ fn main() {
                     let _ = x.matmul(&w.t().unwrap()).unwrap();
                 }
                 let p = secs(t4);
+                // the output layer and loss backward alone, from a detached hidden state
+                let hv = candle_core::Var::from_tensor(&h.detach()).unwrap();
+                let head = cross_entropy(&hv.as_tensor().reshape((BATCH * SEQ, d)).unwrap(), model.output_weight(), &tgt).unwrap();
+                let t5 = Instant::now();
+                let _ = head.backward().unwrap();
+                let hb = secs(t5);
                 if i > 0 {
                     // the first step warms caches and allocators
-                    t_all += all;
-                    t_fwd += f;
-                    t_loss += l;
-                    t_bwd += b;
-                    t_opt += o;
-                    t_proj += p;
+                    rows.push([all, f, l, b, o, p, hb]);
                 }
             }
-            let n = steps as f64;
-            let ms = |x: f64| 1e3 * x / n;
+            let med = |k: usize| {
+                let mut v: Vec<f64> = rows.iter().map(|r| r[k]).collect();
+                v.sort_by(f64::total_cmp);
+                1e3 * v[v.len() / 2]
+            };
             println!(
-                "{:<22} {:>10.0} {:>10.1} | {:>26.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1}",
+                "{:<22} {:>10.0} {:>10.1} | {:>26.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7.1}",
                 name,
-                (BATCH * SEQ) as f64 * n / t_all,
-                ms(t_all),
-                ms(t_proj),
-                ms(t_fwd - t_proj),
-                ms(t_fwd),
-                ms(t_loss),
-                ms(t_bwd),
-                ms(t_opt)
+                (BATCH * SEQ) as f64 / (med(0) / 1e3),
+                med(0),
+                med(5),
+                med(1) - med(5),
+                med(1),
+                med(2),
+                med(3),
+                med(3) - med(6),
+                med(4)
             );
         }
     }

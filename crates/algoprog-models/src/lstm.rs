@@ -271,9 +271,10 @@ impl LstmConfig {
         }
     }
 
-    /// FLOPs per token without building: forward = Σ_l 8H·(d_in,l + H)
-    /// + (H ≠ d ? 2·H·d : 0) + 2·d·V (matmuls only); breakdown
-    /// `lstm.input`, `lstm.recurrent`, `projection`, `output`.
+    /// FLOPs per token without building (matmuls only):
+    /// forward = Σ_l 8H·(d_in,l + H) + [H ≠ d]·2·H·d + 2·d·V, training =
+    /// 3 × forward; breakdown `lstm.input`, `lstm.recurrent`, `projection`,
+    /// `output`.
     pub fn flops(&self, vocab_size: usize, seq_len: usize) -> FlopReport {
         let (d, h, v) = (self.d_model as f64, self.hidden_size() as f64, vocab_size as f64);
         let input: f64 = (0..self.n_layers).map(|l| 2.0 * self.layer_in(l) as f64 * 4.0 * h).sum();

@@ -6,7 +6,9 @@
 //! projection" materialises a zero-padded gradient of the whole window at
 //! every step (O(T²) memory traffic per window). Here the time loop is plain
 //! Rust around one (B × H)·(H × 4H) matmul per step forward and one
-//! (B × 4H)·(4H × H) per step backward; W_hh's gradient is one
+//! (B × 4H)·(4H × H) per step backward, both single-threaded `gemm` calls
+//! (at these sizes waking a thread pool each step costs more than it saves,
+//! badly so on a loaded machine); W_hh's gradient is one
 //! (4H × T·B)·(T·B × H) matmul after the loop.
 //!
 //! Forward ([`LstmWindow`]): inputs
@@ -25,7 +27,7 @@
 //! Then ∂L/∂xp = δa, ∂L/∂W_hh = Σ_t δa_tᵀ·(m⊙h_{t−1}),
 //! ∂L/∂s0 = [δh_next | δc_next | 0] after t = 1.
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 
 #[inline]
 fn sigmoid(x: f64) -> f64 {
@@ -62,20 +64,42 @@ fn window_fwd<T: WithDType>(
             ls.dims()
         )));
     }
-    let wt = Tensor::from_slice(w, (4 * h, h), &Device::Cpu)?.t()?;
     let mut out = vec![T::from_f64(0.0); tn * b * 6 * h];
     let mask: Vec<f64> = (0..b * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h].to_f64()).collect();
     let mut c: Vec<f64> = (0..b * h).map(|k| s0[(k / h) * 3 * h + h + k % h].to_f64()).collect();
     let mut hin: Vec<T> = (0..b * h).map(|k| T::from_f64(s0[(k / h) * 3 * h + k % h].to_f64() * mask[k])).collect();
     for t in 0..tn {
-        let rec: Vec<T> = Tensor::from_slice(&hin, (b, h), &Device::Cpu)?.matmul(&wt)?.flatten_all()?.to_vec1()?;
+        let rows = &mut out[t * b * 6 * h..(t + 1) * b * 6 * h];
         for r in 0..b {
-            let xrow = &xp[(t * b + r) * 4 * h..(t * b + r + 1) * 4 * h];
-            let rrow = &rec[r * 4 * h..(r + 1) * 4 * h];
-            let orow = &mut out[(t * b + r) * 6 * h..(t * b + r + 1) * 6 * h];
-            for k in 0..4 * h {
-                orow[2 * h + k] = T::from_f64(xrow[k].to_f64() + rrow[k].to_f64());
-            }
+            rows[r * 6 * h + 2 * h..r * 6 * h + 6 * h].copy_from_slice(&xp[(t * b + r) * 4 * h..(t * b + r + 1) * 4 * h]);
+        }
+        // a_t (B, 4H), rows 6H apart in `out`: a_t += hin · W_hhᵀ
+        // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
+        unsafe {
+            gemm::gemm(
+                b,
+                4 * h,
+                h,
+                rows.as_mut_ptr().add(2 * h),
+                1,
+                (6 * h) as isize,
+                true,
+                hin.as_ptr(),
+                1,
+                h as isize,
+                w.as_ptr(),
+                h as isize,
+                1,
+                T::from_f64(1.0),
+                T::from_f64(1.0),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for r in 0..b {
+            let orow = &mut rows[r * 6 * h..(r + 1) * 6 * h];
             for j in 0..h {
                 let i = sigmoid(orow[2 * h + j].to_f64());
                 let f = sigmoid(orow[3 * h + j].to_f64());
@@ -161,6 +185,8 @@ fn window_bwd<T: WithDType>(
     let mut dh_next = vec![0f64; b * h];
     let mut dc_next = vec![0f64; b * h];
     let mut da = vec![T::from_f64(0.0); tn * b * 4 * h];
+    let w: Vec<T> = w.flatten_all()?.to_vec1()?;
+    let mut dhin = vec![T::from_f64(0.0); b * h];
     for t in (0..tn).rev() {
         for r in 0..b {
             let row = (t * b + r) * 6 * h;
@@ -181,8 +207,31 @@ fn window_bwd<T: WithDType>(
                 dc_next[k] = dc * f;
             }
         }
-        let dat = Tensor::from_slice(&da[t * b * 4 * h..(t + 1) * b * 4 * h], (b, 4 * h), &Device::Cpu)?;
-        let dhin: Vec<T> = dat.matmul(w)?.flatten_all()?.to_vec1()?;
+        // δhin = δa_t · W_hh: (B, 4H)·(4H, H)
+        // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
+        unsafe {
+            gemm::gemm(
+                b,
+                h,
+                4 * h,
+                dhin.as_mut_ptr(),
+                1,
+                h as isize,
+                false,
+                da.as_ptr().add(t * b * 4 * h),
+                1,
+                (4 * h) as isize,
+                w.as_ptr(),
+                1,
+                h as isize,
+                T::from_f64(0.0),
+                T::from_f64(1.0),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
         for k in 0..b * h {
             dh_next[k] = dhin[k].to_f64() * mask[k];
         }
