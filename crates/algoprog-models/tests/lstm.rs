@@ -146,6 +146,38 @@ fn kernels_agree_on_outputs_and_gradients() {
     }
 }
 
+/// The f32 window kernel (polynomial exp) against the f32 composite (libm).
+#[test]
+fn window_kernel_in_f32_matches_composite_and_fast_exp_is_accurate() {
+    let mut worst = 0f64;
+    for k in -8000..=8000 {
+        let x = k as f32 * 0.01;
+        let e = algoprog_models::lstm::window::fast_exp_f32(x) as f64;
+        worst = worst.max((e - (x as f64).exp()).abs() / (x as f64).exp());
+    }
+    assert!(worst < 4e-7, "fast exp relative error {worst}");
+    let x = Tensor::new(&[[1u32, 5, 2, 7, 3, 8], [3, 9, 0, 4, 4, 1]], &dev()).unwrap();
+    let y = Tensor::new(&[5u32, 2, 7, 3, 1, 2, 9, 0, 4, 4, 6, 3], &dev()).unwrap();
+    let run = |kernel: LstmKernel| {
+        let cfg = LstmConfig { kernel, tbptt_len: 4, max_seq_len: 16, ..LstmConfig::paper_no_dropout(16) };
+        let m = cfg.build(VOCAB, 2, &dev(), DType::F32).unwrap();
+        let h = m.hidden(&x, true).unwrap();
+        let loss = cross_entropy(&h.reshape((12, 16)).unwrap(), m.output_weight(), &y).unwrap();
+        let grads = loss.backward().unwrap();
+        let g: Vec<Vec<f64>> = m.params().iter().map(|p| vals(grads.get(p.var.as_tensor()).unwrap())).collect();
+        (vals(&h), g)
+    };
+    let (h_ref, g_ref) = run(LstmKernel::Composite);
+    let (h, g) = run(LstmKernel::Window);
+    let dh = h.iter().zip(&h_ref).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(dh < 1e-5, "hidden differs by {dh}");
+    for (gi, gr) in g.iter().zip(&g_ref) {
+        let scale = gr.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let dg = gi.iter().zip(gr).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(dg < 1e-4 * scale, "gradient differs by {dg} (scale {scale})");
+    }
+}
+
 #[test]
 fn no_gradient_crosses_a_tbptt_boundary() {
     // Window 1 = tokens 0..2, window 2 = tokens 2..4. A loss on window 2's
