@@ -358,9 +358,31 @@ impl Lstm {
         if vocab_size == 0 {
             return Err(candle_core::Error::Msg("vocabulary size is 0: the tokenizer produced no ids".into()));
         }
+        let pb = ParamBuilder::new(seed, device, dtype);
+        let model = Self::from_builder(cfg, vocab_size, &pb, seed)?;
+        // Orthogonal recurrent blocks and the forget-gate bias, set in place.
+        let (params, h) = (&model.params, cfg.hidden_size());
+        for l in 0..cfg.n_layers {
+            let p = params.get(&format!("layers.{l}.w_hh")).expect("w_hh was created");
+            let g: Vec<f64> = p.var.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let mut w = Vec::with_capacity(g.len());
+            for block in g.chunks(h * h) {
+                w.extend(orthogonalize(block, h));
+            }
+            p.var.set(&Tensor::from_vec(w, (4 * h, h), device)?.to_dtype(dtype)?)?;
+            let b = params.get(&format!("layers.{l}.bias")).expect("bias was created");
+            let vals: Vec<f64> = (0..4 * h).map(|i| if (h..2 * h).contains(&i) { 1.0 } else { 0.0 }).collect();
+            b.var.set(&Tensor::from_vec(vals, 4 * h, device)?.to_dtype(dtype)?)?;
+        }
+        Ok(model)
+    }
+
+    /// Creates the parameters through `pb` (fresh draws before the in-place
+    /// orthogonal/forget-bias setup of [`Lstm::new`], or a
+    /// [`ParamBuilder::view_of`] an existing model) with dropout stream `seed`.
+    pub fn from_builder(cfg: &LstmConfig, vocab_size: usize, pb: &ParamBuilder, seed: u64) -> Result<Self> {
         let (d, h) = (cfg.d_model, cfg.hidden_size());
         let xavier = |fan_in: usize, fan_out: usize| Init::Uniform { bound: (6.0 / (fan_in + fan_out) as f64).sqrt() };
-        let pb = ParamBuilder::new(seed, device, dtype);
         let embed = pb.pp("embed").param_with("weight", &[vocab_size, d], ParamRole::Embedding, xavier(vocab_size, d))?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
@@ -376,18 +398,6 @@ impl Lstm {
         }
         let proj = if h != d { Some(pb.pp("proj").param_with("weight", &[d, h], ParamRole::Other, xavier(h, d))?) } else { None };
         let params = pb.finish();
-        for l in 0..cfg.n_layers {
-            let p = params.get(&format!("layers.{l}.w_hh")).expect("w_hh was created");
-            let g: Vec<f64> = p.var.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-            let mut w = Vec::with_capacity(g.len());
-            for block in g.chunks(h * h) {
-                w.extend(orthogonalize(block, h));
-            }
-            p.var.set(&Tensor::from_vec(w, (4 * h, h), device)?.to_dtype(dtype)?)?;
-            let b = params.get(&format!("layers.{l}.bias")).expect("bias was created");
-            let vals: Vec<f64> = (0..4 * h).map(|i| if (h..2 * h).contains(&i) { 1.0 } else { 0.0 }).collect();
-            b.var.set(&Tensor::from_vec(vals, 4 * h, device)?.to_dtype(dtype)?)?;
-        }
         Ok(Self {
             cfg: cfg.clone(),
             vocab_size,
@@ -476,6 +486,13 @@ pub fn lstm_cell_composite(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, T
 }
 
 impl LanguageModel for Lstm {
+    /// The same model over detached parameters: evaluation records no graph
+    /// (dropout is off in evaluation, so the view's own mask stream is unused).
+    fn eval_view(&self) -> Option<Box<dyn LanguageModel>> {
+        let pb = ParamBuilder::view_of(&self.params, self.embed.device(), self.embed.dtype());
+        Lstm::from_builder(&self.cfg, self.vocab_size, &pb, 0).ok().map(|m| Box::new(m) as Box<dyn LanguageModel>)
+    }
+
     fn hidden(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         if t > self.cfg.max_seq_len {

@@ -1,7 +1,7 @@
 //! Evaluation views: same outputs as the model, no autograd graph, and the
 //! trained values show through after an optimiser step.
 
-use algoprog_models::{ModelConfig, TransformerConfig};
+use algoprog_models::{LstmConfig, ModelConfig, TransformerConfig};
 use algoprog_nn::OptimizerConfig;
 use candle_core::{DType, Device, Tensor};
 
@@ -12,9 +12,13 @@ fn tokens(device: &Device) -> Tensor {
 #[test]
 fn eval_view_matches_the_model_without_a_graph_and_follows_updates() {
     let device = Device::Cpu;
-    for cfg in [TransformerConfig::modern(32), TransformerConfig::retro(32)] {
-        let model = ModelConfig::Transformer(cfg).build(50, 1, &device, DType::F32).unwrap();
-        let view = model.eval_view().expect("transformers have an evaluation view");
+    for cfg in [
+        ModelConfig::Transformer(TransformerConfig::modern(32)),
+        ModelConfig::Transformer(TransformerConfig::retro(32)),
+        ModelConfig::Lstm(LstmConfig::paper(32)),
+    ] {
+        let model = cfg.build(50, 1, &device, DType::F32).unwrap();
+        let view = model.eval_view().expect("every architecture has an evaluation view");
         let x = tokens(&device);
         let a = model.hidden(&x, false).unwrap();
         let b = view.hidden(&x, false).unwrap();
