@@ -3,7 +3,11 @@
 //! - [`LocalExecutor`]: `jobs` runs at once on this machine, each on its own
 //!   worker thread pulling the next unfinished run from a shared queue; the
 //!   tensor work of every run shares rayon's global pool (candle's CPU
-//!   matmuls use it). See the crate README for the measured choice of `jobs`.
+//!   matmuls use it). Measured on 2 cores (4 runs at d = 32/48, and 2 at
+//!   d = 64/128): `jobs = 2` with `RAYON_NUM_THREADS=1` took 6.2 s and 19.2 s,
+//!   `jobs = 1` with 2 threads 11.4 s and 32.0 s, `jobs = 2` with 2 threads
+//!   each 13.9 s and 41.5 s. At these sizes a run gains little from a second
+//!   thread, so the CLI defaults to one run per core with one thread each.
 //! - [`SlurmExecutor`]: writes an `sbatch` array script whose task `i` runs
 //!   `algoprog run --spec ID_i --store DIR` on a shared filesystem; the store
 //!   is the only channel between tasks, so `algoprog sweep status` works from
@@ -57,6 +61,8 @@ pub struct SweepSummary {
     pub failed: usize,
     /// Slurm: the script written.
     pub script: Option<PathBuf>,
+    /// Slurm: whether it was submitted with sbatch.
+    pub submitted: bool,
 }
 
 /// Something that gets a list of runs of a store trained.
@@ -228,6 +234,7 @@ impl Executor for SlurmExecutor {
             }
         }
         summary.script = Some(path);
+        summary.submitted = self.submit;
         Ok(summary)
     }
 }
