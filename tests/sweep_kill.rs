@@ -11,7 +11,7 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_algoprog");
 
-/// Eight runs of ~30–60 steps with an evaluation (and checkpoint) every 5
+/// Eight runs of 120 steps with an evaluation (and checkpoint) every 5
 /// steps, and one run with an absurd learning rate that diverges.
 const STUDY: &str = r#"
 name = "kill"
@@ -27,7 +27,7 @@ name = "scan"
 role = "scan"
 families = ["modern", "retro"]
 widths = [16, 32]
-budget = { steps = 40 }
+budget = { steps = 120 }
 lr = [1e-2]
 seeds = [0, 1]
 
@@ -95,9 +95,12 @@ fn sweep_killed_repeatedly_resumes_to_the_same_runs_and_curves() {
     let study = tmp.path().join("kill.toml");
     std::fs::write(&study, STUDY).unwrap();
 
-    // Reference: one uninterrupted sweep.
+    // Reference: one uninterrupted sweep (two jobs, as below; runs are single-threaded, so
+    // the job count does not change their numbers).
     let reference = tmp.path().join("reference");
-    let out = sweep(&study, &reference, 1).output().unwrap();
+    let clock = std::time::Instant::now();
+    let out = sweep(&study, &reference, 2).output().unwrap();
+    let full_ms = clock.elapsed().as_millis() as u64;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want = runs(&reference);
     assert_eq!(want.len(), 9, "8 scan runs + 1 tune run");
@@ -114,7 +117,9 @@ fn sweep_killed_repeatedly_resumes_to_the_same_runs_and_curves() {
     let mut kills_mid_run = 0;
     for round in 0..5 {
         let mut child = sweep(&study, &store, 2).spawn().unwrap();
-        let wait_ms = 300 + rng.next() % 1500;
+        // Kill somewhere in the first 10–50% of a full sweep's time, so every round lands
+        // before the (shrinking) remaining work is done.
+        let wait_ms = full_ms / 10 + rng.next() % (full_ms * 2 / 5).max(1);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let exited = child.try_wait().unwrap().is_some();
         if !exited {
