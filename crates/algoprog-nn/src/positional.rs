@@ -73,6 +73,12 @@ impl PositionalEncoding for NoPe {
 
 /// Fixed sinusoidal table (Vaswani et al. 2017) added to the embeddings:
 /// PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(p / 10000^{2i/d}).
+///
+/// As in the original Transformer ("we multiply those weights by √d_model"),
+/// the token embeddings are scaled by √d before the table is added:
+/// `embed(x) = √d·x + PE`. Without the scale, N(0, 0.02) embeddings are
+/// swamped by a position signal of amplitude 1 and small models barely
+/// learn past the unigram distribution. The tied output layer is unscaled.
 #[derive(Clone, Debug)]
 pub struct Sinusoidal {
     table: Tensor,
@@ -104,10 +110,12 @@ impl PositionalEncoding for Sinusoidal {
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
         let t = x.dim(1)?;
         check_len(t, self.table.dim(0)?, "sinusoidal positions")?;
-        x.broadcast_add(&self.table.narrow(0, 0, t)?)
+        let scale = (x.dim(2)? as f64).sqrt();
+        (x * scale)?.broadcast_add(&self.table.narrow(0, 0, t)?)
     }
+    /// One multiply (the √d scale) and one add per element.
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
-        Flops::new(0.0, (batch * seq_len * dims.d_model) as f64)
+        Flops::new(0.0, (2 * batch * seq_len * dims.d_model) as f64)
     }
 }
 

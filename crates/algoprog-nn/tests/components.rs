@@ -76,7 +76,8 @@ fn attention_and_positional_flops() {
 
     let pd = PosDims { d_model: 8, n_heads: 2, head_dim: 4, max_seq_len: 16 };
     assert_eq!(Rotary::flops(&RotaryConfig::default(), &pd, 2, 5), Flops::new(0.0, 6.0 * 10.0 * 8.0));
-    assert_eq!(Sinusoidal::flops(&(), &pd, 2, 5), Flops::new(0.0, 80.0));
+    // Sinusoidal: a √d scale and an add per element, 2 · (b=2 · T=5 · d=8).
+    assert_eq!(Sinusoidal::flops(&(), &pd, 2, 5), Flops::new(0.0, 160.0));
     assert_eq!(Learned::flops(&(), &pd, 2, 5), Flops::new(0.0, 80.0));
     assert_eq!(Alibi::flops(&(), &pd, 2, 5), Flops::new(0.0, 100.0));
     assert_eq!(NoPe::flops(&(), &pd, 2, 5), Flops::ZERO);
@@ -171,4 +172,19 @@ fn safetensors_round_trip_and_clear_errors() {
     let b = pb();
     b.param("x", &[1], ParamRole::Other).unwrap();
     assert!(b.param("x", &[1], ParamRole::Other).is_err());
+}
+
+#[test]
+fn sinusoidal_scales_embeddings_by_sqrt_d_then_adds_the_table() {
+    use candle_core::Tensor;
+    let pd = PosDims { d_model: 4, n_heads: 1, head_dim: 4, max_seq_len: 3 };
+    let pb = ParamBuilder::new(0, &Device::Cpu, DType::F64);
+    let pe = Sinusoidal::new(&(), &pd, &pb).unwrap();
+    let x = Tensor::from_vec(vec![0.5f64; 12], (1, 3, 4), &Device::Cpu).unwrap();
+    let y: Vec<f64> = pe.embed(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let table = Sinusoidal::table_values(3, 4);
+    for (i, (got, pe)) in y.iter().zip(table.iter()).enumerate() {
+        // √4 · 0.5 + PE = 1 + PE
+        assert!((got - (1.0 + pe)).abs() < 1e-12, "element {i}: {got} vs {}", 1.0 + pe);
+    }
 }
