@@ -71,9 +71,12 @@ pub trait Executor {
 }
 
 /// Prepared datasets shared by the runs that use the same data config.
+/// One data config's dataset, prepared by the first run that needs it.
+type Slot = Arc<Mutex<Option<Arc<Dataset>>>>;
+
 #[derive(Default)]
 pub struct DataCache {
-    map: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Dataset>>>>>>,
+    map: Mutex<HashMap<String, Slot>>,
 }
 
 impl DataCache {

@@ -288,7 +288,7 @@ impl Store {
             }
         }
         self.release(&spec.id);
-        result.map(Executed::Trained)
+        result.map(|o| Executed::Trained(Box::new(o)))
     }
 
     /// Counts and details of every run's state, in spec order.
@@ -391,7 +391,7 @@ mod erased_label {
 /// What [`Store::execute`] did.
 #[derive(Debug)]
 pub enum Executed {
-    Trained(TrainOutcome),
+    Trained(Box<TrainOutcome>),
     AlreadyDone,
     HeldElsewhere,
 }

@@ -241,11 +241,8 @@ impl Study {
             if g.widths.is_empty() || g.widths.contains(&0) {
                 return Err(study_err(&key("widths"), format!("{:?} is not a list of positive widths", g.widths), "e.g. widths = [32, 64]"));
             }
-            match (&g.suite, g.families.is_empty()) {
-                (None, true) => {
-                    return Err(study_err(&key("families"), "no families and no suite".into(), "e.g. families = [\"modern\", \"retro\"]"))
-                }
-                _ => {}
+            if g.suite.is_none() && g.families.is_empty() {
+                return Err(study_err(&key("families"), "no families and no suite".into(), "e.g. families = [\"modern\", \"retro\"]"));
             }
             if let Budget::Rule(r) = &g.budget {
                 if r != "kaplan" {
