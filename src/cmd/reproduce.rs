@@ -300,6 +300,22 @@ pub fn write_report(store: &Store, study: &Study, out: &Path, seconds: f64) -> R
             }
         }
         md_table(&mut md, &["family", "width", "lr", "final val loss", "", "run"], &rows);
+        // Per family with two or more widths: the rule log10 lr = a + b·log10 width through the best lrs.
+        let mut best_by_family: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
+        for ((fam, w), rs) in &by {
+            let best = rs.iter().filter(|r| usable(r)).min_by(|a, b| {
+                a.rec.final_val_loss.unwrap_or(f64::INFINITY).total_cmp(&b.rec.final_val_loss.unwrap_or(f64::INFINITY))
+            });
+            if let Some(b) = best {
+                best_by_family.entry(fam.clone()).or_default().push((*w, b.rec.lr));
+            }
+        }
+        for (fam, best) in &best_by_family {
+            if let Some((a, b)) = algoprog_train::study::fit_lr_rule(best) {
+                let _ = writeln!(md, "- `{fam}`: best lr per width fits log10 lr = {a:.4} + {b:.4}·log10 width (in a study: `lr = {{ a = {a:.4}, b = {b:.4} }}`)");
+            }
+        }
+        md.push('\n');
     }
 
     // ------------------------------------------------------------ ablation

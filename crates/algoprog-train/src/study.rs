@@ -410,3 +410,19 @@ impl Study {
         })
     }
 }
+
+/// The per-width learning-rate rule `log10 lr = a + b·log10 width` fitted by
+/// least squares to a tune's best learning rate at each width; `None` with
+/// fewer than two distinct widths. Put the result in a study as `lr = { a = …, b = … }`.
+pub fn fit_lr_rule(best: &[(usize, f64)]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = best.iter().filter(|(w, lr)| *w > 0 && *lr > 0.0).map(|(w, lr)| ((*w as f64).log10(), lr.log10())).collect();
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if pts.len() < 2 || sxx <= 0.0 {
+        return None;
+    }
+    let b = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((my - b * mx, b))
+}

@@ -183,3 +183,19 @@ fn slurm_script_runs_one_spec_per_array_task() {
     let first_cmd = lines.iter().position(|l| l.starts_with("set ")).unwrap();
     assert!(lines.iter().enumerate().all(|(i, l)| !l.starts_with("#SBATCH") || i < first_cmd));
 }
+
+#[test]
+fn lr_rule_fitted_from_a_tune_recovers_the_rule_and_expands() {
+    use algoprog_train::study::fit_lr_rule;
+    // Best lrs exactly on log10 lr = -0.5 - 1·log10 width.
+    let best: Vec<(usize, f64)> = [32usize, 64, 128, 256].iter().map(|&w| (w, 10f64.powf(-0.5 - (w as f64).log10()))).collect();
+    let (a, b) = fit_lr_rule(&best).unwrap();
+    assert!((a + 0.5).abs() < 1e-12 && (b + 1.0).abs() < 1e-12, "a = {a}, b = {b}");
+    // Least squares through noisy points: the slope of (32, 1e-2), (64, 1e-2), (128, 1e-3) in log-log.
+    let (a, b) = fit_lr_rule(&[(32, 1e-2), (64, 1e-2), (128, 1e-3)]).unwrap();
+    assert!((b - (-0.5 / 0.301_029_995_663_981_2)).abs() < 1e-9, "b = {b}");
+    // Mean of log10 width is log10 64, mean of log10 lr is -7/3: a = -7/3 + (0.5 / log10 2)·log10 64 = 2/3.
+    assert!((a - 2.0 / 3.0).abs() < 1e-9, "a = {a}");
+    assert_eq!(fit_lr_rule(&[(64, 1e-3), (64, 3e-3)]), None, "one width identifies no slope");
+    assert_eq!(fit_lr_rule(&[(64, 1e-3)]), None);
+}
