@@ -326,7 +326,6 @@ impl Store {
                 algoprog_models::ModelConfig::Transformer(t) => t.depth(),
                 algoprog_models::ModelConfig::Lstm(l) => l.n_layers,
             };
-            let label = |v: &dyn erased_label::Label| v.label();
             for row in &curve {
                 s.push_str(&format!(
                     "{},{},{},{},{},{},{},{},{},{:e},{},{},{},{},{},{},{},{},{},{},{:e},{},{},{:e}\n",
@@ -344,8 +343,8 @@ impl Store {
                     r.width,
                     n_layers,
                     r.lr,
-                    label(&r.config.train.optimizer),
-                    label(&r.config.train.schedule),
+                    crate::suite::serde_label(&r.config.train.optimizer),
+                    crate::suite::serde_label(&r.config.train.schedule),
                     r.total_params,
                     r.params.non_embedding,
                     r.params.embedding,
@@ -364,27 +363,6 @@ impl Store {
         }
         write_atomic(out, s.as_bytes())?;
         Ok(n)
-    }
-}
-
-mod erased_label {
-    /// The serde tag of a config enum (`adam_w`, `cosine`).
-    pub trait Label {
-        fn label(&self) -> String;
-    }
-    impl<T: serde::Serialize> Label for T {
-        fn label(&self) -> String {
-            match serde_json::to_value(self) {
-                Ok(serde_json::Value::String(s)) => s,
-                Ok(serde_json::Value::Object(m)) => m
-                    .get("name")
-                    .or_else(|| m.get("kind"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("?")
-                    .to_string(),
-                _ => "?".into(),
-            }
-        }
     }
 }
 

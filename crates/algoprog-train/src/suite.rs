@@ -49,45 +49,40 @@ impl Seam {
 
     /// Short label of the value a config has in this seam, e.g. `rotary`, `pre_rms`.
     pub fn label(self, cfg: &RunConfig) -> String {
-        let short = |v: &dyn erased::Label| v.label();
         match (self, &cfg.model) {
-            (Seam::Positional, ModelConfig::Transformer(t)) => short(&t.positional),
-            (Seam::FeedForward, ModelConfig::Transformer(t)) => short(&t.feed_forward),
+            (Seam::Positional, ModelConfig::Transformer(t)) => serde_label(&t.positional),
+            (Seam::FeedForward, ModelConfig::Transformer(t)) => serde_label(&t.feed_forward),
             (Seam::Norm, ModelConfig::Transformer(t)) => format!(
                 "{}_{}{}",
-                short(&t.placement),
-                match short(&t.norm).as_str() {
+                serde_label(&t.placement),
+                match serde_label(&t.norm).as_str() {
                     "rms_norm" => "rms".to_string(),
                     "layer_norm" => "ln".to_string(),
                     other => other.to_string(),
                 },
                 if t.final_norm { "" } else { "_nofinal" }
             ),
-            (Seam::Schedule, _) => short(&cfg.train.schedule),
-            (Seam::Optimizer, _) => short(&cfg.train.optimizer),
+            (Seam::Schedule, _) => serde_label(&cfg.train.schedule),
+            (Seam::Optimizer, _) => serde_label(&cfg.train.optimizer),
             #[allow(unreachable_patterns)]
             _ => "n/a".to_string(),
         }
     }
 }
 
-mod erased {
-    /// The serde tag or value name of a config enum, used in run names.
-    pub trait Label {
-        fn label(&self) -> String;
-    }
-    impl<T: serde::Serialize> Label for T {
-        fn label(&self) -> String {
-            match serde_json::to_value(self) {
-                Ok(serde_json::Value::String(s)) => s,
-                Ok(serde_json::Value::Object(m)) => m
-                    .get("name")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "custom".into()),
-                _ => "custom".into(),
-            }
-        }
+/// The serde tag or value name of a config value (`rotary`, `adam_w`,
+/// `cosine`), used in run names and exported tables: a plain string value as
+/// is, a tagged table by its `name` or `kind`, anything else `custom`.
+pub fn serde_label<T: Serialize + ?Sized>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Object(m)) => m
+            .get("name")
+            .or_else(|| m.get("kind"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| "custom".into()),
+        _ => "custom".into(),
     }
 }
 
