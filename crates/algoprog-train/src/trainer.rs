@@ -239,7 +239,6 @@ pub fn train_on_with(
     let wall = |started: &Instant| wall_before + started.elapsed().as_secs_f64();
     dir.write_record(&record)?;
     observer.on_start(&record);
-    let mut lr = 0.0;
     let train_clock = Instant::now();
     let mut stopped_early = false;
 
@@ -248,7 +247,7 @@ pub fn train_on_with(
             stopped_early = true;
             break;
         }
-        lr = t.schedule.lr(step as usize, total_steps as usize, t.lr);
+        let lr = t.schedule.lr(step as usize, total_steps as usize, t.lr);
         let mut grads: Option<GradStore> = None;
         let mut step_loss = 0.0;
         for _ in 0..t.grad_accum {
@@ -338,7 +337,6 @@ pub fn train_on_with(
             observer.on_eval(&row);
         }
     }
-    let _ = lr;
     if stopped_early {
         observer.on_finish(&record);
         return Ok(TrainOutcome { record, curve });
