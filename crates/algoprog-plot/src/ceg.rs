@@ -20,6 +20,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use thiserror::Error;
 
+use crate::charts::palette;
+
 /// Errors writing a figure.
 #[derive(Debug, Error)]
 pub enum PlotError {
@@ -53,21 +55,18 @@ pub struct Series {
 const SIZE: (u32, u32) = (900, 600);
 const FONT: &str = "sans-serif";
 
-fn palette(i: usize) -> RGBColor {
-    const C: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
-    C[i % C.len()]
-}
-
 type Draw<T> = std::result::Result<T, String>;
+
+/// Tick label of a categorical x axis (categories at 0, 1, …, n−1): the
+/// category's label on its integer tick, nothing between ticks.
+fn category_label(x: f64, n: usize, label: impl Fn(usize) -> String) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+        label(i as usize)
+    } else {
+        String::new()
+    }
+}
 
 trait OrMsg<T> {
     fn m(self) -> Draw<T>;
@@ -139,14 +138,7 @@ pub fn ceg_bars(path: &Path, title: &str, bars: &[Bar]) -> Result<(), PlotError>
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                    bars[i as usize].label.clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, n, |i| bars[i].label.clone()))
             .y_desc("compute-equivalent gain (×)")
             .label_style((FONT, 14))
             .draw()
@@ -299,14 +291,7 @@ pub fn decomposition_chart(path: &Path, title: &str, items: &[Bar], by_year: &[(
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                    items[i as usize].label.clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category_label(*x, n, |i| items[i].label.clone()))
             .y_desc("log10 CEG at the target year")
             .label_style((FONT, 12))
             .draw()
