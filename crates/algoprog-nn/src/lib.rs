@@ -28,6 +28,7 @@
 pub mod activation;
 pub mod attention;
 pub mod feed_forward;
+pub mod fused;
 pub mod gradcheck;
 pub mod init;
 pub mod loss;
