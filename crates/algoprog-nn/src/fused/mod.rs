@@ -15,6 +15,7 @@ pub mod attention;
 pub mod ce;
 pub mod norm;
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 use std::sync::OnceLock;
 
