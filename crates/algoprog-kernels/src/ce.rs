@@ -1,1 +1,280 @@
-//! (in progress)
+//! Chunked cross-entropy over an output matrix.
+//!
+//! loss = (1/n)·Σᵢ [log Σ_v exp(zᵢᵥ) − z_{i,yᵢ}], z = H·Wᵀ, for hidden states
+//! H (n×d), an output matrix W (V×d, the tied embedding in our models) and
+//! targets y. The n×V logits are never stored: rows are processed in chunks
+//! of r rows (r·V floats of scratch, at most [`CHUNK_FLOATS`]), and with
+//! gradients requested each chunk's softmax becomes its gradient in place:
+//!
+//! - G = (softmax(z) − onehot(y))·scale for the chunk's rows (scale = the
+//!   incoming gradient of the mean, i.e. 1/n);
+//! - ∂H[chunk] = G·W (r×d), ∂W += Gᵀ·H[chunk] (V×d).
+//!
+//! The matmul work is that of the unfused composition (one 2·n·V·d product
+//! forward and two backward) but the memory traffic is r·V instead of
+//! several n·V arrays, and the scratch chunk is reused across calls.
+
+use crate::math;
+use crate::matmul::{matmul, Mat, Threads};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Upper bound on the scratch chunk (r·V floats, 64 MB at f32).
+pub const CHUNK_FLOATS: usize = 16 << 20;
+
+/// Rows per chunk for a vocabulary of `v`: as many as fit [`CHUNK_FLOATS`],
+/// between 16 and 1024.
+pub fn chunk_rows(v: usize) -> usize {
+    (CHUNK_FLOATS / v.max(1)).clamp(16, 1024)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Shape of a cross-entropy call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CeShape {
+    /// Rows (tokens).
+    pub n: usize,
+    /// Width of the hidden state.
+    pub d: usize,
+    /// Vocabulary size (rows of W).
+    pub v: usize,
+}
+
+/// Gradient outputs: `dh` (n×d) is overwritten, `dw` (V×d) is overwritten.
+pub struct CeGrads<'a> {
+    pub dh: &'a mut [f32],
+    pub dw: &'a mut [f32],
+    /// Multiplies every gradient (the incoming gradient of the mean loss, 1/n
+    /// for the mean itself).
+    pub scale: f32,
+}
+
+/// An out-of-range target id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetOutOfRange {
+    pub row: usize,
+    pub target: u32,
+    pub vocab: usize,
+}
+
+impl std::fmt::Display for TargetOutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "target {} at row {} is outside the vocabulary of {} tokens", self.target, self.row, self.vocab)
+    }
+}
+
+impl std::error::Error for TargetOutOfRange {}
+
+/// Sum over rows of the per-row negative log-likelihood (nats, accumulated in
+/// f64), and, when `grads` is given, the gradients of `scale ·` that sum.
+pub fn cross_entropy(
+    shape: CeShape,
+    hidden: &[f32],
+    w: &[f32],
+    targets: &[u32],
+    mut grads: Option<CeGrads>,
+) -> Result<f64, TargetOutOfRange> {
+    let CeShape { n, d, v } = shape;
+    assert_eq!(hidden.len(), n * d, "hidden must be n×d");
+    assert_eq!(w.len(), v * d, "output matrix must be V×d");
+    assert_eq!(targets.len(), n, "one target per row");
+    if let Some((row, &target)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= v) {
+        return Err(TargetOutOfRange { row, target, vocab: v });
+    }
+    if let Some(g) = grads.as_mut() {
+        assert_eq!(g.dh.len(), n * d, "dh must be n×d");
+        assert_eq!(g.dw.len(), v * d, "dw must be V×d");
+    }
+    let r = chunk_rows(v);
+    let wm = Mat::new(w, v, d);
+    SCRATCH.with(|s| {
+        let mut scratch = s.borrow_mut();
+        let need = r.min(n.max(1)) * v;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let mut total = 0.0f64;
+        let mut first = true;
+        for r0 in (0..n).step_by(r) {
+            let rows = r.min(n - r0);
+            let h = Mat::new(&hidden[r0 * d..(r0 + rows) * d], rows, d);
+            let z = &mut scratch[..rows * v];
+            // z = H·Wᵀ
+            matmul(z, v, h, false, wm, true, 1.0, false, Threads::Pool);
+            let tg = &targets[r0..r0 + rows];
+            let scale = grads.as_ref().map(|g| g.scale);
+            total += z
+                .par_chunks_mut(v)
+                .zip(tg.par_iter())
+                .map(|(row, &y)| row_loss(row, y as usize, scale))
+                .sum::<f64>();
+            if let Some(g) = grads.as_mut() {
+                let gm = Mat::new(z, rows, v);
+                // ∂H = G·W
+                matmul(&mut g.dh[r0 * d..(r0 + rows) * d], d, gm, false, wm, false, 1.0, false, Threads::Pool);
+                // ∂W (+)= Gᵀ·H
+                matmul(g.dw, d, gm, true, h, false, 1.0, !first, Threads::Pool);
+            }
+            first = false;
+        }
+        if first {
+            if let Some(g) = grads.as_mut() {
+                g.dw.fill(0.0);
+            }
+        }
+        Ok(total)
+    })
+}
+
+/// One row: returns −log softmax(z)_y; with `scale`, overwrites the row with
+/// (softmax(z) − onehot(y))·scale.
+fn row_loss(z: &mut [f32], y: usize, scale: Option<f32>) -> f64 {
+    let m = math::max(z);
+    let zy = z[y];
+    match scale {
+        None => (math::sum_exp(z, m) as f64).ln() + (m - zy) as f64,
+        Some(scale) => {
+            let s = math::exp_sum_inplace(z, m);
+            math::scale(z, scale / s);
+            z[y] -= scale;
+            (s as f64).ln() + (m - zy) as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn data(n: usize, d: usize, v: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let h = (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let w = (0..v * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let t = (0..n).map(|_| rng.random_range(0..v as u32)).collect();
+        (h, w, t)
+    }
+
+    /// Naive f64: mean loss, ∂H, ∂W of the mean.
+    fn naive(h: &[f32], w: &[f32], t: &[u32], n: usize, d: usize, v: usize) -> (f64, Vec<f64>, Vec<f64>) {
+        let mut loss = 0.0;
+        let mut dh = vec![0.0; n * d];
+        let mut dw = vec![0.0; v * d];
+        for i in 0..n {
+            let z: Vec<f64> =
+                (0..v).map(|j| (0..d).map(|p| h[i * d + p] as f64 * w[j * d + p] as f64).sum()).collect();
+            let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = z.iter().map(|x| (x - m).exp()).sum();
+            loss += s.ln() + m - z[t[i] as usize];
+            for j in 0..v {
+                let g = ((z[j] - m).exp() / s - if j == t[i] as usize { 1.0 } else { 0.0 }) / n as f64;
+                for p in 0..d {
+                    dh[i * d + p] += g * w[j * d + p] as f64;
+                    dw[j * d + p] += g * h[i * d + p] as f64;
+                }
+            }
+        }
+        (loss / n as f64, dh, dw)
+    }
+
+    fn close(a: &[f32], b: &[f64], tol: f64, what: &str) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((*x as f64 - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn matches_naive_with_several_chunks() {
+        // V = 2^20 / 16 … force multi-chunk with a large vocabulary is slow
+        // in the naive check, so check the chunk logic with n > chunk_rows.
+        let (n, d, v) = (1100, 8, 37);
+        assert!(n > chunk_rows(v), "test needs more rows than one chunk");
+        let (h, w, t) = data(n, d, v, 1);
+        let (want, wdh, wdw) = naive(&h, &w, &t, n, d, v);
+        let mut dh = vec![f32::NAN; n * d];
+        let mut dw = vec![f32::NAN; v * d];
+        let sum = cross_entropy(
+            CeShape { n, d, v },
+            &h,
+            &w,
+            &t,
+            Some(CeGrads { dh: &mut dh, dw: &mut dw, scale: 1.0 / n as f32 }),
+        )
+        .unwrap();
+        assert!((sum / n as f64 - want).abs() < 1e-5 * want, "{} vs {want}", sum / n as f64);
+        close(&dh, &wdh, 1e-5, "dh");
+        close(&dw, &wdw, 1e-5, "dw");
+        // forward only gives the same loss
+        let only = cross_entropy(CeShape { n, d, v }, &h, &w, &t, None).unwrap();
+        assert!((only - sum).abs() < 1e-9 * sum);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let (n, d, v) = (5, 4, 11);
+        let (h, w, t) = data(n, d, v, 2);
+        let mut dh = vec![0.0; n * d];
+        let mut dw = vec![0.0; v * d];
+        let shape = CeShape { n, d, v };
+        cross_entropy(shape, &h, &w, &t, Some(CeGrads { dh: &mut dh, dw: &mut dw, scale: 1.0 })).unwrap();
+        let eps = 1e-2f32;
+        let f = |h: &[f32], w: &[f32]| cross_entropy(shape, h, w, &t, None).unwrap();
+        for i in 0..n * d {
+            let (mut hp, mut hm) = (h.clone(), h.clone());
+            hp[i] += eps;
+            hm[i] -= eps;
+            let fd = (f(&hp, &w) - f(&hm, &w)) / (2.0 * eps as f64);
+            assert!((fd - dh[i] as f64).abs() < 2e-3, "dh[{i}]: fd {fd} vs {}", dh[i]);
+        }
+        for i in 0..v * d {
+            let (mut wp, mut wm) = (w.clone(), w.clone());
+            wp[i] += eps;
+            wm[i] -= eps;
+            let fd = (f(&h, &wp) - f(&h, &wm)) / (2.0 * eps as f64);
+            assert!((fd - dw[i] as f64).abs() < 2e-3, "dw[{i}]: fd {fd} vs {}", dw[i]);
+        }
+    }
+
+    #[test]
+    fn large_logits_do_not_overflow() {
+        // logits around ±1e4: a naive exp overflows, the max shift does not
+        let (n, d, v) = (3, 2, 5);
+        let h = vec![100.0f32; n * d];
+        let mut w = vec![0.0f32; v * d];
+        for j in 0..v {
+            w[j * d] = 50.0 * j as f32;
+        }
+        let t = vec![4u32, 0, 2];
+        let sum = cross_entropy(CeShape { n, d, v }, &h, &w, &t, None).unwrap();
+        // z_j = 5000·j: row with target 4 costs ≈ 0, target 0 ≈ 20000, target 2 ≈ 10000
+        assert!((sum - 30000.0).abs() < 1.0, "{sum}");
+    }
+
+    #[test]
+    fn out_of_range_target_is_an_error() {
+        let (h, w, _) = data(2, 3, 4, 3);
+        let e = cross_entropy(CeShape { n: 2, d: 3, v: 4 }, &h, &w, &[1, 4], None).unwrap_err();
+        assert_eq!(e, TargetOutOfRange { row: 1, target: 4, vocab: 4 });
+        assert!(e.to_string().contains("target 4 at row 1"));
+    }
+
+    #[test]
+    fn empty_batch_is_zero_with_zero_weight_gradient() {
+        let (_, w, _) = data(0, 3, 4, 4);
+        let mut dw = vec![f32::NAN; 12];
+        let s = cross_entropy(
+            CeShape { n: 0, d: 3, v: 4 },
+            &[],
+            &w,
+            &[],
+            Some(CeGrads { dh: &mut [], dw: &mut dw, scale: 1.0 }),
+        )
+        .unwrap();
+        assert_eq!(s, 0.0);
+        assert!(dw.iter().all(|&x| x == 0.0));
+    }
+}

@@ -22,5 +22,6 @@ pub mod act;
 pub mod adamw;
 pub mod attention;
 pub mod ce;
+pub mod math;
 pub mod matmul;
 pub mod norm;
