@@ -27,7 +27,20 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// mᵢ = maxᵥ zᵢᵥ (detached: the loss does not depend on it). Built from
 /// composite ops (matmul, exp, sum, log, gather), all with a backward.
 /// FLOPs: 2·n·V·d matmul plus about 4·n·V element-wise.
+///
+/// f32 CPU inputs take the fused chunked kernel ([`crate::fused::ce`]),
+/// which never stores the n×V logits; other devices and dtypes (and
+/// `ALGOPROG_FUSED=0`) use [`cross_entropy_composite`].
 pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if crate::fused::fusable(hidden) && crate::fused::fusable(output_weight) && hidden.rank() == 2 {
+        return crate::fused::ce::cross_entropy(hidden, output_weight, targets);
+    }
+    cross_entropy_composite(hidden, output_weight, targets)
+}
+
+/// [`cross_entropy`] from composite candle ops (the reference the fused
+/// kernel is tested against; the path on GPUs and for f64).
+pub fn cross_entropy_composite(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = hidden.matmul(&output_weight.t()?)?;
     let max = logits.max_keepdim(D::Minus1)?.detach();
     let shifted = logits.broadcast_sub(&max)?;
