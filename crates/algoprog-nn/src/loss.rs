@@ -58,7 +58,10 @@ pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64)
     let mut sq = 0.0f64;
     for p in params.iter() {
         if let Some(g) = grads.get(p.var.as_tensor()) {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sq += match crate::fused::adamw::sum_sq(g)? {
+                Some(s) => s,
+                None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?,
+            };
         }
     }
     let norm = sq.sqrt();

@@ -259,10 +259,11 @@ fn state_out(slots: &[Slot], t: usize, names: [&str; 2]) -> Result<HashMap<Strin
     m.insert("step".to_string(), Tensor::new(t as f64, &dev)?);
     for s in slots {
         if let Some(a) = &s.s1 {
-            m.insert(format!("{}.{}", s.name, names[0]), a.clone());
+            // copies: the fused AdamW updates its moments in place
+            m.insert(format!("{}.{}", s.name, names[0]), a.copy()?);
         }
         if let Some(b) = &s.s2 {
-            m.insert(format!("{}.{}", s.name, names[1]), b.clone());
+            m.insert(format!("{}.{}", s.name, names[1]), b.copy()?);
         }
     }
     Ok(m)
@@ -277,7 +278,8 @@ fn state_in(slots: &mut [Slot], t: &mut usize, names: [&str; 2], st: &HashMap<St
         let dt = s.var.dtype();
         let get = |n: &str| -> Result<Option<Tensor>> {
             match st.get(&format!("{}.{n}", s.name)) {
-                Some(x) if x.dims() == s.var.dims() => Ok(Some(x.to_dtype(dt)?)),
+                // a private contiguous copy: the fused AdamW writes into it
+                Some(x) if x.dims() == s.var.dims() => Ok(Some(x.to_dtype(dt)?.contiguous()?.copy()?)),
                 Some(x) => Err(candle_core::Error::Msg(format!(
                     "optimizer state `{}.{n}` has shape {:?}, the parameter has {:?}",
                     s.name, x.dims(), s.var.dims()
@@ -309,6 +311,19 @@ impl Optimizer for AdamW {
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for s in self.slots.iter_mut() {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            // f32 on the CPU with decoupled (or no) decay: one in-place kernel
+            if (self.decoupled || self.weight_decay == 0.0) && crate::fused::fusable(s.var.as_tensor()) && s.var.as_tensor().is_contiguous() {
+                for slot in [&mut s.s1, &mut s.s2] {
+                    if slot.is_none() {
+                        *slot = Some(s.var.as_tensor().zeros_like()?);
+                    }
+                }
+                let wd = if s.decay { self.weight_decay } else { 0.0 };
+                let step = crate::fused::adamw::AdamStep::new(self.t, lr, wd, self.beta1, self.beta2, self.eps);
+                let (m, v) = (s.s1.as_ref().unwrap(), s.s2.as_ref().unwrap());
+                crate::fused::adamw::adamw_step(s.var.as_tensor(), m, v, g, self.beta1, self.beta2, step)?;
+                continue;
+            }
             let g = g.detach();
             let mut p = s.var.as_tensor().detach();
             let g = if self.decoupled {
