@@ -30,6 +30,7 @@ enum Command {
 }
 
 fn main() {
+    algoprog_train::runtime::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => cmd::train::run(a),

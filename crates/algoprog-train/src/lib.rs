@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod record;
+pub mod runtime;
 pub mod store;
 pub mod study;
 pub mod suite;
