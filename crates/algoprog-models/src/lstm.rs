@@ -439,7 +439,9 @@ impl Lstm {
         let h = self.cfg.hidden_size();
         // One matmul for the whole window: (T_w·B, d_in)·(d_in, 4H) + b.
         let xp = x.reshape((tw * b, d_in))?.matmul(&layer.w_ih.t()?)?.broadcast_add(&layer.bias)?;
-        if self.cfg.kernel == LstmKernel::Window {
+        // the window and cell kernels are CPU code: other devices run the composite cell
+        let kernel = if x.device().is_cpu() { self.cfg.kernel } else { LstmKernel::Composite };
+        if kernel == LstmKernel::Window {
             let mask = match mask_h {
                 Some(m) => m.clone(),
                 None => Tensor::ones((b, h), x.dtype(), x.device())?,
@@ -458,7 +460,7 @@ impl Lstm {
                 None => hs.clone(),
             };
             let gates = (xp.narrow(0, t * b, b)? + hin.matmul(&w_hh_t)?)?;
-            let (hn, cn) = if self.cfg.kernel == LstmKernel::Cell {
+            let (hn, cn) = if kernel == LstmKernel::Cell {
                 let hc = gates.apply_op2(&cs, LstmCell)?;
                 (hc.narrow(1, 0, h)?, hc.narrow(1, h, h)?)
             } else {

@@ -14,6 +14,7 @@ use algoprog_nn::{OptimizerConfig, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::device::DeviceSpec;
 use crate::error::TrainError;
 
 /// Everything that defines one training run. Serialised verbatim into `run.json`.
@@ -36,6 +37,11 @@ pub struct RunConfig {
     #[serde(default)]
     pub data: DataConfig,
     pub train: TrainConfig,
+    /// Where to train: `"cpu"` (default), `"cuda"` or `"cuda:N"` (see
+    /// [`crate::device`]). Omitted from the serialised config (and so from
+    /// the run id) when it is the CPU.
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
 }
 
 fn default_name() -> String {

@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod executor;
 pub mod record;
@@ -18,6 +19,7 @@ pub mod study;
 pub mod suite;
 pub mod trainer;
 
+pub use device::DeviceSpec;
 pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
 pub use error::{Result, TrainError};
 pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};

@@ -143,7 +143,7 @@ pub fn train_on_with(
     opts: TrainOptions,
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
-    let device = Device::Cpu;
+    let device = cfg.device.open()?;
     let started = Instant::now();
     let vocab = data.vocab_size();
     let model = cfg.model.build(vocab, cfg.seed, &device, DType::F32)?;
