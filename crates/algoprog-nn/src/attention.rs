@@ -11,12 +11,23 @@
 //! - elementwise: score scaling, causal-mask add and softmax (max, subtract,
 //!   exp, sum, divide) = 7·b·h·T², plus 4·bT·d bias adds when `bias`; the
 //!   positional hooks report their own FLOPs.
+//!
+//! The scores, softmax and ·V run as one fused op
+//! ([`crate::fused::attention::causal_attention`]) when the input can take a
+//! fused path ([`crate::fused::fusable`]: f32 on the CPU, fused kernels on)
+//! and the positional encoding's score bias can run inside it
+//! ([`PositionalEncoding::fused_score_bias`] is not `Unsupported`);
+//! otherwise the composite candle ops. The fused kernel skips the masked
+//! upper triangle (about half the QKᵀ and AV work and of the exponentials),
+//! but the FLOP count above keeps the full T×T by convention, so both paths
+//! report the same FLOPs.
 
 use crate::loss::linear;
 use crate::params::{ParamBuilder, ParamRole};
-use crate::positional::PositionalEncoding;
+use crate::fused::{self, attention::causal_attention, attention::causal_attention_composite};
+use crate::positional::{FusedScoreBias, PositionalEncoding};
 use crate::Flops;
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 
 /// Shape of an attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,19 +83,28 @@ impl CausalSelfAttention {
 
     /// x (b, T, d) → (b, T, d).
     pub fn forward<P: PositionalEncoding>(&self, x: &Tensor, pos: &P) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        let (b, t, _) = x.dims3()?;
         let (h, hd) = (self.n_heads, self.head_dim);
         let qkv = linear(x, &self.qkv_w, self.qkv_b.as_ref())?.reshape((b, t, 3, h, hd))?;
+        let bias = if fused::fusable(x) { pos.fused_score_bias() } else { FusedScoreBias::Unsupported };
+        let fused = bias != FusedScoreBias::Unsupported;
+        // (b, h, T, d_h) views of the packed projection; the fused kernel
+        // reads them in place, the composite matmuls want them contiguous
         let split = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()
+            let x = qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?;
+            if fused {
+                Ok(x)
+            } else {
+                x.contiguous()
+            }
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let (q, k) = pos.rotate(&q, &k)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = pos.score_bias(&scores)?;
-        let scores = scores.broadcast_add(&Self::causal_mask(t, &scores)?)?;
-        let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let y = p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = match &bias {
+            FusedScoreBias::None => causal_attention(&q, &k, &v, None)?,
+            FusedScoreBias::Alibi(m) => causal_attention(&q, &k, &v, Some(m))?,
+            FusedScoreBias::Unsupported => causal_attention_composite(&q, &k, &v, &|s: &Tensor| pos.score_bias(s))?,
+        };
         linear(&y, &self.out_w, self.out_b.as_ref())
     }
 
@@ -100,5 +120,72 @@ impl CausalSelfAttention {
         let matmul = 8.0 * b * t * d * d + 4.0 * b * t * t * d;
         let bias = if dims.bias { 4.0 * b * t * d } else { 0.0 };
         Flops::new(matmul, 7.0 * b * h * t * t + bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamBuilder;
+    use crate::positional::{Alibi, NoPe, PosDims, Rotary, RotaryConfig};
+    use candle_core::{DType, Device, Var};
+
+    /// `P` with the default fused hook (`Unsupported`): forces the composite path.
+    struct Composite<P>(P);
+    impl<P: PositionalEncoding> PositionalEncoding for Composite<P> {
+        type Config = P::Config;
+        fn new(cfg: &P::Config, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+            Ok(Self(P::new(cfg, dims, pb)?))
+        }
+        fn embed(&self, x: &Tensor) -> Result<Tensor> {
+            self.0.embed(x)
+        }
+        fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+            self.0.rotate(q, k)
+        }
+        fn score_bias(&self, s: &Tensor) -> Result<Tensor> {
+            self.0.score_bias(s)
+        }
+    }
+
+    fn max_abs(t: &Tensor) -> f64 {
+        t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+    }
+
+    fn fused_matches_composite<P: PositionalEncoding>(name: &str, cfg: &P::Config) {
+        let (b, t, d, hd) = (2, 19, 32, 8);
+        let dims = AttentionDims { d_model: d, head_dim: hd, bias: true };
+        let pd = PosDims { d_model: d, n_heads: d / hd, head_dim: hd, max_seq_len: 32 };
+        let pb = ParamBuilder::new(7, &Device::Cpu, DType::F32);
+        let pos = P::new(cfg, &pd, &pb.pp("pos")).unwrap();
+        let attn = CausalSelfAttention::new(&dims, &pb.pp("attn")).unwrap();
+        let xb = ParamBuilder::new(8, &Device::Cpu, DType::F32);
+        let x = xb.param_with("x", &[b, t, d], crate::params::ParamRole::Other, crate::init::Init::Normal { std: 1.0 }).unwrap();
+        let x = Var::from_tensor(&x).unwrap();
+        let r = (x.as_tensor().detach().sin().unwrap() + 0.5).unwrap();
+        let composite = Composite(pos);
+        let yf = attn.forward(x.as_tensor(), &composite.0).unwrap();
+        let yc = attn.forward(x.as_tensor(), &composite).unwrap();
+        let scale = max_abs(&yc);
+        let e = max_abs(&(&yf - &yc).unwrap()) / scale;
+        assert!(e < 1e-5, "{name}: values differ by {e}");
+        let gf = (&yf * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (&yc * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut vars: Vec<Var> = pb.finish().vars();
+        vars.push(x);
+        for (i, v) in vars.iter().enumerate() {
+            let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            let scale = max_abs(c);
+            assert!(scale > 0.0, "{name}: zero gradient for variable {i}");
+            let e = max_abs(&(a - c).unwrap()) / scale;
+            assert!(e < 1e-5, "{name}: gradients of variable {i} differ by {e}");
+        }
+    }
+
+    #[test]
+    fn fused_path_matches_composite_path() {
+        fused_matches_composite::<NoPe>("nope", &());
+        fused_matches_composite::<Rotary>("rotary", &RotaryConfig::default());
+        fused_matches_composite::<Alibi>("alibi", &());
     }
 }

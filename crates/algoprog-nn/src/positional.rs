@@ -10,6 +10,11 @@
 //! - Rotary: per rotated vector of size d_h, 3·d_h (x₁cos, x₂sin, subtract,
 //!   x₁sin, x₂cos, add on d_h/2 pairs); q and k in every head: b·T·6·d.
 //! - ALiBi: one add per attention score: b·h·T².
+//!
+//! The fused attention kernel ([`crate::fused::attention`]) applies no
+//! hook itself: queries and keys are rotated before it, and a score bias
+//! runs inside it only when [`PositionalEncoding::fused_score_bias`] says
+//! which one (none, or ALiBi slopes).
 
 use crate::params::{ParamBuilder, ParamRole};
 use crate::Flops;
@@ -24,6 +29,18 @@ pub struct PosDims {
     pub head_dim: usize,
     /// Longest sequence the tables and caches cover.
     pub max_seq_len: usize,
+}
+
+/// How the fused attention kernel can reproduce an encoding's
+/// [`PositionalEncoding::score_bias`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum FusedScoreBias {
+    /// `score_bias` is the identity.
+    None,
+    /// `score_bias` adds −m_h·(i − j) with these per-head slopes m_h.
+    Alibi(Vec<f32>),
+    /// The kernel cannot apply it: attention takes the composite path.
+    Unsupported,
 }
 
 /// Where a positional encoding acts. All hooks default to the identity.
@@ -41,6 +58,15 @@ pub trait PositionalEncoding: Sized + Send + Sync + 'static {
     /// Scaled attention scores (b, h, T, T) before the causal mask.
     fn score_bias(&self, scores: &Tensor) -> Result<Tensor> {
         Ok(scores.clone())
+    }
+    /// Whether the fused attention kernel can apply [`Self::score_bias`],
+    /// and how. The default, [`FusedScoreBias::Unsupported`], is the safe
+    /// answer: an encoding that overrides `score_bias` but not this hook
+    /// keeps the composite attention path (correct, slower). An encoding
+    /// whose `score_bias` is the identity returns [`FusedScoreBias::None`]
+    /// to use the fused kernel.
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::Unsupported
     }
     /// Trainable scalars (a learned table counts as embedding parameters).
     fn num_params(_cfg: &Self::Config, _dims: &PosDims) -> usize {
@@ -68,6 +94,9 @@ impl PositionalEncoding for NoPe {
     type Config = ();
     fn new(_: &(), _: &PosDims, _: &ParamBuilder) -> Result<Self> {
         Ok(NoPe)
+    }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::None
     }
 }
 
@@ -113,6 +142,9 @@ impl PositionalEncoding for Sinusoidal {
         let scale = (x.dim(2)? as f64).sqrt();
         (x * scale)?.broadcast_add(&self.table.narrow(0, 0, t)?)
     }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::None
+    }
     /// One multiply (the √d scale) and one add per element.
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (2 * batch * seq_len * dims.d_model) as f64)
@@ -135,6 +167,9 @@ impl PositionalEncoding for Learned {
         let t = x.dim(1)?;
         check_len(t, self.table.dim(0)?, "learned positions")?;
         x.broadcast_add(&self.table.narrow(0, 0, t)?)
+    }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::None
     }
     fn num_params(_: &(), dims: &PosDims) -> usize {
         dims.max_seq_len * dims.d_model
@@ -208,6 +243,9 @@ impl PositionalEncoding for Rotary {
     fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((self.apply(q)?, self.apply(k)?))
     }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::None
+    }
     fn flops(_: &RotaryConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * seq_len * 6 * dims.d_model) as f64)
     }
@@ -221,6 +259,8 @@ impl PositionalEncoding for Rotary {
 pub struct Alibi {
     /// (h, T_max, T_max)
     bias: Tensor,
+    /// m_h, for the fused kernel
+    slopes: Vec<f32>,
 }
 
 impl Alibi {
@@ -254,12 +294,15 @@ impl PositionalEncoding for Alibi {
             }
         }
         let bias = Tensor::from_vec(v, (h, t, t), &pb.device())?.to_dtype(pb.dtype())?;
-        Ok(Self { bias })
+        Ok(Self { bias, slopes: slopes.iter().map(|&m| m as f32).collect() })
     }
     fn score_bias(&self, scores: &Tensor) -> Result<Tensor> {
         let t = scores.dim(2)?;
         check_len(t, self.bias.dim(1)?, "alibi positions")?;
         scores.broadcast_add(&self.bias.narrow(1, 0, t)?.narrow(2, 0, t)?)
+    }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        FusedScoreBias::Alibi(self.slopes.clone())
     }
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * dims.n_heads * seq_len * seq_len) as f64)
@@ -326,6 +369,15 @@ impl PositionalEncoding for DynPositional {
             Self::Learned(p) => p.score_bias(s),
             Self::Rotary(p) => p.score_bias(s),
             Self::Alibi(p) => p.score_bias(s),
+        }
+    }
+    fn fused_score_bias(&self) -> FusedScoreBias {
+        match self {
+            Self::None(p) => p.fused_score_bias(),
+            Self::Sinusoidal(p) => p.fused_score_bias(),
+            Self::Learned(p) => p.fused_score_bias(),
+            Self::Rotary(p) => p.fused_score_bias(),
+            Self::Alibi(p) => p.fused_score_bias(),
         }
     }
     fn num_params(cfg: &PositionalKind, dims: &PosDims) -> usize {
