@@ -7,6 +7,8 @@
 //! every step (O(T²) memory traffic per window). Here the time loop is plain
 //! Rust around one (B × H)·(H × 4H) matmul per step forward and one
 //! (B × 4H)·(4H × H) per step backward, both single-threaded `gemm` calls
+//! (the batch rows are split into one group per rayon thread, each group
+//! running the whole window on its own core)
 //! (at these sizes waking a thread pool each step costs more than it saves,
 //! badly so on a loaded machine); W_hh's gradient is one
 //! (4H × T·B)·(T·B × H) matmul after the loop.
@@ -28,6 +30,26 @@
 //! ∂L/∂s0 = [δh_next | δc_next | 0] after t = 1.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// A raw pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+// SAFETY: every task using a SyncPtr writes only its own rows (see the callers).
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Batch rows split into one contiguous group per rayon thread (at most b
+/// groups), so the time loop of each group runs on its own core.
+fn row_groups(b: usize) -> Vec<(usize, usize)> {
+    let g = rayon::current_num_threads().clamp(1, b.max(1));
+    (0..g).map(|i| (i * b / g, (i + 1) * b / g)).filter(|(a, z)| z > a).collect()
+}
 
 #[inline]
 fn sigmoid(x: f64) -> f64 {
@@ -113,56 +135,65 @@ fn window_fwd<T: GateFloat>(
         )));
     }
     let mut out = vec![T::from_f64(0.0); tn * b * 6 * h];
-    let mask: Vec<T> = (0..b * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h]).collect();
-    let mut c: Vec<T> = (0..b * h).map(|k| s0[(k / h) * 3 * h + h + k % h]).collect();
-    let mut hin: Vec<T> = (0..b * h).map(|k| s0[(k / h) * 3 * h + k % h] * mask[k]).collect();
-    for t in 0..tn {
-        let rows = &mut out[t * b * 6 * h..(t + 1) * b * 6 * h];
-        for r in 0..b {
-            rows[r * 6 * h + 2 * h..r * 6 * h + 6 * h].copy_from_slice(&xp[(t * b + r) * 4 * h..(t * b + r + 1) * 4 * h]);
-        }
-        // a_t (B, 4H), rows 6H apart in `out`: a_t += hin · W_hhᵀ
-        // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
-        unsafe {
-            gemm::gemm(
-                b,
-                4 * h,
-                h,
-                rows.as_mut_ptr().add(2 * h),
-                1,
-                (6 * h) as isize,
-                true,
-                hin.as_ptr(),
-                1,
-                h as isize,
-                w.as_ptr(),
-                h as isize,
-                1,
-                T::from_f64(1.0),
-                T::from_f64(1.0),
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-        for r in 0..b {
-            let (hc, a) = rows[r * 6 * h..(r + 1) * 6 * h].split_at_mut(2 * h);
-            let (hout, cout) = hc.split_at_mut(h);
-            let (ai, rest) = a.split_at(h);
-            let (af, rest) = rest.split_at(h);
-            let (ao, ag) = rest.split_at(h);
-            let (cr, hr, mr) = (&mut c[r * h..(r + 1) * h], &mut hin[r * h..(r + 1) * h], &mask[r * h..(r + 1) * h]);
-            for j in 0..h {
-                let cn = af[j].sigm() * cr[j] + ai[j].sigm() * ag[j].tanhf();
-                let hn = ao[j].sigm() * cn.tanhf();
-                cr[j] = cn;
-                cout[j] = cn;
-                hout[j] = hn;
-                hr[j] = hn * mr[j];
+    let outp = SyncPtr(out.as_mut_ptr());
+    // Batch rows are independent through time: each rayon task runs the
+    // whole window for its own group of rows (disjoint rows of `out`).
+    row_groups(b).into_par_iter().for_each(|(r0, r1)| {
+        let nb = r1 - r0;
+        let mask: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h]).collect();
+        let mut c: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + h + k % h]).collect();
+        let mut hin: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + k % h] * mask[k - r0 * h]).collect();
+        for t in 0..tn {
+            // SAFETY: rows r0..r1 of time step t belong to this task alone; the
+            // slice lies inside `out`, which outlives the parallel loop.
+            let rows = unsafe { std::slice::from_raw_parts_mut(outp.get().add((t * b + r0) * 6 * h), nb * 6 * h) };
+            for r in 0..nb {
+                rows[r * 6 * h + 2 * h..r * 6 * h + 6 * h]
+                    .copy_from_slice(&xp[(t * b + r0 + r) * 4 * h..(t * b + r0 + r + 1) * 4 * h]);
+            }
+            // a_t (nb, 4H), rows 6H apart in `out`: a_t += hin · W_hhᵀ
+            // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
+            unsafe {
+                gemm::gemm(
+                    nb,
+                    4 * h,
+                    h,
+                    rows.as_mut_ptr().add(2 * h),
+                    1,
+                    (6 * h) as isize,
+                    true,
+                    hin.as_ptr(),
+                    1,
+                    h as isize,
+                    w.as_ptr(),
+                    h as isize,
+                    1,
+                    T::from_f64(1.0),
+                    T::from_f64(1.0),
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for r in 0..nb {
+                let (hc, a) = rows[r * 6 * h..(r + 1) * 6 * h].split_at_mut(2 * h);
+                let (hout, cout) = hc.split_at_mut(h);
+                let (ai, rest) = a.split_at(h);
+                let (af, rest) = rest.split_at(h);
+                let (ao, ag) = rest.split_at(h);
+                let (cr, hr, mr) = (&mut c[r * h..(r + 1) * h], &mut hin[r * h..(r + 1) * h], &mask[r * h..(r + 1) * h]);
+                for j in 0..h {
+                    let cn = af[j].sigm() * cr[j] + ai[j].sigm() * ag[j].tanhf();
+                    let hn = ao[j].sigm() * cn.tanhf();
+                    cr[j] = cn;
+                    cout[j] = cn;
+                    hout[j] = hn;
+                    hr[j] = hn * mr[j];
+                }
             }
         }
-    }
+    });
     Ok((T::to_cpu_storage_owned(out), Shape::from((tn, b, 6 * h))))
 }
 
@@ -230,74 +261,86 @@ fn window_bwd<T: GateFloat>(
     let (y, s0, gy) = (contiguous(y, ly, "output")?, contiguous(s0, ls, "s0")?, contiguous(gy, lg, "gradient")?);
     let (tn, b, h6) = ly.shape().dims3()?;
     let h = h6 / 6;
-    let mask: Vec<T> = (0..b * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h]).collect();
-    let c0: Vec<T> = (0..b * h).map(|k| s0[(k / h) * 3 * h + h + k % h]).collect();
     let zero = T::from_f64(0.0);
     let one = T::from_f64(1.0);
-    let mut dh_next = vec![zero; b * h];
-    let mut dc_next = vec![zero; b * h];
-    let mut da = vec![zero; tn * b * 4 * h];
     let w: Vec<T> = w.flatten_all()?.to_vec1()?;
-    let mut dhin = vec![zero; b * h];
-    for t in (0..tn).rev() {
-        for r in 0..b {
-            let row = &y[(t * b + r) * 6 * h..(t * b + r + 1) * 6 * h];
-            let (ct, a) = (&row[h..2 * h], &row[2 * h..]);
-            let cp = if t > 0 { &y[((t - 1) * b + r) * 6 * h + h..((t - 1) * b + r) * 6 * h + 2 * h] } else { &c0[r * h..(r + 1) * h] };
-            let g_row = &gy[(t * b + r) * 6 * h..(t * b + r + 1) * 6 * h];
-            let (gh, gc, ga) = (&g_row[..h], &g_row[h..2 * h], &g_row[2 * h..]);
-            let drow = &mut da[(t * b + r) * 4 * h..(t * b + r + 1) * 4 * h];
-            let (dai, rest) = drow.split_at_mut(h);
-            let (daf, rest) = rest.split_at_mut(h);
-            let (dao, dag) = rest.split_at_mut(h);
-            let (dhn, dcn) = (&dh_next[r * h..(r + 1) * h], &mut dc_next[r * h..(r + 1) * h]);
-            for j in 0..h {
-                let (i, f, o, g) = (a[j].sigm(), a[h + j].sigm(), a[2 * h + j].sigm(), a[3 * h + j].tanhf());
-                let tau = ct[j].tanhf();
-                let dh = gh[j] + dhn[j];
-                let dc = gc[j] + dcn[j] + dh * o * (one - tau * tau);
-                dai[j] = dc * g * i * (one - i) + ga[j];
-                daf[j] = dc * cp[j] * f * (one - f) + ga[h + j];
-                dao[j] = dh * tau * o * (one - o) + ga[2 * h + j];
-                dag[j] = dc * i * (one - g * g) + ga[3 * h + j];
-                dcn[j] = dc * f;
+    // [δa (T·B·4H) | δh_0, δc_0 (B·2H)], filled by row groups in parallel
+    let mut out = vec![zero; tn * b * 4 * h + b * 2 * h];
+    let outp = SyncPtr(out.as_mut_ptr());
+    row_groups(b).into_par_iter().for_each(|(r0, r1)| {
+        let nb = r1 - r0;
+        let mask: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h]).collect();
+        let c0: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + h + k % h]).collect();
+        let mut dh_next = vec![zero; nb * h];
+        let mut dc_next = vec![zero; nb * h];
+        let mut dhin = vec![zero; nb * h];
+        for t in (0..tn).rev() {
+            // SAFETY: rows r0..r1 of δa_t belong to this task alone, inside `out`.
+            let da_t = unsafe { std::slice::from_raw_parts_mut(outp.get().add((t * b + r0) * 4 * h), nb * 4 * h) };
+            for r in 0..nb {
+                let rr = r0 + r;
+                let row = &y[(t * b + rr) * 6 * h..(t * b + rr + 1) * 6 * h];
+                let (ct, a) = (&row[h..2 * h], &row[2 * h..]);
+                let cp = if t > 0 {
+                    &y[((t - 1) * b + rr) * 6 * h + h..((t - 1) * b + rr) * 6 * h + 2 * h]
+                } else {
+                    &c0[r * h..(r + 1) * h]
+                };
+                let g_row = &gy[(t * b + rr) * 6 * h..(t * b + rr + 1) * 6 * h];
+                let (gh, gc, ga) = (&g_row[..h], &g_row[h..2 * h], &g_row[2 * h..]);
+                let drow = &mut da_t[r * 4 * h..(r + 1) * 4 * h];
+                let (dai, rest) = drow.split_at_mut(h);
+                let (daf, rest) = rest.split_at_mut(h);
+                let (dao, dag) = rest.split_at_mut(h);
+                let (dhn, dcn) = (&dh_next[r * h..(r + 1) * h], &mut dc_next[r * h..(r + 1) * h]);
+                for j in 0..h {
+                    let (i, f, o, g) = (a[j].sigm(), a[h + j].sigm(), a[2 * h + j].sigm(), a[3 * h + j].tanhf());
+                    let tau = ct[j].tanhf();
+                    let dh = gh[j] + dhn[j];
+                    let dc = gc[j] + dcn[j] + dh * o * (one - tau * tau);
+                    dai[j] = dc * g * i * (one - i) + ga[j];
+                    daf[j] = dc * cp[j] * f * (one - f) + ga[h + j];
+                    dao[j] = dh * tau * o * (one - o) + ga[2 * h + j];
+                    dag[j] = dc * i * (one - g * g) + ga[3 * h + j];
+                    dcn[j] = dc * f;
+                }
+            }
+            // δhin = δa_t · W_hh: (nb, 4H)·(4H, H)
+            // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
+            unsafe {
+                gemm::gemm(
+                    nb,
+                    h,
+                    4 * h,
+                    dhin.as_mut_ptr(),
+                    1,
+                    h as isize,
+                    false,
+                    da_t.as_ptr(),
+                    1,
+                    (4 * h) as isize,
+                    w.as_ptr(),
+                    1,
+                    h as isize,
+                    T::from_f64(0.0),
+                    T::from_f64(1.0),
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for k in 0..nb * h {
+                dh_next[k] = dhin[k] * mask[k];
             }
         }
-        // δhin = δa_t · W_hh: (B, 4H)·(4H, H)
-        // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
-        unsafe {
-            gemm::gemm(
-                b,
-                h,
-                4 * h,
-                dhin.as_mut_ptr(),
-                1,
-                h as isize,
-                false,
-                da.as_ptr().add(t * b * 4 * h),
-                1,
-                (4 * h) as isize,
-                w.as_ptr(),
-                1,
-                h as isize,
-                T::from_f64(0.0),
-                T::from_f64(1.0),
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        // SAFETY: rows r0..r1 of the trailing [δh_0 | δc_0] block belong to this task.
+        let tail = unsafe { std::slice::from_raw_parts_mut(outp.get().add(tn * b * 4 * h + r0 * 2 * h), nb * 2 * h) };
+        for r in 0..nb {
+            tail[r * 2 * h..r * 2 * h + h].copy_from_slice(&dh_next[r * h..(r + 1) * h]);
+            tail[r * 2 * h + h..(r + 1) * 2 * h].copy_from_slice(&dc_next[r * h..(r + 1) * h]);
         }
-        for k in 0..b * h {
-            dh_next[k] = dhin[k] * mask[k];
-        }
-    }
-    let mut out = da;
-    out.reserve(2 * b * h);
-    for r in 0..b {
-        out.extend_from_slice(&dh_next[r * h..(r + 1) * h]);
-        out.extend_from_slice(&dc_next[r * h..(r + 1) * h]);
-    }
+    });
     let len = out.len();
     Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
 }
