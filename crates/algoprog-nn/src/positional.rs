@@ -198,10 +198,24 @@ impl Default for RotaryConfig {
 pub struct Rotary {
     cos: Tensor,
     sin: Tensor,
+    /// The tables for the fused op (f32 CPU models).
+    fused: Option<crate::fused::rotary::RotaryTables>,
 }
 
 impl Rotary {
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// Rotates x (b, h, T, d_h): the fused op for f32 CPU tensors, else
+    /// [`Rotary::apply_composite`].
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(tables), true) = (&self.fused, crate::fused::fusable(x)) {
+            let (_, _, t, _) = x.dims4()?;
+            check_len(t, self.cos.dim(0)?, "rotary positions")?;
+            return crate::fused::rotary::rotate(x, tables);
+        }
+        self.apply_composite(x)
+    }
+
+    /// The rotation from composite candle ops (the reference and the GPU path).
+    pub fn apply_composite(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, t, hd) = x.dims4()?;
         check_len(t, self.cos.dim(0)?, "rotary positions")?;
         let half = hd / 2;
@@ -235,10 +249,10 @@ impl PositionalEncoding for Rotary {
             }
         }
         let dev = pb.device();
-        Ok(Self {
-            cos: Tensor::from_vec(c, (t, half), &dev)?.to_dtype(pb.dtype())?,
-            sin: Tensor::from_vec(s, (t, half), &dev)?.to_dtype(pb.dtype())?,
-        })
+        let cos = Tensor::from_vec(c, (t, half), &dev)?.to_dtype(pb.dtype())?;
+        let sin = Tensor::from_vec(s, (t, half), &dev)?.to_dtype(pb.dtype())?;
+        let fused = if crate::fused::fusable(&cos) { Some(crate::fused::rotary::RotaryTables::new(&cos, &sin)?) } else { None };
+        Ok(Self { cos, sin, fused })
     }
     fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((self.apply(q)?, self.apply(k)?))

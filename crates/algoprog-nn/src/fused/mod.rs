@@ -14,6 +14,7 @@ pub mod adamw;
 pub mod attention;
 pub mod ce;
 pub mod norm;
+pub mod rotary;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Tensor};

@@ -1,0 +1,113 @@
+//! Rotary position embedding as one op (rotate-half layout, see
+//! [`crate::Rotary`]): y = R(θ)·x per position and frequency pair, and its
+//! backward ∂x = R(−θ)·∂y, the same op with the angle negated. Replaces
+//! the composite's two narrows, four products, two sums and a concatenation
+//! (and their backward passes) per tensor with one pass.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+struct Rotate {
+    /// cos and sin tables (max_seq_len × hd/2), row-major.
+    cos: std::sync::Arc<Vec<f32>>,
+    sin: std::sync::Arc<Vec<f32>>,
+    /// Rotate by −θ (the backward).
+    inverse: bool,
+}
+
+impl CustomOp1 for Rotate {
+    fn name(&self) -> &'static str {
+        "fused-rotary"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(x) = s else { candle_core::bail!("fused rotary: f32 input expected") };
+        let (b, h, t, hd) = l.shape().dims4()?;
+        let st = l.stride();
+        if st[3] != 1 {
+            candle_core::bail!("fused rotary: the head dimension must be contiguous");
+        }
+        let half = hd / 2;
+        if self.cos.len() < t * half {
+            candle_core::bail!("fused rotary: {t} positions exceed the table");
+        }
+        let off = l.start_offset();
+        let sign = if self.inverse { -1.0f32 } else { 1.0 };
+        let mut y = vec![0f32; b * h * t * hd];
+        y.par_chunks_mut(t * hd).enumerate().for_each(|(bh, out)| {
+            let (bi, hi) = (bh / h, bh % h);
+            for p in 0..t {
+                let src = &x[off + bi * st[0] + hi * st[1] + p * st[2]..][..hd];
+                let (c, s) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
+                let dst = &mut out[p * hd..(p + 1) * hd];
+                for i in 0..half {
+                    let (x1, x2, si) = (src[i], src[half + i], sign * s[i]);
+                    dst[i] = x1 * c[i] - x2 * si;
+                    dst[half + i] = x1 * si + x2 * c[i];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), Shape::from((b, h, t, hd))))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let inv = Rotate { cos: self.cos.clone(), sin: self.sin.clone(), inverse: !self.inverse };
+        Ok(Some(grad.apply_op1(inv)?))
+    }
+}
+
+/// Tables for [`rotate`], shared by every call of one model.
+#[derive(Clone, Debug)]
+pub struct RotaryTables {
+    cos: std::sync::Arc<Vec<f32>>,
+    sin: std::sync::Arc<Vec<f32>>,
+}
+
+impl RotaryTables {
+    /// From (max_seq_len, hd/2) cos and sin tensors.
+    pub fn new(cos: &Tensor, sin: &Tensor) -> Result<Self> {
+        let f = |t: &Tensor| -> Result<std::sync::Arc<Vec<f32>>> {
+            Ok(std::sync::Arc::new(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+        };
+        Ok(Self { cos: f(cos)?, sin: f(sin)? })
+    }
+}
+
+/// Rotates x (b, h, T, hd) of an f32 CPU tensor (see [`super::fusable`]).
+pub fn rotate(x: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
+    let x = if x.stride()[3] == 1 { x.clone() } else { x.contiguous()? };
+    x.apply_op1(Rotate { cos: tables.cos.clone(), sin: tables.sin.clone(), inverse: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::params::ParamBuilder;
+    use crate::positional::{PosDims, PositionalEncoding, Rotary, RotaryConfig};
+    use candle_core::{DType, Device, Tensor, Var};
+
+    #[test]
+    fn fused_rotary_equals_the_composite_with_gradients_on_a_strided_input() {
+        let dev = Device::Cpu;
+        let dims = PosDims { d_model: 32, n_heads: 2, head_dim: 16, max_seq_len: 12 };
+        let pb = ParamBuilder::new(0, &dev, DType::F32);
+        let rot = Rotary::new(&RotaryConfig::default(), &dims, &pb).unwrap();
+        // (b, T, 3, h, hd) → a strided (b, h, T, hd) view, as attention makes
+        let qkv: Vec<f32> = (0..2 * 10 * 3 * 32).map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0).collect();
+        let qkv = Var::from_tensor(&Tensor::from_vec(qkv, (2, 10, 3, 2, 16), &dev).unwrap()).unwrap();
+        let q = qkv.as_tensor().narrow(2, 0, 1).unwrap().squeeze(2).unwrap().transpose(1, 2).unwrap();
+        let w = Tensor::from_vec((0..2 * 2 * 10 * 16).map(|i| (i % 13) as f32 - 6.0).collect::<Vec<_>>(), (2, 2, 10, 16), &dev).unwrap();
+        let fused = rot.apply(&q).unwrap();
+        let comp = rot.apply_composite(&q).unwrap();
+        let diff = (&fused - &comp).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "values differ by {diff}");
+        let gf = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gc = (comp * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (gf.get(qkv.as_tensor()).unwrap(), gc.get(qkv.as_tensor()).unwrap());
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        // the rotation preserves norms per pair: ‖y‖ = ‖x‖
+        let n = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let y = rot.apply(&q).unwrap();
+        assert!((n(&y) - n(&q.contiguous().unwrap())).abs() < 1e-3 * n(&y));
+    }
+}
