@@ -6,7 +6,13 @@
 //! - GeLU tanh `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`: 9 (cube = 2, scale,
 //!   add, scale, tanh, add, mul, mul)
 //! - SiLU `x·σ(x) = x / (1 + e^{−x})`: 4 (neg, exp, add, div)
+//!
+//! ReLU, both GeLUs and the gated products SiLU·gate (SwiGLU) and
+//! GeLU·gate (GeGLU) run the fused kernels of [`crate::fused::act`] for f32
+//! CPU tensors (one op each, with its own backward) and candle's composite
+//! ops otherwise.
 
+use crate::fused;
 use candle_core::{Result, Tensor};
 
 /// An element-wise nonlinearity. Implement it (plus `Default`) to add one;
@@ -15,6 +21,12 @@ pub trait Activation: Clone + std::fmt::Debug + Default + Send + Sync + 'static 
     /// Short name used in FLOP breakdowns.
     const NAME: &'static str;
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// The gated product act(a)·b of a gated feed-forward (a, b of one
+    /// shape). The default composes [`Activation::forward`] with a product;
+    /// SiLU and GeLU override it with one fused op.
+    fn gated(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.forward(a)? * b
+    }
     /// Forward FLOPs per element.
     fn flops_per_element(&self) -> f64;
 }
@@ -24,7 +36,7 @@ pub struct Relu;
 impl Activation for Relu {
     const NAME: &'static str = "relu";
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.relu()
+        fused::act::relu(x)
     }
     fn flops_per_element(&self) -> f64 {
         1.0
@@ -37,7 +49,10 @@ pub struct Gelu;
 impl Activation for Gelu {
     const NAME: &'static str = "gelu";
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.gelu_erf()
+        fused::act::gelu(x)
+    }
+    fn gated(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        fused::act::geglu(a, b)
     }
     fn flops_per_element(&self) -> f64 {
         5.0
@@ -50,7 +65,7 @@ pub struct GeluTanh;
 impl Activation for GeluTanh {
     const NAME: &'static str = "gelu_tanh";
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.gelu()
+        fused::act::gelu_tanh(x)
     }
     fn flops_per_element(&self) -> f64 {
         9.0
@@ -64,6 +79,9 @@ impl Activation for Silu {
     const NAME: &'static str = "silu";
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.silu()
+    }
+    fn gated(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        fused::act::swiglu(a, b)
     }
     fn flops_per_element(&self) -> f64 {
         4.0

@@ -1,5 +1,10 @@
-//! Normalisation layers, written with composite ops so gradients flow
-//! (candle's `ops::layer_norm` / `ops::rms_norm` fast paths have no backward).
+//! Normalisation layers.
+//!
+//! `forward` runs the fused kernels of [`crate::fused::norm`] (one op with a
+//! hand-written backward) for f32 CPU tensors, and the composite candle ops
+//! otherwise (candle's `ops::layer_norm` / `ops::rms_norm` fast paths have no
+//! backward). Both compute the same function; FLOP counts below are those of
+//! the function, not of either implementation.
 //!
 //! - LayerNorm: y = (x − μ)/√(σ² + ε) · g + b over the last dim (σ² biased).
 //!   Parameters 2d. FLOPs per token 7d + 2: mean d, subtract d, square d,
@@ -10,10 +15,11 @@
 //! Both use ε = 1e-5 by default. Parameter names: `weight` (gain, init 1),
 //! `bias` (LayerNorm shift, init 0); role [`ParamRole::Norm`].
 
+use crate::fused;
 use crate::init::Init;
 use crate::params::{ParamBuilder, ParamRole};
 use crate::Flops;
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// A normalisation over the last dimension.
@@ -54,11 +60,7 @@ impl Norm for LayerNorm {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        y.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        fused::norm::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
     fn num_params(_: &NormConfig, d: usize) -> usize {
         2 * d
@@ -80,9 +82,7 @@ impl Norm for RmsNorm {
         Ok(Self { weight: pb.param_with("weight", &[d], ParamRole::Norm, Init::Ones)?, eps: cfg.eps })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-        let y = x.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
-        y.broadcast_mul(&self.weight)
+        fused::norm::rms_norm(x, &self.weight, self.eps)
     }
     fn num_params(_: &NormConfig, d: usize) -> usize {
         d
@@ -147,4 +147,47 @@ pub enum Placement {
     #[default]
     Pre,
     Post,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// LayerNorm and RmsNorm (f32, CPU: the fused path) give the values and
+    /// gradients of the composite formulas with the same parameters.
+    #[test]
+    fn norms_match_the_composite_formulas() -> Result<()> {
+        let d = 20;
+        let x = Var::from_tensor(&Tensor::randn(0.3f32, 1.7, (3, 7, d), &Device::Cpu)?)?;
+        let w = Tensor::randn(0f32, 1.0, (3, 7, d), &Device::Cpu)?;
+        for kind in [NormKind::LayerNorm, NormKind::RmsNorm] {
+            let pb = ParamBuilder::new(1, &Device::Cpu, DType::F32);
+            let norm = DynNorm::new(&kind, d, &pb)?;
+            let store = pb.finish();
+            for p in store.iter() {
+                p.var.set(&Tensor::randn(1f32, 0.3, d, &Device::Cpu)?)?;
+            }
+            let p = |n: &str| store.get(n).unwrap().var.as_tensor().clone();
+            let yc = match kind {
+                NormKind::LayerNorm => fused::norm::layer_norm_composite(&x, &p("weight"), &p("bias"), 1e-5)?,
+                NormKind::RmsNorm => fused::norm::rms_norm_composite(&x, &p("weight"), 1e-5)?,
+            };
+            let yf = norm.forward(&x)?;
+            let err = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                ((a - b)?.abs()? / (b.abs()? + 1.0)?)?.max_all()?.to_scalar::<f32>()
+            };
+            assert!(err(&yf, &yc)? < 1e-5, "{kind:?}: values");
+            let gf = (&yf * &w)?.sum_all()?.backward()?;
+            let gc = (&yc * &w)?.sum_all()?.backward()?;
+            let mut tracked = vec![x.as_tensor().clone()];
+            tracked.extend(store.iter().map(|p| p.var.as_tensor().clone()));
+            for t in tracked {
+                let (a, b) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
+                assert!(err(a, b)? < 1e-4, "{kind:?}: gradient error {}", err(a, b)?);
+                assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-2);
+            }
+        }
+        Ok(())
+    }
 }
