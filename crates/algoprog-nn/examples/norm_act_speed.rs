@@ -2,7 +2,10 @@
 //! composite candle ops they replace (f32, CPU): LayerNorm and RMSNorm on
 //! (4096, 128), GeLU (erf), GeLU (tanh), ReLU, SwiGLU and GeGLU on (4096, 512).
 //! The backward starts from a gradient of ones (`y.backward()`), so only the
-//! op itself and its gradient are timed.
+//! op itself and its gradient are timed. candle's backward adds every input
+//! gradient into a fresh zeros tensor (`zeros_like` + `add`) and the root
+//! gradient is a fresh ones tensor; the "floor" line times those three
+//! tensor allocations and passes alone, the part of fwd+bwd no op can remove.
 //!
 //! `cargo run --release -p algoprog-nn --example norm_act_speed`
 
@@ -67,6 +70,19 @@ fn main() -> Result<()> {
     let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, h), &dev)?)?;
     let u = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, h), &dev)?)?;
     println!("activations on ({rows}, {h})");
+    let floor = {
+        let mut best = f64::INFINITY;
+        for _ in 0..REPS + 3 {
+            let t0 = Instant::now();
+            let ones = a.ones_like()?;
+            let sum = a.zeros_like()?.add(&ones)?;
+            std::hint::black_box(&sum);
+            drop((ones, sum));
+            best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        best
+    };
+    println!("floor        ones + zeros + add, one input gradient: {floor:6.2}");
     row("gelu", time(&|| gelu(&a), &a)?, time(&|| a.gelu_erf(), &a)?);
     row("gelu_tanh", time(&|| gelu_tanh(&a), &a)?, time(&|| a.gelu(), &a)?);
     row("relu", time(&|| relu(&a), &a)?, time(&|| a.relu(), &a)?);
