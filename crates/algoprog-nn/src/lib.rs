@@ -21,9 +21,14 @@
 //! element-wise work separately at one FLOP per arithmetic operation per
 //! element (transcendentals such as `exp`, `erf`, `tanh`, `sqrt` count as one).
 //!
-//! All gradients flow through composite candle ops: none of the candle fast
-//! paths without a backward pass (`rope*`, `ops::rms_norm`, `ops::layer_norm`,
-//! `softmax_last_dim`, `sdpa`) is used.
+//! Every component has two implementations of one formula: a composition of
+//! differentiable candle ops (the reference, and the path on GPUs and for
+//! f64), and, for f32 tensors on the CPU, a fused op from [`fused`] with its
+//! own backward pass (cross-entropy, attention, rotary, norms, activations,
+//! AdamW). Tests hold each fused op to its composite and to finite
+//! differences; `ALGOPROG_FUSED=0` switches the fused ops off. None of
+//! candle's fast paths without a backward (`rope*`, `ops::rms_norm`,
+//! `ops::layer_norm`, `softmax_last_dim`, `sdpa`) is used.
 
 pub mod activation;
 pub mod attention;
