@@ -309,9 +309,9 @@ fn bwd_pair(
         let ld = i1;
         let (qb, dyb) = (rows(x.q, i0, i1), rows(x.dy, i0, i1));
         // D_i = Σ_c dY_ic·Y_ic
-        for r in 0..br {
+        for (r, d) in dsum[..br].iter_mut().enumerate() {
             let (a, b) = (&x.dy.data[(i0 + r) * x.dy.ld..][..hd], &x.y.data[(i0 + r) * x.y.ld..][..hd]);
-            dsum[r] = dot(a, b);
+            *d = dot(a, b);
         }
         // P (recomputed from lse), zero above the diagonal
         let p = &mut scr.a[..br * ld];
@@ -428,16 +428,16 @@ fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
 fn exp_sub(row: &mut [f32], m: f32) {
     let mut chunks = row.chunks_exact_mut(L);
     for c in &mut chunks {
-        for l in 0..L {
-            c[l] = exp(c[l] - m);
+        for x in c.iter_mut() {
+            *x = exp(*x - m);
         }
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
         let mut pad = [0f32; L];
         pad[..tail.len()].copy_from_slice(tail);
-        for l in 0..L {
-            pad[l] = exp(pad[l] - m);
+        for x in pad.iter_mut() {
+            *x = exp(*x - m);
         }
         tail.copy_from_slice(&pad[..tail.len()]);
     }

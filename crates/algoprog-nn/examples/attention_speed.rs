@@ -3,7 +3,12 @@
 //! q, k, v are views of a packed (b, T, 3, h, d_h) variable, as in the model,
 //! so the timings include the gradient's way back to the packed projection.
 //!
+//! The "contiguous vars" case feeds separate contiguous q, k, v variables,
+//! which shows the cost of the gradient's way back through the views.
+//!
 //! `cargo run --release -p algoprog-nn --example attention_speed`
+//! (ATTENTION_SPEED_CASE=<name> runs one case, ATTENTION_SPEED_REPS=<n> sets
+//! the repetitions; the best time is printed.)
 
 use algoprog_nn::fused::attention::{causal_attention, causal_attention_composite};
 use candle_core::{Device, Result, Tensor, Var};
