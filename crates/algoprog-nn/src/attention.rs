@@ -24,8 +24,8 @@
 
 use crate::loss::linear;
 use crate::params::{ParamBuilder, ParamRole};
-use crate::fused::{self, attention::causal_attention, attention::causal_attention_composite};
-use crate::positional::{FusedScoreBias, PositionalEncoding};
+use crate::fused::{self, attention::causal_attention, attention::causal_attention_composite, attention::causal_attention_packed};
+use crate::positional::{FusedRotation, FusedScoreBias, PositionalEncoding};
 use crate::Flops;
 use candle_core::{Result, Tensor};
 
@@ -88,6 +88,22 @@ impl CausalSelfAttention {
         let qkv = linear(x, &self.qkv_w, self.qkv_b.as_ref())?.reshape((b, t, 3, h, hd))?;
         let bias = if fused::fusable(x) { pos.fused_score_bias() } else { FusedScoreBias::Unsupported };
         let fused = bias != FusedScoreBias::Unsupported;
+        if fused {
+            // the packed op: no views, rotation inside, gradient back packed
+            let rotary = match pos.fused_rotation() {
+                FusedRotation::Identity => Some(None),
+                FusedRotation::Rotary(tables) => Some(Some(tables)),
+                FusedRotation::Unsupported => None,
+            };
+            if let Some(rotary) = rotary {
+                let slopes = match &bias {
+                    FusedScoreBias::Alibi(m) => Some(m.as_slice()),
+                    _ => None,
+                };
+                let y = causal_attention_packed(&qkv.reshape((b, t, 3 * h * hd))?, h, rotary.as_ref(), slopes)?;
+                return linear(&y, &self.out_w, self.out_b.as_ref());
+            }
+        }
         // (b, h, T, d_h) views of the packed projection; the fused kernel
         // reads them in place, the composite matmuls want them contiguous
         let split = |i: usize| -> Result<Tensor> {
@@ -148,6 +164,25 @@ mod tests {
         }
     }
 
+    /// `P` whose score bias the kernel runs but whose rotation it does not
+    /// know: exercises the unpacked fused path (rotate, then strided views).
+    struct RotateOutside<P>(P);
+    impl<P: PositionalEncoding> PositionalEncoding for RotateOutside<P> {
+        type Config = P::Config;
+        fn new(cfg: &P::Config, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+            Ok(Self(P::new(cfg, dims, pb)?))
+        }
+        fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+            self.0.rotate(q, k)
+        }
+        fn score_bias(&self, s: &Tensor) -> Result<Tensor> {
+            self.0.score_bias(s)
+        }
+        fn fused_score_bias(&self) -> FusedScoreBias {
+            self.0.fused_score_bias()
+        }
+    }
+
     fn max_abs(t: &Tensor) -> f64 {
         t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
     }
@@ -187,5 +222,7 @@ mod tests {
         fused_matches_composite::<NoPe>("nope", &());
         fused_matches_composite::<Rotary>("rotary", &RotaryConfig::default());
         fused_matches_composite::<Alibi>("alibi", &());
+        fused_matches_composite::<RotateOutside<Rotary>>("rotary outside the packed op", &RotaryConfig::default());
+        fused_matches_composite::<RotateOutside<Alibi>>("alibi unpacked", &());
     }
 }

@@ -58,7 +58,7 @@ pub use positional::{
     Alibi, DynPositional, Learned, NoPe, PosDims, PositionalEncoding, PositionalKind, Rotary,
     RotaryConfig, Sinusoidal,
 };
-pub use positional::FusedScoreBias;
+pub use positional::{FusedRotation, FusedScoreBias};
 pub use schedule::{LrSchedule, ScheduleConfig};
 
 use serde::{Deserialize, Serialize};

@@ -43,6 +43,19 @@ pub enum FusedScoreBias {
     Unsupported,
 }
 
+/// How an encoding's `rotate` hook can run inside the fused attention op
+/// that reads the packed QKV projection ([`PositionalEncoding::fused_rotation`]).
+#[derive(Clone, Debug)]
+pub enum FusedRotation {
+    /// `rotate` returns q and k unchanged.
+    Identity,
+    /// `rotate` is the rotary rotation with these tables.
+    Rotary(crate::fused::rotary::RotaryTables),
+    /// Some other rotation: the fused op calls `rotate` first and reads the
+    /// rotated q and k (slower, still correct).
+    Unsupported,
+}
+
 /// Where a positional encoding acts. All hooks default to the identity.
 pub trait PositionalEncoding: Sized + Send + Sync + 'static {
     type Config: Clone + std::fmt::Debug + Default + PartialEq + Send + Sync;
@@ -67,6 +80,12 @@ pub trait PositionalEncoding: Sized + Send + Sync + 'static {
     /// to use the fused kernel.
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::Unsupported
+    }
+    /// Whether the fused attention op may apply `rotate` itself. The default,
+    /// [`FusedRotation::Unsupported`], is right for any encoding: one that
+    /// overrides `rotate` must not claim `Identity`.
+    fn fused_rotation(&self) -> FusedRotation {
+        FusedRotation::Unsupported
     }
     /// Trainable scalars (a learned table counts as embedding parameters).
     fn num_params(_cfg: &Self::Config, _dims: &PosDims) -> usize {
@@ -97,6 +116,9 @@ impl PositionalEncoding for NoPe {
     }
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::None
+    }
+    fn fused_rotation(&self) -> FusedRotation {
+        FusedRotation::Identity
     }
 }
 
@@ -145,6 +167,9 @@ impl PositionalEncoding for Sinusoidal {
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::None
     }
+    fn fused_rotation(&self) -> FusedRotation {
+        FusedRotation::Identity
+    }
     /// One multiply (the √d scale) and one add per element.
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (2 * batch * seq_len * dims.d_model) as f64)
@@ -170,6 +195,9 @@ impl PositionalEncoding for Learned {
     }
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::None
+    }
+    fn fused_rotation(&self) -> FusedRotation {
+        FusedRotation::Identity
     }
     fn num_params(_: &(), dims: &PosDims) -> usize {
         dims.max_seq_len * dims.d_model
@@ -260,6 +288,12 @@ impl PositionalEncoding for Rotary {
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::None
     }
+    fn fused_rotation(&self) -> FusedRotation {
+        match &self.fused {
+            Some(t) => FusedRotation::Rotary(t.clone()),
+            None => FusedRotation::Unsupported,
+        }
+    }
     fn flops(_: &RotaryConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * seq_len * 6 * dims.d_model) as f64)
     }
@@ -317,6 +351,9 @@ impl PositionalEncoding for Alibi {
     }
     fn fused_score_bias(&self) -> FusedScoreBias {
         FusedScoreBias::Alibi(self.slopes.clone())
+    }
+    fn fused_rotation(&self) -> FusedRotation {
+        FusedRotation::Identity
     }
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * dims.n_heads * seq_len * seq_len) as f64)
@@ -392,6 +429,15 @@ impl PositionalEncoding for DynPositional {
             Self::Learned(p) => p.fused_score_bias(),
             Self::Rotary(p) => p.fused_score_bias(),
             Self::Alibi(p) => p.fused_score_bias(),
+        }
+    }
+    fn fused_rotation(&self) -> FusedRotation {
+        match self {
+            Self::None(p) => p.fused_rotation(),
+            Self::Sinusoidal(p) => p.fused_rotation(),
+            Self::Learned(p) => p.fused_rotation(),
+            Self::Rotary(p) => p.fused_rotation(),
+            Self::Alibi(p) => p.fused_rotation(),
         }
     }
     fn num_params(cfg: &PositionalKind, dims: &PosDims) -> usize {

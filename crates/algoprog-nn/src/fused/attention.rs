@@ -17,7 +17,9 @@ use super::fusable;
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use super::rotary::RotaryTables;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// softmax(q·kᵀ/√d_h + bias + causal mask)·v with the heads concatenated:
@@ -226,6 +228,189 @@ impl CustomOp3 for FusedAttentionBackward {
         kernel::backward(s, q, k, v, self.alibi.as_deref(), y, &self.lse, dy, dq, dk, dv);
         Ok((CpuStorage::F32(out), Shape::from(vec![3, s.b, s.h, s.t, s.hd])))
     }
+}
+
+/// What the packed op keeps from forward to backward.
+struct PackedSaved {
+    lse: Vec<f32>,
+    /// Rotated queries and keys, (b, h, T, d_h), when the op rotates.
+    rotated: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Forward op on the packed projection: qkv (b, T, 3·h·d_h) → y (b, T, h·d_h).
+struct PackedAttention {
+    n_heads: usize,
+    rotary: Option<RotaryTables>,
+    alibi: Option<Vec<f32>>,
+    saved: Arc<Mutex<Option<PackedSaved>>>,
+}
+
+/// The shape of a packed (b, T, 3·d) projection with `n_heads` heads.
+fn packed_shape(l: &Layout, n_heads: usize) -> Result<AttnShape> {
+    let (b, t, d3) = l.shape().dims3()?;
+    if n_heads == 0 || d3 % (3 * n_heads) != 0 {
+        candle_core::bail!("fused attention: packed projection width {d3} is not 3 × {n_heads} heads × d_h");
+    }
+    Ok(AttnShape { b, h: n_heads, t, hd: d3 / (3 * n_heads) })
+}
+
+/// q, k or v (i = 0, 1, 2) as a strided view of the packed (b, T, 3, h, d_h) data.
+fn packed_view(data: &[f32], offset: usize, s: AttnShape, i: usize) -> Heads<'_> {
+    let d = s.h * s.hd;
+    Heads { data, offset: offset + i * d, strides: [s.t * 3 * d, s.hd, 3 * d] }
+}
+
+/// q or k rotated into a contiguous (b, h, T, d_h) array.
+fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables) -> Vec<f32> {
+    let mut out = vec![0f32; s.numel()];
+    out.par_chunks_mut(s.t * s.hd).enumerate().for_each(|(p, dst)| {
+        let (bi, hi) = (p / s.h, p % s.h);
+        for t in 0..s.t {
+            let at = view.offset + bi * view.strides[0] + hi * view.strides[1] + t * view.strides[2];
+            tables.rotate_row(t, &view.data[at..at + s.hd], &mut dst[t * s.hd..(t + 1) * s.hd], false);
+        }
+    });
+    out
+}
+
+fn packed_data<'a>(st: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], usize)> {
+    match (st, l.is_contiguous()) {
+        (CpuStorage::F32(v), true) => Ok((v.as_slice(), l.start_offset())),
+        _ => candle_core::bail!("fused attention: the packed projection must be a contiguous f32 tensor"),
+    }
+}
+
+impl CustomOp1 for PackedAttention {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention-packed"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let s = packed_shape(l, self.n_heads)?;
+        let (data, off) = packed_data(st, l)?;
+        let (q, k, v) = (packed_view(data, off, s, 0), packed_view(data, off, s, 1), packed_view(data, off, s, 2));
+        let mut y = vec![0f32; s.numel()];
+        let mut lse = vec![0f32; s.pairs() * s.t];
+        let rot = match &self.rotary {
+            Some(tables) => {
+                if tables.max_positions(s.hd) < s.t {
+                    candle_core::bail!(
+                        "rotary positions: sequence length {} exceeds model.max_seq_len = {}; raise model.max_seq_len",
+                        s.t,
+                        tables.max_positions(s.hd)
+                    );
+                }
+                Some((rotated(q, s, tables), rotated(k, s, tables)))
+            }
+            None => None,
+        };
+        match &rot {
+            Some((qr, kr)) => kernel::forward(s, Heads::bhtd(qr, s), Heads::bhtd(kr, s), v, self.alibi.as_deref(), &mut y, &mut lse),
+            None => kernel::forward(s, q, k, v, self.alibi.as_deref(), &mut y, &mut lse),
+        }
+        *self.saved.lock().unwrap() = Some(PackedSaved { lse, rotated: rot });
+        Ok((CpuStorage::F32(y), Shape::from((s.b, s.t, s.h * s.hd))))
+    }
+
+    fn bwd(&self, qkv: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = PackedAttentionBackward {
+            n_heads: self.n_heads,
+            rotary: self.rotary.clone(),
+            alibi: self.alibi.clone(),
+            saved: self.saved.clone(),
+        };
+        Ok(Some(qkv.apply_op3_no_bwd(&y.contiguous()?, &grad.contiguous()?, &op)?))
+    }
+}
+
+/// Backward op: (qkv, y, ∂y) → ∂qkv (b, T, 3·h·d_h), rotating ∂q and ∂k back.
+struct PackedAttentionBackward {
+    n_heads: usize,
+    rotary: Option<RotaryTables>,
+    alibi: Option<Vec<f32>>,
+    saved: Arc<Mutex<Option<PackedSaved>>>,
+}
+
+impl CustomOp3 for PackedAttentionBackward {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention-packed-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let s = packed_shape(l1, self.n_heads)?;
+        let (data, off) = packed_data(s1, l1)?;
+        let guard = self.saved.lock().unwrap();
+        let Some(saved) = guard.as_ref() else {
+            candle_core::bail!("fused attention backward: the forward pass saved nothing (was it run on the CPU?)")
+        };
+        let y = bthd_view(s2, l2, s, "output")?;
+        let dy = bthd_view(s3, l3, s, "output gradient")?;
+        let (q, k, v) = (packed_view(data, off, s, 0), packed_view(data, off, s, 1), packed_view(data, off, s, 2));
+        let n = s.numel();
+        let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        match &saved.rotated {
+            Some((qr, kr)) => kernel::backward(
+                s,
+                Heads::bhtd(qr, s),
+                Heads::bhtd(kr, s),
+                v,
+                self.alibi.as_deref(),
+                y,
+                &saved.lse,
+                dy,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            ),
+            None => kernel::backward(s, q, k, v, self.alibi.as_deref(), y, &saved.lse, dy, &mut dq, &mut dk, &mut dv),
+        }
+        // scatter (b, h, T, d_h) → packed (b, T, 3, h, d_h), un-rotating ∂q and ∂k
+        let d = s.h * s.hd;
+        let mut out = vec![0f32; s.b * s.t * 3 * d];
+        out.par_chunks_mut(3 * d).enumerate().for_each(|(row, dst)| {
+            let (bi, t) = (row / s.t, row % s.t);
+            for hi in 0..s.h {
+                let src = ((bi * s.h + hi) * s.t + t) * s.hd;
+                for (i, g) in [&dq, &dk, &dv].into_iter().enumerate() {
+                    let o = &mut dst[i * d + hi * s.hd..i * d + (hi + 1) * s.hd];
+                    match (&self.rotary, i < 2) {
+                        (Some(tables), true) => tables.rotate_row(t, &g[src..src + s.hd], o, true),
+                        _ => o.copy_from_slice(&g[src..src + s.hd]),
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((s.b, s.t, 3 * d))))
+    }
+}
+
+/// Causal attention straight from the packed projection qkv (b, T, 3·h·d_h)
+/// (q, k, v in that order, heads of d_h inside each): applies the rotary
+/// rotation to q and k itself when `rotary` is given, and returns the heads
+/// concatenated, (b, T, h·d_h). Its gradient comes back packed, so the
+/// views, rotations and copies of the unpacked path (and their backward
+/// passes) are not built. The caller checks [`super::fusable`].
+pub fn causal_attention_packed(
+    qkv: &Tensor,
+    n_heads: usize,
+    rotary: Option<&RotaryTables>,
+    alibi_slopes: Option<&[f32]>,
+) -> Result<Tensor> {
+    let op = PackedAttention {
+        n_heads,
+        rotary: rotary.cloned(),
+        alibi: alibi_slopes.map(|m| m.to_vec()),
+        saved: Arc::new(Mutex::new(None)),
+    };
+    qkv.contiguous()?.apply_op1(op)
 }
 
 #[cfg(test)]

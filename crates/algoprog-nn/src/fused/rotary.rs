@@ -38,13 +38,7 @@ impl CustomOp1 for Rotate {
             let (bi, hi) = (bh / h, bh % h);
             for p in 0..t {
                 let src = &x[off + bi * st[0] + hi * st[1] + p * st[2]..][..hd];
-                let (c, s) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
-                let dst = &mut out[p * hd..(p + 1) * hd];
-                for i in 0..half {
-                    let (x1, x2, si) = (src[i], src[half + i], sign * s[i]);
-                    dst[i] = x1 * c[i] - x2 * si;
-                    dst[half + i] = x1 * si + x2 * c[i];
-                }
+                rotate_row(&self.cos, &self.sin, p, src, &mut out[p * hd..(p + 1) * hd], sign);
             }
         });
         Ok((CpuStorage::F32(y), Shape::from((b, h, t, hd))))
@@ -53,6 +47,18 @@ impl CustomOp1 for Rotate {
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let inv = Rotate { cos: self.cos.clone(), sin: self.sin.clone(), inverse: !self.inverse };
         Ok(Some(grad.apply_op1(inv)?))
+    }
+}
+
+/// dst = R(sign·θ_p)·src for one head vector (rotate-half layout).
+#[inline]
+fn rotate_row(cos: &[f32], sin: &[f32], p: usize, src: &[f32], dst: &mut [f32], sign: f32) {
+    let half = src.len() / 2;
+    let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+    for i in 0..half {
+        let (x1, x2, si) = (src[i], src[half + i], sign * s[i]);
+        dst[i] = x1 * c[i] - x2 * si;
+        dst[half + i] = x1 * si + x2 * c[i];
     }
 }
 
@@ -70,6 +76,17 @@ impl RotaryTables {
             Ok(std::sync::Arc::new(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
         };
         Ok(Self { cos: f(cos)?, sin: f(sin)? })
+    }
+}
+
+impl RotaryTables {
+    /// Positions the tables cover.
+    pub fn max_positions(&self, head_dim: usize) -> usize {
+        self.cos.len() / (head_dim / 2).max(1)
+    }
+    /// dst = R(θ_p)·src, or R(−θ_p)·src with `inverse`, for one head vector.
+    pub fn rotate_row(&self, p: usize, src: &[f32], dst: &mut [f32], inverse: bool) {
+        rotate_row(&self.cos, &self.sin, p, src, dst, if inverse { -1.0 } else { 1.0 })
     }
 }
 
