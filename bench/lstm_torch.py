@@ -7,6 +7,11 @@ layer's output, the placement algoprog uses), dropout 0, TBPTT 64 within
 128-token sequences (state detached between windows), batch 32, AdamW
 (lr 1e-3, weight decay 0.01), gradient clip 1.0, f32 on the CPU.
 
+algoprog's LSTM has one bias per gate (4H per layer); nn.LSTM has two
+(bias_ih and bias_hh), so bias_hh is kept at zero and frozen: the trainable
+parameters, and their count, are algoprog's. `LstmLM` is also used by
+bench/transformer_torch.py (the end-to-end comparison, with peak memory).
+
     pip install torch        # a benchmark dependency only, never a test one
     python bench/lstm_torch.py [--threads N] [--steps 5] [--widths 64 128]
 
@@ -27,9 +32,9 @@ VOCAB, BATCH, SEQ, TBPTT = 4096, 32, 128, 64
 
 
 class LstmLM(nn.Module):
-    def __init__(self, d: int, n_layers: int = 2):
+    def __init__(self, d: int, n_layers: int = 2, vocab: int = VOCAB):
         super().__init__()
-        self.embed = nn.Embedding(VOCAB, d)
+        self.embed = nn.Embedding(vocab, d)
         nn.init.xavier_uniform_(self.embed.weight)
         self.layers = nn.ModuleList(nn.LSTM(d, d, batch_first=False) for _ in range(n_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(n_layers))
@@ -39,6 +44,7 @@ class LstmLM(nn.Module):
                 nn.init.orthogonal_(lstm.weight_hh_l0.data[g * d:(g + 1) * d])
             nn.init.zeros_(lstm.bias_ih_l0)
             nn.init.zeros_(lstm.bias_hh_l0)
+            lstm.bias_hh_l0.requires_grad_(False)  # one bias per gate, as algoprog
             lstm.bias_ih_l0.data[d:2 * d] = 1.0  # forget gate (PyTorch order i, f, g, o)
 
     def forward(self, tokens):  # tokens (B, T) -> hidden (B, T, d)
@@ -67,7 +73,8 @@ def main():
           + " ".join(open("/proc/loadavg").read().split()[:3]))
     for d in args.widths:
         model = LstmLM(d)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
         steps, heads = [], []
         for i in range(args.steps + 1):
             data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
@@ -77,7 +84,7 @@ def main():
             loss = F.cross_entropy(h.reshape(-1, d) @ model.embed.weight.t(), tgt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             t1 = time.perf_counter()
             # the output layer and loss alone (forward + backward) from a detached hidden state
