@@ -23,5 +23,6 @@ pub mod adamw;
 pub mod attention;
 pub mod ce;
 pub mod math;
+pub mod linear;
 pub mod matmul;
 pub mod norm;

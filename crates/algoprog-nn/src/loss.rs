@@ -6,7 +6,18 @@ use candle_core::{DType, Result, Tensor, D};
 
 /// y = x·Wᵀ + b for x of shape (…, in) and W of shape (out, in).
 /// FLOPs: 2·n·in·out matmul (+ n·out bias adds) for n rows.
+///
+/// f32 CPU tensors take the fused op ([`crate::fused::linear`]); others
+/// [`linear_composite`].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    if crate::fused::fusable(x) && crate::fused::fusable(w) {
+        return crate::fused::linear::linear(x, w, b);
+    }
+    linear_composite(x, w, b)
+}
+
+/// [`linear`] from composite candle ops (the reference and the GPU path).
+pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("linear input needs at least one dimension");
     let rows: usize = dims[..dims.len() - 1].iter().product();

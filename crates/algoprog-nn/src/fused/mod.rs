@@ -13,6 +13,7 @@ pub mod act;
 pub mod adamw;
 pub mod attention;
 pub mod ce;
+pub mod linear;
 pub mod norm;
 pub mod rotary;
 
