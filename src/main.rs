@@ -30,7 +30,7 @@ enum Command {
 }
 
 fn main() {
-    algoprog_train::runtime::tune_allocator();
+    algoprog_train::runtime::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => cmd::train::run(a),

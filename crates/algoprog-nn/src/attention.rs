@@ -85,7 +85,7 @@ impl CausalSelfAttention {
     pub fn forward<P: PositionalEncoding>(&self, x: &Tensor, pos: &P) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, hd) = (self.n_heads, self.head_dim);
-        let qkv = linear(x, &self.qkv_w, self.qkv_b.as_ref())?.reshape((b, t, 3, h, hd))?;
+        let qkv_packed = linear(x, &self.qkv_w, self.qkv_b.as_ref())?;
         let bias = if fused::fusable(x) { pos.fused_score_bias() } else { FusedScoreBias::Unsupported };
         let fused = bias != FusedScoreBias::Unsupported;
         if fused {
@@ -100,10 +100,11 @@ impl CausalSelfAttention {
                     FusedScoreBias::Alibi(m) => Some(m.as_slice()),
                     _ => None,
                 };
-                let y = causal_attention_packed(&qkv.reshape((b, t, 3 * h * hd))?, h, rotary.as_ref(), slopes)?;
+                let y = causal_attention_packed(&qkv_packed, h, rotary.as_ref(), slopes)?;
                 return linear(&y, &self.out_w, self.out_b.as_ref());
             }
         }
+        let qkv = qkv_packed.reshape((b, t, 3, h, hd))?;
         // (b, h, T, d_h) views of the packed projection; the fused kernel
         // reads them in place, the composite matmuls want them contiguous
         let split = |i: usize| -> Result<Tensor> {

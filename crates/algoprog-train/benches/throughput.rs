@@ -173,7 +173,7 @@ fn cpu_description() -> String {
 }
 
 fn main() {
-    algoprog_train::runtime::tune_allocator();
+    algoprog_train::runtime::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     if let Some(i) = args.iter().position(|a| a == "--child") {

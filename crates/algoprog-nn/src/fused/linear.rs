@@ -10,8 +10,11 @@ use super::slice_f32;
 use algoprog_kernels::linear::{self as kernel, LinearGrads};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+/// (rows, in, out) for x (…, in) and W (out, in).
 fn dims(lx: &Layout, lw: &Layout) -> Result<(usize, usize, usize)> {
-    let (n, din) = lx.shape().dims2()?;
+    let xd = lx.dims();
+    let Some((&din, lead)) = xd.split_last() else { candle_core::bail!("fused linear: the input needs at least one dimension") };
+    let n: usize = lead.iter().product();
     let (dout, din2) = lw.shape().dims2()?;
     if din != din2 {
         candle_core::bail!("fused linear: input width {din} but weight ({dout}, {din2})");
@@ -34,7 +37,9 @@ fn fwd(x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStor
     };
     let mut y = vec![0f32; n * dout];
     kernel::forward(xs, ws, bs, n, din, dout, &mut y);
-    Ok((CpuStorage::F32(y), Shape::from((n, dout))))
+    let mut shape = x.1.dims().to_vec();
+    *shape.last_mut().unwrap() = dout;
+    Ok((CpuStorage::F32(y), Shape::from(shape)))
 }
 
 struct Linear;
@@ -100,8 +105,8 @@ impl CustomOp3 for LinearBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, din, dout) = dims(l2, l3)?;
-        if l1.dims() != [n, dout] {
-            candle_core::bail!("fused linear backward: gradient {:?} for output ({n}, {dout})", l1.dims());
+        if l1.shape().elem_count() != n * dout || l1.dims().last() != Some(&dout) {
+            candle_core::bail!("fused linear backward: gradient {:?} for {n} rows of {dout} outputs", l1.dims());
         }
         let dy = slice_f32(s1, l1, "linear output gradient")?;
         let x = slice_f32(s2, l2, "linear input")?;
@@ -117,10 +122,10 @@ impl CustomOp3 for LinearBackward {
 }
 
 fn grads(x: &Tensor, w: &Tensor, grad: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (n, din) = x.dims2()?;
-    let dout = w.dim(0)?;
+    let (n, dout) = (x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1), w.dim(0)?);
+    let din = w.dim(1)?;
     let g = grad.contiguous()?.apply_op3_no_bwd(x, w, &LinearBackward { bias })?;
-    let dx = g.narrow(0, 0, n * din)?.reshape((n, din))?;
+    let dx = g.narrow(0, 0, n * din)?.reshape(x.dims())?;
     let dw = g.narrow(0, n * din, dout * din)?.reshape((dout, din))?;
     let db = if bias { Some(g.narrow(0, n * din + dout * din, dout)?) } else { None };
     Ok((dx, dw, db))
@@ -128,19 +133,14 @@ fn grads(x: &Tensor, w: &Tensor, grad: &Tensor, bias: bool) -> Result<(Tensor, T
 
 /// y = x·Wᵀ + b for f32 CPU tensors: x (…, in), W (out, in), b (out).
 /// The caller checks [`super::fusable`]; [`crate::linear`] dispatches here.
+/// Any leading dimensions are rows; no reshape enters the graph.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let inp = *dims.last().expect("linear input needs at least one dimension");
-    let rows: usize = dims[..dims.len() - 1].iter().product();
-    let x2 = x.reshape((rows, inp))?.contiguous()?;
+    let x = x.contiguous()?;
     let w = w.contiguous()?;
-    let y = match b {
-        Some(b) => x2.apply_op3(&w, &b.contiguous()?, LinearBias)?,
-        None => x2.apply_op2(&w, Linear)?,
-    };
-    let mut out = dims;
-    *out.last_mut().unwrap() = w.dim(0)?;
-    y.reshape(out)
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, LinearBias),
+        None => x.apply_op2(&w, Linear),
+    }
 }
 
 #[cfg(test)]
