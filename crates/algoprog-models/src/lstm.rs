@@ -426,7 +426,9 @@ impl Lstm {
     ///
     /// `x`: (T_w, B, d_in) time-major input; `state`: (h, c) each (B, H);
     /// `mask_h`: hidden-dropout mask (B, H). Returns the raw outputs
-    /// (T_w, B, H) and the final state (not detached).
+    /// (T_w, B, H) and the final state (not detached; with the `window`
+    /// kernel c_T is read from the op and carries no gradient, which the
+    /// model never needs: it detaches the state at every window boundary).
     pub fn layer_window(
         &self,
         l: usize,
@@ -438,7 +440,7 @@ impl Lstm {
         let (tw, b, d_in) = x.dims3()?;
         let h = self.cfg.hidden_size();
         // One matmul for the whole window: (T_w·B, d_in)·(d_in, 4H) + b.
-        let xp = x.reshape((tw * b, d_in))?.matmul(&layer.w_ih.t()?)?.broadcast_add(&layer.bias)?;
+        let xp = algoprog_nn::linear(&x.reshape((tw * b, d_in))?, &layer.w_ih, Some(&layer.bias))?;
         // the window and cell kernels are CPU code: other devices run the composite cell
         let kernel = if x.device().is_cpu() { self.cfg.kernel } else { LstmKernel::Composite };
         if kernel == LstmKernel::Window {
@@ -447,9 +449,12 @@ impl Lstm {
                 None => Tensor::ones((b, h), x.dtype(), x.device())?,
             };
             let s0 = Tensor::cat(&[&state.0, &state.1, &mask], 1)?;
-            let y = xp.reshape((tw, b, 4 * h))?.apply_op3(&layer.w_hh, &s0, LstmWindow)?;
-            let last = y.get(tw - 1)?;
-            return Ok((y.narrow(2, 0, h)?, (last.narrow(1, 0, h)?, last.narrow(1, h, h)?)));
+            let op = LstmWindow::new();
+            let c_last = op.clone();
+            let y = xp.reshape((tw, b, 4 * h))?.apply_op3(&layer.w_hh, &s0, op)?;
+            // the final cell state comes from the op's buffer: it is only ever
+            // the (detached) start of the next window
+            return Ok((y.clone(), (y.get(tw - 1)?, c_last.cell_state(tw - 1)?)));
         }
         let w_hh_t = layer.w_hh.t()?;
         let (mut hs, mut cs) = state;

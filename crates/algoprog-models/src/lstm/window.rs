@@ -111,9 +111,30 @@ fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     Ok(&data[l.start_offset()..l.start_offset() + l.shape().elem_count()])
 }
 
-/// Whole-window LSTM recurrence: (xp (T, B, 4H), w_hh (4H, H), s0 (B, 3H)) → (T, B, 6H).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LstmWindow;
+/// Whole-window LSTM recurrence: (xp (T, B, 4H), w_hh (4H, H), s0 (B, 3H))
+/// → h (T, B, H). The op keeps the whole (T, B, 6H) buffer [h | c | a] for
+/// its backward; [`LstmWindow::cell_state`] reads c after a forward.
+#[derive(Clone, Debug, Default)]
+pub struct LstmWindow {
+    saved: std::sync::Arc<std::sync::Mutex<Option<Tensor>>>,
+}
+
+impl LstmWindow {
+    /// A fresh op (one per call: it holds that call's saved buffer).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// c_t (B, H) at time step `t` of the last forward (not tracked).
+    pub fn cell_state(&self, t: usize) -> Result<Tensor> {
+        match &*self.saved.lock().unwrap() {
+            Some(f) => {
+                let h = f.dim(2)? / 6;
+                f.get(t)?.narrow(1, h, h)?.contiguous()
+            }
+            None => Err(candle_core::Error::Msg("lstm window: no forward pass has run".into())),
+        }
+    }
+}
 
 fn window_fwd<T: GateFloat>(
     xp: &[T],
@@ -197,6 +218,15 @@ fn window_fwd<T: GateFloat>(
     Ok((T::to_cpu_storage_owned(out), Shape::from((tn, b, 6 * h))))
 }
 
+/// The h columns of a (T, B, 6H) window buffer: (T, B, H).
+fn h_columns<T: WithDType>(full: &[T], rows: usize, h: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows * h);
+    for r in 0..rows {
+        out.extend_from_slice(&full[r * 6 * h..r * 6 * h + h]);
+    }
+    out
+}
+
 impl CustomOp3 for LstmWindow {
     fn name(&self) -> &'static str {
         "lstm-window"
@@ -210,11 +240,25 @@ impl CustomOp3 for LstmWindow {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_fwd(a, l1, b, l2, c, l3),
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_fwd(a, l1, b, l2, c, l3),
-            _ => Err(candle_core::Error::Msg("lstm window: f32 or f64 inputs of one dtype expected".into())),
-        }
+        let (full, shape) = match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_fwd(a, l1, b, l2, c, l3)?,
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_fwd(a, l1, b, l2, c, l3)?,
+            _ => return Err(candle_core::Error::Msg("lstm window: f32 or f64 inputs of one dtype expected".into())),
+        };
+        let (tn, b, h6) = shape.dims3()?;
+        let h = h6 / 6;
+        let hs = match &full {
+            CpuStorage::F32(v) => CpuStorage::F32(h_columns(v, tn * b, h)),
+            CpuStorage::F64(v) => CpuStorage::F64(h_columns(v, tn * b, h)),
+            _ => unreachable!("window_fwd returns f32 or f64"),
+        };
+        let full = match full {
+            CpuStorage::F32(v) => Tensor::from_vec(v, (tn, b, 6 * h), &candle_core::Device::Cpu)?,
+            CpuStorage::F64(v) => Tensor::from_vec(v, (tn, b, 6 * h), &candle_core::Device::Cpu)?,
+            _ => unreachable!("window_fwd returns f32 or f64"),
+        };
+        *self.saved.lock().unwrap() = Some(full);
+        Ok((hs, Shape::from((tn, b, h))))
     }
     fn bwd(
         &self,
@@ -224,26 +268,30 @@ impl CustomOp3 for LstmWindow {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (tn, b, h6) = res.dims3()?;
-        let h = h6 / 6;
-        let s0 = s0.contiguous()?;
-        let g = res.apply_op3_no_bwd(&s0, &grad.contiguous()?, &LstmWindowBackward { w_hh: w_hh.copy()? })?;
+        let (tn, b, h) = res.dims3()?;
+        let full = match &*self.saved.lock().unwrap() {
+            Some(f) => f.clone(),
+            None => return Err(candle_core::Error::Msg("lstm window backward: the forward pass saved nothing".into())),
+        };
+        let s0c = s0.contiguous()?;
+        let g = full.apply_op3_no_bwd(&s0c, &grad.contiguous()?, &LstmWindowBackward { w_hh: w_hh.copy()? })?;
         let n = tn * b * 4 * h;
         let da = g.narrow(0, 0, n)?.reshape((tn, b, 4 * h))?;
         let dhc = g.narrow(0, n, b * 2 * h)?.reshape((b, 2 * h))?;
-        let ds0 = Tensor::cat(&[dhc, Tensor::zeros((b, h), s0.dtype(), s0.device())?], 1)?;
-        // ∂L/∂W_hh = Σ_t δa_tᵀ·(m⊙h_{t−1})
-        let mask = s0.narrow(1, 2 * h, h)?;
-        let h0 = s0.narrow(1, 0, h)?.unsqueeze(0)?;
-        let hprev = if tn > 1 { Tensor::cat(&[h0, res.narrow(0, 0, tn - 1)?.narrow(2, 0, h)?], 0)? } else { h0 };
-        let hin = hprev.broadcast_mul(&mask.unsqueeze(0)?)?.reshape((tn * b, h))?;
-        let dw = da.reshape((tn * b, 4 * h))?.t()?.matmul(&hin)?;
-        Ok((Some(da), Some(dw), Some(ds0)))
+        let dw = g.narrow(0, n + b * 2 * h, 4 * h * h)?.reshape((4 * h, h))?;
+        // the initial state is usually detached (TBPTT): skip its gradient then
+        let ds0 = if s0.track_op() {
+            Some(Tensor::cat(&[dhc, Tensor::zeros((b, h), s0.dtype(), s0.device())?], 1)?)
+        } else {
+            None
+        };
+        Ok((Some(da), Some(dw), ds0))
     }
 }
 
-/// Backward of [`LstmWindow`]: (out (T, B, 6H), s0 (B, 3H), ∂L/∂out) →
-/// flat [δa (T·B·4H) | δh_0, δc_0 (B·2H)], with W_hh carried by the op.
+/// Backward of [`LstmWindow`]: (saved (T, B, 6H), s0 (B, 3H), ∂L/∂h (T, B, H))
+/// → flat [δa (T·B·4H) | δh_0, δc_0 (B·2H) | ∂W_hh (4H·H)], with W_hh
+/// carried by the op; ∂W_hh = Σ_t δa_tᵀ·(m⊙h_{t−1}) is one matmul.
 #[derive(Clone, Debug)]
 pub struct LstmWindowBackward {
     pub w_hh: Tensor,
@@ -261,11 +309,14 @@ fn window_bwd<T: GateFloat>(
     let (y, s0, gy) = (contiguous(y, ly, "output")?, contiguous(s0, ls, "s0")?, contiguous(gy, lg, "gradient")?);
     let (tn, b, h6) = ly.shape().dims3()?;
     let h = h6 / 6;
+    if lg.dims() != [tn, b, h] {
+        return Err(candle_core::Error::Msg(format!("lstm window backward: gradient {:?} for h ({tn}, {b}, {h})", lg.dims())));
+    }
     let zero = T::from_f64(0.0);
     let one = T::from_f64(1.0);
     let w: Vec<T> = w.flatten_all()?.to_vec1()?;
     // [δa (T·B·4H) | δh_0, δc_0 (B·2H)], filled by row groups in parallel
-    let mut out = vec![zero; tn * b * 4 * h + b * 2 * h];
+    let mut out = vec![zero; tn * b * 4 * h + b * 2 * h + 4 * h * h];
     let outp = SyncPtr(out.as_mut_ptr());
     row_groups(b).into_par_iter().for_each(|(r0, r1)| {
         let nb = r1 - r0;
@@ -286,8 +337,7 @@ fn window_bwd<T: GateFloat>(
                 } else {
                     &c0[r * h..(r + 1) * h]
                 };
-                let g_row = &gy[(t * b + rr) * 6 * h..(t * b + rr + 1) * 6 * h];
-                let (gh, gc, ga) = (&g_row[..h], &g_row[h..2 * h], &g_row[2 * h..]);
+                let gh = &gy[(t * b + rr) * h..(t * b + rr + 1) * h];
                 let drow = &mut da_t[r * 4 * h..(r + 1) * 4 * h];
                 let (dai, rest) = drow.split_at_mut(h);
                 let (daf, rest) = rest.split_at_mut(h);
@@ -297,11 +347,11 @@ fn window_bwd<T: GateFloat>(
                     let (i, f, o, g) = (a[j].sigm(), a[h + j].sigm(), a[2 * h + j].sigm(), a[3 * h + j].tanhf());
                     let tau = ct[j].tanhf();
                     let dh = gh[j] + dhn[j];
-                    let dc = gc[j] + dcn[j] + dh * o * (one - tau * tau);
-                    dai[j] = dc * g * i * (one - i) + ga[j];
-                    daf[j] = dc * cp[j] * f * (one - f) + ga[h + j];
-                    dao[j] = dh * tau * o * (one - o) + ga[2 * h + j];
-                    dag[j] = dc * i * (one - g * g) + ga[3 * h + j];
+                    let dc = dcn[j] + dh * o * (one - tau * tau);
+                    dai[j] = dc * g * i * (one - i);
+                    daf[j] = dc * cp[j] * f * (one - f);
+                    dao[j] = dh * tau * o * (one - o);
+                    dag[j] = dc * i * (one - g * g);
                     dcn[j] = dc * f;
                 }
             }
@@ -341,6 +391,45 @@ fn window_bwd<T: GateFloat>(
             tail[r * 2 * h + h..(r + 1) * 2 * h].copy_from_slice(&dc_next[r * h..(r + 1) * h]);
         }
     });
+    // ∂W_hh = δAᵀ·Hin, δA (T·B × 4H), Hin (T·B × H) with rows m⊙h_{t−1}
+    let rows = tn * b;
+    let mut hin = vec![zero; rows * h];
+    for t in 0..tn {
+        for r in 0..b {
+            let dst = &mut hin[(t * b + r) * h..(t * b + r + 1) * h];
+            let src = if t > 0 { &y[((t - 1) * b + r) * 6 * h..((t - 1) * b + r) * 6 * h + h] } else { &s0[r * 3 * h..r * 3 * h + h] };
+            let m = &s0[r * 3 * h + 2 * h..(r + 1) * 3 * h];
+            for j in 0..h {
+                dst[j] = src[j] * m[j];
+            }
+        }
+    }
+    let (da, rest) = out.split_at_mut(rows * 4 * h);
+    let dw = &mut rest[b * 2 * h..];
+    // SAFETY: δA is rows×4H, Hin rows×H, ∂W_hh 4H×H, all inside their buffers.
+    unsafe {
+        gemm::gemm(
+            4 * h,
+            h,
+            rows,
+            dw.as_mut_ptr(),
+            1,
+            h as isize,
+            false,
+            da.as_ptr(),
+            (4 * h) as isize,
+            1,
+            hin.as_ptr(),
+            1,
+            h as isize,
+            zero,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads().max(1)),
+        );
+    }
     let len = out.len();
     Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
 }
