@@ -528,6 +528,32 @@ impl LanguageModel for Lstm {
             });
         }
         let zeros = Tensor::zeros((b, h), x.dtype(), x.device())?;
+        if self.cfg.kernel == LstmKernel::Window && x.device().is_cpu() {
+            // One op per layer over all windows (state carried, gradient cut at
+            // each window boundary inside the op): no per-window narrow/cat.
+            let mut y = x;
+            for (l, layer) in self.layers.iter().enumerate() {
+                let xp = algoprog_nn::linear(&y, &layer.w_ih, Some(&layer.bias))?;
+                let mask = match &mask_h[l] {
+                    Some(m) => m.clone(),
+                    None => Tensor::ones((b, h), y.dtype(), y.device())?,
+                };
+                let s0 = Tensor::cat(&[&zeros, &zeros, &mask], 1)?;
+                let out = xp.apply_op3(&layer.w_hh, &s0, LstmWindow::with_tbptt(self.cfg.tbptt_len))?;
+                y = match &layer.norm {
+                    Some(norm) => norm.forward(&out)?,
+                    None => out,
+                };
+                if let Some(m) = &mask_o[l] {
+                    y = y.broadcast_mul(m)?;
+                }
+            }
+            let y = match &self.proj {
+                Some(p) => algoprog_nn::linear(&y, p, None)?,
+                None => y,
+            };
+            return y.transpose(0, 1)?.contiguous();
+        }
         let mut state: Vec<(Tensor, Tensor)> = (0..n).map(|_| (zeros.clone(), zeros.clone())).collect();
         let mut windows = Vec::new();
         let mut start = 0;

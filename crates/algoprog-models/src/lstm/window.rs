@@ -104,6 +104,109 @@ impl GateFloat for f32 {
     }
 }
 
+/// One row of the forward cell update (slices of length H).
+struct FwdRow<'a, T> {
+    ai: &'a [T],
+    af: &'a [T],
+    ao: &'a [T],
+    ag: &'a [T],
+    c: &'a mut [T],
+    hout: &'a mut [T],
+    cout: &'a mut [T],
+    hin: &'a mut [T],
+    mask: &'a [T],
+}
+
+#[inline(always)]
+fn fwd_gates<T: GateFloat>(r: FwdRow<'_, T>) {
+    let h = r.c.len();
+    for j in 0..h {
+        let cn = r.af[j].sigm() * r.c[j] + r.ai[j].sigm() * r.ag[j].tanhf();
+        let hn = r.ao[j].sigm() * cn.tanhf();
+        r.c[j] = cn;
+        r.cout[j] = cn;
+        r.hout[j] = hn;
+        r.hin[j] = hn * r.mask[j];
+    }
+}
+
+/// One row of the backward cell update: `a` the 4H pre-activations, the rest length H.
+struct BwdRow<'a, T> {
+    a: &'a [T],
+    ct: &'a [T],
+    cp: &'a [T],
+    gh: &'a [T],
+    dhn: &'a [T],
+    dai: &'a mut [T],
+    daf: &'a mut [T],
+    dao: &'a mut [T],
+    dag: &'a mut [T],
+    dcn: &'a mut [T],
+}
+
+#[inline(always)]
+fn bwd_gates<T: GateFloat>(r: BwdRow<'_, T>) {
+    let h = r.ct.len();
+    let one = T::from_f64(1.0);
+    for j in 0..h {
+        let (i, f, o, g) = (r.a[j].sigm(), r.a[h + j].sigm(), r.a[2 * h + j].sigm(), r.a[3 * h + j].tanhf());
+        let tau = r.ct[j].tanhf();
+        let dh = r.gh[j] + r.dhn[j];
+        let dc = r.dcn[j] + dh * o * (one - tau * tau);
+        r.dai[j] = dc * g * i * (one - i);
+        r.daf[j] = dc * r.cp[j] * f * (one - f);
+        r.dao[j] = dh * tau * o * (one - o);
+        r.dag[j] = dc * i * (one - g * g);
+        r.dcn[j] = dc * f;
+    }
+}
+
+/// The widest SIMD level of this CPU: 2 AVX-512, 1 AVX2+FMA, 0 baseline.
+fn simd_level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return 2;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return 1;
+            }
+        }
+        0
+    })
+}
+
+/// Calls `$f` compiled for the CPU's widest SIMD level (the gate loops
+/// vectorise; the crate itself is built for baseline x86-64).
+macro_rules! simd_dispatch {
+    ($name:ident, $f:ident, $row:ident) => {
+        fn $name<T: GateFloat>(r: $row<'_, T>) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn v4<T: GateFloat>(r: $row<'_, T>) {
+                    $f(r)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3<T: GateFloat>(r: $row<'_, T>) {
+                    $f(r)
+                }
+                match simd_level() {
+                    // SAFETY: simd_level() saw these features on this CPU.
+                    2 => return unsafe { v4(r) },
+                    1 => return unsafe { v3(r) },
+                    _ => {}
+                }
+            }
+            $f(r)
+        }
+    };
+}
+simd_dispatch!(fwd_gates_dispatch, fwd_gates, FwdRow);
+simd_dispatch!(bwd_gates_dispatch, bwd_gates, BwdRow);
+
 fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     if !l.is_contiguous() {
         return Err(candle_core::Error::Msg(format!("lstm window: {what} must be contiguous")));
@@ -114,15 +217,25 @@ fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
 /// Whole-window LSTM recurrence: (xp (T, B, 4H), w_hh (4H, H), s0 (B, 3H))
 /// → h (T, B, H). The op keeps the whole (T, B, 6H) buffer [h | c | a] for
 /// its backward; [`LstmWindow::cell_state`] reads c after a forward.
+///
+/// With `tbptt` set, one op runs a whole sequence of several TBPTT windows:
+/// the forward carries the state across window boundaries (as the detached
+/// state of the next window would), and the backward stops δh and δc at
+/// each boundary, exactly as detaching the state between windows does.
 #[derive(Clone, Debug, Default)]
 pub struct LstmWindow {
     saved: std::sync::Arc<std::sync::Mutex<Option<Tensor>>>,
+    tbptt: Option<usize>,
 }
 
 impl LstmWindow {
-    /// A fresh op (one per call: it holds that call's saved buffer).
+    /// A fresh op over one window (one op per call: it holds that call's saved buffer).
     pub fn new() -> Self {
         Self::default()
+    }
+    /// A fresh op over a sequence cut into windows of `tbptt` steps.
+    pub fn with_tbptt(tbptt: usize) -> Self {
+        Self { saved: Default::default(), tbptt: Some(tbptt.max(1)) }
     }
     /// c_t (B, H) at time step `t` of the last forward (not tracked).
     pub fn cell_state(&self, t: usize) -> Result<Tensor> {
@@ -204,14 +317,7 @@ fn window_fwd<T: GateFloat>(
                 let (af, rest) = rest.split_at(h);
                 let (ao, ag) = rest.split_at(h);
                 let (cr, hr, mr) = (&mut c[r * h..(r + 1) * h], &mut hin[r * h..(r + 1) * h], &mask[r * h..(r + 1) * h]);
-                for j in 0..h {
-                    let cn = af[j].sigm() * cr[j] + ai[j].sigm() * ag[j].tanhf();
-                    let hn = ao[j].sigm() * cn.tanhf();
-                    cr[j] = cn;
-                    cout[j] = cn;
-                    hout[j] = hn;
-                    hr[j] = hn * mr[j];
-                }
+                fwd_gates_dispatch(FwdRow { ai, af, ao, ag, c: cr, hout, cout, hin: hr, mask: mr });
             }
         }
     });
@@ -274,7 +380,7 @@ impl CustomOp3 for LstmWindow {
             None => return Err(candle_core::Error::Msg("lstm window backward: the forward pass saved nothing".into())),
         };
         let s0c = s0.contiguous()?;
-        let g = full.apply_op3_no_bwd(&s0c, &grad.contiguous()?, &LstmWindowBackward { w_hh: w_hh.copy()? })?;
+        let g = full.apply_op3_no_bwd(&s0c, &grad.contiguous()?, &LstmWindowBackward { w_hh: w_hh.copy()?, tbptt: self.tbptt })?;
         let n = tn * b * 4 * h;
         let da = g.narrow(0, 0, n)?.reshape((tn, b, 4 * h))?;
         let dhc = g.narrow(0, n, b * 2 * h)?.reshape((b, 2 * h))?;
@@ -295,6 +401,8 @@ impl CustomOp3 for LstmWindow {
 #[derive(Clone, Debug)]
 pub struct LstmWindowBackward {
     pub w_hh: Tensor,
+    /// Window length: δh and δc do not cross a multiple of it (see [`LstmWindow::with_tbptt`]).
+    pub tbptt: Option<usize>,
 }
 
 fn window_bwd<T: GateFloat>(
@@ -305,6 +413,7 @@ fn window_bwd<T: GateFloat>(
     gy: &[T],
     lg: &Layout,
     w: &Tensor,
+    tbptt: Option<usize>,
 ) -> Result<(CpuStorage, Shape)> {
     let (y, s0, gy) = (contiguous(y, ly, "output")?, contiguous(s0, ls, "s0")?, contiguous(gy, lg, "gradient")?);
     let (tn, b, h6) = ly.shape().dims3()?;
@@ -343,17 +452,7 @@ fn window_bwd<T: GateFloat>(
                 let (daf, rest) = rest.split_at_mut(h);
                 let (dao, dag) = rest.split_at_mut(h);
                 let (dhn, dcn) = (&dh_next[r * h..(r + 1) * h], &mut dc_next[r * h..(r + 1) * h]);
-                for j in 0..h {
-                    let (i, f, o, g) = (a[j].sigm(), a[h + j].sigm(), a[2 * h + j].sigm(), a[3 * h + j].tanhf());
-                    let tau = ct[j].tanhf();
-                    let dh = gh[j] + dhn[j];
-                    let dc = dcn[j] + dh * o * (one - tau * tau);
-                    dai[j] = dc * g * i * (one - i);
-                    daf[j] = dc * cp[j] * f * (one - f);
-                    dao[j] = dh * tau * o * (one - o);
-                    dag[j] = dc * i * (one - g * g);
-                    dcn[j] = dc * f;
-                }
+                bwd_gates_dispatch(BwdRow { a, ct, cp, gh, dhn, dai, daf, dao, dag, dcn });
             }
             // δhin = δa_t · W_hh: (nb, 4H)·(4H, H)
             // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
@@ -379,6 +478,12 @@ fn window_bwd<T: GateFloat>(
                     false,
                     gemm::Parallelism::None,
                 );
+            }
+            if tbptt.is_some_and(|w| t % w == 0) {
+                // t starts a window: nothing flows into the previous one
+                dh_next.fill(zero);
+                dc_next.fill(zero);
+                continue;
             }
             for k in 0..nb * h {
                 dh_next[k] = dhin[k] * mask[k];
@@ -448,8 +553,8 @@ impl CustomOp3 for LstmWindowBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh),
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh),
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh, self.tbptt),
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => window_bwd(a, l1, b, l2, c, l3, &self.w_hh, self.tbptt),
             _ => Err(candle_core::Error::Msg("lstm window backward: f32 or f64 inputs of one dtype expected".into())),
         }
     }
