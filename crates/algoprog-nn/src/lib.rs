@@ -41,6 +41,7 @@ pub mod norm;
 pub mod optim;
 pub mod params;
 pub mod positional;
+pub mod precision;
 pub mod schedule;
 
 pub use activation::{Activation, Gelu, GeluTanh, Relu, Silu};

@@ -21,7 +21,7 @@ pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Te
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("linear input needs at least one dimension");
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+    let y = crate::precision::matmul(&x.reshape((rows, inp))?, &w.t()?)?;
     let y = match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
@@ -52,7 +52,7 @@ pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) 
 /// [`cross_entropy`] from composite candle ops (the reference the fused
 /// kernel is tested against; the path on GPUs and for f64).
 pub fn cross_entropy_composite(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let logits = hidden.matmul(&output_weight.t()?)?;
+    let logits = crate::precision::matmul(hidden, &output_weight.t()?)?;
     let max = logits.max_keepdim(D::Minus1)?.detach();
     let shifted = logits.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;

@@ -14,7 +14,7 @@ use algoprog_nn::{OptimizerConfig, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::device::DeviceSpec;
+use crate::device::{DeviceSpec, Precision};
 use crate::error::TrainError;
 
 /// Everything that defines one training run. Serialised verbatim into `run.json`.
@@ -42,6 +42,10 @@ pub struct RunConfig {
     /// the run id) when it is the CPU.
     #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
     pub device: DeviceSpec,
+    /// `"f32"` (default) or `"bf16"` matmuls on a GPU (see
+    /// [`crate::device::Precision`]); omitted from the serialised config when f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn default_name() -> String {
@@ -248,6 +252,7 @@ impl RunConfig {
             TrainError::config(&e.key, e.message.clone(), String::new())
         };
         self.model.validate().map_err(nn_err)?;
+        self.precision.validate(self.device)?;
         self.train.optimizer.validate().map_err(nn_err)?;
         self.train.schedule.validate().map_err(nn_err)?;
         self.data

@@ -5,6 +5,9 @@
 //! fused kernels fall back automatically). CUDA needs a build with the
 //! `cuda` cargo feature (`cargo build --release --features cuda`) and the
 //! CUDA toolkit; without it, asking for `cuda` fails with that instruction.
+//!
+//! `precision = "bf16"` (GPU only) multiplies in bf16 and keeps everything
+//! else in f32 (see `algoprog_nn::precision`).
 
 use crate::error::TrainError;
 use candle_core::Device;
@@ -84,9 +87,68 @@ impl<'de> Deserialize<'de> for DeviceSpec {
     }
 }
 
+/// Matmul precision (`precision = "f32" | "bf16"` in a run config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32 (the default; the only choice on the CPU).
+    #[default]
+    F32,
+    /// Linear layers and the output layer multiply in bf16; parameters,
+    /// optimiser state, norms, softmax, attention scores and the loss stay f32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// bf16 needs a GPU: on the CPU the fused f32 kernels are faster.
+    pub fn validate(&self, device: DeviceSpec) -> Result<(), TrainError> {
+        if *self == Precision::Bf16 && device.is_cpu() {
+            return Err(TrainError::config(
+                "precision",
+                "precision = \"bf16\" with device = \"cpu\"".into(),
+                "bf16 matmuls are for GPUs: set device = \"cuda\", or precision = \"f32\" on the CPU (its fused kernels are f32)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sets this thread's matmul precision for its lifetime, restoring the
+/// previous setting on drop.
+pub struct PrecisionGuard(bool);
+
+impl PrecisionGuard {
+    pub fn new(p: Precision) -> Self {
+        Self(algoprog_nn::precision::set_matmul_bf16(p == Precision::Bf16))
+    }
+}
+
+impl Drop for PrecisionGuard {
+    fn drop(&mut self) {
+        algoprog_nn::precision::set_matmul_bf16(self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_is_refused_on_the_cpu_and_the_guard_restores() {
+        let e = Precision::Bf16.validate(DeviceSpec::Cpu).unwrap_err().to_string();
+        assert!(e.contains("precision") && e.contains("cuda"), "{e}");
+        assert!(Precision::Bf16.validate(DeviceSpec::Cuda(0)).is_ok());
+        assert!(Precision::F32.validate(DeviceSpec::Cpu).is_ok());
+        {
+            let _g = PrecisionGuard::new(Precision::Bf16);
+            assert!(algoprog_nn::precision::matmul_bf16());
+        }
+        assert!(!algoprog_nn::precision::matmul_bf16());
+    }
 
     #[test]
     fn parses_and_round_trips() {

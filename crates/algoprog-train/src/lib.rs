@@ -19,7 +19,7 @@ pub mod study;
 pub mod suite;
 pub mod trainer;
 
-pub use device::DeviceSpec;
+pub use device::{DeviceSpec, Precision};
 pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
 pub use error::{Result, TrainError};
 pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};

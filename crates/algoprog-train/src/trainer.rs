@@ -144,6 +144,7 @@ pub fn train_on_with(
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
     let device = cfg.device.open()?;
+    let _precision = crate::device::PrecisionGuard::new(cfg.precision);
     let started = Instant::now();
     let vocab = data.vocab_size();
     let model = cfg.model.build(vocab, cfg.seed, &device, DType::F32)?;
