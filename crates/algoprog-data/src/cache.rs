@@ -337,11 +337,10 @@ impl TokenCache {
             Some(v) => v || (body.len() as u64) <= VERIFY_ALWAYS_BELOW,
             None => false,
         };
-        if check {
-            if Sha256::digest(body).as_slice() != &bytes[48..80] {
+        if check
+            && Sha256::digest(body).as_slice() != &bytes[48..80] {
                 return Err(corrupt("checksum mismatch".into()));
             }
-        }
         let mut offsets = Vec::with_capacity(nsec);
         let mut off = header_len;
         for &c in &counts {

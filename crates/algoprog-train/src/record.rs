@@ -119,7 +119,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         err: e,
     };
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating a temporary file for", e))?;
-    f.write_all(&bytes).map_err(|e| io("writing", e))?;
+    f.write_all(bytes).map_err(|e| io("writing", e))?;
     f.sync_all().map_err(|e| io("syncing", e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| io("renaming into place", e))

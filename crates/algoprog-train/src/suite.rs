@@ -113,18 +113,18 @@ fn transformer_mut(cfg: &mut RunConfig) -> Result<&mut TransformerConfig> {
 /// Copy one seam from `donor` into `target`.
 pub fn transplant(target: &mut RunConfig, donor: &RunConfig, seam: Seam) -> Result<()> {
     match seam {
-        Seam::Positional => transformer_mut(target)?.positional = transformer(donor)?.positional.clone(),
+        Seam::Positional => transformer_mut(target)?.positional = transformer(donor)?.positional,
         Seam::FeedForward => {
             let d = transformer(donor)?;
             let t = transformer_mut(target)?;
-            t.feed_forward = d.feed_forward.clone();
-            t.gated_hidden = d.gated_hidden.clone();
+            t.feed_forward = d.feed_forward;
+            t.gated_hidden = d.gated_hidden;
         }
         Seam::Norm => {
             let d = transformer(donor)?;
             let t = transformer_mut(target)?;
-            t.norm = d.norm.clone();
-            t.placement = d.placement.clone();
+            t.norm = d.norm;
+            t.placement = d.placement;
             t.final_norm = d.final_norm;
         }
         Seam::Schedule => target.train.schedule = donor.train.schedule.clone(),

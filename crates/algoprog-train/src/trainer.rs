@@ -344,7 +344,7 @@ pub fn train_on_with(
     }
     if record.status == RunStatus::Running {
         record.status = RunStatus::Finished;
-        model.params().save_safetensors(&dir.path.join(WEIGHTS))?;
+        model.params().save_safetensors(dir.path.join(WEIGHTS))?;
     }
     record.wall_seconds = wall(&started);
     record.tokens_per_second =

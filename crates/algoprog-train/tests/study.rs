@@ -193,7 +193,7 @@ fn lr_rule_fitted_from_a_tune_recovers_the_rule_and_expands() {
     assert!((a + 0.5).abs() < 1e-12 && (b + 1.0).abs() < 1e-12, "a = {a}, b = {b}");
     // Least squares through noisy points: the slope of (32, 1e-2), (64, 1e-2), (128, 1e-3) in log-log.
     let (a, b) = fit_lr_rule(&[(32, 1e-2), (64, 1e-2), (128, 1e-3)]).unwrap();
-    assert!((b - (-0.5 / 0.301_029_995_663_981_2)).abs() < 1e-9, "b = {b}");
+    assert!((b - (-0.5 / std::f64::consts::LOG10_2)).abs() < 1e-9, "b = {b}");
     // Mean of log10 width is log10 64, mean of log10 lr is -7/3: a = -7/3 + (0.5 / log10 2)·log10 64 = 2/3.
     assert!((a - 2.0 / 3.0).abs() < 1e-9, "a = {a}");
     assert_eq!(fit_lr_rule(&[(64, 1e-3), (64, 3e-3)]), None, "one width identifies no slope");

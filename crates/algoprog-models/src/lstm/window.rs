@@ -405,6 +405,7 @@ pub struct LstmWindowBackward {
     pub tbptt: Option<usize>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn window_bwd<T: GateFloat>(
     y: &[T],
     ly: &Layout,
