@@ -344,6 +344,12 @@ impl PositionalEncoding for Alibi {
         let bias = Tensor::from_vec(v, (h, t, t), &pb.device())?.to_dtype(pb.dtype())?;
         Ok(Self { bias, slopes: slopes.iter().map(|&m| m as f32).collect() })
     }
+    /// Checks the length here too: the fused attention kernel computes the
+    /// bias from the slopes and never calls `score_bias`.
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        check_len(x.dim(1)?, self.bias.dim(1)?, "alibi positions")?;
+        Ok(x.clone())
+    }
     fn score_bias(&self, scores: &Tensor) -> Result<Tensor> {
         let t = scores.dim(2)?;
         check_len(t, self.bias.dim(1)?, "alibi positions")?;

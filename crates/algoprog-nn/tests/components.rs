@@ -188,3 +188,17 @@ fn sinusoidal_scales_embeddings_by_sqrt_d_then_adds_the_table() {
         assert!((got - (1.0 + pe)).abs() < 1e-12, "element {i}: {got} vs {}", 1.0 + pe);
     }
 }
+
+#[test]
+fn alibi_refuses_sequences_longer_than_its_table_on_the_fused_path() {
+    use candle_core::Tensor;
+    let dims = PosDims { d_model: 16, n_heads: 2, head_dim: 8, max_seq_len: 8 };
+    let pb = ParamBuilder::new(0, &Device::Cpu, DType::F32);
+    let alibi = Alibi::new(&(), &dims, &pb).unwrap();
+    let attn = CausalSelfAttention::new(&AttentionDims { d_model: 16, head_dim: 8, bias: false }, &pb.pp("attn")).unwrap();
+    let ok = Tensor::zeros((1, 8, 16), DType::F32, &Device::Cpu).unwrap();
+    assert!(attn.forward(&alibi.embed(&ok).unwrap(), &alibi).is_ok());
+    let long = Tensor::zeros((1, 9, 16), DType::F32, &Device::Cpu).unwrap();
+    let e = alibi.embed(&long).unwrap_err().to_string();
+    assert!(e.contains("alibi positions") && e.contains("max_seq_len = 8"), "{e}");
+}
