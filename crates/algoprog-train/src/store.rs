@@ -253,6 +253,16 @@ impl Store {
         Ok(false)
     }
 
+    /// Removes the lock of run `id` if its holder is dead: a process killed
+    /// after writing a run's final record but before releasing the lock
+    /// leaves one behind. A live holder's lock is kept.
+    fn clear_dead_lock(&self, id: &str) {
+        let p = self.run_dir(id).path.join(LOCK);
+        if p.exists() && !self.lock_live(id) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+
     fn release(&self, id: &str) {
         let _ = std::fs::remove_file(self.run_dir(id).path.join(LOCK));
     }
@@ -261,7 +271,10 @@ impl Store {
     /// or held by a live process. Returns what happened.
     pub fn execute(&self, spec: &RunSpec, data: &Dataset, observer: &mut dyn Observer) -> Result<Executed> {
         match self.state(&spec.id) {
-            RunState::Finished | RunState::Diverged { .. } => return Ok(Executed::AlreadyDone),
+            RunState::Finished | RunState::Diverged { .. } => {
+                self.clear_dead_lock(&spec.id);
+                return Ok(Executed::AlreadyDone);
+            }
             RunState::Corrupt { path, problem } => {
                 return Err(TrainError::CorruptRecord {
                     path,
@@ -395,5 +408,26 @@ impl Observer for Heartbeat<'_> {
     }
     fn on_finish(&mut self, r: &RunRecord) {
         self.inner.on_finish(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_holders_lock_is_cleared_and_a_live_one_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store { root: tmp.path().to_path_buf() };
+        let dir = store.run_dir("r1").path;
+        std::fs::create_dir_all(&dir).unwrap();
+        // pid_max on Linux is at most 2^22, so this pid never exists
+        std::fs::write(dir.join(LOCK), format!("{} {}", hostname(), 4_294_000_000u32)).unwrap();
+        assert!(!store.lock_live("r1"));
+        store.clear_dead_lock("r1");
+        assert!(!dir.join(LOCK).exists(), "dead lock kept");
+        std::fs::write(dir.join(LOCK), format!("{} {}", hostname(), std::process::id())).unwrap();
+        store.clear_dead_lock("r1");
+        assert!(dir.join(LOCK).exists(), "live lock removed");
     }
 }
