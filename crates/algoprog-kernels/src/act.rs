@@ -12,11 +12,11 @@
 //! read of x instead of storing intermediate tensors).
 //!
 //! ## Transcendentals
-//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp_f32`],
+//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp`](crate::math::exp),
 //! [`erf_f32`], [`tanh_f32`]) so the loops vectorise: each kernel is
 //! compiled three times (AVX-512, AVX2+FMA, baseline) and the widest one the
-//! CPU supports is picked at run time. Accuracy: `exp` within 2 ulp (Cephes
-//! polynomial after range reduction), `erf` within ~2·10⁻⁷ absolute
+//! CPU supports is picked at run time. Accuracy: `exp` within 3·10⁻⁷ relative (the
+//! workspace's one polynomial exp, after Cody–Waite range reduction), `erf` within ~2·10⁻⁷ absolute
 //! (the rational approximation Eigen and XLA use, clamped to |x| ≤ 4),
 //! `tanh` within ~10⁻⁷ absolute; candle's own `gelu_erf` (libm `erff`) and
 //! `gelu` (libm `tanhf`) agree with these kernels to ~10⁻⁶.
@@ -24,75 +24,12 @@
 //! Work is split over rayon in chunks of [`CHUNK`] elements; results do not
 //! depend on the number of threads (every element is computed on its own).
 
+use crate::math::exp;
 use rayon::prelude::*;
 
 /// Elements per rayon task.
 pub const CHUNK: usize = 1 << 14;
 
-/// Defines `$vis fn $name(args)` that runs `$body(args)` compiled for
-/// AVX-512 or AVX2+FMA when the CPU has them (detected at run time), else the
-/// baseline build. `$body` must be `#[inline(always)]` and take no closures
-/// in its hot loop, so it is compiled inside the feature-enabled wrapper.
-macro_rules! simd_dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) => $body:path) => {
-        $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[allow(clippy::too_many_arguments)]
-                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[allow(clippy::too_many_arguments)]
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512vl")
-                    && std::is_x86_feature_detected!("avx512dq")
-                    && std::is_x86_feature_detected!("avx512bw")
-                {
-                    // SAFETY: the CPU has every feature v4 is compiled for.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has every feature v3 is compiled for.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-#[allow(unused_imports)] // used by the norm kernels
-pub(crate) use simd_dispatch;
-
-/// e^x in f32, branch-free (vectorises). Inputs are clamped to [−87, 88]
-/// (so e^x ≥ 1.6·10⁻³⁸ and finite); relative error within 2 ulp inside.
-#[inline(always)]
-pub fn exp_f32(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
-    const MAGIC: f32 = 12_582_912.0;
-    // clamp (not max/min) so that NaN propagates
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * std::f32::consts::LOG2_E + MAGIC;
-    let n = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-    let nf = t - MAGIC;
-    let r = x - nf * LN2_HI - nf * LN2_LO;
-    let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n + 127) << 23) as u32)
-}
 
 /// erf(x) in f32, branch-free: x·P(x²)/Q(x²) on x clamped to [−4, 4]
 /// (|erf(±4) ∓ 1| < 2·10⁻⁸). Absolute error ~2·10⁻⁷.
@@ -118,13 +55,13 @@ pub fn erf_f32(x: f32) -> f32 {
 /// tanh(x) = 1 − 2/(1 + e^{2x}) in f32, branch-free; absolute error ~10⁻⁷.
 #[inline(always)]
 pub fn tanh_f32(x: f32) -> f32 {
-    1.0 - 2.0 / (1.0 + exp_f32(2.0 * x))
+    1.0 - 2.0 / (1.0 + exp(2.0 * x))
 }
 
 /// σ(x) = 1/(1 + e^{−x}) in f32, branch-free.
 #[inline(always)]
 pub fn sigmoid_f32(x: f32) -> f32 {
-    1.0 / (1.0 + exp_f32(-x))
+    1.0 / (1.0 + exp(-x))
 }
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -138,7 +75,7 @@ const GELU_C: f32 = 0.044_715;
 #[inline(always)]
 fn gelu_erf_and_grad(x: f32) -> (f32, f32) {
     let cdf = 0.5 * (1.0 + erf_f32(x * FRAC_1_SQRT_2));
-    let pdf = FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x);
+    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
     (x * cdf, cdf + x * pdf)
 }
 
@@ -225,16 +162,16 @@ fn geglu_bwd_body(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f3
     }
 }
 
-simd_dispatch!(fn relu_fwd_chunk(x: &[f32], y: &mut [f32]) => relu_fwd_body);
-simd_dispatch!(fn relu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => relu_bwd_body);
-simd_dispatch!(fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_fwd_body);
-simd_dispatch!(fn gelu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_bwd_body);
-simd_dispatch!(fn gelu_tanh_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_tanh_fwd_body);
-simd_dispatch!(fn gelu_tanh_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_tanh_bwd_body);
-simd_dispatch!(fn swiglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => swiglu_fwd_body);
-simd_dispatch!(fn swiglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => swiglu_bwd_body);
-simd_dispatch!(fn geglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => geglu_fwd_body);
-simd_dispatch!(fn geglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => geglu_bwd_body);
+crate::simd_dispatch!(fn relu_fwd_chunk(x: &[f32], y: &mut [f32]) => relu_fwd_body);
+crate::simd_dispatch!(fn relu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => relu_bwd_body);
+crate::simd_dispatch!(fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_fwd_body);
+crate::simd_dispatch!(fn gelu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_bwd_body);
+crate::simd_dispatch!(fn gelu_tanh_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_tanh_fwd_body);
+crate::simd_dispatch!(fn gelu_tanh_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_tanh_bwd_body);
+crate::simd_dispatch!(fn swiglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => swiglu_fwd_body);
+crate::simd_dispatch!(fn swiglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => swiglu_bwd_body);
+crate::simd_dispatch!(fn geglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => geglu_fwd_body);
+crate::simd_dispatch!(fn geglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => geglu_bwd_body);
 
 // ---- parallel drivers ----
 
@@ -389,7 +326,7 @@ mod tests {
         let mut worst = (0f64, 0f64, 0f64);
         for i in -200_000..=200_000 {
             let x = i as f32 * 1e-4; // [−20, 20]
-            let e = exp_f32(x) as f64;
+            let e = exp(x) as f64;
             let want = (x as f64).exp();
             worst.0 = worst.0.max((e - want).abs() / want);
             worst.1 = worst.1.max((erf_f32(x) as f64 - erf64(x as f64)).abs());
@@ -399,9 +336,9 @@ mod tests {
         assert!(worst.1 < 5e-7, "erf absolute error {}", worst.1);
         assert!(worst.2 < 3e-7, "tanh absolute error {}", worst.2);
         // clamped tails stay finite and saturate
-        assert!(exp_f32(-1000.0) >= 0.0 && exp_f32(-1000.0) < 1e-37);
-        assert!(exp_f32(1000.0).is_finite());
-        assert!(exp_f32(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan() && tanh_f32(f32::NAN).is_nan());
+        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
+        assert!(exp(1000.0).is_finite());
+        assert!(exp(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan() && tanh_f32(f32::NAN).is_nan());
         assert!((erf_f32(30.0) - 1.0).abs() < 2e-7 && (erf_f32(-30.0) + 1.0).abs() < 2e-7);
         assert_eq!(tanh_f32(-100.0), -1.0);
         assert_eq!(tanh_f32(100.0), 1.0);

@@ -38,7 +38,7 @@
 //! [`crate::math::exp`]) are vectorised; a row's tail shorter than 16 lanes
 //! goes through a padded lane array instead of a scalar loop.
 
-use crate::math::{exp, simd, Simd};
+use crate::math::exp;
 use crate::matmul::{matmul, Mat, Threads};
 use rayon::prelude::*;
 
@@ -119,19 +119,6 @@ fn rows(m: Mat<'_>, r0: usize, r1: usize) -> Mat<'_> {
     Mat::strided(&m.data[r0 * m.ld..r0 * m.ld + len], r1 - r0, m.cols, m.ld)
 }
 
-/// A pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes a disjoint set of elements (see its use).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn ptr(&self) -> *mut f32 {
-        self.0
-    }
-}
-
 fn check_alibi(s: AttnShape, alibi: Option<&[f32]>) {
     if let Some(m) = alibi {
         assert_eq!(m.len(), s.h, "attention: {} ALiBi slopes for {} heads", m.len(), s.h);
@@ -150,8 +137,7 @@ pub fn forward(s: AttnShape, q: Heads, k: Heads, v: Heads, alibi: Option<&[f32]>
     k.check(s, "k");
     v.check(s, "v");
     check_alibi(s, alibi);
-    let out = SharedOut(y.as_mut_ptr());
-    let simd = simd();
+    let out = crate::SharedMut::new(y);
     lse.par_chunks_mut(s.t).enumerate().for_each_init(
         || Scratch::new(s, 1),
         |scr, (p, lse_p)| {
@@ -160,8 +146,8 @@ pub fn forward(s: AttnShape, q: Heads, k: Heads, v: Heads, alibi: Option<&[f32]>
             let (qm, km, vm) = (q.mat(s, bi, hi), k.mat(s, bi, hi), v.mat(s, bi, hi));
             // SAFETY: pair (bi, hi) writes only y[bi, :, hi, :], disjoint
             // from every other pair's elements; y holds b·T·h·d_h elements.
-            let y_base = unsafe { out.ptr().add((bi * s.t * s.h + hi) * s.hd) };
-            fwd_pair_isa(simd, s, qm, km, vm, slope, scr, lse_p, y_base);
+            let y_base = unsafe { out.get().add((bi * s.t * s.h + hi) * s.hd) };
+            fwd_pair_isa(s, qm, km, vm, slope, scr, lse_p, y_base);
         },
     );
 }
@@ -193,7 +179,6 @@ pub fn backward(
         view.check(s, what);
     }
     check_alibi(s, alibi);
-    let simd = simd();
     let th = s.t * s.hd;
     dq.par_chunks_mut(th)
         .zip(dk.par_chunks_mut(th))
@@ -212,7 +197,7 @@ pub fn backward(
                     y: y.mat(s, bi, hi),
                     dy: dy.mat(s, bi, hi),
                 };
-                bwd_pair_isa(simd, s, ins, slope, lse_p, scr, dq_p, dk_p, dv_p);
+                bwd_pair_isa(s, ins, slope, lse_p, scr, dq_p, dk_p, dv_p);
             },
         );
 }
@@ -352,7 +337,7 @@ fn bwd_pair(
 
 // ---------------------------------------------------------------------------
 // Row loops, written over 16-lane chunks so they vectorise, and compiled per
-// SIMD level (`isa_dispatch!` below).
+// SIMD level (`simd_dispatch!` below).
 
 const L: usize = 16;
 
@@ -443,40 +428,8 @@ fn exp_sub(row: &mut [f32], m: f32) {
     }
 }
 
-/// `name(simd, args)` runs `body(args)` (an `#[inline(always)]` function)
-/// compiled for the given SIMD level, so the row loops inside the body are
-/// vectorised for it (the matmuls dispatch on their own).
-macro_rules! isa_dispatch {
-    ($name:ident, $body:ident, ($($arg:ident : $ty:ty),*)) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name(simd: Simd, $($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            fn avx512($($arg: $ty),*) {
-                $body($($arg),*)
-            }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            fn avx2($($arg: $ty),*) {
-                $body($($arg),*)
-            }
-            match simd {
-                // SAFETY: math::simd() saw these features on this CPU.
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx512 => unsafe { avx512($($arg),*) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx2 => unsafe { avx2($($arg),*) },
-                _ => $body($($arg),*),
-            }
-        }
-    };
-}
-
-isa_dispatch!(fwd_pair_isa, fwd_pair, (s: AttnShape, q: Mat, k: Mat, v: Mat, slope: f32, scr: &mut Scratch, lse_p: &mut [f32], y_base: *mut f32));
-isa_dispatch!(bwd_pair_isa, bwd_pair, (s: AttnShape, x: PairIn, slope: f32, lse_p: &[f32], scr: &mut Scratch, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]));
+crate::simd_dispatch!(fn fwd_pair_isa(s: AttnShape, q: Mat, k: Mat, v: Mat, slope: f32, scr: &mut Scratch, lse_p: &mut [f32], y_base: *mut f32) => fwd_pair);
+crate::simd_dispatch!(fn bwd_pair_isa(s: AttnShape, x: PairIn, slope: f32, lse_p: &[f32], scr: &mut Scratch, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) => bwd_pair);
 
 #[cfg(test)]
 mod tests {

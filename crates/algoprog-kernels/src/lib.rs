@@ -26,3 +26,30 @@ pub mod math;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
+
+/// A raw pointer shared by parallel tasks that each write a disjoint part of
+/// one buffer (rows of an output, say). Creating one is safe; every write
+/// through [`SharedMut::get`] is `unsafe` and its caller shows the parts
+/// are disjoint and inside the buffer, which outlives the tasks.
+#[derive(Debug)]
+pub struct SharedMut<T>(*mut T);
+
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: the pointer is only written through by tasks writing disjoint parts
+// (the contract above), so sharing it across threads races on nothing.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    pub fn new(buf: &mut [T]) -> Self {
+        Self(buf.as_mut_ptr())
+    }
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}

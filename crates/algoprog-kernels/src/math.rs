@@ -124,7 +124,9 @@ fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
 /// The SIMD level chosen at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Simd {
+    /// AVX-512 F, VL, DQ and BW (with AVX2 and FMA).
     Avx512,
+    /// AVX2 and FMA.
     Avx2,
     Baseline,
 }
@@ -136,7 +138,11 @@ pub fn simd() -> Simd {
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
                 return Simd::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -147,53 +153,62 @@ pub fn simd() -> Simd {
     })
 }
 
-/// Defines `pub fn $name(args) -> ret` that calls `$imp` compiled for the
-/// CPU's widest SIMD level.
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $imp:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub fn $name($($arg: $ty),*) -> $ret {
+/// Defines `$vis fn $name<T: Bound>(args) -> ret` (generic parameter and
+/// return type optional) that calls `$body(args)` compiled for the CPU's
+/// widest SIMD level ([`simd`]): AVX-512, AVX2+FMA or the baseline build.
+/// `$body` must be `#[inline(always)]` so its loops are compiled inside the
+/// feature-enabled wrapper and vectorise for it. The one run-time dispatch
+/// of every kernel in this workspace (the LSTM gates use it too).
+#[macro_export]
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident $(<$g:ident : $gb:path>)? ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name $(<$g: $gb>)? ($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) -> $ret {
-                    $imp($($arg),*)
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                unsafe fn v4 $(<$g: $gb>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
                 }
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    $imp($($arg),*)
+                unsafe fn v3 $(<$g: $gb>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
                 }
-                match simd() {
-                    // SAFETY: simd() saw these features on this CPU.
-                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
-                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
-                    Simd::Baseline => {}
+                match $crate::math::simd() {
+                    // SAFETY: simd() saw every feature v4 is compiled for on this CPU.
+                    $crate::math::Simd::Avx512 => return unsafe { v4($($arg),*) },
+                    // SAFETY: as above, for v3.
+                    $crate::math::Simd::Avx2 => return unsafe { v3($($arg),*) },
+                    $crate::math::Simd::Baseline => {}
                 }
             }
-            $imp($($arg),*)
+            $body($($arg),*)
         }
     };
 }
 
-dispatch!(
+crate::simd_dispatch!(
     /// max of a slice (−∞ when empty).
-    max, max_impl, (x: &[f32]) -> f32
+    pub fn max(x: &[f32]) -> f32 => max_impl
 );
-dispatch!(
+crate::simd_dispatch!(
     /// x ← e^(x − shift) element-wise; returns Σ x afterwards.
-    exp_sum_inplace, exp_sum_impl, (x: &mut [f32], shift: f32) -> f32
+    pub fn exp_sum_inplace(x: &mut [f32], shift: f32) -> f32 => exp_sum_impl
 );
-dispatch!(
+crate::simd_dispatch!(
     /// Σ e^(x − shift), without writing.
-    sum_exp, sum_exp_impl, (x: &[f32], shift: f32) -> f32
+    pub fn sum_exp(x: &[f32], shift: f32) -> f32 => sum_exp_impl
 );
-dispatch!(
+crate::simd_dispatch!(
     /// x ← k·x.
-    scale, scale_impl, (x: &mut [f32], k: f32) -> ()
+    pub fn scale(x: &mut [f32], k: f32) => scale_impl
 );
-dispatch!(
+crate::simd_dispatch!(
     /// Σ aᵢ·bᵢ over the shorter length.
-    dot, dot_impl, (a: &[f32], b: &[f32]) -> f32
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_impl
 );
 
 #[cfg(test)]

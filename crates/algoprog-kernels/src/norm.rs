@@ -23,7 +23,6 @@
 // The lane loops index fixed-size arrays on purpose (they vectorise).
 #![allow(clippy::needless_range_loop)]
 
-use crate::act::simd_dispatch;
 use rayon::prelude::*;
 
 /// Rows per rayon task.
@@ -190,10 +189,10 @@ fn rms_bwd_body(x: &[f32], g: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], 
     }
 }
 
-simd_dispatch!(fn ln_fwd_chunk(x: &[f32], g: &[f32], b: &[f32], eps: f32, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) => ln_fwd_body);
-simd_dispatch!(fn ln_bwd_chunk(x: &[f32], g: &[f32], mean: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32], scratch: &mut [f32]) => ln_bwd_body);
-simd_dispatch!(fn rms_fwd_chunk(x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) => rms_fwd_body);
-simd_dispatch!(fn rms_bwd_chunk(x: &[f32], g: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dg: &mut [f32], scratch: &mut [f32]) => rms_bwd_body);
+crate::simd_dispatch!(fn ln_fwd_chunk(x: &[f32], g: &[f32], b: &[f32], eps: f32, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) => ln_fwd_body);
+crate::simd_dispatch!(fn ln_bwd_chunk(x: &[f32], g: &[f32], mean: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dg: &mut [f32], db: &mut [f32], scratch: &mut [f32]) => ln_bwd_body);
+crate::simd_dispatch!(fn rms_fwd_chunk(x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) => rms_fwd_body);
+crate::simd_dispatch!(fn rms_bwd_chunk(x: &[f32], g: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dg: &mut [f32], scratch: &mut [f32]) => rms_bwd_body);
 
 fn check_shapes(what: &str, x: usize, d: usize, others: &[(usize, usize)]) -> usize {
     assert!(d > 0, "{what}: d must be positive");

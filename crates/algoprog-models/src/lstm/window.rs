@@ -30,19 +30,8 @@
 //! ∂L/∂s0 = [δh_next | δc_next | 0] after t = 1.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use algoprog_kernels::SharedMut;
 use rayon::prelude::*;
-
-/// A raw pointer shared by tasks that write disjoint parts of one buffer.
-#[derive(Clone, Copy)]
-struct SyncPtr<T>(*mut T);
-// SAFETY: every task using a SyncPtr writes only its own rows (see the callers).
-unsafe impl<T> Send for SyncPtr<T> {}
-unsafe impl<T> Sync for SyncPtr<T> {}
-impl<T> SyncPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
 
 /// Batch rows split into one contiguous group per rayon thread (at most b
 /// groups), so the time loop of each group runs on its own core.
@@ -57,8 +46,9 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// The gate non-linearities in the op's own precision: libm for f64 (exact
-/// reference), a branch-free polynomial `exp` for f32 that the compiler
-/// vectorises (relative error ≈ 1e-7, below f32 rounding of the results).
+/// reference), the kernels' branch-free sigmoid and tanh for f32
+/// (`algoprog_kernels::act`, built on the polynomial `math::exp`), which
+/// vectorise (relative error ≈ 1e-7, below f32 rounding of the results).
 pub trait GateFloat: WithDType {
     fn sigm(self) -> Self;
     fn tanhf(self) -> Self;
@@ -75,32 +65,14 @@ impl GateFloat for f64 {
     }
 }
 
-/// exp(x) for f32: x = n·ln2 + r, |r| ≤ ln2/2, exp(r) by the Cephes `expf`
-/// polynomial, 2ⁿ through the exponent bits; x clamped to [−87.3, 88.7].
-#[inline(always)]
-pub fn fast_exp_f32(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
-    // round-to-nearest by the 1.5·2²³ trick (vectorises without SSE4.1)
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 impl GateFloat for f32 {
     #[inline(always)]
     fn sigm(self) -> f32 {
-        1.0 / (1.0 + fast_exp_f32(-self))
+        algoprog_kernels::act::sigmoid_f32(self)
     }
     #[inline(always)]
     fn tanhf(self) -> f32 {
-        2.0 / (1.0 + fast_exp_f32(-2.0 * self)) - 1.0
+        algoprog_kernels::act::tanh_f32(self)
     }
 }
 
@@ -161,51 +133,9 @@ fn bwd_gates<T: GateFloat>(r: BwdRow<'_, T>) {
     }
 }
 
-/// The widest SIMD level of this CPU: 2 AVX-512, 1 AVX2+FMA, 0 baseline.
-fn simd_level() -> u8 {
-    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return 2;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return 1;
-            }
-        }
-        0
-    })
-}
-
-/// Calls `$f` compiled for the CPU's widest SIMD level (the gate loops
-/// vectorise; the crate itself is built for baseline x86-64).
-macro_rules! simd_dispatch {
-    ($name:ident, $f:ident, $row:ident) => {
-        fn $name<T: GateFloat>(r: $row<'_, T>) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                unsafe fn v4<T: GateFloat>(r: $row<'_, T>) {
-                    $f(r)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3<T: GateFloat>(r: $row<'_, T>) {
-                    $f(r)
-                }
-                match simd_level() {
-                    // SAFETY: simd_level() saw these features on this CPU.
-                    2 => return unsafe { v4(r) },
-                    1 => return unsafe { v3(r) },
-                    _ => {}
-                }
-            }
-            $f(r)
-        }
-    };
-}
-simd_dispatch!(fwd_gates_dispatch, fwd_gates, FwdRow);
-simd_dispatch!(bwd_gates_dispatch, bwd_gates, BwdRow);
+// the gate loops vectorise for the CPU's widest SIMD level
+algoprog_kernels::simd_dispatch!(fn fwd_gates_dispatch<T: GateFloat>(r: FwdRow<'_, T>) => fwd_gates);
+algoprog_kernels::simd_dispatch!(fn bwd_gates_dispatch<T: GateFloat>(r: BwdRow<'_, T>) => bwd_gates);
 
 fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
     if !l.is_contiguous() {
@@ -269,7 +199,7 @@ fn window_fwd<T: GateFloat>(
         )));
     }
     let mut out = vec![T::from_f64(0.0); tn * b * 6 * h];
-    let outp = SyncPtr(out.as_mut_ptr());
+    let outp = SharedMut::new(&mut out);
     // Batch rows are independent through time: each rayon task runs the
     // whole window for its own group of rows (disjoint rows of `out`).
     row_groups(b).into_par_iter().for_each(|(r0, r1)| {
@@ -427,7 +357,7 @@ fn window_bwd<T: GateFloat>(
     let w: Vec<T> = w.flatten_all()?.to_vec1()?;
     // [δa (T·B·4H) | δh_0, δc_0 (B·2H)], filled by row groups in parallel
     let mut out = vec![zero; tn * b * 4 * h + b * 2 * h + 4 * h * h];
-    let outp = SyncPtr(out.as_mut_ptr());
+    let outp = SharedMut::new(&mut out);
     row_groups(b).into_par_iter().for_each(|(r0, r1)| {
         let nb = r1 - r0;
         let mask: Vec<T> = (r0 * h..r1 * h).map(|k| s0[(k / h) * 3 * h + 2 * h + k % h]).collect();
