@@ -3,21 +3,10 @@
 //! their own storage (so detached views of the parameters, such as
 //! evaluation views, follow), with no temporaries.
 
-use super::slice_f32;
+use super::{slice_f32, slice_f32_mut};
 use algoprog_kernels::adamw;
 pub use algoprog_kernels::adamw::AdamStep;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Storage, Tensor};
-
-fn slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
-    let (a, b) = match l.contiguous_offsets() {
-        Some(o) => o,
-        None => candle_core::bail!("fused adamw: {what} is not contiguous"),
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("fused adamw: {what} must be f32"),
-    }
-}
 
 struct Ema {
     beta: f32,
@@ -30,7 +19,7 @@ impl InplaceOp2 for Ema {
     }
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
         let g = slice_f32(s2, l2, "adamw gradient")?;
-        let m = slice_mut(s1, l1, "moment")?;
+        let m = slice_f32_mut(s1, l1, "adamw moment")?;
         if m.len() != g.len() {
             candle_core::bail!("fused adamw: moment of {} elements for a gradient of {}", m.len(), g.len());
         }
@@ -60,7 +49,7 @@ impl InplaceOp3 for Apply {
     ) -> Result<()> {
         let m = slice_f32(s2, l2, "adamw first moment")?;
         let v = slice_f32(s3, l3, "adamw second moment")?;
-        let p = slice_mut(s1, l1, "parameter")?;
+        let p = slice_f32_mut(s1, l1, "adamw parameter")?;
         if p.len() != m.len() || p.len() != v.len() {
             candle_core::bail!("fused adamw: parameter, m and v differ in size");
         }

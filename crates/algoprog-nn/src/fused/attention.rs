@@ -13,10 +13,9 @@
 //! function runs [`causal_attention_composite`], the reference the tests
 //! compare against.
 
-use super::fusable;
+use super::{fusable, slice_f32, storage_f32};
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
-use candle_core::backend::BackendStorage;
 use super::rotary::RotaryTables;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -93,10 +92,7 @@ fn kernel_view(x: &Tensor) -> Result<Tensor> {
 
 /// The kernel's view of a rank-4 (b, h, T, d_h) f32 storage.
 fn heads<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<(Heads<'a>, AttnShape)> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("fused attention {what}: expected f32, got {:?}", other.dtype()),
-    };
+    let data = storage_f32(s, &format!("attention {what}"))?;
     let (dims, st) = (l.dims(), l.stride());
     if dims.len() != 4 {
         candle_core::bail!("fused attention {what}: expected (b, h, T, d_h), got {dims:?}");
@@ -108,19 +104,27 @@ fn heads<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<(Heads<'a>, At
     Ok((Heads { data, offset: l.start_offset(), strides: [st[0], st[1], st[2]] }, shape))
 }
 
-fn same_shape(a: AttnShape, b: AttnShape, what: &str) -> Result<()> {
-    if a != b {
-        candle_core::bail!("fused attention: {what} shape {b:?} differs from the queries' {a:?}");
+/// Queries, keys and values of one call as kernel views, with their common shape.
+fn qkv_heads<'a>(
+    q: (&'a CpuStorage, &Layout),
+    k: (&'a CpuStorage, &Layout),
+    v: (&'a CpuStorage, &Layout),
+) -> Result<(Heads<'a>, Heads<'a>, Heads<'a>, AttnShape)> {
+    let (qh, s) = heads(q.0, q.1, "queries")?;
+    let mut out = [qh; 2];
+    for (i, ((st, l), what)) in [(k, "keys"), (v, "values")].into_iter().enumerate() {
+        let (h, sh) = heads(st, l, what)?;
+        if sh != s {
+            candle_core::bail!("fused attention: {what} shape {sh:?} differs from the queries' {s:?}");
+        }
+        out[i] = h;
     }
-    Ok(())
+    Ok((qh, out[0], out[1], s))
 }
 
 /// The (b, T, h·d_h) tensor `x` as a kernel view with (b, h, T) strides.
 fn bthd_view<'a>(s: &'a CpuStorage, l: &Layout, shape: AttnShape, what: &str) -> Result<Heads<'a>> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("fused attention {what}: expected f32, got {:?}", other.dtype()),
-    };
+    let data = storage_f32(s, &format!("attention {what}"))?;
     let want = [shape.b, shape.t, shape.h * shape.hd];
     if l.dims() != want || !l.is_contiguous() {
         candle_core::bail!("fused attention {what}: expected a contiguous {want:?}, got {:?}", l.dims());
@@ -148,11 +152,7 @@ impl CustomOp3 for FusedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, s) = heads(s1, l1, "queries")?;
-        let (k, sk) = heads(s2, l2, "keys")?;
-        let (v, sv) = heads(s3, l3, "values")?;
-        same_shape(s, sk, "keys")?;
-        same_shape(s, sv, "values")?;
+        let (q, k, v, s) = qkv_heads((s1, l1), (s2, l2), (s3, l3))?;
         let mut y = vec![0f32; s.numel()];
         let mut lse = vec![0f32; s.pairs() * s.t];
         kernel::forward(s, q, k, v, self.alibi.as_deref(), &mut y, &mut lse);
@@ -206,11 +206,7 @@ impl CustomOp3 for FusedAttentionBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (q, s) = heads(s1, l1, "queries")?;
-        let (k, sk) = heads(s2, l2, "keys")?;
-        let (v, sv) = heads(s3, l3, "values")?;
-        same_shape(s, sk, "keys")?;
-        same_shape(s, sv, "values")?;
+        let (q, k, v, s) = qkv_heads((s1, l1), (s2, l2), (s3, l3))?;
         if self.lse.len() != s.pairs() * s.t {
             candle_core::bail!("fused attention backward: saved log-sum-exp has {} rows, expected {}", self.lse.len(), s.pairs() * s.t);
         }
@@ -255,9 +251,9 @@ fn packed_shape(l: &Layout, n_heads: usize) -> Result<AttnShape> {
 }
 
 /// q, k or v (i = 0, 1, 2) as a strided view of the packed (b, T, 3, h, d_h) data.
-fn packed_view(data: &[f32], offset: usize, s: AttnShape, i: usize) -> Heads<'_> {
+fn packed_view(data: &[f32], s: AttnShape, i: usize) -> Heads<'_> {
     let d = s.h * s.hd;
-    Heads { data, offset: offset + i * d, strides: [s.t * 3 * d, s.hd, 3 * d] }
+    Heads { data, offset: i * d, strides: [s.t * 3 * d, s.hd, 3 * d] }
 }
 
 /// q or k rotated into a contiguous (b, h, T, d_h) array.
@@ -273,13 +269,6 @@ fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables) -> Vec<f32> {
     out
 }
 
-fn packed_data<'a>(st: &'a CpuStorage, l: &Layout) -> Result<(&'a [f32], usize)> {
-    match (st, l.is_contiguous()) {
-        (CpuStorage::F32(v), true) => Ok((v.as_slice(), l.start_offset())),
-        _ => candle_core::bail!("fused attention: the packed projection must be a contiguous f32 tensor"),
-    }
-}
-
 impl CustomOp1 for PackedAttention {
     fn name(&self) -> &'static str {
         "fused-causal-attention-packed"
@@ -287,8 +276,8 @@ impl CustomOp1 for PackedAttention {
 
     fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let s = packed_shape(l, self.n_heads)?;
-        let (data, off) = packed_data(st, l)?;
-        let (q, k, v) = (packed_view(data, off, s, 0), packed_view(data, off, s, 1), packed_view(data, off, s, 2));
+        let data = slice_f32(st, l, "attention packed projection")?;
+        let (q, k, v) = (packed_view(data, s, 0), packed_view(data, s, 1), packed_view(data, s, 2));
         let mut y = vec![0f32; s.numel()];
         let mut lse = vec![0f32; s.pairs() * s.t];
         let rot = match &self.rotary {
@@ -346,14 +335,14 @@ impl CustomOp3 for PackedAttentionBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let s = packed_shape(l1, self.n_heads)?;
-        let (data, off) = packed_data(s1, l1)?;
+        let data = slice_f32(s1, l1, "attention packed projection")?;
         let guard = self.saved.lock().unwrap();
         let Some(saved) = guard.as_ref() else {
             candle_core::bail!("fused attention backward: the forward pass saved nothing (was it run on the CPU?)")
         };
         let y = bthd_view(s2, l2, s, "output")?;
         let dy = bthd_view(s3, l3, s, "output gradient")?;
-        let (q, k, v) = (packed_view(data, off, s, 0), packed_view(data, off, s, 1), packed_view(data, off, s, 2));
+        let (q, k, v) = (packed_view(data, s, 0), packed_view(data, s, 1), packed_view(data, s, 2));
         let n = s.numel();
         let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
         match &saved.rotated {

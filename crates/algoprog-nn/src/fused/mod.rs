@@ -34,13 +34,30 @@ pub fn fusable(t: &Tensor) -> bool {
 
 /// The f32 elements of a contiguous CPU tensor view, or an error naming `what`.
 pub(crate) fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        other => candle_core::bail!("fused {what}: expected f32, got {:?}", other.dtype()),
-    };
+    let data = storage_f32(s, what)?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("fused {what}: input is not contiguous (call .contiguous() first)"),
+    }
+}
+
+/// [`slice_f32`] for an op that writes in place.
+pub(crate) fn slice_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("fused {what}: input is not contiguous (call .contiguous() first)")
+    };
+    match s {
+        CpuStorage::F32(v) => Ok(&mut v[a..b]),
+        other => candle_core::bail!("fused {what}: expected f32, got {:?}", other.dtype()),
+    }
+}
+
+/// All f32 elements of a CPU storage (strided views index into it), or an
+/// error naming `what`.
+pub(crate) fn storage_f32<'a>(s: &'a CpuStorage, what: &str) -> Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(v) => Ok(v.as_slice()),
+        other => candle_core::bail!("fused {what}: expected f32, got {:?}", other.dtype()),
     }
 }
 
