@@ -477,6 +477,42 @@ impl Lstm {
         }
         Ok((Tensor::stack(&outs, 0)?, (hs, cs)))
     }
+
+    /// Layer `l`'s norm and output dropout applied to its raw outputs.
+    fn layer_output(&self, l: usize, out: Tensor, mask_o: Option<&Tensor>) -> Result<Tensor> {
+        let y = match &self.layers[l].norm {
+            Some(norm) => norm.forward(&out)?,
+            None => out,
+        };
+        match mask_o {
+            Some(m) => y.broadcast_mul(m),
+            None => Ok(y),
+        }
+    }
+
+    /// All layers window by window (the `cell` and `composite` kernels, and
+    /// any kernel off the CPU): x (T, B, d) → (T, B, H), the state detached
+    /// between windows.
+    fn windows_by_layer(&self, x: Tensor, zeros: &Tensor, mask_h: &[Option<Tensor>], mask_o: &[Option<Tensor>]) -> Result<Tensor> {
+        let (t, n) = (x.dim(0)?, self.layers.len());
+        let mut state: Vec<(Tensor, Tensor)> = (0..n).map(|_| (zeros.clone(), zeros.clone())).collect();
+        let mut windows = Vec::new();
+        let mut start = 0;
+        while start < t {
+            let len = self.cfg.tbptt_len.min(t - start);
+            let mut y = x.narrow(0, start, len)?;
+            for l in 0..n {
+                // Detach at the window boundary: no gradient flows into earlier windows.
+                let (h0, c0) = (state[l].0.detach(), state[l].1.detach());
+                let (out, st) = self.layer_window(l, &y, (h0, c0), mask_h[l].as_ref())?;
+                state[l] = st;
+                y = self.layer_output(l, out, mask_o[l].as_ref())?;
+            }
+            windows.push(y);
+            start += len;
+        }
+        if windows.len() == 1 { Ok(windows.pop().unwrap()) } else { Tensor::cat(&windows, 0) }
+    }
 }
 
 /// The cell update from gate pre-activations a = (a_i, a_f, a_o, a_g), each
@@ -528,7 +564,8 @@ impl LanguageModel for Lstm {
             });
         }
         let zeros = Tensor::zeros((b, h), x.dtype(), x.device())?;
-        if self.cfg.kernel == LstmKernel::Window && x.device().is_cpu() {
+        // time-major (T, B, H) output of the last layer
+        let y = if self.cfg.kernel == LstmKernel::Window && x.device().is_cpu() {
             // One op per layer over all windows (state carried, gradient cut at
             // each window boundary inside the op): no per-window narrow/cat.
             let mut y = x;
@@ -540,43 +577,12 @@ impl LanguageModel for Lstm {
                 };
                 let s0 = Tensor::cat(&[&zeros, &zeros, &mask], 1)?;
                 let out = xp.apply_op3(&layer.w_hh, &s0, LstmWindow::with_tbptt(self.cfg.tbptt_len))?;
-                y = match &layer.norm {
-                    Some(norm) => norm.forward(&out)?,
-                    None => out,
-                };
-                if let Some(m) = &mask_o[l] {
-                    y = y.broadcast_mul(m)?;
-                }
+                y = self.layer_output(l, out, mask_o[l].as_ref())?;
             }
-            let y = match &self.proj {
-                Some(p) => algoprog_nn::linear(&y, p, None)?,
-                None => y,
-            };
-            return y.transpose(0, 1)?.contiguous();
-        }
-        let mut state: Vec<(Tensor, Tensor)> = (0..n).map(|_| (zeros.clone(), zeros.clone())).collect();
-        let mut windows = Vec::new();
-        let mut start = 0;
-        while start < t {
-            let len = self.cfg.tbptt_len.min(t - start);
-            let mut y = x.narrow(0, start, len)?;
-            for l in 0..n {
-                // Detach at the window boundary: no gradient flows into earlier windows.
-                let (h0, c0) = (state[l].0.detach(), state[l].1.detach());
-                let (out, st) = self.layer_window(l, &y, (h0, c0), mask_h[l].as_ref())?;
-                state[l] = st;
-                y = match &self.layers[l].norm {
-                    Some(norm) => norm.forward(&out)?,
-                    None => out,
-                };
-                if let Some(m) = &mask_o[l] {
-                    y = y.broadcast_mul(m)?;
-                }
-            }
-            windows.push(y);
-            start += len;
-        }
-        let y = if windows.len() == 1 { windows.pop().unwrap() } else { Tensor::cat(&windows, 0)? };
+            y
+        } else {
+            self.windows_by_layer(x, &zeros, &mask_h, &mask_o)?
+        };
         let y = match &self.proj {
             Some(p) => algoprog_nn::linear(&y, p, None)?,
             None => y,
