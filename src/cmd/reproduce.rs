@@ -588,17 +588,17 @@ pub fn write_report(store: &Store, study: &Study, out: &Path, seconds: f64) -> R
             let fam = format!("modern-retro_{seam}");
             if let Some(c) = rep.variant(&fam).and_then(|v| v.ceg) {
                 // The variant's CEG vs modern is < 1 when reverting hurts; the modern choice's gain is its inverse.
-                innovations.push(Innovation { name: format!("{what} (measured: 1 / CEG of {fam})"), year: *year, gain: Gain::Multiplier { value: 1.0 / c } });
+                innovations.push(Innovation::new(format!("{what} (measured: 1 / CEG of {fam})"), *year, Gain::Multiplier { value: 1.0 / c }));
             }
         }
     }
     if let (Some((lstm, _)), Some((retro, _))) = (laws.get("lstm"), laws.get("retro")) {
-        innovations.push(Innovation { name: "Transformer over LSTM (retro frontier over lstm frontier)".into(), year: 2017.0, gain: Gain::Function { reference: *lstm, new: *retro } });
+        innovations.push(Innovation::new("Transformer over LSTM (retro frontier over lstm frontier)", 2017.0, Gain::Function { reference: *lstm, new: *retro }));
     }
     if let Some(g) = alloc_gain {
-        innovations.push(Innovation { name: "Chinchilla over Kaplan allocation".into(), year: 2022.0, gain: g });
+        innovations.push(Innovation::new("Chinchilla over Kaplan allocation", 2022.0, g));
     }
-    let timeline = Timeline { trend: Default::default(), target_year: None, innovations, interaction: None, reference_dependence: None };
+    let timeline = Timeline { innovations, ..Default::default() };
     if timeline.innovations.is_empty() {
         md.push_str("Needs an ablation group, fitted frontiers or an allocation law.\n\n");
     } else {
