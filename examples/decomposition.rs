@@ -10,7 +10,8 @@
 //! 2013 -> 2025, and the frontier-based CEGs from the published frontier
 //! fits, and prints the "published vs this" rows.
 
-use algoprog_ceg::{decompose, frontier_ceg, Timeline};
+use algoprog_ceg::decompose::ComputeTrend;
+use algoprog_ceg::{decompose, frontier_ceg, paper_references, reference_growth, Timeline};
 use algoprog_scaling::PowerLaw;
 
 struct Row {
@@ -121,6 +122,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{:.2}", frontier_ceg(&lstm, &retro, 5.277)?.ceg),
         "same caveat: ±0.0005 in α_LSTM (half a rounding step) moves either ratio by about ±30 %",
     ));
+    // Reference dependence (later paper): the modern mixture-of-experts Transformer against three references.
+    let growth = reference_growth(&paper_references(), &ComputeTrend::default(), 2023.0, 2023.0)?;
+    let published = [("lstm", "exponential"), ("kaplan_transformer", "grows"), ("dense_transformer", "zero")];
+    for (g, (name, p)) in growth.iter().zip(published) {
+        let pt = g.points[0];
+        rows.push(row(
+            format!("growth of measured progress in 2023 vs {name}"),
+            p,
+            format!("{:.1} %/yr", 100.0 * pt.log_growth),
+            &format!("d ln CEG / d year at C(2023); CEG {:.1}", pt.ceg),
+        ));
+    }
     print_table("Decomposition of progress: published vs this (library API, published constants)", &rows);
     Ok(())
 }
