@@ -582,7 +582,13 @@ impl Timeline {
         if n > 1 {
             log_g += interaction.ln();
         }
-        Ok(log_g.exp())
+        let g = log_g.exp();
+        if !g.is_finite() {
+            return Err(CegError::BadTimeline(format!(
+                "the total gain in {y} is too large for a number (ln total = {log_g:.1}); check the multipliers and frontiers"
+            )));
+        }
+        Ok(g)
     }
 }
 
@@ -728,8 +734,10 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
     if log_total == 0.0 {
         return Err(CegError::ZeroTotalGain { compute });
     }
-    if !log_total.is_finite() {
-        return Err(CegError::BadTimeline(format!("the total gain at {year} overflows (ln total = {log_total})")));
+    if !log_total.exp().is_finite() {
+        return Err(CegError::BadTimeline(format!(
+            "the total gain at {year} is too large for a number (ln total = {log_total:.1}); check the multipliers and frontiers"
+        )));
     }
     for s in &mut items {
         s.share = s.log_ceg / log_total;
@@ -1281,5 +1289,20 @@ mod tests {
             * 4.1f64.ln();
         assert!((k[6].log_growth - fd).abs() < 1e-5 && k[6].year == y);
         assert!(reference_growth(&paper_references(), &ComputeTrend::default(), 2020.0, 2019.0).is_err());
+    }
+
+    #[test]
+    fn a_total_too_large_for_a_number_is_an_error_not_infinity() {
+        let t = Timeline {
+            target_year: Some(2023.0),
+            innovations: vec![
+                Innovation::new("a", 2018.0, Gain::constant(1e308)),
+                Innovation::new("b", 2019.0, Gain::constant(1e308)),
+            ],
+            ..Default::default()
+        };
+        let e = decompose(&t).unwrap_err().to_string();
+        assert!(e.contains("too large for a number"), "{e}");
+        assert!(t.total_at(2018.5).is_ok() && t.total_at(2020.0).is_err());
     }
 }
