@@ -39,7 +39,9 @@ fn parse_jsonl(text: &str) -> Result<Vec<Document>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str::<Document>(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str::<Document>(l).map_err(|e| format!("line {}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -84,8 +86,13 @@ pub struct EmbeddedCorpus;
 impl Corpus for EmbeddedCorpus {
     fn identity(&self) -> String {
         static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        ID.get_or_init(|| format!("embedded:{}", &hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16]))
-            .clone()
+        ID.get_or_init(|| {
+            format!(
+                "embedded:{}",
+                &hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16]
+            )
+        })
+        .clone()
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
         embedded_documents()

@@ -84,16 +84,25 @@ impl DataConfig {
     /// Checks ranges; the error names the offending key.
     pub fn validate(&self) -> Result<(), DataError> {
         if self.seq_len == 0 || self.seq_len > 1 << 20 {
-            return Err(DataError::config("seq_len", format!("= {} must be between 1 and 1048576", self.seq_len)));
+            return Err(DataError::config(
+                "seq_len",
+                format!("= {} must be between 1 and 1048576", self.seq_len),
+            ));
         }
         if self.val_tokens <= self.seq_len {
             return Err(DataError::config(
                 "val_tokens",
-                format!("= {} must exceed seq_len = {} so that validation holds at least one sequence", self.val_tokens, self.seq_len),
+                format!(
+                    "= {} must exceed seq_len = {} so that validation holds at least one sequence",
+                    self.val_tokens, self.seq_len
+                ),
             ));
         }
         if self.bpe_sample_bytes == Some(0) {
-            return Err(DataError::config("bpe_sample_bytes", "= 0 leaves no text to train the BPE on; leave it out for 32 MiB"));
+            return Err(DataError::config(
+                "bpe_sample_bytes",
+                "= 0 leaves no text to train the BPE on; leave it out for 32 MiB",
+            ));
         }
         if let Some(m) = self.max_train_tokens {
             if m <= self.seq_len {
@@ -283,12 +292,20 @@ impl Dataset {
     }
 
     /// [`Dataset::prepare_corpus`] with a progress callback receiving one-line messages.
-    pub fn prepare_with(cfg: &DataConfig, corpus: &dyn Corpus, progress: Progress<'_>) -> Result<Dataset, DataError> {
+    pub fn prepare_with(
+        cfg: &DataConfig,
+        corpus: &dyn Corpus,
+        progress: Progress<'_>,
+    ) -> Result<Dataset, DataError> {
         Self::run(cfg, corpus, &MessageObserver(progress), true)
     }
 
     /// [`Dataset::prepare_corpus`] reporting to an observer (messages and tokenisation progress).
-    pub fn prepare_observed(cfg: &DataConfig, corpus: &dyn Corpus, observer: &dyn PrepareObserver) -> Result<Dataset, DataError> {
+    pub fn prepare_observed(
+        cfg: &DataConfig,
+        corpus: &dyn Corpus,
+        observer: &dyn PrepareObserver,
+    ) -> Result<Dataset, DataError> {
         Self::run(cfg, corpus, observer, true)
     }
 
@@ -299,7 +316,12 @@ impl Dataset {
         Self::run(cfg, corpus, &MessageObserver(None), false)
     }
 
-    fn run(cfg: &DataConfig, corpus: &dyn Corpus, obs: &dyn PrepareObserver, build: bool) -> Result<Dataset, DataError> {
+    fn run(
+        cfg: &DataConfig,
+        corpus: &dyn Corpus,
+        obs: &dyn PrepareObserver,
+        build: bool,
+    ) -> Result<Dataset, DataError> {
         cfg.validate()?;
         if corpus.is_streamed() {
             return Self::run_streamed(cfg, corpus, obs, build);
@@ -314,7 +336,10 @@ impl Dataset {
             if d.len() < 2 {
                 return Err(DataError::Corpus {
                     corpus: identity.clone(),
-                    message: format!("has {} document(s); a train/validation split needs at least 2", d.len()),
+                    message: format!(
+                        "has {} document(s); a train/validation split needs at least 2",
+                        d.len()
+                    ),
                 });
             }
             Ok(d)
@@ -324,8 +349,16 @@ impl Dataset {
         let tokenizer: Arc<dyn Tokenizer> = match &cfg.tokenizer {
             TokenizerSpec::Gpt2 => Arc::new(Gpt2Tokenizer),
             TokenizerSpec::Bpe { vocab_size } => {
-                let tag = short_hash(&[&identity, &cfg.split_seed.to_string(), &cfg.val_tokens.to_string(), "bpe-v1"]);
-                let path = cache_dir.join("tokenizers").join(format!("bpe-{vocab_size}-{tag}")).join("tokenizer.json");
+                let tag = short_hash(&[
+                    &identity,
+                    &cfg.split_seed.to_string(),
+                    &cfg.val_tokens.to_string(),
+                    "bpe-v1",
+                ]);
+                let path = cache_dir
+                    .join("tokenizers")
+                    .join(format!("bpe-{vocab_size}-{tag}"))
+                    .join("tokenizer.json");
                 match load_cached_bpe(&path, build, &say)? {
                     Some(t) => Arc::new(t),
                     None => {
@@ -351,21 +384,32 @@ impl Dataset {
             &cfg.val_tokens.to_string(),
         ]);
         let cache_path = cache_dir.join("tokens").join(format!("{key}.tok"));
-        let (cache, meta, outcome) = match open_existing(&cache_path, &fingerprint, cfg.verify_cache, build, &mut timings, &say)? {
+        let (cache, meta, outcome) = match open_existing(
+            &cache_path,
+            &fingerprint,
+            cfg.verify_cache,
+            build,
+            &mut timings,
+            &say,
+        )? {
             Ok((c, m)) => (c, m, CacheOutcome::Loaded),
             Err(outcome) => {
                 let d = match docs.take() {
                     Some(d) => d,
                     None => load_docs()?,
                 };
-                say(&format!("tokenising {} documents with {fingerprint}", d.len()));
+                say(&format!(
+                    "tokenising {} documents with {fingerprint}",
+                    d.len()
+                ));
                 let t0 = Instant::now();
                 let toks = tokenize_all(tokenizer.as_ref(), &d);
                 timings.tokenize_s = t0.elapsed().as_secs_f64();
                 let text_bytes: u64 = d.iter().map(|x| x.text.len() as u64).sum();
                 let n_tok: u64 = toks.iter().map(|t| t.len() as u64 + 1).sum();
                 obs.tokenised(d.len() as u64, text_bytes, n_tok);
-                let (meta, train, val) = build_streams(&d, &toks, tokenizer.as_ref(), cfg, &identity, text_bytes)?;
+                let (meta, train, val) =
+                    build_streams(&d, &toks, tokenizer.as_ref(), cfg, &identity, text_bytes)?;
                 drop(toks);
                 let meta_json = serde_json::to_string(&meta).expect("metadata serialises");
                 let file = TokenFile {
@@ -378,25 +422,42 @@ impl Dataset {
                 (cache, meta, outcome)
             }
         };
-        Self::finish(cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings)
+        Self::finish(
+            cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings,
+        )
     }
 
     /// The streamed path of [`Dataset::prepare`] (see there for the split rule).
-    fn run_streamed(cfg: &DataConfig, corpus: &dyn Corpus, obs: &dyn PrepareObserver, build: bool) -> Result<Dataset, DataError> {
+    fn run_streamed(
+        cfg: &DataConfig,
+        corpus: &dyn Corpus,
+        obs: &dyn PrepareObserver,
+        build: bool,
+    ) -> Result<Dataset, DataError> {
         let say = |m: &str| obs.message(m);
         let cache_dir = cfg.resolved_cache_dir()?;
         let identity = corpus.identity();
         let sample_bytes = cfg.bpe_sample_bytes.unwrap_or(DEFAULT_BPE_SAMPLE_BYTES);
         let mut timings = PrepareTimings::default();
         let mut head: Option<Head<'_>> = None;
-        let open_head = || -> Result<Head<'_>, DataError> { Ok(Head::new(corpus.stream()?, identity.clone())) };
+        let open_head =
+            || -> Result<Head<'_>, DataError> { Ok(Head::new(corpus.stream()?, identity.clone())) };
 
         // 1. The tokenizer.
         let tokenizer: Arc<dyn Tokenizer> = match &cfg.tokenizer {
             TokenizerSpec::Gpt2 => Arc::new(Gpt2Tokenizer),
             TokenizerSpec::Bpe { vocab_size } => {
-                let tag = short_hash(&[&identity, "streamed", &cfg.val_tokens.to_string(), &sample_bytes.to_string(), "bpe-v1"]);
-                let path = cache_dir.join("tokenizers").join(format!("bpe-{vocab_size}-{tag}")).join("tokenizer.json");
+                let tag = short_hash(&[
+                    &identity,
+                    "streamed",
+                    &cfg.val_tokens.to_string(),
+                    &sample_bytes.to_string(),
+                    "bpe-v1",
+                ]);
+                let path = cache_dir
+                    .join("tokenizers")
+                    .join(format!("bpe-{vocab_size}-{tag}"))
+                    .join("tokenizer.json");
                 match load_cached_bpe(&path, build, &say)? {
                     Some(t) => Arc::new(t),
                     None => {
@@ -414,10 +475,27 @@ impl Dataset {
         let fingerprint = tokenizer.fingerprint();
 
         // 2. The token streams.
-        let cap = cfg.max_train_tokens.map(|m| m.to_string()).unwrap_or_else(|| "all".into());
-        let key = short_hash(&[STREAM_FORMAT, &identity, &fingerprint, "streamed", &cfg.val_tokens.to_string(), &cap]);
+        let cap = cfg
+            .max_train_tokens
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "all".into());
+        let key = short_hash(&[
+            STREAM_FORMAT,
+            &identity,
+            &fingerprint,
+            "streamed",
+            &cfg.val_tokens.to_string(),
+            &cap,
+        ]);
         let cache_path = cache_dir.join("tokens").join(format!("{key}.tok"));
-        let (cache, meta, outcome) = match open_existing(&cache_path, &fingerprint, cfg.verify_cache, build, &mut timings, &say)? {
+        let (cache, meta, outcome) = match open_existing(
+            &cache_path,
+            &fingerprint,
+            cfg.verify_cache,
+            build,
+            &mut timings,
+            &say,
+        )? {
             Ok((c, m)) => (c, m, CacheOutcome::Loaded),
             Err(outcome) => {
                 let h = match head.take() {
@@ -431,7 +509,9 @@ impl Dataset {
                 (cache, meta, outcome)
             }
         };
-        Self::finish(cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings)
+        Self::finish(
+            cfg, tokenizer, cache, meta, identity, cache_path, outcome, timings,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -447,7 +527,9 @@ impl Dataset {
     ) -> Result<Dataset, DataError> {
         let cache = Arc::new(cache);
         let full_train = cache.section(0).len();
-        let train_len = cfg.max_train_tokens.map_or(full_train, |m| m.min(full_train));
+        let train_len = cfg
+            .max_train_tokens
+            .map_or(full_train, |m| m.min(full_train));
         let train = TokenStream::new(cache.clone(), 0, train_len);
         let val = TokenStream::new(cache.clone(), 1, cache.section(1).len());
         if num_sequences(train.len(), cfg.seq_len) == 0 {
@@ -484,7 +566,11 @@ impl Dataset {
             // Documents end with end-of-text, which no document's own tokens contain.
             let eot = tokenizer.end_of_text();
             let v = train.view();
-            v.slice(..train_len - 1).iter().filter(|&t| t == eot).count() + 1
+            v.slice(..train_len - 1)
+                .iter()
+                .filter(|&t| t == eot)
+                .count()
+                + 1
         };
         let vocab = tokenizer.vocab_size();
         let n_val_seq = num_sequences(val.len(), cfg.seq_len);
@@ -493,7 +579,12 @@ impl Dataset {
         } else {
             unigram::counts_iter(train.view().iter(), vocab)
         };
-        let unigram_ce = unigram::cross_entropy_from_counts(&train_counts, train.len(), val.view().slice(1..=n_val_seq * cfg.seq_len).iter(), vocab);
+        let unigram_ce = unigram::cross_entropy_from_counts(
+            &train_counts,
+            train.len(),
+            val.view().slice(1..=n_val_seq * cfg.seq_len).iter(),
+            vocab,
+        );
         let train_entropy = unigram::entropy_from_counts(&train_counts, train.len());
         Ok(Dataset {
             config: cfg.clone(),
@@ -699,7 +790,10 @@ fn gpt2_prefix(docs: &[Document], order: &[usize], target: usize) -> usize {
     let mut acc = 0;
     let mut k = 0;
     for chunk in order.chunks(8) {
-        let lens: Vec<usize> = chunk.par_iter().map(|&i| gpt2.encode(&docs[i].text).len()).collect();
+        let lens: Vec<usize> = chunk
+            .par_iter()
+            .map(|&i| gpt2.encode(&docs[i].text).len())
+            .collect();
         for l in lens {
             acc += l + 1;
             k += 1;
@@ -737,16 +831,26 @@ fn train_bpe_on_split(
         if k >= docs.len() {
             return Err(too_small(identity, cfg, docs.len()));
         }
-        say(&format!("training BPE vocab {vocab_size} on {} documents", docs.len() - k));
+        say(&format!(
+            "training BPE vocab {vocab_size} on {} documents",
+            docs.len() - k
+        ));
         let texts = order[k..].iter().map(|&i| docs[i].text.as_str());
         let tok = BpeTokenizer::train(texts, vocab_size)?;
-        let total: usize = order[..k].par_iter().map(|&i| tok.encode(&docs[i].text).len() + 1).sum();
+        let total: usize = order[..k]
+            .par_iter()
+            .map(|&i| tok.encode(&docs[i].text).len() + 1)
+            .sum();
         if total >= cfg.val_tokens {
             return Ok(tok);
         }
         // The BPE is more compact than GPT-2 on this text: grow the validation prefix.
         let rest: Vec<usize> = order[k..].to_vec();
-        let extra = prefix_for(&rest, |i| tok.encode(&docs[i].text).len(), cfg.val_tokens - total);
+        let extra = prefix_for(
+            &rest,
+            |i| tok.encode(&docs[i].text).len(),
+            cfg.val_tokens - total,
+        );
         k += extra;
     }
 }
@@ -805,20 +909,30 @@ fn parse_meta(cache: &TokenCache) -> Result<CacheMeta, DataError> {
         path: cache.path().to_path_buf(),
         reason,
     };
-    let meta: CacheMeta = serde_json::from_str(cache.meta()).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    let meta: CacheMeta =
+        serde_json::from_str(cache.meta()).map_err(|e| corrupt(format!("metadata: {e}")))?;
     if cache.num_sections() != 2 {
-        return Err(corrupt(format!("{} sections, expected 2 (train, validation)", cache.num_sections())));
+        return Err(corrupt(format!(
+            "{} sections, expected 2 (train, validation)",
+            cache.num_sections()
+        )));
     }
     let (train, val) = (cache.section(0).len(), cache.section(1).len());
     let train_ok = meta.streamed || meta.train.tokens.iter().sum::<usize>() == train;
     if !train_ok || meta.val.tokens.iter().sum::<usize>() != val {
-        return Err(corrupt("document token counts disagree with the streams".into()));
+        return Err(corrupt(
+            "document token counts disagree with the streams".into(),
+        ));
     }
     Ok(meta)
 }
 
 /// Loads a cached BPE tokenizer: `Ok(None)` when it must be trained.
-fn load_cached_bpe(path: &Path, build: bool, say: &dyn Fn(&str)) -> Result<Option<BpeTokenizer>, DataError> {
+fn load_cached_bpe(
+    path: &Path,
+    build: bool,
+    say: &dyn Fn(&str),
+) -> Result<Option<BpeTokenizer>, DataError> {
     if path.exists() {
         match BpeTokenizer::load(path) {
             Ok(t) => return Ok(Some(t)),
@@ -854,13 +968,16 @@ fn open_existing(
         return Ok(Err(CacheOutcome::Built));
     }
     let t0 = Instant::now();
-    let res = TokenCache::open(path, fingerprint, verify).and_then(|c| parse_meta(&c).map(|m| (c, m)));
+    let res =
+        TokenCache::open(path, fingerprint, verify).and_then(|c| parse_meta(&c).map(|m| (c, m)));
     timings.cache_read_s = t0.elapsed().as_secs_f64();
     match res {
         Ok(x) => Ok(Ok(x)),
         Err(e) if build => {
             say(&format!("{e}; rebuilding"));
-            Ok(Err(CacheOutcome::Rebuilt { reason: e.to_string() }))
+            Ok(Err(CacheOutcome::Rebuilt {
+                reason: e.to_string(),
+            }))
         }
         Err(e) => Err(e),
     }
@@ -915,7 +1032,11 @@ impl<'a> Head<'a> {
     }
 
     /// Shortest prefix reaching `target` tokens of `len` (+1 each), pulling documents as needed.
-    fn prefix(&mut self, target: usize, len: &(dyn Fn(&str) -> usize + Sync)) -> Result<usize, DataError> {
+    fn prefix(
+        &mut self,
+        target: usize,
+        len: &(dyn Fn(&str) -> usize + Sync),
+    ) -> Result<usize, DataError> {
         let mut acc = 0;
         let mut k = 0;
         loop {
@@ -945,7 +1066,13 @@ impl<'a> Head<'a> {
     /// Trains a BPE on up to `sample` bytes of the documents after the validation
     /// prefix, growing the prefix (and retraining) until it holds `val_tokens`
     /// under the BPE too.
-    fn train_bpe(&mut self, cfg: &DataConfig, vocab_size: usize, sample: u64, say: &dyn Fn(&str)) -> Result<BpeTokenizer, DataError> {
+    fn train_bpe(
+        &mut self,
+        cfg: &DataConfig,
+        vocab_size: usize,
+        sample: u64,
+        say: &dyn Fn(&str),
+    ) -> Result<BpeTokenizer, DataError> {
         let mut k = self.gpt2_prefix(cfg.val_tokens)?;
         loop {
             let mut bytes: u64 = self.docs[k..].iter().map(|d| d.text.len() as u64).sum();
@@ -962,9 +1089,18 @@ impl<'a> Head<'a> {
             if end == k {
                 return Err(self.too_small(cfg));
             }
-            say(&format!("training BPE vocab {vocab_size} on {} documents ({acc} bytes)", end - k));
-            let tok = BpeTokenizer::train(self.docs[k..end].iter().map(|d| d.text.as_str()), vocab_size)?;
-            let total: usize = self.docs[..k].par_iter().map(|d| tok.encode(&d.text).len() + 1).sum();
+            say(&format!(
+                "training BPE vocab {vocab_size} on {} documents ({acc} bytes)",
+                end - k
+            ));
+            let tok = BpeTokenizer::train(
+                self.docs[k..end].iter().map(|d| d.text.as_str()),
+                vocab_size,
+            )?;
+            let total: usize = self.docs[..k]
+                .par_iter()
+                .map(|d| tok.encode(&d.text).len() + 1)
+                .sum();
             if total >= cfg.val_tokens {
                 return Ok(tok);
             }
@@ -982,7 +1118,13 @@ impl<'a> Head<'a> {
 
     /// Chooses the validation prefix, tokenises it and streams the rest of the
     /// corpus through the tokenizer into the cache file at `path`.
-    fn tokenize_into(mut self, cfg: &DataConfig, tok: &dyn Tokenizer, path: &Path, obs: &dyn PrepareObserver) -> Result<CacheMeta, DataError> {
+    fn tokenize_into(
+        mut self,
+        cfg: &DataConfig,
+        tok: &dyn Tokenizer,
+        path: &Path,
+        obs: &dyn PrepareObserver,
+    ) -> Result<CacheMeta, DataError> {
         let k_ref = self.gpt2_prefix(cfg.val_tokens)?;
         let k_tok = if tok.fingerprint().starts_with("gpt2") {
             k_ref
@@ -994,8 +1136,14 @@ impl<'a> Head<'a> {
             return Err(self.too_small(cfg));
         }
         let eot = tok.end_of_text();
-        obs.message(&format!("validation: the first {k} documents; tokenising the rest with {}", tok.fingerprint()));
-        let val_toks: Vec<Vec<u32>> = self.docs[..k].par_iter().map(|d| tok.encode(&d.text)).collect();
+        obs.message(&format!(
+            "validation: the first {k} documents; tokenising the rest with {}",
+            tok.fingerprint()
+        ));
+        let val_toks: Vec<Vec<u32>> = self.docs[..k]
+            .par_iter()
+            .map(|d| tok.encode(&d.text))
+            .collect();
         let mut val_side = SplitSide::default();
         let mut val = Vec::new();
         let mut text_bytes: u64 = 0;
@@ -1014,14 +1162,16 @@ impl<'a> Head<'a> {
         let mut tokens_done = val.len() as u64;
         obs.tokenised(docs_done, text_bytes, tokens_done);
 
-        let mut writer = crate::cache::TokenCacheWriter::create(path, &tok.fingerprint(), tok.vocab_size(), 2)?;
+        let mut writer =
+            crate::cache::TokenCacheWriter::create(path, &tok.fingerprint(), tok.vocab_size(), 2)?;
         let cap = cfg.max_train_tokens.map(|m| m as u64);
         let tail: Vec<Document> = self.docs.split_off(k);
         let rest = self.rest;
         let mut train_docs = 0usize;
         let mut counts = vec![0u64; tok.vocab_size()];
         std::thread::scope(|s| -> Result<(), DataError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Document>, DataError>>(CHUNKS_QUEUED);
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<Vec<Document>, DataError>>(CHUNKS_QUEUED);
             s.spawn(move || {
                 let mut chunk = Vec::new();
                 let mut bytes = 0usize;

@@ -103,7 +103,10 @@ fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let is_gz = path.extension().is_some_and(|e| e == "gz");
     Ok(if is_gz {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, f))
     })
@@ -134,8 +137,12 @@ impl JsonLines {
 
     fn parse(&self) -> Result<Document, DataError> {
         let bad = |m: String| DataError::source(&self.path, Some(self.line), m);
-        let mut obj: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.buf).map_err(|e| bad(format!("not a JSON object ({e}); every line must be one JSON object")))?;
+        let mut obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&self.buf)
+            .map_err(|e| {
+            bad(format!(
+                "not a JSON object ({e}); every line must be one JSON object"
+            ))
+        })?;
         match obj.remove(&self.text_field) {
             Some(serde_json::Value::String(text)) => Ok(Document {
                 id: format!("{}:{}", self.name, self.line),
@@ -194,7 +201,11 @@ impl Iterator for JsonLines {
                     } else {
                         "the file is unreadable or not UTF-8"
                     };
-                    return Some(Err(DataError::source(&self.path, Some(self.line), format!("cannot read: {e}; {hint}"))));
+                    return Some(Err(DataError::source(
+                        &self.path,
+                        Some(self.line),
+                        format!("cannot read: {e}; {hint}"),
+                    )));
                 }
             }
         }
@@ -277,7 +288,11 @@ impl DirCorpus {
                 if md.is_dir() {
                     stack.push(path);
                 } else if corpus_file_kind(&name).is_some() {
-                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                    let rel = path
+                        .strip_prefix(root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     let mtime = md
                         .modified()
                         .ok()
@@ -325,19 +340,30 @@ impl Corpus for DirCorpus {
     fn stream(&self) -> Result<DocStream<'_>, DataError> {
         let field = self.spec.text_field.clone();
         let files = self.files.clone();
-        let it = files.into_iter().flat_map(move |(path, rel, _)| -> DocStream<'static> {
-            if corpus_file_kind(&rel) == Some("txt") {
-                let doc = std::fs::read_to_string(&path)
-                    .map_err(|e| DataError::source(&path, None, format!("cannot read as UTF-8 text: {e}")))
-                    .map(|text| Document { id: rel.clone(), text });
-                Box::new(std::iter::once(doc))
-            } else {
-                match JsonLines::open(&path, rel.clone(), &field) {
-                    Ok(j) => Box::new(j),
-                    Err(e) => Box::new(std::iter::once(Err(e))),
+        let it = files
+            .into_iter()
+            .flat_map(move |(path, rel, _)| -> DocStream<'static> {
+                if corpus_file_kind(&rel) == Some("txt") {
+                    let doc = std::fs::read_to_string(&path)
+                        .map_err(|e| {
+                            DataError::source(
+                                &path,
+                                None,
+                                format!("cannot read as UTF-8 text: {e}"),
+                            )
+                        })
+                        .map(|text| Document {
+                            id: rel.clone(),
+                            text,
+                        });
+                    Box::new(std::iter::once(doc))
+                } else {
+                    match JsonLines::open(&path, rel.clone(), &field) {
+                        Ok(j) => Box::new(j),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    }
                 }
-            }
-        });
+            });
         Ok(budgeted(Box::new(it), self.spec.max_chars))
     }
     fn is_streamed(&self) -> bool {
@@ -374,7 +400,9 @@ impl std::fmt::Debug for C4Corpus {
 /// The hf-hub cache directory a C4 spec uses: `hub_cache`, else hf-hub's own
 /// resolution (`HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`).
 pub fn hub_cache_dir(spec: &C4Spec) -> PathBuf {
-    spec.hub_cache.clone().unwrap_or_else(hf_hub::resolve_cache_dir)
+    spec.hub_cache
+        .clone()
+        .unwrap_or_else(hf_hub::resolve_cache_dir)
 }
 
 impl C4Corpus {
@@ -382,16 +410,28 @@ impl C4Corpus {
     /// looked up now so that a missing one is reported before any work.
     pub fn open(spec: &C4Spec) -> Result<Self, DataError> {
         if spec.shards == 0 || spec.shards > C4_SHARDS {
-            return Err(DataError::config("corpus.c4.shards", format!("= {} must be between 1 and {C4_SHARDS}", spec.shards)));
+            return Err(DataError::config(
+                "corpus.c4.shards",
+                format!("= {} must be between 1 and {C4_SHARDS}", spec.shards),
+            ));
         }
         if spec.max_chars == Some(0) {
-            return Err(DataError::config("corpus.c4.max_chars", "= 0 selects no text; leave it out to use whole shards"));
+            return Err(DataError::config(
+                "corpus.c4.max_chars",
+                "= 0 selects no text; leave it out to use whole shards",
+            ));
         }
         let hub_cache = hub_cache_dir(spec);
         let client = hf_hub::HFClient::builder()
             .cache_dir(&hub_cache)
             .build_sync()
-            .map_err(|e| DataError::source(&hub_cache, None, format!("cannot create the hf-hub client: {e}")))?;
+            .map_err(|e| {
+                DataError::source(
+                    &hub_cache,
+                    None,
+                    format!("cannot create the hf-hub client: {e}"),
+                )
+            })?;
         let repo = client.dataset("allenai", "c4");
         let mut c4 = C4Corpus {
             spec: spec.clone(),
@@ -405,7 +445,8 @@ impl C4Corpus {
             let p = c4.resolve(i)?;
             c4.resolved.push(p);
         }
-        c4.commit = commit_of(&c4.resolved[0]).unwrap_or_else(|| spec.revision.clone().unwrap_or_else(|| "main".into()));
+        c4.commit = commit_of(&c4.resolved[0])
+            .unwrap_or_else(|| spec.revision.clone().unwrap_or_else(|| "main".into()));
         Ok(c4)
     }
 
@@ -437,7 +478,9 @@ fn resolve_shard(
     let commit = if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
         Some(rev.clone())
     } else {
-        std::fs::read_to_string(&ref_file).ok().map(|s| s.trim().to_string())
+        std::fs::read_to_string(&ref_file)
+            .ok()
+            .map(|s| s.trim().to_string())
     };
     repo.download_file()
         .filename(name.clone())
@@ -472,7 +515,10 @@ fn resolve_shard(
 
 /// The commit hash in `.../snapshots/<commit>/en/<file>`.
 fn commit_of(path: &Path) -> Option<String> {
-    let comps: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let comps: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     let i = comps.iter().rposition(|c| c == "snapshots")?;
     comps.get(i + 1).cloned()
 }
@@ -483,7 +529,10 @@ impl Corpus for C4Corpus {
             "c4:allenai/c4@{}:en:shards={}:max_chars={}",
             self.commit,
             self.spec.shards,
-            self.spec.max_chars.map(|m| m.to_string()).unwrap_or_else(|| "all".into())
+            self.spec
+                .max_chars
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "all".into())
         )
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
@@ -508,7 +557,10 @@ impl Corpus for C4Corpus {
     }
     fn size_hint_bytes(&self) -> Option<u64> {
         if self.resolved.len() == self.spec.shards {
-            self.resolved.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum()
+            self.resolved
+                .iter()
+                .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+                .sum()
         } else {
             None
         }

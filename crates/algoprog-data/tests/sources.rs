@@ -115,7 +115,10 @@ fn gpt2_stream(texts: &[String]) -> Vec<u32> {
 fn c4_offline_gives_the_tokens_of_the_dir_source() {
     let root = tmp();
     let t = texts();
-    let hub = hub_with_shards(&root.path().join("hub"), &[shard_bytes(&t[..40]), shard_bytes(&t[40..])]);
+    let hub = hub_with_shards(
+        &root.path().join("hub"),
+        &[shard_bytes(&t[..40]), shard_bytes(&t[40..])],
+    );
     let dir = root.path().join("plain");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.jsonl.gz"), shard_bytes(&t[..40])).unwrap();
@@ -123,8 +126,14 @@ fn c4_offline_gives_the_tokens_of_the_dir_source() {
     let cache = root.path().join("cache");
 
     for tok in [TokenizerSpec::Gpt2, TokenizerSpec::Bpe { vocab_size: 300 }] {
-        let c4 = Dataset::prepare(&cfg(CorpusSpec::C4(c4_spec(&hub, 2)), tok.clone(), &cache)).unwrap();
-        let plain = Dataset::prepare(&cfg(CorpusSpec::Dir(DirSpec::new(&dir)), tok.clone(), &cache)).unwrap();
+        let c4 =
+            Dataset::prepare(&cfg(CorpusSpec::C4(c4_spec(&hub, 2)), tok.clone(), &cache)).unwrap();
+        let plain = Dataset::prepare(&cfg(
+            CorpusSpec::Dir(DirSpec::new(&dir)),
+            tok.clone(),
+            &cache,
+        ))
+        .unwrap();
         assert!(c4.is_streamed() && plain.is_streamed());
         assert_eq!(
             c4.corpus_identity(),
@@ -132,11 +141,18 @@ fn c4_offline_gives_the_tokens_of_the_dir_source() {
             "the commit comes from refs/main"
         );
         assert_ne!(c4.cache_path(), plain.cache_path());
-        assert_eq!(c4.fingerprint(), plain.fingerprint(), "{tok}: same BPE merges from the same text");
+        assert_eq!(
+            c4.fingerprint(),
+            plain.fingerprint(),
+            "{tok}: same BPE merges from the same text"
+        );
         assert_eq!(c4.val_token_ids(), plain.val_token_ids(), "{tok}");
         assert_eq!(c4.train_token_ids(), plain.train_token_ids(), "{tok}");
         assert_eq!(c4.train_document_count() + c4.val_documents().len(), 60);
-        assert_eq!(c4.val_documents()[0], "en/c4-train.00000-of-01024.json.gz:1");
+        assert_eq!(
+            c4.val_documents()[0],
+            "en/c4-train.00000-of-01024.json.gz:1"
+        );
         assert_eq!(plain.val_documents()[0], "a.jsonl.gz:1");
         let bytes: u64 = t.iter().map(|x| x.len() as u64).sum();
         assert_eq!(c4.text_bytes(), bytes);
@@ -144,17 +160,34 @@ fn c4_offline_gives_the_tokens_of_the_dir_source() {
 
     // GPT-2: the streams are exactly the documents' tokens in file order, the
     // validation set the shortest prefix reaching val_tokens.
-    let c4 = Dataset::prepare(&cfg(CorpusSpec::C4(c4_spec(&hub, 2)), TokenizerSpec::Gpt2, &cache)).unwrap();
+    let c4 = Dataset::prepare(&cfg(
+        CorpusSpec::C4(c4_spec(&hub, 2)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
     assert_eq!(c4.cache_outcome(), &CacheOutcome::Loaded);
     let k = c4.val_documents().len();
     assert_eq!(c4.val_token_ids(), gpt2_stream(&t[..k]));
     assert_eq!(c4.train_token_ids(), gpt2_stream(&t[k..]));
-    assert!(gpt2_stream(&t[..k]).len() >= 4_000 && gpt2_stream(&t[..k - 1]).len() < 4_000, "k = {k}");
+    assert!(
+        gpt2_stream(&t[..k]).len() >= 4_000 && gpt2_stream(&t[..k - 1]).len() < 4_000,
+        "k = {k}"
+    );
     // u16 tokens on disk.
-    assert_eq!(TokenCache::open(c4.cache_path(), &c4.fingerprint(), true).unwrap().width(), 2);
+    assert_eq!(
+        TokenCache::open(c4.cache_path(), &c4.fingerprint(), true)
+            .unwrap()
+            .width(),
+        2
+    );
     // `Dataset::load` opens the prepared cache without building.
     let corpus = C4Corpus::open(&c4_spec(&hub, 2)).unwrap();
-    let loaded = Dataset::load(&cfg(CorpusSpec::Embedded, TokenizerSpec::Gpt2, &cache), &corpus).unwrap();
+    let loaded = Dataset::load(
+        &cfg(CorpusSpec::Embedded, TokenizerSpec::Gpt2, &cache),
+        &corpus,
+    )
+    .unwrap();
     assert_eq!(loaded.train_token_ids(), c4.train_token_ids());
     // Batches come from the mapped file.
     let b = c4.train_batches(4, 1).next().unwrap();
@@ -166,10 +199,23 @@ fn c4_offline_gives_the_tokens_of_the_dir_source() {
 fn validation_is_the_same_whatever_the_budget() {
     let root = tmp();
     let t = texts();
-    let hub = hub_with_shards(&root.path().join("hub"), &[shard_bytes(&t[..40]), shard_bytes(&t[40..])]);
+    let hub = hub_with_shards(
+        &root.path().join("hub"),
+        &[shard_bytes(&t[..40]), shard_bytes(&t[40..])],
+    );
     let cache = root.path().join("cache");
-    let full = Dataset::prepare(&cfg(CorpusSpec::C4(c4_spec(&hub, 2)), TokenizerSpec::Gpt2, &cache)).unwrap();
-    let one = Dataset::prepare(&cfg(CorpusSpec::C4(c4_spec(&hub, 1)), TokenizerSpec::Gpt2, &cache)).unwrap();
+    let full = Dataset::prepare(&cfg(
+        CorpusSpec::C4(c4_spec(&hub, 2)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
+    let one = Dataset::prepare(&cfg(
+        CorpusSpec::C4(c4_spec(&hub, 1)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
     let chars: u64 = t[..30].iter().map(|x| x.chars().count() as u64).sum();
     let budget = Dataset::prepare(&cfg(
         CorpusSpec::C4(C4Spec {
@@ -182,7 +228,11 @@ fn validation_is_the_same_whatever_the_budget() {
     .unwrap();
     let capped = Dataset::prepare(&DataConfig {
         max_train_tokens: Some(3_000),
-        ..cfg(CorpusSpec::C4(c4_spec(&hub, 2)), TokenizerSpec::Gpt2, &cache)
+        ..cfg(
+            CorpusSpec::C4(c4_spec(&hub, 2)),
+            TokenizerSpec::Gpt2,
+            &cache,
+        )
     })
     .unwrap();
     for d in [&one, &budget, &capped] {
@@ -196,8 +246,13 @@ fn validation_is_the_same_whatever_the_budget() {
     assert_eq!(budget.train_token_ids(), gpt2_stream(&t[k..30]));
     // The cap stops tokenisation early and is exact.
     assert_eq!(capped.train_tokens(), 3_000);
-    assert_eq!(capped.train_token_ids(), full.train_token_ids().slice(..3_000));
-    let docs_in_cap = (k..60).take_while(|&i| gpt2_stream(&t[k..i]).len() < 3_000).count();
+    assert_eq!(
+        capped.train_token_ids(),
+        full.train_token_ids().slice(..3_000)
+    );
+    let docs_in_cap = (k..60)
+        .take_while(|&i| gpt2_stream(&t[k..i]).len() < 3_000)
+        .count();
     assert_eq!(capped.train_documents_used(), docs_in_cap);
     assert!(capped.train_document_count() < full.train_document_count());
 }
@@ -218,9 +273,22 @@ fn offline_names_the_missing_file() {
     let empty = root.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let e = C4Corpus::open(&c4_spec(&empty, 1)).unwrap_err().to_string();
-    assert!(e.contains(empty.join("datasets--allenai--c4/refs/main").to_str().unwrap()), "{e}");
+    assert!(
+        e.contains(
+            empty
+                .join("datasets--allenai--c4/refs/main")
+                .to_str()
+                .unwrap()
+        ),
+        "{e}"
+    );
     assert!(e.contains("c4-train.00000-of-01024.json.gz"), "{e}");
-    let e = C4Corpus::open(&C4Spec { shards: 0, ..c4_spec(&hub, 1) }).unwrap_err().to_string();
+    let e = C4Corpus::open(&C4Spec {
+        shards: 0,
+        ..c4_spec(&hub, 1)
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("data.corpus.c4.shards"), "{e}");
 }
 
@@ -228,13 +296,22 @@ fn offline_names_the_missing_file() {
 fn hub_cache_follows_hf_hub_cache_and_hf_home() {
     // The only test that touches these variables.
     let saved: Vec<(&str, Option<std::ffi::OsString>)> =
-        ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"].iter().map(|k| (*k, std::env::var_os(k))).collect();
+        ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"]
+            .iter()
+            .map(|k| (*k, std::env::var_os(k)))
+            .collect();
     std::env::remove_var("HUGGINGFACE_HUB_CACHE");
     std::env::set_var("HF_HUB_CACHE", "/x/hub-cache");
     std::env::set_var("HF_HOME", "/x/hf-home");
-    assert_eq!(hub_cache_dir(&C4Spec::default()), PathBuf::from("/x/hub-cache"));
+    assert_eq!(
+        hub_cache_dir(&C4Spec::default()),
+        PathBuf::from("/x/hub-cache")
+    );
     std::env::remove_var("HF_HUB_CACHE");
-    assert_eq!(hub_cache_dir(&C4Spec::default()), PathBuf::from("/x/hf-home/hub"));
+    assert_eq!(
+        hub_cache_dir(&C4Spec::default()),
+        PathBuf::from("/x/hf-home/hub")
+    );
     let explicit = C4Spec {
         hub_cache: Some("/y".into()),
         ..C4Spec::default()
@@ -255,7 +332,10 @@ fn dir_reads_txt_and_jsonl_with_a_text_field() {
     let dir = root.path().join("d");
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     std::fs::write(dir.join("b.txt"), &t[0]).unwrap();
-    let lines: String = t[1..4].iter().map(|x| format!("{}\n\n", serde_json::json!({ "body": x, "n": 1 }))).collect();
+    let lines: String = t[1..4]
+        .iter()
+        .map(|x| format!("{}\n\n", serde_json::json!({ "body": x, "n": 1 })))
+        .collect();
     std::fs::write(dir.join("sub/c.jsonl"), lines).unwrap();
     std::fs::write(dir.join("a.txt"), &t[4]).unwrap();
     std::fs::write(dir.join(".hidden.txt"), "skipped").unwrap();
@@ -268,13 +348,25 @@ fn dir_reads_txt_and_jsonl_with_a_text_field() {
     let docs = corpus.documents().unwrap();
     let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
     // Sorted relative paths; blank lines skipped but counted.
-    assert_eq!(ids, ["a.txt", "b.txt", "sub/c.jsonl:1", "sub/c.jsonl:3", "sub/c.jsonl:5"]);
+    assert_eq!(
+        ids,
+        [
+            "a.txt",
+            "b.txt",
+            "sub/c.jsonl:1",
+            "sub/c.jsonl:3",
+            "sub/c.jsonl:5"
+        ]
+    );
     assert_eq!(docs[0].text, t[4]);
     assert_eq!(docs[3].text, t[2]);
     // The identity follows the text field and the budget.
     let other = DirCorpus::open(&DirSpec::new(&dir)).unwrap();
     assert_ne!(other.identity(), corpus.identity());
-    assert_eq!(DirCorpus::open(&spec).unwrap().identity(), corpus.identity());
+    assert_eq!(
+        DirCorpus::open(&spec).unwrap().identity(),
+        corpus.identity()
+    );
     let limited = DirCorpus::open(&DirSpec {
         max_chars: Some(t[4].chars().count() as u64 + 1),
         ..spec.clone()
@@ -293,17 +385,33 @@ fn bad_files_give_errors_naming_them() {
             text_field: field.into(),
             ..DirSpec::new(dir)
         };
-        Dataset::prepare(&cfg(CorpusSpec::Dir(spec), TokenizerSpec::Gpt2, &cache)).unwrap_err().to_string()
+        Dataset::prepare(&cfg(CorpusSpec::Dir(spec), TokenizerSpec::Gpt2, &cache))
+            .unwrap_err()
+            .to_string()
     };
 
     // A JSON line without the text field.
     let d = root.path().join("nofield");
     std::fs::create_dir_all(&d).unwrap();
     let f = d.join("x.jsonl");
-    std::fs::write(&f, format!("{}\n{}\n", c4_line(0, &t[0]), serde_json::json!({"content": "no text here"}))).unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "{}\n{}\n",
+            c4_line(0, &t[0]),
+            serde_json::json!({"content": "no text here"})
+        ),
+    )
+    .unwrap();
     let e = prepare(&d, "text");
-    assert!(e.contains(f.to_str().unwrap()) && e.contains("line 2"), "{e}");
-    assert!(e.contains("no text field \"text\"") && e.contains("content") && e.contains("text_field"), "{e}");
+    assert!(
+        e.contains(f.to_str().unwrap()) && e.contains("line 2"),
+        "{e}"
+    );
+    assert!(
+        e.contains("no text field \"text\"") && e.contains("content") && e.contains("text_field"),
+        "{e}"
+    );
     let e = prepare(&d, "url");
     assert!(e.contains("line 2") && e.contains("\"url\""), "{e}");
 
@@ -324,7 +432,10 @@ fn bad_files_give_errors_naming_them() {
     let f = d.join("b.jsonl.gz");
     std::fs::write(&f, &good[..good.len() / 2]).unwrap();
     let e = prepare(&d, "text");
-    assert!(e.contains(f.to_str().unwrap()) && e.contains("gzip stream is corrupt or truncated"), "{e}");
+    assert!(
+        e.contains(f.to_str().unwrap()) && e.contains("gzip stream is corrupt or truncated"),
+        "{e}"
+    );
     // Flipped bytes inside the deflate data.
     let mut bad = good.clone();
     for b in &mut bad[40..60] {
@@ -335,7 +446,9 @@ fn bad_files_give_errors_naming_them() {
     assert!(e.contains(f.to_str().unwrap()) && e.contains("line"), "{e}");
     // No partial cache file is left behind.
     let tokens = cache.join("tokens");
-    let left: Vec<_> = std::fs::read_dir(&tokens).map(|r| r.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&tokens)
+        .map(|r| r.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 
     // Not a directory / no corpus files.
@@ -344,7 +457,10 @@ fn bad_files_give_errors_naming_them() {
     let empty = root.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let e = prepare(&empty, "text");
-    assert!(e.contains(empty.to_str().unwrap()) && e.contains("no .txt, .jsonl"), "{e}");
+    assert!(
+        e.contains(empty.to_str().unwrap()) && e.contains("no .txt, .jsonl"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -355,7 +471,11 @@ fn a_damaged_or_foreign_streamed_cache_is_detected() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.jsonl.gz"), shard_bytes(t)).unwrap();
     let cache = root.path().join("cache");
-    let c = cfg(CorpusSpec::Dir(DirSpec::new(&dir)), TokenizerSpec::Gpt2, &cache);
+    let c = cfg(
+        CorpusSpec::Dir(DirSpec::new(&dir)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    );
     let corpus = DirCorpus::open(&DirSpec::new(&dir)).unwrap();
     let a = Dataset::prepare(&c).unwrap();
     let path = a.cache_path().to_path_buf();
@@ -366,9 +486,14 @@ fn a_damaged_or_foreign_streamed_cache_is_detected() {
     // Truncated: `load` reports it, naming the file; `prepare` rebuilds it.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let e = Dataset::load(&c, &corpus).unwrap_err().to_string();
-    assert!(e.contains(path.to_str().unwrap()) && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains(path.to_str().unwrap()) && e.contains("truncated"),
+        "{e}"
+    );
     let r = Dataset::prepare(&c).unwrap();
-    assert!(matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("truncated")));
+    assert!(
+        matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("truncated"))
+    );
     assert_eq!(r.train_token_ids(), train);
     drop(r);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
@@ -385,16 +510,26 @@ fn a_damaged_or_foreign_streamed_cache_is_detected() {
     assert!(e.contains(path.to_str().unwrap()) && e.contains(&fp), "{e}");
 
     // Not prepared at all.
-    let other = cfg(CorpusSpec::Dir(DirSpec::new(&dir)), TokenizerSpec::Bpe { vocab_size: 300 }, &cache);
+    let other = cfg(
+        CorpusSpec::Dir(DirSpec::new(&dir)),
+        TokenizerSpec::Bpe { vocab_size: 300 },
+        &cache,
+    );
     let e = Dataset::load(&other, &corpus).unwrap_err().to_string();
-    assert!(e.contains("not prepared") && e.contains("algoprog data prepare"), "{e}");
+    assert!(
+        e.contains("not prepared") && e.contains("algoprog data prepare"),
+        "{e}"
+    );
 }
 
 #[test]
 fn corpus_spec_toml_shapes() {
     let c: DataConfig = toml::from_str("corpus = \"embedded\"").unwrap();
     assert_eq!(c.corpus, CorpusSpec::Embedded);
-    let c: DataConfig = toml::from_str("corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = true } }").unwrap();
+    let c: DataConfig = toml::from_str(
+        "corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = true } }",
+    )
+    .unwrap();
     assert_eq!(
         c.corpus,
         CorpusSpec::C4(C4Spec {
@@ -406,7 +541,8 @@ fn corpus_spec_toml_shapes() {
     );
     let c: DataConfig = toml::from_str("[corpus.c4]\n").unwrap();
     assert_eq!(c.corpus, CorpusSpec::C4(C4Spec::default()));
-    let c: DataConfig = toml::from_str("corpus = { dir = { path = \"/data/x\", text_field = \"body\" } }").unwrap();
+    let c: DataConfig =
+        toml::from_str("corpus = { dir = { path = \"/data/x\", text_field = \"body\" } }").unwrap();
     assert_eq!(
         c.corpus,
         CorpusSpec::Dir(DirSpec {
@@ -417,10 +553,19 @@ fn corpus_spec_toml_shapes() {
     );
     let back: DataConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
-    let e = toml::from_str::<DataConfig>("corpus = { c4 = { shard = 2 } }").unwrap_err().to_string();
+    let e = toml::from_str::<DataConfig>("corpus = { c4 = { shard = 2 } }")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("shard") && e.contains("shards"), "{e}");
-    let e = toml::from_str::<DataConfig>("corpus = { dir = { text_field = \"t\" } }").unwrap_err().to_string();
+    let e = toml::from_str::<DataConfig>("corpus = { dir = { text_field = \"t\" } }")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("path"), "{e}");
-    let e = toml::from_str::<DataConfig>("corpus = { web = {} }").unwrap_err().to_string();
-    assert!(e.contains("web") && e.contains("c4") && e.contains("dir"), "{e}");
+    let e = toml::from_str::<DataConfig>("corpus = { web = {} }")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("web") && e.contains("c4") && e.contains("dir"),
+        "{e}"
+    );
 }

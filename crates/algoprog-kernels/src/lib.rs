@@ -22,8 +22,8 @@ pub mod act;
 pub mod adamw;
 pub mod attention;
 pub mod ce;
-pub mod math;
 pub mod linear;
+pub mod math;
 pub mod matmul;
 pub mod norm;
 

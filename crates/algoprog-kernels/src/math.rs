@@ -32,12 +32,13 @@ pub fn exp(x: f32) -> f32 {
     let ki = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     // Cody–Waite: f = x − k·ln2 in two parts, exact enough for |k| ≤ 127
     let f = (x - k * LN2_HI) - k * LN2_LO; // |f| ≤ ln2/2
-    // e^f, Taylor to degree 7 (error < 2e−8 on |f| ≤ 0.347)
+                                           // e^f, Taylor to degree 7 (error < 2e−8 on |f| ≤ 0.347)
     let p = 1.0
         + f * (1.0
             + f * (0.5
                 + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
+                    + f * (1.0 / 24.0
+                        + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
     p * f32::from_bits(((ki + 127) << 23) as u32)
 }
 
@@ -145,7 +146,9 @@ pub fn simd() -> Simd {
             {
                 return Simd::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Simd::Avx2;
             }
         }
@@ -233,8 +236,12 @@ mod tests {
     #[test]
     fn reductions_match_sequential_f64() {
         for n in [0usize, 1, 15, 16, 17, 100, 1027] {
-            let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
-            let y: Vec<f32> = (0..n).map(|i| ((i * 104729 % 777) as f32 - 300.0) / 131.0).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+                .collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| ((i * 104729 % 777) as f32 - 300.0) / 131.0)
+                .collect();
             let m = max(&x);
             let want_m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(m, want_m, "n={n}");
@@ -243,7 +250,10 @@ mod tests {
             }
             let want_s: f64 = x.iter().map(|&v| ((v - m) as f64).exp()).sum();
             let s = sum_exp(&x, m);
-            assert!((s as f64 - want_s).abs() < 1e-5 * want_s, "sum_exp n={n}: {s} vs {want_s}");
+            assert!(
+                (s as f64 - want_s).abs() < 1e-5 * want_s,
+                "sum_exp n={n}: {s} vs {want_s}"
+            );
             let mut z = x.clone();
             let s2 = exp_sum_inplace(&mut z, m);
             assert!((s2 as f64 - want_s).abs() < 1e-5 * want_s);
@@ -252,9 +262,14 @@ mod tests {
                 assert!((*a as f64 - w).abs() < 1e-6 * (1.0 + w));
             }
             scale(&mut z, 2.0);
-            assert!((z.iter().map(|&v| v as f64).sum::<f64>() - 2.0 * want_s).abs() < 1e-4 * want_s);
+            assert!(
+                (z.iter().map(|&v| v as f64).sum::<f64>() - 2.0 * want_s).abs() < 1e-4 * want_s
+            );
             let want_d: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
-            assert!((dot(&x, &y) as f64 - want_d).abs() < 1e-4 * (1.0 + want_d.abs()), "dot n={n}");
+            assert!(
+                (dot(&x, &y) as f64 - want_d).abs() < 1e-4 * (1.0 + want_d.abs()),
+                "dot n={n}"
+            );
         }
     }
 }
