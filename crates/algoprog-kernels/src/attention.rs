@@ -38,7 +38,7 @@
 //! [`crate::math::exp`]) are vectorised; a row's tail shorter than 16 lanes
 //! goes through a padded lane array instead of a scalar loop.
 
-use crate::math::exp;
+use crate::math::{dot_impl as dot, exp, max_impl as max, LANES as L};
 use crate::matmul::{matmul, Mat, Threads};
 use rayon::prelude::*;
 
@@ -471,9 +471,8 @@ fn bwd_pair(
 
 // ---------------------------------------------------------------------------
 // Row loops, written over 16-lane chunks so they vectorise, and compiled per
-// SIMD level (`simd_dispatch!` below).
-
-const L: usize = 16;
+// SIMD level (`simd_dispatch!` below). max and dot are the shared lane
+// reductions of `math`.
 
 #[inline(always)]
 fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
@@ -482,39 +481,6 @@ fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
     for (j, x) in row.iter_mut().enumerate() {
         *x += slope * (j as f32 - i);
     }
-}
-
-#[inline(always)]
-fn max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; L];
-    let mut chunks = row.chunks_exact(L);
-    for c in &mut chunks {
-        for l in 0..L {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-        }
-    }
-    let mut m = f32::NEG_INFINITY;
-    for &x in acc.iter().chain(chunks.remainder()) {
-        m = if x > m { x } else { m };
-    }
-    m
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..L {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// row ← exp(row − m); returns Σ row. The tail shorter than 16 lanes goes

@@ -12,7 +12,8 @@
 //! softmax uses (arguments ≤ 0 after the max shift; clamped below at −87.3,
 //! where it returns ≈ 1e−38 instead of a subnormal).
 
-const LANES: usize = 16;
+/// Accumulator lanes of the row reductions (one AVX-512 register of f32).
+pub(crate) const LANES: usize = 16;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so k·LN2_HI is exact for |k| < 2⁹.
 const LN2_HI: f32 = 0.693_145_75;
@@ -42,21 +43,85 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((ki + 127) << 23) as u32)
 }
 
+// ---- lane reductions -------------------------------------------------------
+// The shared bodies of every row reduction in this crate (here, `attention`,
+// `norm`): 16 accumulator lanes, lane l folding elements l, l + 16, ...; the
+// tail shorter than 16 is left to the caller, and so is the order in which
+// the lanes are added (in order here and in `attention`, pairwise in `norm`),
+// so each kernel keeps its exact rounding.
+
+/// Folds `f` over `x` in [`LANES`] lanes from `init`: lane l accumulates
+/// x[l], x[l + 16], ... Returns the lanes and the unfolded tail (< 16 elements).
 #[inline(always)]
-fn max_impl(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
+pub(crate) fn lanes_fold(
+    x: &[f32],
+    init: f32,
+    f: impl Fn(f32, f32) -> f32,
+) -> ([f32; LANES], &[f32]) {
+    let mut acc = [init; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for l in 0..LANES {
-            acc[l] = acc[l].max(c[l]);
+            acc[l] = f(acc[l], c[l]);
         }
     }
-    let mut m = acc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for &v in rest {
-        m = m.max(v);
+    (acc, rest)
+}
+
+/// [`lanes_fold`] over the pairs (a[i], b[i]) up to the shorter length;
+/// returns the lanes and the two tails (of equal length).
+#[inline(always)]
+pub(crate) fn lanes_fold2<'a>(
+    a: &'a [f32],
+    b: &'a [f32],
+    init: f32,
+    f: impl Fn(f32, f32, f32) -> f32,
+) -> ([f32; LANES], &'a [f32], &'a [f32]) {
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(LANES), b[..n].chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [init; LANES];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] = f(acc[l], x[l], y[l]);
+        }
     }
-    m
+    (acc, ra, rb)
+}
+
+/// The lanes added pairwise (lane l + 8 into l, then l + 4, ...).
+#[inline(always)]
+pub(crate) fn sum_pairwise(acc: [f32; LANES]) -> f32 {
+    let mut w = acc;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for j in 0..n {
+            w[j] += w[j + n];
+        }
+    }
+    w[0]
+}
+
+/// The larger of two floats as `b > a ? b : a` (a NaN `b` is skipped), which
+/// compiles to one vector max instruction.
+#[inline(always)]
+fn max_gt(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// max of a slice (−∞ when empty); the body of [`max`], for other kernels' loops.
+#[inline(always)]
+pub(crate) fn max_impl(x: &[f32]) -> f32 {
+    let (acc, rest) = lanes_fold(x, f32::NEG_INFINITY, max_gt);
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| max_gt(m, v))
 }
 
 #[inline(always)]
@@ -80,14 +145,7 @@ fn exp_sum_impl(x: &mut [f32], shift: f32) -> f32 {
 
 #[inline(always)]
 fn sum_exp_impl(x: &[f32], shift: f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += exp(c[l] - shift);
-        }
-    }
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| s + exp(v - shift));
     let mut s: f32 = acc.iter().sum();
     for &v in rest {
         s += exp(v - shift);
@@ -102,19 +160,11 @@ fn scale_impl(x: &mut [f32], k: f32) {
     }
 }
 
+/// Σ aᵢ·bᵢ over the shorter length, lanes added in order; the body of
+/// [`dot`], for other kernels' loops.
 #[inline(always)]
-fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
+pub(crate) fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
+    let (acc, ra, rb) = lanes_fold2(a, b, 0.0, |s, x, y| s + x * y);
     let mut s: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;

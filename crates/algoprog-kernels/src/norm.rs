@@ -23,77 +23,34 @@
 // The lane loops index fixed-size arrays on purpose (they vectorise).
 #![allow(clippy::needless_range_loop)]
 
+use crate::math::{lanes_fold, lanes_fold2, sum_pairwise};
 use rayon::prelude::*;
 
 /// Rows per rayon task.
 pub const CHUNK_ROWS: usize = 64;
 
-const LANES: usize = 16;
-
-/// Σ x with 16 lane accumulators, added pairwise at the end.
+/// Σ x in 16 lanes added pairwise, then the tail.
 #[inline(always)]
 fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for j in 0..LANES {
-            acc[j] += c[j];
-        }
-    }
-    let mut tail = 0f32;
-    for &v in it.remainder() {
-        tail += v;
-    }
-    reduce(acc) + tail
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| s + v);
+    sum_pairwise(acc) + rest.iter().fold(0f32, |t, &v| t + v)
 }
 
 /// Σ (x − μ)², same accumulation order as [`sum`].
 #[inline(always)]
 fn sum_sq_centered(x: &[f32], mu: f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for j in 0..LANES {
-            let v = c[j] - mu;
-            acc[j] += v * v;
-        }
-    }
-    let mut tail = 0f32;
-    for &v in it.remainder() {
-        tail += (v - mu) * (v - mu);
-    }
-    reduce(acc) + tail
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| {
+        let d = v - mu;
+        s + d * d
+    });
+    sum_pairwise(acc) + rest.iter().fold(0f32, |t, &v| t + (v - mu) * (v - mu))
 }
 
 /// Σ a·b, same accumulation order as [`sum`].
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut ia = a.chunks_exact(LANES);
-    let mut ib = b.chunks_exact(LANES);
-    for (ca, cb) in (&mut ia).zip(&mut ib) {
-        for j in 0..LANES {
-            acc[j] += ca[j] * cb[j];
-        }
-    }
-    let mut tail = 0f32;
-    for (&u, &v) in ia.remainder().iter().zip(ib.remainder()) {
-        tail += u * v;
-    }
-    reduce(acc) + tail
-}
-
-#[inline(always)]
-fn reduce(acc: [f32; LANES]) -> f32 {
-    let mut w = acc;
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for j in 0..n {
-            w[j] += w[j + n];
-        }
-    }
-    w[0]
+    let (acc, ra, rb) = lanes_fold2(a, b, 0.0, |s, x, y| s + x * y);
+    sum_pairwise(acc) + ra.iter().zip(rb).fold(0f32, |t, (&u, &v)| t + u * v)
 }
 
 // ---- per-chunk bodies ----
