@@ -1,5 +1,6 @@
-//! Corpus sources read from files: a local directory, and English C4 through
-//! the hf-hub cache. Both stream documents with bounded memory.
+//! Where a config's documents come from: [`CorpusSpec`] (the choice in a
+//! config) and the sources read from files, a local directory and English C4
+//! through the hf-hub cache, which stream documents with bounded memory.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,8 +8,50 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::corpus::{hex, Corpus, DocStream, Document};
+use crate::corpus::{hex, Corpus, DocStream, Document, EmbeddedCorpus};
 use crate::DataError;
+
+/// Which corpus a config uses. In TOML (inside `[data]`):
+///
+/// ```toml
+/// corpus = "embedded"
+/// corpus = { dir = { path = "/data/my-corpus", text_field = "text" } }
+/// corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = false } }
+/// ```
+///
+/// or as a sub-table, e.g. `[data.corpus.c4]` followed by `shards = 8`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorpusSpec {
+    /// The embedded public-domain corpus shipped inside this crate.
+    #[default]
+    Embedded,
+    /// A local directory of `.txt`, `.jsonl`, `.jsonl.gz` and `.json.gz` files.
+    Dir(DirSpec),
+    /// English C4 (`allenai/c4`, `en/c4-train.*.json.gz`) through the hf-hub cache.
+    C4(C4Spec),
+}
+
+impl CorpusSpec {
+    /// The corpus this spec names. C4 shards are looked up in (or, unless
+    /// offline, downloaded into) the hf-hub cache here.
+    pub fn open(&self) -> Result<Box<dyn Corpus>, DataError> {
+        match self {
+            CorpusSpec::Embedded => Ok(Box::new(EmbeddedCorpus)),
+            CorpusSpec::Dir(d) => Ok(Box::new(DirCorpus::open(d)?)),
+            CorpusSpec::C4(c) => Ok(Box::new(C4Corpus::open(c)?)),
+        }
+    }
+
+    /// Short name: `embedded`, `dir` or `c4`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CorpusSpec::Embedded => "embedded",
+            CorpusSpec::Dir(_) => "dir",
+            CorpusSpec::C4(_) => "c4",
+        }
+    }
+}
 
 fn default_text_field() -> String {
     "text".to_string()
@@ -76,6 +119,10 @@ pub struct C4Spec {
     /// hf-hub cache directory (default: `HF_HUB_CACHE`, else `HF_HOME/hub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_cache: Option<PathBuf>,
+    /// The Hub to download from, e.g. a mirror (default: `HF_ENDPOINT`, else
+    /// `https://huggingface.co`). The corpus identity does not depend on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Default for C4Spec {
@@ -86,6 +133,7 @@ impl Default for C4Spec {
             offline: false,
             revision: None,
             hub_cache: None,
+            endpoint: None,
         }
     }
 }
@@ -380,7 +428,8 @@ impl Corpus for DirCorpus {
 /// read from the snapshot the first shard resolved to.
 pub struct C4Corpus {
     spec: C4Spec,
-    repo: hf_hub::HFRepositorySync<hf_hub::RepoTypeDataset>,
+    /// The download client; `None` offline, where nothing may touch the network.
+    api: Option<hf_hub::api::sync::ApiRepo>,
     hub_cache: PathBuf,
     /// Shard paths resolved so far (all of them when offline).
     resolved: Vec<PathBuf>,
@@ -397,13 +446,42 @@ impl std::fmt::Debug for C4Corpus {
     }
 }
 
-/// The hf-hub cache directory a C4 spec uses: `hub_cache`, else hf-hub's own
-/// resolution (`HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`).
+/// The hf-hub cache directory a C4 spec uses: `hub_cache`, else the Hugging
+/// Face convention: `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`,
+/// `~/.cache/huggingface/hub`.
 pub fn hub_cache_dir(spec: &C4Spec) -> PathBuf {
-    spec.hub_cache
-        .clone()
-        .unwrap_or_else(hf_hub::resolve_cache_dir)
+    if let Some(dir) = &spec.hub_cache {
+        return dir.clone();
+    }
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("HF_HUB_CACHE")
+        .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
+        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+        .unwrap_or_else(|| {
+            std::env::home_dir()
+                .unwrap_or_default()
+                .join(".cache")
+                .join("huggingface")
+                .join("hub")
+        })
 }
+
+/// The Hub a C4 spec downloads from: `endpoint`, else `HF_ENDPOINT`, else huggingface.co.
+fn hub_endpoint(spec: &C4Spec) -> String {
+    spec.endpoint
+        .clone()
+        .or_else(|| std::env::var("HF_ENDPOINT").ok())
+        .filter(|e| !e.is_empty())
+        .map(|e| e.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "https://huggingface.co".into())
+}
+
+/// Download attempts after the first failure of a shard (each resumes the partial file).
+const DOWNLOAD_RETRIES: usize = 3;
 
 impl C4Corpus {
     /// Resolves shard 0 (downloading it unless offline); offline, every shard is
@@ -422,20 +500,32 @@ impl C4Corpus {
             ));
         }
         let hub_cache = hub_cache_dir(spec);
-        let client = hf_hub::HFClient::builder()
-            .cache_dir(&hub_cache)
-            .build_sync()
-            .map_err(|e| {
-                DataError::source(
-                    &hub_cache,
-                    None,
-                    format!("cannot create the hf-hub client: {e}"),
-                )
-            })?;
-        let repo = client.dataset("allenai", "c4");
+        let api = if spec.offline {
+            None
+        } else {
+            let rev = spec.revision.clone().unwrap_or_else(|| "main".into());
+            // The token, if any, is the one `huggingface-cli login` stored under HF_HOME.
+            let api = hf_hub::api::sync::ApiBuilder::from_env()
+                .with_cache_dir(hub_cache.clone())
+                .with_endpoint(hub_endpoint(spec))
+                .with_retries(DOWNLOAD_RETRIES)
+                .build()
+                .map_err(|e| {
+                    DataError::source(
+                        &hub_cache,
+                        None,
+                        format!("cannot create the hf-hub client: {e}"),
+                    )
+                })?;
+            Some(api.repo(hf_hub::Repo::with_revision(
+                "allenai/c4".into(),
+                hf_hub::RepoType::Dataset,
+                rev,
+            )))
+        };
         let mut c4 = C4Corpus {
             spec: spec.clone(),
-            repo,
+            api,
             hub_cache,
             resolved: Vec::new(),
             commit: String::new(),
@@ -460,57 +550,58 @@ impl C4Corpus {
         &self.commit
     }
 
+    /// The path of shard `i` in the cache, downloading it first unless offline.
+    ///
+    /// The cache has the Hugging Face layout: `datasets--allenai--c4/refs/<revision>`
+    /// holds the commit, `snapshots/<commit>/<file>` links to `blobs/<etag>`. A
+    /// file already in the cache is used without touching the network.
     fn resolve(&self, i: usize) -> Result<PathBuf, DataError> {
-        resolve_shard(&self.repo, &self.spec, &self.hub_cache, i)
-    }
-}
-
-fn resolve_shard(
-    repo: &hf_hub::HFRepositorySync<hf_hub::RepoTypeDataset>,
-    spec: &C4Spec,
-    hub_cache: &Path,
-    i: usize,
-) -> Result<PathBuf, DataError> {
-    let name = c4_shard_name(i);
-    let rev = spec.revision.clone().unwrap_or_else(|| "main".into());
-    let repo_dir = hub_cache.join("datasets--allenai--c4");
-    let ref_file = repo_dir.join("refs").join(&rev);
-    let commit = if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
-        Some(rev.clone())
-    } else {
-        std::fs::read_to_string(&ref_file)
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
-    repo.download_file()
-        .filename(name.clone())
-        .maybe_revision(spec.revision.clone())
-        .local_files_only(spec.offline)
-        .send()
-        .map_err(|e| match (e, &commit) {
-            (hf_hub::HFError::LocalEntryNotFound { .. }, Some(commit)) => DataError::source(
-                repo_dir.join("snapshots").join(commit).join(&name),
-                None,
-                format!(
-                    "C4 shard {name} is missing from the hf-hub cache (offline mode); run `algoprog data prepare --source c4` \
-                     once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it"
+        let name = c4_shard_name(i);
+        let rev = self.spec.revision.clone().unwrap_or_else(|| "main".into());
+        let repo_dir = self.hub_cache.join("datasets--allenai--c4");
+        let ref_file = repo_dir.join("refs").join(&rev);
+        let commit = if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+            Some(rev.clone())
+        } else {
+            std::fs::read_to_string(&ref_file)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let cached = commit
+            .as_ref()
+            .map(|c| repo_dir.join("snapshots").join(c).join(&name));
+        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+            return Ok(path.clone());
+        }
+        let Some(api) = &self.api else {
+            return Err(match cached {
+                Some(path) => DataError::source(
+                    path,
+                    None,
+                    format!(
+                        "C4 shard {name} is missing from the hf-hub cache (offline mode); run `algoprog data prepare --source c4` \
+                         once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it"
+                    ),
                 ),
-            ),
-            (hf_hub::HFError::LocalEntryNotFound { .. }, None) => DataError::source(
-                &ref_file,
-                None,
-                format!(
-                    "allenai/c4 revision {rev:?} is not in the hf-hub cache {} (offline mode), so C4 shard {name} cannot be found; \
-                     run `algoprog data prepare --source c4` once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it",
-                    hub_cache.display()
+                None => DataError::source(
+                    &ref_file,
+                    None,
+                    format!(
+                        "allenai/c4 revision {rev:?} is not in the hf-hub cache {} (offline mode), so C4 shard {name} cannot be found; \
+                         run `algoprog data prepare --source c4` once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it",
+                        self.hub_cache.display()
+                    ),
                 ),
-            ),
-            (other, _) => DataError::source(
+            });
+        };
+        api.download(&name).map_err(|e| {
+            DataError::source(
                 repo_dir.join(&name),
                 None,
-                format!("cannot download C4 shard {name} from allenai/c4: {other}; check the network, or use --offline with a filled hf-hub cache"),
-            ),
+                format!("cannot download C4 shard {name} from allenai/c4 ({}): {e}; check the network, or use --offline with a filled hf-hub cache", api.url(&name)),
+            )
         })
+    }
 }
 
 /// The commit hash in `.../snapshots/<commit>/en/<file>`.

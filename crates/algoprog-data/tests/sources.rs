@@ -292,6 +292,160 @@ fn offline_names_the_missing_file() {
     assert!(e.contains("data.corpus.c4.shards"), "{e}");
 }
 
+/// A stand-in for the Hub's `resolve` endpoint on 127.0.0.1: serves `files`
+/// (path under `/datasets/allenai/c4/resolve/main/`) with the headers hf-hub
+/// reads (`X-Repo-Commit`, `ETag`, `Content-Range`) and honours `Range`;
+/// anything else is a 404. Returns the endpoint URL and the request log.
+fn fake_hub(
+    files: Vec<(String, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut range_start = 0usize;
+            let mut range_end = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(r) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = r.trim().split_once('-').unwrap();
+                    range_start = a.parse().unwrap();
+                    range_end = b.parse::<usize>().ok();
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            log2.lock().unwrap().push(path.clone());
+            let file = files
+                .iter()
+                .enumerate()
+                .find(|(_, (name, _))| path == format!("/datasets/allenai/c4/resolve/main/{name}"));
+            let response = match file {
+                Some((i, (_, bytes))) => {
+                    let end = range_end.unwrap_or(bytes.len() - 1).min(bytes.len() - 1);
+                    let body = &bytes[range_start..=end];
+                    let mut r = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {range_start}-{end}/{}\r\n\
+                         ETag: \"{:064x}\"\r\nX-Repo-Commit: {COMMIT}\r\nConnection: close\r\n\r\n",
+                        body.len(),
+                        bytes.len(),
+                        i + 1
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (format!("http://{addr}"), log)
+}
+
+#[test]
+fn c4_downloads_shards_into_the_hub_cache_as_they_are_reached() {
+    let root = tmp();
+    let t = texts();
+    let shards = [shard_bytes(&t[..40]), shard_bytes(&t[40..])];
+    let (endpoint, log) = fake_hub(vec![
+        (c4_shard_name(0), shards[0].clone()),
+        (c4_shard_name(1), shards[1].clone()),
+    ]);
+    let hub = root.path().join("hub");
+    let online = C4Spec {
+        offline: false,
+        endpoint: Some(endpoint.clone()),
+        ..c4_spec(&hub, 2)
+    };
+    let cache = root.path().join("cache");
+
+    // Opening fetches shard 0 only (a range request for the metadata, then the body).
+    let c4 = C4Corpus::open(&online).unwrap();
+    let shard0 = format!("/datasets/allenai/c4/resolve/main/{}", c4_shard_name(0));
+    assert_eq!(*log.lock().unwrap(), [shard0.clone(), shard0.clone()]);
+    assert_eq!(c4.commit(), COMMIT);
+    assert_eq!(
+        c4.identity(),
+        format!("c4:allenai/c4@{COMMIT}:en:shards=2:max_chars=all")
+    );
+    // Streaming reaches shard 1 and downloads it.
+    let docs = c4.documents().unwrap();
+    assert_eq!(docs.len(), 60);
+    assert_eq!(docs[40].text, t[40]);
+    assert_eq!(log.lock().unwrap().len(), 4);
+    // The cache has the Hugging Face layout: refs/main, snapshot links to blobs.
+    let repo = hub.join("datasets--allenai--c4");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
+        COMMIT
+    );
+    for (i, bytes) in shards.iter().enumerate() {
+        let link = repo.join("snapshots").join(COMMIT).join(c4_shard_name(i));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("../../../blobs").join(format!("{:064x}", i + 1))
+        );
+        assert_eq!(&std::fs::read(&link).unwrap(), bytes);
+    }
+
+    // A filled cache is used without the network, online or offline, and gives
+    // the tokens of the hand-made cache.
+    let n = log.lock().unwrap().len();
+    let downloaded = Dataset::prepare(&cfg(
+        CorpusSpec::C4(online.clone()),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
+    let offline = Dataset::prepare(&cfg(
+        CorpusSpec::C4(c4_spec(&hub, 2)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
+    assert_eq!(log.lock().unwrap().len(), n);
+    let hand = hub_with_shards(&root.path().join("hand"), &shards);
+    let hand = Dataset::prepare(&cfg(
+        CorpusSpec::C4(c4_spec(&hand, 2)),
+        TokenizerSpec::Gpt2,
+        &cache,
+    ))
+    .unwrap();
+    assert_eq!(downloaded.train_token_ids(), hand.train_token_ids());
+    assert_eq!(offline.val_token_ids(), hand.val_token_ids());
+
+    // A shard the Hub does not have: the error names it and the way out.
+    let e = C4Corpus::open(&C4Spec {
+        revision: Some("v0".into()),
+        ..online
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cannot download C4 shard en/c4-train.00000-of-01024.json.gz")
+            && e.contains("404"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("{endpoint}/datasets/allenai/c4/resolve/v0/"))
+            && e.contains("--offline"),
+        "{e}"
+    );
+}
+
 #[test]
 fn hub_cache_follows_hf_hub_cache_and_hf_home() {
     // The only test that touches these variables.
