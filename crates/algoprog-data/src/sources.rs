@@ -2,7 +2,7 @@
 //! config) and the sources read from files, a local directory and English C4
 //! through the hf-hub cache, which stream documents with bounded memory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -509,6 +509,8 @@ impl C4Corpus {
                 .with_cache_dir(hub_cache.clone())
                 .with_endpoint(hub_endpoint(spec))
                 .with_retries(DOWNLOAD_RETRIES)
+                // a download bar only on a terminal (see `resolve`)
+                .with_progress(std::io::stderr().is_terminal())
                 .build()
                 .map_err(|e| {
                     DataError::source(
@@ -594,7 +596,16 @@ impl C4Corpus {
                 ),
             });
         };
-        api.download(&name).map_err(|e| {
+        // Shard 0 is fetched by `open`, before a caller shows any progress of
+        // its own: hf-hub draws a download bar for it on a terminal. Later
+        // shards are fetched while the caller reports tokenisation progress
+        // (the CLI's bar), so they draw nothing.
+        let fetched = if i == 0 {
+            api.download(&name)
+        } else {
+            api.download_with_progress(&name, ())
+        };
+        fetched.map_err(|e| {
             DataError::source(
                 repo_dir.join(&name),
                 None,
