@@ -12,7 +12,7 @@
 //! read of x instead of storing intermediate tensors).
 //!
 //! ## Transcendentals
-//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp`](crate::math::exp),
+//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp`](crate::math::exp()),
 //! [`erf_f32`], [`tanh_f32`]) so the loops vectorise: each kernel is
 //! compiled three times (AVX-512, AVX2+FMA, baseline) and the widest one the
 //! CPU supports is picked at run time. Accuracy: `exp` within 3·10⁻⁷ relative (the

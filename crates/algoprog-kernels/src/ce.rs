@@ -8,7 +8,7 @@
 //!
 //! - G = (softmax(z) − onehot(y))·scale for the chunk's rows (scale = the
 //!   incoming gradient of the mean, i.e. 1/n);
-//! - ∂H[chunk] = G·W (r×d), ∂W += Gᵀ·H[chunk] (V×d).
+//! - ∂H\[chunk\] = G·W (r×d), ∂W += Gᵀ·H\[chunk\] (V×d).
 //!
 //! The matmul work is that of the unfused composition (one 2·n·V·d product
 //! forward and two backward) but the memory traffic is r·V instead of
