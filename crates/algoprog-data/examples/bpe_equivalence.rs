@@ -11,14 +11,23 @@ fn main() {
     for v in [512usize, 4096, 16384] {
         let t0 = std::time::Instant::now();
         let tok = BpeTokenizer::train(docs[..60].iter().map(|d| d.text.as_str()), v).unwrap();
-        println!("vocab {v}: train 60 docs {:.2}s", t0.elapsed().as_secs_f64());
+        println!(
+            "vocab {v}: train 60 docs {:.2}s",
+            t0.elapsed().as_secs_f64()
+        );
         let t0 = std::time::Instant::now();
         let fast: Vec<Vec<u32>> = docs.par_iter().map(|d| tok.encode(&d.text)).collect();
         println!("fast {:.2}s", t0.elapsed().as_secs_f64());
         let t0 = std::time::Instant::now();
-        let slow: Vec<Vec<u32>> = docs.par_iter().map(|d| tok.encode_reference(&d.text)).collect();
+        let slow: Vec<Vec<u32>> = docs
+            .par_iter()
+            .map(|d| tok.encode_reference(&d.text))
+            .collect();
         println!("reference {:.2}s", t0.elapsed().as_secs_f64());
         let diff = fast.iter().zip(&slow).filter(|(a, b)| a != b).count();
-        println!("docs differing: {diff}; decode ok: {}", docs.iter().zip(&fast).all(|(d, f)| tok.decode(f) == d.text));
+        println!(
+            "docs differing: {diff}; decode ok: {}",
+            docs.iter().zip(&fast).all(|(d, f)| tok.decode(f) == d.text)
+        );
     }
 }

@@ -20,12 +20,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = Dataset::prepare_with(&cfg, corpus.as_ref(), Some(&progress))?;
     let t = data.timings();
     println!("tokenizer            {}", data.fingerprint());
-    println!("cache                {} ({:?})", data.cache_path().display(), data.cache_outcome());
-    println!("documents train/val  {} / {}", data.train_documents().len(), data.val_documents().len());
-    println!("tokens train/val     {} / {}", data.train_tokens(), data.val_tokens());
-    println!("sequences train/val  {} / {}", data.num_train_sequences(), data.num_val_sequences());
-    println!("unigram CE (val)     {:.4} nats/token", data.unigram_entropy());
-    println!("unigram H (train)    {:.4} nats/token", data.train_unigram_entropy());
+    println!(
+        "cache                {} ({:?})",
+        data.cache_path().display(),
+        data.cache_outcome()
+    );
+    println!(
+        "documents train/val  {} / {}",
+        data.train_documents().len(),
+        data.val_documents().len()
+    );
+    println!(
+        "tokens train/val     {} / {}",
+        data.train_tokens(),
+        data.val_tokens()
+    );
+    println!(
+        "sequences train/val  {} / {}",
+        data.num_train_sequences(),
+        data.num_val_sequences()
+    );
+    println!(
+        "unigram CE (val)     {:.4} nats/token",
+        data.unigram_entropy()
+    );
+    println!(
+        "unigram H (train)    {:.4} nats/token",
+        data.train_unigram_entropy()
+    );
     println!(
         "times: bpe train {:.2} s, tokenise {:.2} s, cache read {:.3} s, total {:.2} s",
         t.bpe_train_s,

@@ -41,7 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Vocabulary of words from a few embedded documents; then drop them.
     let words: Vec<String> = {
         let docs = embedded_documents()?;
-        let mut w: Vec<String> = docs[..20].iter().flat_map(|d| d.text.split_whitespace().map(str::to_string)).collect();
+        let mut w: Vec<String> = docs[..20]
+            .iter()
+            .flat_map(|d| d.text.split_whitespace().map(str::to_string))
+            .collect();
         w.sort();
         w.dedup();
         w

@@ -71,8 +71,15 @@ pub struct TokenStream {
 impl TokenStream {
     /// The first `len` tokens of section `section` of `cache`.
     pub fn new(cache: Arc<TokenCache>, section: usize, len: usize) -> Self {
-        assert!(len <= cache.section(section).len(), "token stream longer than its section");
-        TokenStream { cache, section, len }
+        assert!(
+            len <= cache.section(section).len(),
+            "token stream longer than its section"
+        );
+        TokenStream {
+            cache,
+            section,
+            len,
+        }
     }
 
     /// The tokens.
@@ -135,9 +142,15 @@ pub struct TrainBatches {
 
 impl TrainBatches {
     pub(crate) fn new(tokens: TokenStream, seq_len: usize, batch_size: usize, seed: u64) -> Self {
-        assert!(batch_size > 0, "train_batches: batch_size must be at least 1");
+        assert!(
+            batch_size > 0,
+            "train_batches: batch_size must be at least 1"
+        );
         let n_seq = num_sequences(tokens.len(), seq_len);
-        assert!(n_seq > 0, "train_batches: the training stream holds no sequence");
+        assert!(
+            n_seq > 0,
+            "train_batches: the training stream holds no sequence"
+        );
         TrainBatches {
             perm: permutation(n_seq, seed, 0),
             tokens,

@@ -71,7 +71,12 @@ pub fn token_width(vocab_size: usize) -> usize {
 
 /// Writes `file` to `path` atomically (temporary file in the same directory, then
 /// rename). Tokens are stored as `u16` when `vocab_size ≤ 65536`, else as `u32`.
-pub fn write_token_cache(path: &Path, fingerprint: &str, vocab_size: usize, file: &TokenFile) -> Result<(), DataError> {
+pub fn write_token_cache(
+    path: &Path,
+    fingerprint: &str,
+    vocab_size: usize,
+    file: &TokenFile,
+) -> Result<(), DataError> {
     let mut w = TokenCacheWriter::create(path, fingerprint, vocab_size, file.sections.len())?;
     for (i, s) in file.sections.iter().enumerate() {
         if i > 0 {
@@ -101,7 +106,12 @@ pub struct TokenCacheWriter {
 
 impl TokenCacheWriter {
     /// Starts a file with `sections` token sections for a tokenizer of `vocab_size` ids.
-    pub fn create(path: &Path, fingerprint: &str, vocab_size: usize, sections: usize) -> Result<Self, DataError> {
+    pub fn create(
+        path: &Path,
+        fingerprint: &str,
+        vocab_size: usize,
+        sections: usize,
+    ) -> Result<Self, DataError> {
         assert!(sections > 0, "a token cache holds at least one section");
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
@@ -109,7 +119,8 @@ impl TokenCacheWriter {
         let f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
         let header_len = FIXED_HEADER + 8 * sections;
-        out.write_all(&vec![0u8; header_len]).map_err(|e| DataError::io(&tmp, e))?;
+        out.write_all(&vec![0u8; header_len])
+            .map_err(|e| DataError::io(&tmp, e))?;
         Ok(TokenCacheWriter {
             path: path.to_path_buf(),
             tmp,
@@ -132,7 +143,10 @@ impl TokenCacheWriter {
             if t as usize >= self.vocab_size {
                 return Err(DataError::Corpus {
                     corpus: self.path.display().to_string(),
-                    message: format!("token id {t} does not fit the vocabulary size {}", self.vocab_size),
+                    message: format!(
+                        "token id {t} does not fit the vocabulary size {}",
+                        self.vocab_size
+                    ),
                 });
             }
             if self.width == 2 {
@@ -143,7 +157,8 @@ impl TokenCacheWriter {
         }
         self.hasher.update(&self.scratch);
         let out = self.out.as_mut().expect("writer is open");
-        out.write_all(&self.scratch).map_err(|e| DataError::io(&self.tmp, e))?;
+        out.write_all(&self.scratch)
+            .map_err(|e| DataError::io(&self.tmp, e))?;
         self.counts[self.current] += tokens.len() as u64;
         Ok(())
     }
@@ -158,7 +173,10 @@ impl TokenCacheWriter {
         if self.current + 1 >= self.counts.len() {
             return Err(DataError::Corpus {
                 corpus: self.path.display().to_string(),
-                message: format!("token cache writer: more than the {} sections announced", self.counts.len()),
+                message: format!(
+                    "token cache writer: more than the {} sections announced",
+                    self.counts.len()
+                ),
             });
         }
         self.current += 1;
@@ -237,7 +255,10 @@ fn temp_name(path: &Path) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(
         ".{name}.tmp.{}.{}.{nanos}",
         std::process::id(),
@@ -278,7 +299,11 @@ impl TokenCache {
     }
 
     /// `verify`: `Some(true)` always, `Some(false)` for small bodies, `None` never.
-    fn open_checked(path: &Path, expected_fingerprint: &str, verify: Option<bool>) -> Result<Self, DataError> {
+    fn open_checked(
+        path: &Path,
+        expected_fingerprint: &str,
+        verify: Option<bool>,
+    ) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         // SAFETY: cache files are written once under a temporary name and renamed
         // into place; they are never modified afterwards, so the mapping is stable.
@@ -301,26 +326,40 @@ impl TokenCache {
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
         let version = u32_at(8);
         if version != VERSION {
-            return Err(corrupt(format!("format version {version}, expected {VERSION}")));
+            return Err(corrupt(format!(
+                "format version {version}, expected {VERSION}"
+            )));
         }
         let width = u32_at(12) as usize;
         if width != 2 && width != 4 {
-            return Err(corrupt(format!("token width {width} bytes, expected 2 or 4")));
+            return Err(corrupt(format!(
+                "token width {width} bytes, expected 2 or 4"
+            )));
         }
         let meta_len = u64_at(80) as usize;
         let nsec = u32_at(88) as usize;
         let header_len = FIXED_HEADER + 8 * nsec;
         if bytes.len() < header_len {
-            return Err(corrupt(format!("truncated inside the header ({} bytes)", bytes.len())));
+            return Err(corrupt(format!(
+                "truncated inside the header ({} bytes)",
+                bytes.len()
+            )));
         }
-        let counts: Vec<usize> = (0..nsec).map(|i| u64_at(FIXED_HEADER + 8 * i) as usize).collect();
-        let token_bytes = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c.checked_mul(width)?));
-        let expected_len = token_bytes.and_then(|t| t.checked_add(header_len)?.checked_add(meta_len));
+        let counts: Vec<usize> = (0..nsec)
+            .map(|i| u64_at(FIXED_HEADER + 8 * i) as usize)
+            .collect();
+        let token_bytes = counts
+            .iter()
+            .try_fold(0usize, |a, &c| a.checked_add(c.checked_mul(width)?));
+        let expected_len =
+            token_bytes.and_then(|t| t.checked_add(header_len)?.checked_add(meta_len));
         if expected_len != Some(bytes.len()) {
             return Err(corrupt(format!(
                 "truncated or padded: {} bytes, the header promises {}",
                 bytes.len(),
-                expected_len.map(|l| l.to_string()).unwrap_or_else(|| "an impossible size".into())
+                expected_len
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "an impossible size".into())
             )));
         }
         let found_fp = &bytes[16..48];
@@ -328,7 +367,11 @@ impl TokenCache {
         if found_fp != expected_fp {
             return Err(DataError::CacheMismatch {
                 path: path.to_path_buf(),
-                expected: format!("{} (sha256 {}…)", expected_fingerprint, &hex(&expected_fp)[..16]),
+                expected: format!(
+                    "{} (sha256 {}…)",
+                    expected_fingerprint,
+                    &hex(&expected_fp)[..16]
+                ),
                 found: format!("sha256 {}…", &hex(found_fp)[..16]),
             });
         }
@@ -337,10 +380,9 @@ impl TokenCache {
             Some(v) => v || (body.len() as u64) <= VERIFY_ALWAYS_BELOW,
             None => false,
         };
-        if check
-            && Sha256::digest(body).as_slice() != &bytes[48..80] {
-                return Err(corrupt("checksum mismatch".into()));
-            }
+        if check && Sha256::digest(body).as_slice() != &bytes[48..80] {
+            return Err(corrupt("checksum mismatch".into()));
+        }
         let mut offsets = Vec::with_capacity(nsec);
         let mut off = header_len;
         for &c in &counts {
@@ -348,7 +390,8 @@ impl TokenCache {
             off += c * width;
         }
         let meta = (off, meta_len);
-        std::str::from_utf8(&bytes[off..off + meta_len]).map_err(|_| corrupt("metadata is not UTF-8".into()))?;
+        std::str::from_utf8(&bytes[off..off + meta_len])
+            .map_err(|_| corrupt("metadata is not UTF-8".into()))?;
         Ok(TokenCache {
             path: path.to_path_buf(),
             map,
@@ -376,7 +419,8 @@ impl TokenCache {
 
     /// The metadata string.
     pub fn meta(&self) -> &str {
-        std::str::from_utf8(&self.map[self.meta.0..self.meta.0 + self.meta.1]).expect("checked at open")
+        std::str::from_utf8(&self.map[self.meta.0..self.meta.0 + self.meta.1])
+            .expect("checked at open")
     }
 
     /// Section `i` as a view into the mapping. Panics if `i` is out of range.
@@ -394,7 +438,9 @@ impl TokenCache {
     pub fn to_token_file(&self) -> TokenFile {
         TokenFile {
             meta: self.meta().to_string(),
-            sections: (0..self.num_sections()).map(|i| self.section(i).to_vec()).collect(),
+            sections: (0..self.num_sections())
+                .map(|i| self.section(i).to_vec())
+                .collect(),
         }
     }
 }
@@ -405,7 +451,10 @@ fn cast_u16(raw: &[u8]) -> &[u16] {
     // (header 92 + 8·s bytes, earlier sections of whole tokens of this width), so
     // `raw` is 2-aligned; any bit pattern is a valid u16; the target is little-endian.
     let (head, body, tail) = unsafe { raw.align_to::<u16>() };
-    assert!(head.is_empty() && tail.is_empty(), "token section is aligned");
+    assert!(
+        head.is_empty() && tail.is_empty(),
+        "token section is aligned"
+    );
     body
 }
 
@@ -413,12 +462,17 @@ fn cast_u16(raw: &[u8]) -> &[u16] {
 fn cast_u32(raw: &[u8]) -> &[u32] {
     // SAFETY: as for `cast_u16`; u32 sections start 4-aligned.
     let (head, body, tail) = unsafe { raw.align_to::<u32>() };
-    assert!(head.is_empty() && tail.is_empty(), "token section is aligned");
+    assert!(
+        head.is_empty() && tail.is_empty(),
+        "token section is aligned"
+    );
     body
 }
 
 #[cfg(not(target_endian = "little"))]
-compile_error!("algoprog-data maps little-endian token caches and supports little-endian targets only");
+compile_error!(
+    "algoprog-data maps little-endian token caches and supports little-endian targets only"
+);
 
 /// Reads a token cache written by [`write_token_cache`] into memory, checking
 /// magic, version, length (truncation), tokenizer fingerprint and checksum.
@@ -458,7 +512,11 @@ impl<'a> TokenView<'a> {
     }
 
     /// The tokens in `range`. Panics if out of range.
-    pub fn slice(&self, range: impl std::slice::SliceIndex<[u16], Output = [u16]> + std::slice::SliceIndex<[u32], Output = [u32]>) -> TokenView<'a> {
+    pub fn slice(
+        &self,
+        range: impl std::slice::SliceIndex<[u16], Output = [u16]>
+            + std::slice::SliceIndex<[u32], Output = [u32]>,
+    ) -> TokenView<'a> {
         match *self {
             TokenView::U16(s) => TokenView::U16(&s[range]),
             TokenView::U32(s) => TokenView::U32(&s[range]),
@@ -492,7 +550,11 @@ impl<'a> TokenView<'a> {
 
 impl std::fmt::Debug for TokenView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if matches!(self, TokenView::U16(_)) { "u16" } else { "u32" };
+        let kind = if matches!(self, TokenView::U16(_)) {
+            "u16"
+        } else {
+            "u32"
+        };
         write!(f, "TokenView<{kind}>[{}]", self.len())?;
         f.debug_list().entries(self.iter().take(32)).finish()?;
         if self.len() > 32 {

@@ -2,7 +2,8 @@
 //!
 //! A [`Corpus`] yields [`Document`]s and a stable identity string; the identity
 //! enters every cache key, so two corpora with the same identity must hold the
-//! same text. [`CorpusSpec`] is the serialisable choice made in a config.
+//! same text. [`crate::CorpusSpec`] (in [`crate::sources`]) is the serialisable
+//! choice made in a config.
 
 use std::io::Read;
 
@@ -39,7 +40,9 @@ fn parse_jsonl(text: &str) -> Result<Vec<Document>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str::<Document>(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str::<Document>(l).map_err(|e| format!("line {}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -49,7 +52,7 @@ pub type DocStream<'a> = Box<dyn Iterator<Item = Result<Document, DataError>> + 
 /// A source of documents.
 ///
 /// Implement it to bring your own text to [`crate::Dataset::prepare_corpus`];
-/// the built-in sources are chosen through [`CorpusSpec`].
+/// the built-in sources are chosen through [`crate::CorpusSpec`].
 ///
 /// Small corpora return everything from [`Corpus::documents`] and are split by a
 /// seeded permutation of documents. Corpora too large for memory also override
@@ -84,8 +87,13 @@ pub struct EmbeddedCorpus;
 impl Corpus for EmbeddedCorpus {
     fn identity(&self) -> String {
         static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        ID.get_or_init(|| format!("embedded:{}", &hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16]))
-            .clone()
+        ID.get_or_init(|| {
+            format!(
+                "embedded:{}",
+                &hex(&Sha256::digest(EMBEDDED_CORPUS_GZ))[..16]
+            )
+        })
+        .clone()
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
         embedded_documents()
@@ -125,48 +133,6 @@ impl Corpus for InMemoryCorpus {
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
         Ok(self.docs.clone())
-    }
-}
-
-/// Which corpus a config uses. In TOML (inside `[data]`):
-///
-/// ```toml
-/// corpus = "embedded"
-/// corpus = { dir = { path = "/data/my-corpus", text_field = "text" } }
-/// corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = false } }
-/// ```
-///
-/// or as a sub-table, e.g. `[data.corpus.c4]` followed by `shards = 8`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CorpusSpec {
-    /// The embedded public-domain corpus shipped inside this crate.
-    #[default]
-    Embedded,
-    /// A local directory of `.txt`, `.jsonl`, `.jsonl.gz` and `.json.gz` files.
-    Dir(crate::sources::DirSpec),
-    /// English C4 (`allenai/c4`, `en/c4-train.*.json.gz`) through the hf-hub cache.
-    C4(crate::sources::C4Spec),
-}
-
-impl CorpusSpec {
-    /// The corpus this spec names. C4 shards are looked up in (or, unless
-    /// offline, downloaded into) the hf-hub cache here.
-    pub fn open(&self) -> Result<Box<dyn Corpus>, DataError> {
-        match self {
-            CorpusSpec::Embedded => Ok(Box::new(EmbeddedCorpus)),
-            CorpusSpec::Dir(d) => Ok(Box::new(crate::sources::DirCorpus::open(d)?)),
-            CorpusSpec::C4(c) => Ok(Box::new(crate::sources::C4Corpus::open(c)?)),
-        }
-    }
-
-    /// Short name: `embedded`, `dir` or `c4`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CorpusSpec::Embedded => "embedded",
-            CorpusSpec::Dir(_) => "dir",
-            CorpusSpec::C4(_) => "c4",
-        }
     }
 }
 

@@ -103,7 +103,11 @@ impl DataError {
         }
     }
 
-    pub(crate) fn source(path: impl Into<PathBuf>, line: Option<u64>, message: impl Into<String>) -> Self {
+    pub(crate) fn source(
+        path: impl Into<PathBuf>,
+        line: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
         DataError::Source {
             path: path.into(),
             line,

@@ -21,18 +21,24 @@
 
 pub mod batch;
 pub mod cache;
+mod config;
 pub mod corpus;
 mod dataset;
 mod error;
+mod prepare;
 pub mod sources;
 pub mod tokenizer;
 pub mod unigram;
 
 pub use batch::{num_sequences, permutation, Batch, TokenStream, TrainBatches};
 pub use cache::{TokenCache, TokenView};
-pub use corpus::{embedded_documents, Corpus, CorpusSpec, DocStream, Document, EmbeddedCorpus, InMemoryCorpus};
-pub use dataset::{CacheOutcome, DataConfig, Dataset, PrepareObserver, PrepareTimings, Progress, SplitSide, DEFAULT_BPE_SAMPLE_BYTES};
-pub use sources::{c4_shard_name, hub_cache_dir, C4Corpus, C4Spec, DirCorpus, DirSpec};
+pub use config::{DataConfig, DEFAULT_BPE_SAMPLE_BYTES};
+pub use corpus::{embedded_documents, Corpus, DocStream, Document, EmbeddedCorpus, InMemoryCorpus};
+pub use dataset::Dataset;
 pub use error::DataError;
-pub use tokenizer::{BpeTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec, END_OF_TEXT, GPT2_VOCAB_SIZE};
+pub use prepare::{CacheOutcome, PrepareObserver, PrepareTimings, Progress, SplitSide};
+pub use sources::{c4_shard_name, hub_cache_dir, C4Corpus, C4Spec, CorpusSpec, DirCorpus, DirSpec};
+pub use tokenizer::{
+    BpeTokenizer, Gpt2Tokenizer, Tokenizer, TokenizerSpec, END_OF_TEXT, GPT2_VOCAB_SIZE,
+};
 pub use unigram::{unigram_cross_entropy, unigram_entropy};

@@ -1,14 +1,57 @@
-//! Corpus sources read from files: a local directory, and English C4 through
-//! the hf-hub cache. Both stream documents with bounded memory.
+//! Where a config's documents come from: [`CorpusSpec`] (the choice in a
+//! config) and the sources read from files, a local directory and English C4
+//! through the hf-hub cache, which stream documents with bounded memory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::corpus::{hex, Corpus, DocStream, Document};
+use crate::corpus::{hex, Corpus, DocStream, Document, EmbeddedCorpus};
 use crate::DataError;
+
+/// Which corpus a config uses. In TOML (inside `[data]`):
+///
+/// ```toml
+/// corpus = "embedded"
+/// corpus = { dir = { path = "/data/my-corpus", text_field = "text" } }
+/// corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = false } }
+/// ```
+///
+/// or as a sub-table, e.g. `[data.corpus.c4]` followed by `shards = 8`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorpusSpec {
+    /// The embedded public-domain corpus shipped inside this crate.
+    #[default]
+    Embedded,
+    /// A local directory of `.txt`, `.jsonl`, `.jsonl.gz` and `.json.gz` files.
+    Dir(DirSpec),
+    /// English C4 (`allenai/c4`, `en/c4-train.*.json.gz`) through the hf-hub cache.
+    C4(C4Spec),
+}
+
+impl CorpusSpec {
+    /// The corpus this spec names. C4 shards are looked up in (or, unless
+    /// offline, downloaded into) the hf-hub cache here.
+    pub fn open(&self) -> Result<Box<dyn Corpus>, DataError> {
+        match self {
+            CorpusSpec::Embedded => Ok(Box::new(EmbeddedCorpus)),
+            CorpusSpec::Dir(d) => Ok(Box::new(DirCorpus::open(d)?)),
+            CorpusSpec::C4(c) => Ok(Box::new(C4Corpus::open(c)?)),
+        }
+    }
+
+    /// Short name: `embedded`, `dir` or `c4`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CorpusSpec::Embedded => "embedded",
+            CorpusSpec::Dir(_) => "dir",
+            CorpusSpec::C4(_) => "c4",
+        }
+    }
+}
 
 fn default_text_field() -> String {
     "text".to_string()
@@ -76,6 +119,10 @@ pub struct C4Spec {
     /// hf-hub cache directory (default: `HF_HUB_CACHE`, else `HF_HOME/hub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_cache: Option<PathBuf>,
+    /// The Hub to download from, e.g. a mirror (default: `HF_ENDPOINT`, else
+    /// `https://huggingface.co`). The corpus identity does not depend on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Default for C4Spec {
@@ -86,6 +133,7 @@ impl Default for C4Spec {
             offline: false,
             revision: None,
             hub_cache: None,
+            endpoint: None,
         }
     }
 }
@@ -103,7 +151,10 @@ fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let is_gz = path.extension().is_some_and(|e| e == "gz");
     Ok(if is_gz {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, f))
     })
@@ -134,8 +185,12 @@ impl JsonLines {
 
     fn parse(&self) -> Result<Document, DataError> {
         let bad = |m: String| DataError::source(&self.path, Some(self.line), m);
-        let mut obj: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.buf).map_err(|e| bad(format!("not a JSON object ({e}); every line must be one JSON object")))?;
+        let mut obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&self.buf)
+            .map_err(|e| {
+            bad(format!(
+                "not a JSON object ({e}); every line must be one JSON object"
+            ))
+        })?;
         match obj.remove(&self.text_field) {
             Some(serde_json::Value::String(text)) => Ok(Document {
                 id: format!("{}:{}", self.name, self.line),
@@ -194,7 +249,11 @@ impl Iterator for JsonLines {
                     } else {
                         "the file is unreadable or not UTF-8"
                     };
-                    return Some(Err(DataError::source(&self.path, Some(self.line), format!("cannot read: {e}; {hint}"))));
+                    return Some(Err(DataError::source(
+                        &self.path,
+                        Some(self.line),
+                        format!("cannot read: {e}; {hint}"),
+                    )));
                 }
             }
         }
@@ -277,7 +336,11 @@ impl DirCorpus {
                 if md.is_dir() {
                     stack.push(path);
                 } else if corpus_file_kind(&name).is_some() {
-                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                    let rel = path
+                        .strip_prefix(root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     let mtime = md
                         .modified()
                         .ok()
@@ -325,19 +388,30 @@ impl Corpus for DirCorpus {
     fn stream(&self) -> Result<DocStream<'_>, DataError> {
         let field = self.spec.text_field.clone();
         let files = self.files.clone();
-        let it = files.into_iter().flat_map(move |(path, rel, _)| -> DocStream<'static> {
-            if corpus_file_kind(&rel) == Some("txt") {
-                let doc = std::fs::read_to_string(&path)
-                    .map_err(|e| DataError::source(&path, None, format!("cannot read as UTF-8 text: {e}")))
-                    .map(|text| Document { id: rel.clone(), text });
-                Box::new(std::iter::once(doc))
-            } else {
-                match JsonLines::open(&path, rel.clone(), &field) {
-                    Ok(j) => Box::new(j),
-                    Err(e) => Box::new(std::iter::once(Err(e))),
+        let it = files
+            .into_iter()
+            .flat_map(move |(path, rel, _)| -> DocStream<'static> {
+                if corpus_file_kind(&rel) == Some("txt") {
+                    let doc = std::fs::read_to_string(&path)
+                        .map_err(|e| {
+                            DataError::source(
+                                &path,
+                                None,
+                                format!("cannot read as UTF-8 text: {e}"),
+                            )
+                        })
+                        .map(|text| Document {
+                            id: rel.clone(),
+                            text,
+                        });
+                    Box::new(std::iter::once(doc))
+                } else {
+                    match JsonLines::open(&path, rel.clone(), &field) {
+                        Ok(j) => Box::new(j),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    }
                 }
-            }
-        });
+            });
         Ok(budgeted(Box::new(it), self.spec.max_chars))
     }
     fn is_streamed(&self) -> bool {
@@ -354,7 +428,8 @@ impl Corpus for DirCorpus {
 /// read from the snapshot the first shard resolved to.
 pub struct C4Corpus {
     spec: C4Spec,
-    repo: hf_hub::HFRepositorySync<hf_hub::RepoTypeDataset>,
+    /// The download client; `None` offline, where nothing may touch the network.
+    api: Option<hf_hub::api::sync::ApiRepo>,
     hub_cache: PathBuf,
     /// Shard paths resolved so far (all of them when offline).
     resolved: Vec<PathBuf>,
@@ -371,31 +446,88 @@ impl std::fmt::Debug for C4Corpus {
     }
 }
 
-/// The hf-hub cache directory a C4 spec uses: `hub_cache`, else hf-hub's own
-/// resolution (`HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`).
+/// The hf-hub cache directory a C4 spec uses: `hub_cache`, else the Hugging
+/// Face convention: `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `HF_HOME/hub`,
+/// `~/.cache/huggingface/hub`.
 pub fn hub_cache_dir(spec: &C4Spec) -> PathBuf {
-    spec.hub_cache.clone().unwrap_or_else(hf_hub::resolve_cache_dir)
+    if let Some(dir) = &spec.hub_cache {
+        return dir.clone();
+    }
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("HF_HUB_CACHE")
+        .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
+        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+        .unwrap_or_else(|| {
+            std::env::home_dir()
+                .unwrap_or_default()
+                .join(".cache")
+                .join("huggingface")
+                .join("hub")
+        })
 }
+
+/// The Hub a C4 spec downloads from: `endpoint`, else `HF_ENDPOINT`, else huggingface.co.
+fn hub_endpoint(spec: &C4Spec) -> String {
+    spec.endpoint
+        .clone()
+        .or_else(|| std::env::var("HF_ENDPOINT").ok())
+        .filter(|e| !e.is_empty())
+        .map(|e| e.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "https://huggingface.co".into())
+}
+
+/// Download attempts after the first failure of a shard (each resumes the partial file).
+const DOWNLOAD_RETRIES: usize = 3;
 
 impl C4Corpus {
     /// Resolves shard 0 (downloading it unless offline); offline, every shard is
     /// looked up now so that a missing one is reported before any work.
     pub fn open(spec: &C4Spec) -> Result<Self, DataError> {
         if spec.shards == 0 || spec.shards > C4_SHARDS {
-            return Err(DataError::config("corpus.c4.shards", format!("= {} must be between 1 and {C4_SHARDS}", spec.shards)));
+            return Err(DataError::config(
+                "corpus.c4.shards",
+                format!("= {} must be between 1 and {C4_SHARDS}", spec.shards),
+            ));
         }
         if spec.max_chars == Some(0) {
-            return Err(DataError::config("corpus.c4.max_chars", "= 0 selects no text; leave it out to use whole shards"));
+            return Err(DataError::config(
+                "corpus.c4.max_chars",
+                "= 0 selects no text; leave it out to use whole shards",
+            ));
         }
         let hub_cache = hub_cache_dir(spec);
-        let client = hf_hub::HFClient::builder()
-            .cache_dir(&hub_cache)
-            .build_sync()
-            .map_err(|e| DataError::source(&hub_cache, None, format!("cannot create the hf-hub client: {e}")))?;
-        let repo = client.dataset("allenai", "c4");
+        let api = if spec.offline {
+            None
+        } else {
+            let rev = spec.revision.clone().unwrap_or_else(|| "main".into());
+            // The token, if any, is the one `huggingface-cli login` stored under HF_HOME.
+            let api = hf_hub::api::sync::ApiBuilder::from_env()
+                .with_cache_dir(hub_cache.clone())
+                .with_endpoint(hub_endpoint(spec))
+                .with_retries(DOWNLOAD_RETRIES)
+                // a download bar only on a terminal (see `resolve`)
+                .with_progress(std::io::stderr().is_terminal())
+                .build()
+                .map_err(|e| {
+                    DataError::source(
+                        &hub_cache,
+                        None,
+                        format!("cannot create the hf-hub client: {e}"),
+                    )
+                })?;
+            Some(api.repo(hf_hub::Repo::with_revision(
+                "allenai/c4".into(),
+                hf_hub::RepoType::Dataset,
+                rev,
+            )))
+        };
         let mut c4 = C4Corpus {
             spec: spec.clone(),
-            repo,
+            api,
             hub_cache,
             resolved: Vec::new(),
             commit: String::new(),
@@ -405,7 +537,8 @@ impl C4Corpus {
             let p = c4.resolve(i)?;
             c4.resolved.push(p);
         }
-        c4.commit = commit_of(&c4.resolved[0]).unwrap_or_else(|| spec.revision.clone().unwrap_or_else(|| "main".into()));
+        c4.commit = commit_of(&c4.resolved[0])
+            .unwrap_or_else(|| spec.revision.clone().unwrap_or_else(|| "main".into()));
         Ok(c4)
     }
 
@@ -419,60 +552,75 @@ impl C4Corpus {
         &self.commit
     }
 
+    /// The path of shard `i` in the cache, downloading it first unless offline.
+    ///
+    /// The cache has the Hugging Face layout: `datasets--allenai--c4/refs/<revision>`
+    /// holds the commit, `snapshots/<commit>/<file>` links to `blobs/<etag>`. A
+    /// file already in the cache is used without touching the network.
     fn resolve(&self, i: usize) -> Result<PathBuf, DataError> {
-        resolve_shard(&self.repo, &self.spec, &self.hub_cache, i)
-    }
-}
-
-fn resolve_shard(
-    repo: &hf_hub::HFRepositorySync<hf_hub::RepoTypeDataset>,
-    spec: &C4Spec,
-    hub_cache: &Path,
-    i: usize,
-) -> Result<PathBuf, DataError> {
-    let name = c4_shard_name(i);
-    let rev = spec.revision.clone().unwrap_or_else(|| "main".into());
-    let repo_dir = hub_cache.join("datasets--allenai--c4");
-    let ref_file = repo_dir.join("refs").join(&rev);
-    let commit = if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
-        Some(rev.clone())
-    } else {
-        std::fs::read_to_string(&ref_file).ok().map(|s| s.trim().to_string())
-    };
-    repo.download_file()
-        .filename(name.clone())
-        .maybe_revision(spec.revision.clone())
-        .local_files_only(spec.offline)
-        .send()
-        .map_err(|e| match (e, &commit) {
-            (hf_hub::HFError::LocalEntryNotFound { .. }, Some(commit)) => DataError::source(
-                repo_dir.join("snapshots").join(commit).join(&name),
-                None,
-                format!(
-                    "C4 shard {name} is missing from the hf-hub cache (offline mode); run `algoprog data prepare --source c4` \
-                     once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it"
+        let name = c4_shard_name(i);
+        let rev = self.spec.revision.clone().unwrap_or_else(|| "main".into());
+        let repo_dir = self.hub_cache.join("datasets--allenai--c4");
+        let ref_file = repo_dir.join("refs").join(&rev);
+        let commit = if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+            Some(rev.clone())
+        } else {
+            std::fs::read_to_string(&ref_file)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let cached = commit
+            .as_ref()
+            .map(|c| repo_dir.join("snapshots").join(c).join(&name));
+        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+            return Ok(path.clone());
+        }
+        let Some(api) = &self.api else {
+            return Err(match cached {
+                Some(path) => DataError::source(
+                    path,
+                    None,
+                    format!(
+                        "C4 shard {name} is missing from the hf-hub cache (offline mode); run `algoprog data prepare --source c4` \
+                         once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it"
+                    ),
                 ),
-            ),
-            (hf_hub::HFError::LocalEntryNotFound { .. }, None) => DataError::source(
-                &ref_file,
-                None,
-                format!(
-                    "allenai/c4 revision {rev:?} is not in the hf-hub cache {} (offline mode), so C4 shard {name} cannot be found; \
-                     run `algoprog data prepare --source c4` once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it",
-                    hub_cache.display()
+                None => DataError::source(
+                    &ref_file,
+                    None,
+                    format!(
+                        "allenai/c4 revision {rev:?} is not in the hf-hub cache {} (offline mode), so C4 shard {name} cannot be found; \
+                         run `algoprog data prepare --source c4` once with network access, or point HF_HUB_CACHE / HF_HOME / `hub_cache` at the cache that holds it",
+                        self.hub_cache.display()
+                    ),
                 ),
-            ),
-            (other, _) => DataError::source(
+            });
+        };
+        // Shard 0 is fetched by `open`, before a caller shows any progress of
+        // its own: hf-hub draws a download bar for it on a terminal. Later
+        // shards are fetched while the caller reports tokenisation progress
+        // (the CLI's bar), so they draw nothing.
+        let fetched = if i == 0 {
+            api.download(&name)
+        } else {
+            api.download_with_progress(&name, ())
+        };
+        fetched.map_err(|e| {
+            DataError::source(
                 repo_dir.join(&name),
                 None,
-                format!("cannot download C4 shard {name} from allenai/c4: {other}; check the network, or use --offline with a filled hf-hub cache"),
-            ),
+                format!("cannot download C4 shard {name} from allenai/c4 ({}): {e}; check the network, or use --offline with a filled hf-hub cache", api.url(&name)),
+            )
         })
+    }
 }
 
 /// The commit hash in `.../snapshots/<commit>/en/<file>`.
 fn commit_of(path: &Path) -> Option<String> {
-    let comps: Vec<String> = path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let comps: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     let i = comps.iter().rposition(|c| c == "snapshots")?;
     comps.get(i + 1).cloned()
 }
@@ -483,7 +631,10 @@ impl Corpus for C4Corpus {
             "c4:allenai/c4@{}:en:shards={}:max_chars={}",
             self.commit,
             self.spec.shards,
-            self.spec.max_chars.map(|m| m.to_string()).unwrap_or_else(|| "all".into())
+            self.spec
+                .max_chars
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "all".into())
         )
     }
     fn documents(&self) -> Result<Vec<Document>, DataError> {
@@ -508,7 +659,10 @@ impl Corpus for C4Corpus {
     }
     fn size_hint_bytes(&self) -> Option<u64> {
         if self.resolved.len() == self.spec.shards {
-            self.resolved.iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).sum()
+            self.resolved
+                .iter()
+                .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+                .sum()
         } else {
             None
         }

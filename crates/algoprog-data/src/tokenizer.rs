@@ -74,7 +74,8 @@ impl Tokenizer for Gpt2Tokenizer {
     }
 }
 
-type BpeImpl = TokenizerImpl<BPE, NormalizerWrapper, ByteLevel, PostProcessorWrapper, ByteLevelDecoder>;
+type BpeImpl =
+    TokenizerImpl<BPE, NormalizerWrapper, ByteLevel, PostProcessorWrapper, ByteLevelDecoder>;
 
 /// A byte-level BPE (GPT-2's pre-tokenisation regex and byte alphabet) trained
 /// with the `tokenizers` library. Id 0 is `<|endoftext|>`, ids 1..=256 the bytes.
@@ -109,7 +110,10 @@ impl BpeTokenizer {
     /// (ties between equally frequent pairs go to the lower pair of ids).
     /// A small corpus may yield fewer merges than asked; [`Tokenizer::vocab_size`]
     /// reports the size obtained.
-    pub fn train<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, vocab_size: usize) -> Result<Self, DataError> {
+    pub fn train<S: AsRef<str> + Send>(
+        texts: impl Iterator<Item = S> + Send,
+        vocab_size: usize,
+    ) -> Result<Self, DataError> {
         check_bpe_vocab(vocab_size)?;
         let err = |e: tokenizers::Error| DataError::Tokenizer {
             path: None,
@@ -158,10 +162,12 @@ impl BpeTokenizer {
 
     /// The tokenizer serialised as `tokenizers` JSON.
     pub fn to_json(&self) -> Result<String, DataError> {
-        self.inner.to_string(false).map_err(|e| DataError::Tokenizer {
-            path: None,
-            message: format!("cannot serialise: {e}"),
-        })
+        self.inner
+            .to_string(false)
+            .map_err(|e| DataError::Tokenizer {
+                path: None,
+                message: format!("cannot serialise: {e}"),
+            })
     }
 
     fn from_inner(inner: tokenizers::Tokenizer, path: Option<&Path>) -> Result<Self, DataError> {
@@ -169,20 +175,29 @@ impl BpeTokenizer {
             path: path.map(Path::to_path_buf),
             message,
         };
-        let eot = inner
-            .token_to_id(END_OF_TEXT)
-            .ok_or_else(|| bad(format!("has no {END_OF_TEXT} token; it was not made by algoprog-data")))?;
+        let eot = inner.token_to_id(END_OF_TEXT).ok_or_else(|| {
+            bad(format!(
+                "has no {END_OF_TEXT} token; it was not made by algoprog-data"
+            ))
+        })?;
         let vocab_size = inner.get_vocab_size(true);
-        let model = serde_json::to_string(inner.get_model()).map_err(|e| bad(format!("cannot serialise model: {e}")))?;
+        let model = serde_json::to_string(inner.get_model())
+            .map_err(|e| bad(format!("cannot serialise model: {e}")))?;
         let hash = hex(&Sha256::digest(model.as_bytes()));
-        let unicode_to_byte: std::collections::HashMap<char, u8> = bytes_to_unicode().into_iter().map(|(b, c)| (c, b)).collect();
+        let unicode_to_byte: std::collections::HashMap<char, u8> = bytes_to_unicode()
+            .into_iter()
+            .map(|(b, c)| (c, b))
+            .collect();
         let mut id_bytes = vec![Vec::new(); vocab_size];
         let mut encoder = rustc_hash::FxHashMap::default();
         for (token, id) in inner.get_vocab(false) {
             if id == eot {
                 continue;
             }
-            let bytes: Option<Vec<u8>> = token.chars().map(|c| unicode_to_byte.get(&c).copied()).collect();
+            let bytes: Option<Vec<u8>> = token
+                .chars()
+                .map(|c| unicode_to_byte.get(&c).copied())
+                .collect();
             let bytes = bytes.ok_or_else(|| bad(format!("token {token:?} is not byte-level")))?;
             if (id as usize) < vocab_size {
                 id_bytes[id as usize] = bytes.clone();
@@ -231,14 +246,16 @@ impl Tokenizer for BpeTokenizer {
 }
 
 /// GPT-2's pre-tokenisation pattern as the `tokenizers` ByteLevel pre-tokenizer writes it.
-const BYTE_LEVEL_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const BYTE_LEVEL_PATTERN: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 /// GPT-2's map from bytes to printable characters, used by byte-level BPE vocabularies.
 fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut out = Vec::with_capacity(256);
     let mut n = 0u32;
     for b in 0u32..256 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let c = if printable {
             b
         } else {

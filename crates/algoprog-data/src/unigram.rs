@@ -36,7 +36,10 @@ pub fn unigram_cross_entropy(train: &[u32], eval: &[u32], vocab_size: usize) -> 
     }
     let c = counts(train, vocab_size);
     let denom = (train.len() + vocab_size) as f64;
-    let total: f64 = eval.iter().map(|&t| -((c[t as usize] + 1) as f64 / denom).ln()).sum();
+    let total: f64 = eval
+        .iter()
+        .map(|&t| -((c[t as usize] + 1) as f64 / denom).ln())
+        .sum();
     total / eval.len() as f64
 }
 
@@ -65,7 +68,12 @@ pub(crate) fn entropy_from_counts(c: &[u64], n: usize) -> f64 {
 }
 
 /// [`unigram_cross_entropy`] from the training counts over `n_train` tokens.
-pub(crate) fn cross_entropy_from_counts(c: &[u64], n_train: usize, eval: impl Iterator<Item = u32>, vocab_size: usize) -> f64 {
+pub(crate) fn cross_entropy_from_counts(
+    c: &[u64],
+    n_train: usize,
+    eval: impl Iterator<Item = u32>,
+    vocab_size: usize,
+) -> f64 {
     let denom = (n_train + vocab_size) as f64;
     let mut total = 0.0;
     let mut n = 0usize;

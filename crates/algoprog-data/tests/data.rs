@@ -20,7 +20,10 @@ fn docs() -> &'static Vec<Document> {
 fn slice(n: usize) -> InMemoryCorpus {
     let d = docs();
     let step = d.len() / n;
-    InMemoryCorpus::new(format!("slice-{n}"), (0..n).map(|i| d[i * step].clone()).collect())
+    InMemoryCorpus::new(
+        format!("slice-{n}"),
+        (0..n).map(|i| d[i * step].clone()).collect(),
+    )
 }
 
 fn cfg(tokenizer: TokenizerSpec, dir: &std::path::Path) -> DataConfig {
@@ -65,12 +68,23 @@ fn embedded_corpus_has_the_documented_contents() {
     let books: HashSet<&str> = d.iter().map(|x| x.id.split('/').next().unwrap()).collect();
     assert_eq!(books.len(), 16);
     for x in d {
-        assert!(x.text.len() >= 16 * 1024, "{} is only {} bytes", x.id, x.text.len());
-        assert!(!x.text.to_lowercase().contains("project gutenberg"), "{} keeps licence text", x.id);
+        assert!(
+            x.text.len() >= 16 * 1024,
+            "{} is only {} bytes",
+            x.id,
+            x.text.len()
+        );
+        assert!(
+            !x.text.to_lowercase().contains("project gutenberg"),
+            "{} keeps licence text",
+            x.id
+        );
         assert!(!x.text.contains('\r'));
     }
     // The Latin-1 file was decoded: Cæsar is spelt with U+00E6.
-    assert!(d.iter().any(|x| x.id.starts_with("shakespeare-caesar") && x.text.contains("C\u{e6}sar")));
+    assert!(d
+        .iter()
+        .any(|x| x.id.starts_with("shakespeare-caesar") && x.text.contains("C\u{e6}sar")));
 }
 
 // ---------------------------------------------------------------- tokenizers
@@ -88,7 +102,11 @@ fn gpt2_known_ids_and_round_trip() {
     assert_eq!(t.decode(&[50256]), "<|endoftext|>");
     // Special-token text in documents is ordinary text, never id 50256.
     assert!(!t.encode("<|endoftext|>").contains(&50256));
-    for s in ["Emma Woodhouse, handsome, clever, and rich", "naïve café — Cæsar 😀\n\n  x", ""] {
+    for s in [
+        "Emma Woodhouse, handsome, clever, and rich",
+        "naïve café — Cæsar 😀\n\n  x",
+        "",
+    ] {
         assert_eq!(t.decode(&t.encode(s)), s);
     }
     let text = &docs()[100].text;
@@ -97,7 +115,9 @@ fn gpt2_known_ids_and_round_trip() {
 
 fn small_bpe() -> &'static BpeTokenizer {
     static T: OnceLock<BpeTokenizer> = OnceLock::new();
-    T.get_or_init(|| BpeTokenizer::train(docs()[..10].iter().map(|d| d.text.as_str()), 512).unwrap())
+    T.get_or_init(|| {
+        BpeTokenizer::train(docs()[..10].iter().map(|d| d.text.as_str()), 512).unwrap()
+    })
 }
 
 #[test]
@@ -107,7 +127,11 @@ fn bpe_trains_deterministically_and_round_trips() {
     assert_eq!(t.end_of_text(), 0);
     assert!(t.fingerprint().starts_with("bpe-512-"));
     let again = BpeTokenizer::train(docs()[..10].iter().map(|d| d.text.as_str()), 512).unwrap();
-    assert_eq!(again.fingerprint(), t.fingerprint(), "same text, same merges");
+    assert_eq!(
+        again.fingerprint(),
+        t.fingerprint(),
+        "same text, same merges"
+    );
     assert_eq!(again.to_json().unwrap(), t.to_json().unwrap());
     let other = BpeTokenizer::train(docs()[10..20].iter().map(|d| d.text.as_str()), 512).unwrap();
     assert_ne!(other.fingerprint(), t.fingerprint());
@@ -123,7 +147,11 @@ fn bpe_trains_deterministically_and_round_trips() {
     for s in tricky {
         assert_eq!(t.decode(&t.encode(s)), s, "round trip of {s:?}");
         if !s.contains(END_OF_TEXT) {
-            assert_eq!(t.encode(s), t.encode_reference(s), "fast and reference encodings of {s:?}");
+            assert_eq!(
+                t.encode(s),
+                t.encode_reference(s),
+                "fast and reference encodings of {s:?}"
+            );
         }
     }
     for d in &docs()[200..204] {
@@ -134,12 +162,20 @@ fn bpe_trains_deterministically_and_round_trips() {
     assert_eq!(t.encode_reference(END_OF_TEXT), vec![0]);
     assert!(!t.encode(END_OF_TEXT).contains(&0));
     // Every byte is a token, so unseen characters still encode.
-    assert!(t.encode("\u{4e2d}").iter().all(|&id| (1..=256).contains(&id)));
+    assert!(t
+        .encode("\u{4e2d}")
+        .iter()
+        .all(|&id| (1..=256).contains(&id)));
     // Merges compress text seen in training: fewer tokens than bytes.
     let text = &docs()[3].text;
     let ids = t.encode(text);
     assert_eq!(t.decode(&ids), *text);
-    assert!(ids.len() * 2 < text.len(), "{} tokens for {} bytes", ids.len(), text.len());
+    assert!(
+        ids.len() * 2 < text.len(),
+        "{} tokens for {} bytes",
+        ids.len(),
+        text.len()
+    );
     assert!(ids.iter().all(|&i| i < 512));
 
     let dir = tmp();
@@ -150,15 +186,30 @@ fn bpe_trains_deterministically_and_round_trips() {
     assert_eq!(loaded.encode(text), ids);
     std::fs::write(&path, "{not json").unwrap();
     let err = BpeTokenizer::load(&path).unwrap_err().to_string();
-    assert!(err.contains("tokenizer.json") && err.contains("delete the file"), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("delete the file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn tokenizer_spec_strings() {
-    assert_eq!("gpt2".parse::<TokenizerSpec>().unwrap(), TokenizerSpec::Gpt2);
-    assert_eq!("bpe-4096".parse::<TokenizerSpec>().unwrap(), TokenizerSpec::Bpe { vocab_size: 4096 });
-    assert_eq!(TokenizerSpec::Bpe { vocab_size: 512 }.to_string(), "bpe-512");
-    assert_eq!(TokenizerSpec::default(), TokenizerSpec::Bpe { vocab_size: 4096 });
+    assert_eq!(
+        "gpt2".parse::<TokenizerSpec>().unwrap(),
+        TokenizerSpec::Gpt2
+    );
+    assert_eq!(
+        "bpe-4096".parse::<TokenizerSpec>().unwrap(),
+        TokenizerSpec::Bpe { vocab_size: 4096 }
+    );
+    assert_eq!(
+        TokenizerSpec::Bpe { vocab_size: 512 }.to_string(),
+        "bpe-512"
+    );
+    assert_eq!(
+        TokenizerSpec::default(),
+        TokenizerSpec::Bpe { vocab_size: 4096 }
+    );
     for bad in ["bpe-10", "bpe-", "bpe-x", "llama", ""] {
         let e = bad.parse::<TokenizerSpec>().unwrap_err().to_string();
         assert!(e.contains("expected \"gpt2\" or \"bpe-N\""), "{bad}: {e}");
@@ -179,15 +230,24 @@ fn data_config_toml() {
         ..DataConfig::default()
     })
     .unwrap();
-    assert!(text.contains("tokenizer = \"bpe-4096\"") && text.contains("corpus = \"embedded\""), "{text}");
+    assert!(
+        text.contains("tokenizer = \"bpe-4096\"") && text.contains("corpus = \"embedded\""),
+        "{text}"
+    );
     let back: DataConfig = toml::from_str(&text).unwrap();
     assert_eq!(back.max_train_tokens, Some(5000));
 
-    let e = toml::from_str::<DataConfig>("seq_lenn = 3").unwrap_err().to_string();
+    let e = toml::from_str::<DataConfig>("seq_lenn = 3")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("seq_lenn"), "{e}");
-    let e = toml::from_str::<DataConfig>("tokenizer = \"bpe-3\"").unwrap_err().to_string();
+    let e = toml::from_str::<DataConfig>("tokenizer = \"bpe-3\"")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bpe-3") && e.contains("bpe-4096"), "{e}");
-    let e = toml::from_str::<DataConfig>("corpus = \"c5\"").unwrap_err().to_string();
+    let e = toml::from_str::<DataConfig>("corpus = \"c5\"")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("c5") && e.contains("embedded"), "{e}");
 }
 
@@ -207,7 +267,10 @@ fn gpt2_split_of_the_embedded_corpus() {
     let without_last: usize = v.tokens[..v.tokens.len() - 1].iter().sum();
     assert!(without_last < 100_000);
     assert_eq!(v.tokens.iter().sum::<usize>(), d.val_tokens());
-    assert_eq!(d.train_tokens(), d.train_split().tokens.iter().sum::<usize>());
+    assert_eq!(
+        d.train_tokens(),
+        d.train_split().tokens.iter().sum::<usize>()
+    );
     assert_eq!(d.num_train_sequences(), (d.train_tokens() - 1) / 128);
     assert_eq!(d.num_val_sequences(), (d.val_tokens() - 1) / 128);
 
@@ -268,7 +331,16 @@ fn bpe_4096_on_the_embedded_corpus() {
     assert_eq!(again.fingerprint(), d.fingerprint());
     assert_eq!(again.train_token_ids(), d.train_token_ids());
     // The fast encoder agrees with the `tokenizers` library on validation text.
-    let bpe = BpeTokenizer::load(&std::fs::read_dir(&tok_path).unwrap().next().unwrap().unwrap().path().join("tokenizer.json")).unwrap();
+    let bpe = BpeTokenizer::load(
+        &std::fs::read_dir(&tok_path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("tokenizer.json"),
+    )
+    .unwrap();
     let by_id: HashMap<&str, &Document> = docs().iter().map(|x| (x.id.as_str(), x)).collect();
     for id in &d.val_documents()[..3] {
         let text = &by_id[id.as_str()].text;
@@ -290,8 +362,13 @@ fn small_bpe_dataset_and_cap() {
     // The BPE saw training documents only: retraining on them gives the same merges.
     let all = corpus.documents().unwrap();
     let by_id: HashMap<&str, &Document> = all.iter().map(|x| (x.id.as_str(), x)).collect();
-    let retrained =
-        BpeTokenizer::train(d.train_documents().iter().map(|id| by_id[id.as_str()].text.as_str()), 512).unwrap();
+    let retrained = BpeTokenizer::train(
+        d.train_documents()
+            .iter()
+            .map(|id| by_id[id.as_str()].text.as_str()),
+        512,
+    )
+    .unwrap();
     assert_eq!(retrained.fingerprint(), d.fingerprint());
     let capped = Dataset::prepare_corpus(
         &DataConfig {
@@ -301,9 +378,16 @@ fn small_bpe_dataset_and_cap() {
         &corpus,
     )
     .unwrap();
-    assert_eq!(capped.cache_outcome(), &CacheOutcome::Loaded, "the cap reuses the cache");
+    assert_eq!(
+        capped.cache_outcome(),
+        &CacheOutcome::Loaded,
+        "the cap reuses the cache"
+    );
     assert_eq!(capped.train_tokens(), 20_000);
-    assert_eq!(capped.train_token_ids(), d.train_token_ids().slice(..20_000));
+    assert_eq!(
+        capped.train_token_ids(),
+        d.train_token_ids().slice(..20_000)
+    );
     assert_eq!(capped.fingerprint(), d.fingerprint());
     assert_eq!(capped.val_token_ids(), d.val_token_ids());
     let used = capped.train_documents_used();
@@ -319,7 +403,8 @@ fn small_gpt2() -> &'static Dataset {
     static D: OnceLock<(tempfile::TempDir, Dataset)> = OnceLock::new();
     &D.get_or_init(|| {
         let dir = tmp();
-        let d = Dataset::prepare_corpus(&small_cfg(TokenizerSpec::Gpt2, dir.path()), &slice(12)).unwrap();
+        let d = Dataset::prepare_corpus(&small_cfg(TokenizerSpec::Gpt2, dir.path()), &slice(12))
+            .unwrap();
         (dir, d)
     })
     .1
@@ -339,7 +424,9 @@ fn batches_shift_targets_and_follow_the_seed() {
         let tgt = &b.targets[r * l..(r + 1) * l];
         assert_eq!(&inp[1..], &tgt[..l - 1]);
         // Each row is a window at a multiple of seq_len, and its targets continue it.
-        let s = (0..d.num_train_sequences()).find(|&s| stream.slice(s * l..s * l + l) == inp).unwrap();
+        let s = (0..d.num_train_sequences())
+            .find(|&s| stream.slice(s * l..s * l + l) == inp)
+            .unwrap();
         assert_eq!(stream.slice(s * l + 1..s * l + l + 1), tgt);
     }
     let first: Vec<Batch> = d.train_batches(8, 42).take(5).collect();
@@ -357,7 +444,9 @@ fn an_epoch_covers_every_sequence_once() {
     let b = 7; // not a divisor of n: batches straddle epochs
     assert_ne!(n % b, 0);
     let stream = d.train_token_ids();
-    let mut all: Vec<Vec<u32>> = (0..n).map(|s| stream.slice(s * l..s * l + l).to_vec()).collect();
+    let mut all: Vec<Vec<u32>> = (0..n)
+        .map(|s| stream.slice(s * l..s * l + l).to_vec())
+        .collect();
     all.sort();
     let mut it = d.train_batches(b, 5);
     let mut rows: Vec<Vec<u32>> = Vec::new();
@@ -411,7 +500,11 @@ fn cache_is_reused_and_damage_is_detected() {
     assert!(path.starts_with(dir.path()));
     // Datasets map the cache file; keep copies, since the damage below rewrites the
     // file in place (which a mapped reader must never see).
-    let (a_train, a_val, a_docs) = (a.train_token_ids().to_vec(), a.val_token_ids().to_vec(), a.val_documents().to_vec());
+    let (a_train, a_val, a_docs) = (
+        a.train_token_ids().to_vec(),
+        a.val_token_ids().to_vec(),
+        a.val_documents().to_vec(),
+    );
     let (fp, n_tokens) = (a.fingerprint(), a.train_tokens() + a.val_tokens());
     drop(a);
     let b = Dataset::prepare_corpus(&c, &corpus).unwrap();
@@ -429,26 +522,42 @@ fn cache_is_reused_and_damage_is_detected() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
     match read_token_cache(&path, &fp) {
-        Err(DataError::CacheCorrupt { reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
+        Err(DataError::CacheCorrupt { reason, .. }) => {
+            assert!(reason.contains("truncated"), "{reason}")
+        }
         other => panic!("expected a truncation error, got {other:?}"),
     }
     // Without the checksum too: the length check catches it.
     let e = TokenCache::open(&path, &fp, false).unwrap_err().to_string();
-    assert!(e.contains("truncated") && e.contains(path.to_str().unwrap()), "{e}");
+    assert!(
+        e.contains("truncated") && e.contains(path.to_str().unwrap()),
+        "{e}"
+    );
     let r = Dataset::prepare_corpus(&c, &corpus).unwrap();
-    assert!(matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("truncated")));
+    assert!(
+        matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("truncated"))
+    );
     assert_eq!(r.train_token_ids(), a_train);
     drop(r);
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "rebuilt byte for byte");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "rebuilt byte for byte"
+    );
 
     // Flipped token byte (the first byte after the 108-byte header).
     let mut bad = bytes.clone();
     bad[108] ^= 0x55;
     std::fs::write(&path, &bad).unwrap();
     let e = read_token_cache(&path, &fp).unwrap_err().to_string();
-    assert!(e.contains("checksum") && e.contains(path.to_str().unwrap()), "{e}");
+    assert!(
+        e.contains("checksum") && e.contains(path.to_str().unwrap()),
+        "{e}"
+    );
     let r = Dataset::prepare_corpus(&c, &corpus).unwrap();
-    assert!(matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("checksum")));
+    assert!(
+        matches!(r.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("checksum"))
+    );
     drop(r);
 
     // Same key, other tokenizer's fingerprint in the header.
@@ -460,9 +569,14 @@ fn cache_is_reused_and_damage_is_detected() {
     let e = read_token_cache(&path, &fp).unwrap_err();
     assert!(matches!(e, DataError::CacheMismatch { .. }));
     let e = e.to_string();
-    assert!(e.contains(path.to_str().unwrap()) && e.contains("gpt2-r50k_base"), "{e}");
+    assert!(
+        e.contains(path.to_str().unwrap()) && e.contains("gpt2-r50k_base"),
+        "{e}"
+    );
     let m = Dataset::prepare_corpus(&c, &corpus).unwrap();
-    assert!(matches!(m.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("was written by tokenizer")));
+    assert!(
+        matches!(m.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("was written by tokenizer"))
+    );
     assert_eq!(m.val_token_ids(), a_val);
     drop(m);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
@@ -483,18 +597,30 @@ fn cache_token_widths() {
         sections: vec![vec![0, 65_535], vec![], vec![7]],
     };
     write_token_cache(&p, "fp", 65_536, &f).unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().len(), 8 + 4 + 4 + 32 + 32 + 8 + 4 + 3 * 8 + 1 + 3 * 2);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        8 + 4 + 4 + 32 + 32 + 8 + 4 + 3 * 8 + 1 + 3 * 2
+    );
     assert_eq!(read_token_cache(&p, "fp").unwrap(), f);
     let wide = TokenFile {
         meta: String::new(),
         sections: vec![vec![70_000, 3]],
     };
     write_token_cache(&p, "fp", 100_277, &wide).unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().len(), 8 + 4 + 4 + 32 + 32 + 8 + 4 + 8 + 2 * 4);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        8 + 4 + 4 + 32 + 32 + 8 + 4 + 8 + 2 * 4
+    );
     assert_eq!(read_token_cache(&p, "fp").unwrap(), wide);
-    assert!(write_token_cache(&p, "fp", 512, &wide).is_err(), "id 70000 does not fit 16 bits");
+    assert!(
+        write_token_cache(&p, "fp", 512, &wide).is_err(),
+        "id 70000 does not fit 16 bits"
+    );
     std::fs::write(&p, b"short").unwrap();
-    assert!(matches!(read_token_cache(&p, "fp"), Err(DataError::CacheCorrupt { .. })));
+    assert!(matches!(
+        read_token_cache(&p, "fp"),
+        Err(DataError::CacheCorrupt { .. })
+    ));
 }
 
 #[test]
@@ -503,7 +629,9 @@ fn concurrent_preparations_share_one_cache() {
     let c = small_cfg(TokenizerSpec::Bpe { vocab_size: 300 }, dir.path());
     let corpus = slice(12);
     let results: Vec<Dataset> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..3).map(|_| s.spawn(|| Dataset::prepare_corpus(&c, &corpus).unwrap())).collect();
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| Dataset::prepare_corpus(&c, &corpus).unwrap()))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for r in &results[1..] {
@@ -543,9 +671,14 @@ fn bad_settings_name_the_key() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("data.val_tokens") && e.contains("lower val_tokens"), "{e}");
+    assert!(
+        e.contains("data.val_tokens") && e.contains("lower val_tokens"),
+        "{e}"
+    );
     let one = InMemoryCorpus::new("one", vec![docs()[0].clone()]);
-    let e = Dataset::prepare_corpus(&small_cfg(TokenizerSpec::Gpt2, dir.path()), &one).unwrap_err().to_string();
+    let e = Dataset::prepare_corpus(&small_cfg(TokenizerSpec::Gpt2, dir.path()), &one)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at least 2"), "{e}");
 }
 
@@ -577,6 +710,14 @@ fn dataset_unigram_baseline_matches_its_definition() {
     assert!((d.unigram_entropy() - expected).abs() < 1e-12);
     assert!((d.train_unigram_entropy() - unigram_entropy(&train, 50257)).abs() < 1e-12);
     // Values on the embedded corpus (seed 0, GPT-2).
-    assert!((d.unigram_entropy() - 6.7643).abs() < 1e-3, "{}", d.unigram_entropy());
-    assert!((d.train_unigram_entropy() - 6.6484).abs() < 1e-3, "{}", d.train_unigram_entropy());
+    assert!(
+        (d.unigram_entropy() - 6.7643).abs() < 1e-3,
+        "{}",
+        d.unigram_entropy()
+    );
+    assert!(
+        (d.train_unigram_entropy() - 6.6484).abs() < 1e-3,
+        "{}",
+        d.train_unigram_entropy()
+    );
 }

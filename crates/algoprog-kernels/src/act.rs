@@ -12,7 +12,7 @@
 //! read of x instead of storing intermediate tensors).
 //!
 //! ## Transcendentals
-//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp`](crate::math::exp),
+//! `exp`, `erf` and `tanh` are branch-free f32 approximations ([`exp`](crate::math::exp()),
 //! [`erf_f32`], [`tanh_f32`]) so the loops vectorise: each kernel is
 //! compiled three times (AVX-512, AVX2+FMA, baseline) and the widest one the
 //! CPU supports is picked at run time. Accuracy: `exp` within 3·10⁻⁷ relative (the
@@ -29,7 +29,6 @@ use rayon::prelude::*;
 
 /// Elements per rayon task.
 pub const CHUNK: usize = 1 << 14;
-
 
 /// erf(x) in f32, branch-free: x·P(x²)/Q(x²) on x clamped to [−4, 4]
 /// (|erf(±4) ∓ 1| < 2·10⁻⁸). Absolute error ~2·10⁻⁷.
@@ -85,7 +84,10 @@ fn gelu_tanh_and_grad(x: f32) -> (f32, f32) {
     let x2 = x * x;
     let t = tanh_f32(SQRT_2_OVER_PI * x * (1.0 + GELU_C * x2));
     let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x2);
-    (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt)
+    (
+        0.5 * x * (1.0 + t),
+        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt,
+    )
 }
 
 /// (silu(x), silu′(x)).
@@ -176,25 +178,46 @@ crate::simd_dispatch!(fn geglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &
 // ---- parallel drivers ----
 
 fn unary(x: &[f32], y: &mut [f32], f: fn(&[f32], &mut [f32])) {
-    assert_eq!(x.len(), y.len(), "activation: input and output lengths differ");
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| f(x, y));
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "activation: input and output lengths differ"
+    );
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| f(x, y));
 }
 
 fn unary_bwd(x: &[f32], dy: &[f32], dx: &mut [f32], f: fn(&[f32], &[f32], &mut [f32])) {
-    assert!(x.len() == dy.len() && x.len() == dx.len(), "activation backward: lengths differ");
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)).for_each(|((o, x), g)| f(x, g, o));
+    assert!(
+        x.len() == dy.len() && x.len() == dx.len(),
+        "activation backward: lengths differ"
+    );
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .zip(dy.par_chunks(CHUNK))
+        .for_each(|((o, x), g)| f(x, g, o));
 }
 
 fn binary(a: &[f32], b: &[f32], y: &mut [f32], f: fn(&[f32], &[f32], &mut [f32])) {
-    assert!(a.len() == b.len() && a.len() == y.len(), "gated activation: lengths differ");
-    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((y, a), b)| f(a, b, y));
+    assert!(
+        a.len() == b.len() && a.len() == y.len(),
+        "gated activation: lengths differ"
+    );
+    y.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK))
+        .zip(b.par_chunks(CHUNK))
+        .for_each(|((y, a), b)| f(a, b, y));
 }
 
 type GatedBwd = fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
 
 fn binary_bwd(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32], f: GatedBwd) {
     let n = a.len();
-    assert!(b.len() == n && dy.len() == n && da.len() == n && db.len() == n, "gated activation backward: lengths differ");
+    assert!(
+        b.len() == n && dy.len() == n && da.len() == n && db.len() == n,
+        "gated activation backward: lengths differ"
+    );
     da.par_chunks_mut(CHUNK)
         .zip(db.par_chunks_mut(CHUNK))
         .zip(a.par_chunks(CHUNK))
@@ -283,7 +306,8 @@ mod tests {
 
     /// Analytic f64 derivatives of the references.
     fn gelu64_grad(x: f64) -> f64 {
-        0.5 * (1.0 + erf64(x / 2f64.sqrt())) + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        0.5 * (1.0 + erf64(x / 2f64.sqrt()))
+            + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
     }
     fn gelu_tanh64_grad(x: f64) -> f64 {
         let k = (2.0 / std::f64::consts::PI).sqrt();
@@ -304,14 +328,22 @@ mod tests {
 
     #[test]
     fn f64_references_agree_with_their_finite_differences() {
-        let refs: [(Ref, Ref); 4] =
-            [(gelu64, gelu64_grad), (gelu_tanh64, gelu_tanh64_grad), (silu64, silu64_grad), (relu64, relu64_grad)];
+        let refs: [(Ref, Ref); 4] = [
+            (gelu64, gelu64_grad),
+            (gelu_tanh64, gelu_tanh64_grad),
+            (silu64, silu64_grad),
+            (relu64, relu64_grad),
+        ];
         for (k, (f, g)) in refs.into_iter().enumerate() {
             for i in 0..200 {
                 let x = -5.0 + 0.0501 * i as f64;
                 let h = 1e-6;
                 let fd = (f(x + h) - f(x - h)) / (2.0 * h);
-                assert!((fd - g(x)).abs() < 1e-6, "reference {k} at {x}: fd {fd} vs {}", g(x));
+                assert!(
+                    (fd - g(x)).abs() < 1e-6,
+                    "reference {k} at {x}: fd {fd} vs {}",
+                    g(x)
+                );
             }
         }
     }
@@ -338,7 +370,9 @@ mod tests {
         // clamped tails stay finite and saturate
         assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
         assert!(exp(1000.0).is_finite());
-        assert!(exp(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan() && tanh_f32(f32::NAN).is_nan());
+        assert!(
+            exp(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan() && tanh_f32(f32::NAN).is_nan()
+        );
         assert!((erf_f32(30.0) - 1.0).abs() < 2e-7 && (erf_f32(-30.0) + 1.0).abs() < 2e-7);
         assert_eq!(tanh_f32(-100.0), -1.0);
         assert_eq!(tanh_f32(100.0), 1.0);
@@ -374,7 +408,10 @@ mod tests {
             }
         }
         assert!(ey < 1e-6, "{name}: forward error {ey}");
-        assert!(edx < 1e-5, "{name}: backward error vs finite differences {edx}");
+        assert!(
+            edx < 1e-5,
+            "{name}: backward error vs finite differences {edx}"
+        );
         assert!(max_dx > 0.5, "{name}: degenerate gradients");
     }
 
@@ -395,10 +432,22 @@ mod tests {
 
     #[test]
     fn gelu_tanh_matches_reference() {
-        check_unary("gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd, gelu_tanh64, gelu_tanh64_grad);
+        check_unary(
+            "gelu_tanh",
+            gelu_tanh_fwd,
+            gelu_tanh_bwd,
+            gelu_tanh64,
+            gelu_tanh64_grad,
+        );
     }
 
-    fn check_gated(name: &str, fwd: GatedFwd, bwd: GatedBwd, act: fn(f64) -> f64, dact: fn(f64) -> f64) {
+    fn check_gated(
+        name: &str,
+        fwd: GatedFwd,
+        bwd: GatedBwd,
+        act: fn(f64) -> f64,
+        dact: fn(f64) -> f64,
+    ) {
         let n = 2 * CHUNK + 77;
         let a = inputs(n, 6.0, 3);
         let b = inputs(n, 2.0, 4);
@@ -439,8 +488,10 @@ mod tests {
         let b = inputs(64, 2.0, 7);
         let w = inputs(64, 1.0, 8);
         let h = 1e-2f32;
-        let unary_cases: [(&str, Fwd, Bwd); 2] =
-            [("gelu", gelu_fwd, gelu_bwd), ("gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd)];
+        let unary_cases: [(&str, Fwd, Bwd); 2] = [
+            ("gelu", gelu_fwd, gelu_bwd),
+            ("gelu_tanh", gelu_tanh_fwd, gelu_tanh_bwd),
+        ];
         for (name, fwd, bwd) in unary_cases {
             let mut dx = vec![0.0; 64];
             bwd(&x, &w, &mut dx);
@@ -452,11 +503,17 @@ mod tests {
                     l[k] = y[0] as f64 * w[i] as f64;
                 }
                 let fd = (l[0] - l[1]) / (2.0 * h as f64);
-                assert!((fd - dx[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()), "{name}[{i}]: fd {fd} vs {}", dx[i]);
+                assert!(
+                    (fd - dx[i] as f64).abs() < 2e-3 * (1.0 + fd.abs()),
+                    "{name}[{i}]: fd {fd} vs {}",
+                    dx[i]
+                );
             }
         }
-        let gated_cases: [(&str, GatedFwd, GatedBwd); 2] =
-            [("swiglu", swiglu_fwd, swiglu_bwd), ("geglu", geglu_fwd, geglu_bwd)];
+        let gated_cases: [(&str, GatedFwd, GatedBwd); 2] = [
+            ("swiglu", swiglu_fwd, swiglu_bwd),
+            ("geglu", geglu_fwd, geglu_bwd),
+        ];
         for (name, fwd, bwd) in gated_cases {
             let (mut da, mut db) = (vec![0.0; 64], vec![0.0; 64]);
             bwd(&x, &b, &w, &mut da, &mut db);
@@ -472,8 +529,16 @@ mod tests {
                 }
                 let fa = (la[0] - la[1]) / (2.0 * h as f64);
                 let fb = (lb[0] - lb[1]) / (2.0 * h as f64);
-                assert!((fa - da[i] as f64).abs() < 2e-3 * (1.0 + fa.abs()), "{name} ∂a[{i}]: fd {fa} vs {}", da[i]);
-                assert!((fb - db[i] as f64).abs() < 2e-3 * (1.0 + fb.abs()), "{name} ∂b[{i}]: fd {fb} vs {}", db[i]);
+                assert!(
+                    (fa - da[i] as f64).abs() < 2e-3 * (1.0 + fa.abs()),
+                    "{name} ∂a[{i}]: fd {fa} vs {}",
+                    da[i]
+                );
+                assert!(
+                    (fb - db[i] as f64).abs() < 2e-3 * (1.0 + fb.abs()),
+                    "{name} ∂b[{i}]: fd {fb} vs {}",
+                    db[i]
+                );
             }
         }
     }

@@ -13,22 +13,26 @@ const GRAIN: usize = 1 << 16;
 pub fn ema(m: &mut [f32], g: &[f32], beta: f32) {
     assert_eq!(m.len(), g.len(), "ema: slices differ in length");
     let a = 1.0 - beta;
-    m.par_chunks_mut(GRAIN).zip(g.par_chunks(GRAIN)).for_each(|(m, g)| {
-        for (m, &g) in m.iter_mut().zip(g) {
-            *m = beta * *m + a * g;
-        }
-    });
+    m.par_chunks_mut(GRAIN)
+        .zip(g.par_chunks(GRAIN))
+        .for_each(|(m, g)| {
+            for (m, &g) in m.iter_mut().zip(g) {
+                *m = beta * *m + a * g;
+            }
+        });
 }
 
 /// v ← β·v + (1−β)·g².
 pub fn ema_sq(v: &mut [f32], g: &[f32], beta: f32) {
     assert_eq!(v.len(), g.len(), "ema_sq: slices differ in length");
     let a = 1.0 - beta;
-    v.par_chunks_mut(GRAIN).zip(g.par_chunks(GRAIN)).for_each(|(v, g)| {
-        for (v, &g) in v.iter_mut().zip(g) {
-            *v = beta * *v + a * g * g;
-        }
-    });
+    v.par_chunks_mut(GRAIN)
+        .zip(g.par_chunks(GRAIN))
+        .for_each(|(v, g)| {
+            for (v, &g) in v.iter_mut().zip(g) {
+                *v = beta * *v + a * g * g;
+            }
+        });
 }
 
 /// The scalars of one AdamW parameter update.
@@ -49,18 +53,28 @@ impl AdamStep {
     pub fn new(t: usize, lr: f64, wd: f64, beta1: f64, beta2: f64, eps: f64) -> Self {
         let bc1 = 1.0 - beta1.powi(t as i32);
         let bc2 = 1.0 - beta2.powi(t as i32);
-        Self { decay: (1.0 - lr * wd) as f32, step_size: (lr / bc1) as f32, inv_bc2: (1.0 / bc2) as f32, eps: eps as f32 }
+        Self {
+            decay: (1.0 - lr * wd) as f32,
+            step_size: (lr / bc1) as f32,
+            inv_bc2: (1.0 / bc2) as f32,
+            eps: eps as f32,
+        }
     }
 }
 
 /// p ← p·decay − step_size·m/(√(v·inv_bc2) + ε).
 pub fn apply(p: &mut [f32], m: &[f32], v: &[f32], s: AdamStep) {
-    assert!(p.len() == m.len() && p.len() == v.len(), "apply: slices differ in length");
-    p.par_chunks_mut(GRAIN).zip(m.par_chunks(GRAIN).zip(v.par_chunks(GRAIN))).for_each(|(p, (m, v))| {
-        for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-            *p = *p * s.decay - s.step_size * m / ((v * s.inv_bc2).sqrt() + s.eps);
-        }
-    });
+    assert!(
+        p.len() == m.len() && p.len() == v.len(),
+        "apply: slices differ in length"
+    );
+    p.par_chunks_mut(GRAIN)
+        .zip(m.par_chunks(GRAIN).zip(v.par_chunks(GRAIN)))
+        .for_each(|(p, (m, v))| {
+            for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                *p = *p * s.decay - s.step_size * m / ((v * s.inv_bc2).sqrt() + s.eps);
+            }
+        });
 }
 
 /// Σ x² accumulated in f64.
@@ -101,7 +115,9 @@ mod tests {
         let (b1, b2, eps, wd) = (0.9, 0.999, 1e-8, 0.01);
         for t in 1..=3usize {
             let lr = 1e-2 / t as f64;
-            let g: Vec<f32> = (0..n).map(|i| (((i * 31 + t * 7) % 113) as f32 - 56.0) / 40.0).collect();
+            let g: Vec<f32> = (0..n)
+                .map(|i| (((i * 31 + t * 7) % 113) as f32 - 56.0) / 40.0)
+                .collect();
             ema(&mut m, &g, b1 as f32);
             ema_sq(&mut v, &g, b2 as f32);
             apply(&mut p, &m, &v, AdamStep::new(t, lr, wd, b1, b2, eps));
@@ -115,7 +131,12 @@ mod tests {
             }
         }
         for i in (0..n).step_by(997) {
-            assert!((p[i] as f64 - pr[i]).abs() < 2e-6, "p[{i}] {} vs {}", p[i], pr[i]);
+            assert!(
+                (p[i] as f64 - pr[i]).abs() < 2e-6,
+                "p[{i}] {} vs {}",
+                p[i],
+                pr[i]
+            );
             assert!((m[i] as f64 - mr[i]).abs() < 1e-6 && (v[i] as f64 - vr[i]).abs() < 1e-6);
         }
     }
@@ -123,9 +144,15 @@ mod tests {
     #[test]
     fn sum_of_squares_matches_f64() {
         for n in [0usize, 1, 7, 8, 255, 257, 100_001] {
-            let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 211) as f32 - 105.0) / 17.0).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 17.0)
+                .collect();
             let want: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-            assert!((sum_sq(&x) - want).abs() <= 1e-6 * want.max(1e-30), "n={n}: {} vs {want}", sum_sq(&x));
+            assert!(
+                (sum_sq(&x) - want).abs() <= 1e-6 * want.max(1e-30),
+                "n={n}: {} vs {want}",
+                sum_sq(&x)
+            );
         }
     }
 }

@@ -38,7 +38,7 @@
 //! [`crate::math::exp`]) are vectorised; a row's tail shorter than 16 lanes
 //! goes through a padded lane array instead of a scalar loop.
 
-use crate::math::exp;
+use crate::math::{dot_impl as dot, exp, max_impl as max, LANES as L};
 use crate::matmul::{matmul, Mat, Threads};
 use rayon::prelude::*;
 
@@ -82,11 +82,19 @@ pub struct Heads<'a> {
 impl<'a> Heads<'a> {
     /// A contiguous (b, h, T, d_h) array.
     pub fn bhtd(data: &'a [f32], s: AttnShape) -> Self {
-        Self { data, offset: 0, strides: [s.h * s.t * s.hd, s.t * s.hd, s.hd] }
+        Self {
+            data,
+            offset: 0,
+            strides: [s.h * s.t * s.hd, s.t * s.hd, s.hd],
+        }
     }
     /// A contiguous (b, T, h, d_h) array (e.g. the forward's output).
     pub fn bthd(data: &'a [f32], s: AttnShape) -> Self {
-        Self { data, offset: 0, strides: [s.t * s.h * s.hd, s.hd, s.h * s.hd] }
+        Self {
+            data,
+            offset: 0,
+            strides: [s.t * s.h * s.hd, s.hd, s.h * s.hd],
+        }
     }
     fn check(&self, s: AttnShape, what: &str) {
         if s.numel() == 0 {
@@ -97,8 +105,17 @@ impl<'a> Heads<'a> {
             + (s.h - 1) * self.strides[1]
             + (s.t - 1) * self.strides[2]
             + s.hd;
-        assert!(last <= self.data.len(), "attention: {what} view reaches element {last} of a slice of {}", self.data.len());
-        assert!(self.strides[2] >= s.hd || s.t == 1, "attention: {what} rows overlap (t stride {} < d_h {})", self.strides[2], s.hd);
+        assert!(
+            last <= self.data.len(),
+            "attention: {what} view reaches element {last} of a slice of {}",
+            self.data.len()
+        );
+        assert!(
+            self.strides[2] >= s.hd || s.t == 1,
+            "attention: {what} rows overlap (t stride {} < d_h {})",
+            self.strides[2],
+            s.hd
+        );
     }
     /// The T×d_h matrix of pair (bi, hi).
     #[inline]
@@ -121,15 +138,37 @@ fn rows(m: Mat<'_>, r0: usize, r1: usize) -> Mat<'_> {
 
 fn check_alibi(s: AttnShape, alibi: Option<&[f32]>) {
     if let Some(m) = alibi {
-        assert_eq!(m.len(), s.h, "attention: {} ALiBi slopes for {} heads", m.len(), s.h);
+        assert_eq!(
+            m.len(),
+            s.h,
+            "attention: {} ALiBi slopes for {} heads",
+            m.len(),
+            s.h
+        );
     }
 }
 
 /// Forward pass. `y` (b·T·h·d_h, written in (b, T, h, d_h) order) and `lse`
 /// (b·h·T, (b, h, T) order) are overwritten.
-pub fn forward(s: AttnShape, q: Heads, k: Heads, v: Heads, alibi: Option<&[f32]>, y: &mut [f32], lse: &mut [f32]) {
-    assert_eq!(y.len(), s.numel(), "attention: y must hold b·T·h·d_h elements");
-    assert_eq!(lse.len(), s.pairs() * s.t, "attention: lse must hold b·h·T elements");
+pub fn forward(
+    s: AttnShape,
+    q: Heads,
+    k: Heads,
+    v: Heads,
+    alibi: Option<&[f32]>,
+    y: &mut [f32],
+    lse: &mut [f32],
+) {
+    assert_eq!(
+        y.len(),
+        s.numel(),
+        "attention: y must hold b·T·h·d_h elements"
+    );
+    assert_eq!(
+        lse.len(),
+        s.pairs() * s.t,
+        "attention: lse must hold b·h·T elements"
+    );
     if s.numel() == 0 {
         return;
     }
@@ -170,8 +209,15 @@ pub fn backward(
     dv: &mut [f32],
 ) {
     let n = s.numel();
-    assert!(dq.len() == n && dk.len() == n && dv.len() == n, "attention: dq, dk, dv must hold b·h·T·d_h elements");
-    assert_eq!(lse.len(), s.pairs() * s.t, "attention: lse must hold b·h·T elements");
+    assert!(
+        dq.len() == n && dk.len() == n && dv.len() == n,
+        "attention: dq, dk, dv must hold b·h·T·d_h elements"
+    );
+    assert_eq!(
+        lse.len(),
+        s.pairs() * s.t,
+        "attention: lse must hold b·h·T elements"
+    );
     if n == 0 {
         return;
     }
@@ -214,7 +260,11 @@ impl Scratch {
         let br = BLOCK_ROWS.min(s.t);
         Self {
             a: vec![0.0; br * s.t],
-            b: if n > 1 { vec![0.0; br * s.t] } else { Vec::new() },
+            b: if n > 1 {
+                vec![0.0; br * s.t]
+            } else {
+                Vec::new()
+            },
             small: vec![0.0; br * s.hd.max(1)],
         }
     }
@@ -223,7 +273,16 @@ impl Scratch {
 /// One pair's forward: lse_p (T) and y rows at `y_base + t·h·d_h`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn fwd_pair(s: AttnShape, q: Mat, k: Mat, v: Mat, slope: f32, scr: &mut Scratch, lse_p: &mut [f32], y_base: *mut f32) {
+fn fwd_pair(
+    s: AttnShape,
+    q: Mat,
+    k: Mat,
+    v: Mat,
+    slope: f32,
+    scr: &mut Scratch,
+    lse_p: &mut [f32],
+    y_base: *mut f32,
+) {
     let (t, hd, ldy) = (s.t, s.hd, s.h * s.hd);
     let scale = s.scale();
     let mut i0 = 0;
@@ -232,7 +291,17 @@ fn fwd_pair(s: AttnShape, q: Mat, k: Mat, v: Mat, slope: f32, scr: &mut Scratch,
         let br = i1 - i0;
         let ld = i1; // row stride of the score block: keys 0..i1
         let sc = &mut scr.a[..br * ld];
-        matmul(sc, ld, rows(q, i0, i1), false, rows(k, 0, i1), true, scale, false, Threads::One);
+        matmul(
+            sc,
+            ld,
+            rows(q, i0, i1),
+            false,
+            rows(k, 0, i1),
+            true,
+            scale,
+            false,
+            Threads::One,
+        );
         for r in 0..br {
             let i = i0 + r;
             let row = &mut sc[r * ld..(r + 1) * ld];
@@ -250,11 +319,23 @@ fn fwd_pair(s: AttnShape, q: Mat, k: Mat, v: Mat, slope: f32, scr: &mut Scratch,
             lse_p[i] = mx + sum.ln();
         }
         let yb = &mut scr.small[..br * hd];
-        matmul(yb, hd, Mat::strided(sc, br, i1, ld), false, rows(v, 0, i1), false, 1.0, false, Threads::One);
+        matmul(
+            yb,
+            hd,
+            Mat::strided(sc, br, i1, ld),
+            false,
+            rows(v, 0, i1),
+            false,
+            1.0,
+            false,
+            Threads::One,
+        );
         for r in 0..br {
             // SAFETY: row i0 + r of this pair's y: hd elements at
             // y_base + (i0 + r)·h·d_h, inside y and written by no other task.
-            unsafe { std::ptr::copy_nonoverlapping(yb[r * hd..].as_ptr(), y_base.add((i0 + r) * ldy), hd) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(yb[r * hd..].as_ptr(), y_base.add((i0 + r) * ldy), hd)
+            };
         }
         i0 = i1;
     }
@@ -295,12 +376,25 @@ fn bwd_pair(
         let (qb, dyb) = (rows(x.q, i0, i1), rows(x.dy, i0, i1));
         // D_i = Σ_c dY_ic·Y_ic
         for (r, d) in dsum[..br].iter_mut().enumerate() {
-            let (a, b) = (&x.dy.data[(i0 + r) * x.dy.ld..][..hd], &x.y.data[(i0 + r) * x.y.ld..][..hd]);
+            let (a, b) = (
+                &x.dy.data[(i0 + r) * x.dy.ld..][..hd],
+                &x.y.data[(i0 + r) * x.y.ld..][..hd],
+            );
             *d = dot(a, b);
         }
         // P (recomputed from lse), zero above the diagonal
         let p = &mut scr.a[..br * ld];
-        matmul(p, ld, qb, false, rows(x.k, 0, i1), true, scale, false, Threads::One);
+        matmul(
+            p,
+            ld,
+            qb,
+            false,
+            rows(x.k, 0, i1),
+            true,
+            scale,
+            false,
+            Threads::One,
+        );
         for r in 0..br {
             let i = i0 + r;
             let row = &mut p[r * ld..(r + 1) * ld];
@@ -313,10 +407,30 @@ fn bwd_pair(
         }
         // dV[0..i1] += Pᵀ·dY_block
         let pm = Mat::strided(p, br, i1, ld);
-        matmul(&mut dv[..i1 * hd], hd, pm, true, dyb, false, 1.0, true, Threads::One);
+        matmul(
+            &mut dv[..i1 * hd],
+            hd,
+            pm,
+            true,
+            dyb,
+            false,
+            1.0,
+            true,
+            Threads::One,
+        );
         // dP = dY_block·V[0..i1]ᵀ, then dS = P∘(dP − D) in place of dP
         let dp = &mut scr.b[..br * ld];
-        matmul(dp, ld, dyb, false, rows(x.v, 0, i1), true, 1.0, false, Threads::One);
+        matmul(
+            dp,
+            ld,
+            dyb,
+            false,
+            rows(x.v, 0, i1),
+            true,
+            1.0,
+            false,
+            Threads::One,
+        );
         for r in 0..br {
             let n = i0 + r + 1;
             let (prow, dprow) = (&p[r * ld..r * ld + n], &mut dp[r * ld..(r + 1) * ld]);
@@ -329,17 +443,36 @@ fn bwd_pair(
         }
         let dsm = Mat::strided(dp, br, i1, ld);
         // dQ_block = s·dS·K[0..i1];  dK[0..i1] += s·dSᵀ·Q_block
-        matmul(&mut dq[i0 * hd..i1 * hd], hd, dsm, false, rows(x.k, 0, i1), false, scale, false, Threads::One);
-        matmul(&mut dk[..i1 * hd], hd, dsm, true, qb, false, scale, true, Threads::One);
+        matmul(
+            &mut dq[i0 * hd..i1 * hd],
+            hd,
+            dsm,
+            false,
+            rows(x.k, 0, i1),
+            false,
+            scale,
+            false,
+            Threads::One,
+        );
+        matmul(
+            &mut dk[..i1 * hd],
+            hd,
+            dsm,
+            true,
+            qb,
+            false,
+            scale,
+            true,
+            Threads::One,
+        );
         i0 = i1;
     }
 }
 
 // ---------------------------------------------------------------------------
 // Row loops, written over 16-lane chunks so they vectorise, and compiled per
-// SIMD level (`simd_dispatch!` below).
-
-const L: usize = 16;
+// SIMD level (`simd_dispatch!` below). max and dot are the shared lane
+// reductions of `math`.
 
 #[inline(always)]
 fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
@@ -348,39 +481,6 @@ fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
     for (j, x) in row.iter_mut().enumerate() {
         *x += slope * (j as f32 - i);
     }
-}
-
-#[inline(always)]
-fn max(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; L];
-    let mut chunks = row.chunks_exact(L);
-    for c in &mut chunks {
-        for l in 0..L {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-        }
-    }
-    let mut m = f32::NEG_INFINITY;
-    for &x in acc.iter().chain(chunks.remainder()) {
-        m = if x > m { x } else { m };
-    }
-    m
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..L {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// row ← exp(row − m); returns Σ row. The tail shorter than 16 lanes goes
@@ -442,14 +542,23 @@ mod tests {
     }
 
     /// Naive f64 attention of one pair: (y rows, lse).
-    fn naive_pair(t: usize, hd: usize, q: &dyn Fn(usize, usize) -> f64, k: &dyn Fn(usize, usize) -> f64, v: &dyn Fn(usize, usize) -> f64, slope: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn naive_pair(
+        t: usize,
+        hd: usize,
+        q: &dyn Fn(usize, usize) -> f64,
+        k: &dyn Fn(usize, usize) -> f64,
+        v: &dyn Fn(usize, usize) -> f64,
+        slope: f64,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let scale = 1.0 / (hd as f64).sqrt();
         let mut p = vec![0.0; t * t];
         let mut y = vec![0.0; t * hd];
         let mut lse = vec![0.0; t];
         for i in 0..t {
             let s: Vec<f64> = (0..=i)
-                .map(|j| scale * (0..hd).map(|c| q(i, c) * k(j, c)).sum::<f64>() - slope * (i - j) as f64)
+                .map(|j| {
+                    scale * (0..hd).map(|c| q(i, c) * k(j, c)).sum::<f64>() - slope * (i - j) as f64
+                })
                 .collect();
             let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
@@ -468,7 +577,11 @@ mod tests {
     /// (`which` = 0, 1, 2), as the model's QKV projection produces.
     fn packed(s: AttnShape, data: &[f32], which: usize) -> Heads<'_> {
         let d = s.h * s.hd;
-        Heads { data, offset: which * d, strides: [s.t * 3 * d, s.hd, 3 * d] }
+        Heads {
+            data,
+            offset: which * d,
+            strides: [s.t * 3 * d, s.hd, 3 * d],
+        }
     }
 
     struct Case {
@@ -486,11 +599,18 @@ mod tests {
             Self { s, qkv, alibi }
         }
         fn views(&self) -> (Heads<'_>, Heads<'_>, Heads<'_>) {
-            (packed(self.s, &self.qkv, 0), packed(self.s, &self.qkv, 1), packed(self.s, &self.qkv, 2))
+            (
+                packed(self.s, &self.qkv, 0),
+                packed(self.s, &self.qkv, 1),
+                packed(self.s, &self.qkv, 2),
+            )
         }
         fn at(&self, which: usize, bi: usize, hi: usize) -> impl Fn(usize, usize) -> f64 + '_ {
             let x = packed(self.s, &self.qkv, which);
-            move |t, c| x.data[x.offset + bi * x.strides[0] + hi * x.strides[1] + t * x.strides[2] + c] as f64
+            move |t, c| {
+                x.data[x.offset + bi * x.strides[0] + hi * x.strides[1] + t * x.strides[2] + c]
+                    as f64
+            }
         }
         fn slope(&self, hi: usize) -> f64 {
             self.alibi.as_ref().map_or(0.0, |m| m[hi] as f64)
@@ -505,8 +625,14 @@ mod tests {
         }
     }
 
-    const SHAPES: &[(usize, usize, usize, usize)] =
-        &[(1, 1, 1, 8), (2, 3, 5, 8), (2, 2, 17, 16), (1, 2, 33, 32), (3, 2, 70, 16), (1, 1, 40, 5)];
+    const SHAPES: &[(usize, usize, usize, usize)] = &[
+        (1, 1, 1, 8),
+        (2, 3, 5, 8),
+        (2, 2, 17, 16),
+        (1, 2, 33, 32),
+        (3, 2, 70, 16),
+        (1, 1, 40, 5),
+    ];
 
     #[test]
     fn forward_matches_naive_f64() {
@@ -518,10 +644,21 @@ mod tests {
                 let mut worst = 0f64;
                 for bi in 0..b {
                     for hi in 0..h {
-                        let (yw, lw, _) = naive_pair(t, hd, &c.at(0, bi, hi), &c.at(1, bi, hi), &c.at(2, bi, hi), c.slope(hi));
+                        let (yw, lw, _) = naive_pair(
+                            t,
+                            hd,
+                            &c.at(0, bi, hi),
+                            &c.at(1, bi, hi),
+                            &c.at(2, bi, hi),
+                            c.slope(hi),
+                        );
                         for i in 0..t {
                             let got = lse[(bi * h + hi) * t + i] as f64;
-                            assert!((got - lw[i]).abs() < 1e-5 * (1.0 + lw[i].abs()), "lse {b},{h},{t},{hd} alibi={alibi}: {got} vs {}", lw[i]);
+                            assert!(
+                                (got - lw[i]).abs() < 1e-5 * (1.0 + lw[i].abs()),
+                                "lse {b},{h},{t},{hd} alibi={alibi}: {got} vs {}",
+                                lw[i]
+                            );
                             for cc in 0..hd {
                                 let got = y[((bi * t + i) * s.h + hi) * hd + cc] as f64;
                                 worst = worst.max((got - yw[i * hd + cc]).abs());
@@ -529,7 +666,10 @@ mod tests {
                         }
                     }
                 }
-                assert!(worst < 2e-6 * 10.0, "y {b},{h},{t},{hd} alibi={alibi}: max error {worst}");
+                assert!(
+                    worst < 2e-6 * 10.0,
+                    "y {b},{h},{t},{hd} alibi={alibi}: max error {worst}"
+                );
             }
         }
     }
@@ -553,7 +693,12 @@ mod tests {
     }
 
     /// Naive f64 gradients of Σ w∘y for one pair: (dq, dk, dv), each T×d_h.
-    fn naive_grads(c: &Case, bi: usize, hi: usize, w: &dyn Fn(usize, usize) -> f64) -> [Vec<f64>; 3] {
+    fn naive_grads(
+        c: &Case,
+        bi: usize,
+        hi: usize,
+        w: &dyn Fn(usize, usize) -> f64,
+    ) -> [Vec<f64>; 3] {
         let (t, hd) = (c.s.t, c.s.hd);
         let scale = 1.0 / (hd as f64).sqrt();
         let (q, k, v) = (c.at(0, bi, hi), c.at(1, bi, hi), c.at(2, bi, hi));
@@ -561,7 +706,9 @@ mod tests {
         let (mut dq, mut dk, mut dv) = (vec![0.0; t * hd], vec![0.0; t * hd], vec![0.0; t * hd]);
         for i in 0..t {
             // dP_ij = Σ_c w_ic v_jc; dS_ij = P_ij (dP_ij − Σ_l P_il dP_il)
-            let dp: Vec<f64> = (0..=i).map(|j| (0..hd).map(|cc| w(i, cc) * v(j, cc)).sum()).collect();
+            let dp: Vec<f64> = (0..=i)
+                .map(|j| (0..hd).map(|cc| w(i, cc) * v(j, cc)).sum())
+                .collect();
             let dd: f64 = (0..=i).map(|j| p[i * t + j] * dp[j]).sum();
             for j in 0..=i {
                 let pij = p[i * t + j];
@@ -581,7 +728,19 @@ mod tests {
         let (q, k, v) = c.views();
         let n = s.numel();
         let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n], vec![f32::NAN; n], vec![f32::NAN; n]);
-        backward(s, q, k, v, c.alibi.as_deref(), Heads::bthd(y, s), lse, Heads::bthd(w, s), &mut dq, &mut dk, &mut dv);
+        backward(
+            s,
+            q,
+            k,
+            v,
+            c.alibi.as_deref(),
+            Heads::bthd(y, s),
+            lse,
+            Heads::bthd(w, s),
+            &mut dq,
+            &mut dk,
+            &mut dv,
+        );
         [dq, dk, dv]
     }
 
@@ -623,7 +782,11 @@ mod tests {
     fn backward_matches_finite_differences() {
         // L = Σ w∘y, central differences in f64 of the naive forward with
         // one input element perturbed, against the kernel's gradient.
-        for (b, h, t, hd, alibi) in [(1, 2, 9, 8, true), (2, 1, 34, 16, false), (1, 1, 1, 8, false)] {
+        for (b, h, t, hd, alibi) in [
+            (1, 2, 9, 8, true),
+            (2, 1, 34, 16, false),
+            (1, 1, 1, 8, false),
+        ] {
             let c = Case::new(b, h, t, hd, alibi, 55);
             let s = c.s;
             let (y, lse) = c.forward();
@@ -632,9 +795,16 @@ mod tests {
             let got = run_backward(&c, &y, &lse, &w);
             let d = h * hd;
             let loss = |qkv: &[f64], bi: usize, hi: usize| -> f64 {
-                let at = |which: usize| move |tt: usize, cc: usize| qkv[(bi * t + tt) * 3 * d + which * d + hi * hd + cc];
+                let at = |which: usize| {
+                    move |tt: usize, cc: usize| {
+                        qkv[(bi * t + tt) * 3 * d + which * d + hi * hd + cc]
+                    }
+                };
                 let (yy, _, _) = naive_pair(t, hd, &at(0), &at(1), &at(2), c.slope(hi));
-                (0..t).flat_map(|i| (0..hd).map(move |cc| (i, cc))).map(|(i, cc)| w[((bi * t + i) * h + hi) * hd + cc] as f64 * yy[i * hd + cc]).sum()
+                (0..t)
+                    .flat_map(|i| (0..hd).map(move |cc| (i, cc)))
+                    .map(|(i, cc)| w[((bi * t + i) * h + hi) * hd + cc] as f64 * yy[i * hd + cc])
+                    .sum()
             };
             let base: Vec<f64> = c.qkv.iter().map(|&x| x as f64).collect();
             let eps = 1e-5;
@@ -652,7 +822,11 @@ mod tests {
                                 let lm = loss(&x, bi, hi);
                                 let fd = (lp - lm) / (2.0 * eps);
                                 let an = got[which][((bi * h + hi) * t + tt) * hd + cc] as f64;
-                                assert!((fd - an).abs() < 1e-4 * (1.0 + fd.abs()), "{b},{h},{t},{hd}: d{}[{bi},{hi},{tt},{cc}] fd {fd} vs {an}", ["q", "k", "v"][which]);
+                                assert!(
+                                    (fd - an).abs() < 1e-4 * (1.0 + fd.abs()),
+                                    "{b},{h},{t},{hd}: d{}[{bi},{hi},{tt},{cc}] fd {fd} vs {an}",
+                                    ["q", "k", "v"][which]
+                                );
                                 checked += 1;
                             }
                         }
@@ -687,7 +861,15 @@ mod tests {
         let (q, k, v) = (copy(0), copy(1), copy(2));
         let mut y = vec![0.0; s.numel()];
         let mut lse = vec![0.0; s.pairs() * s.t];
-        forward(s, Heads::bhtd(&q, s), Heads::bhtd(&k, s), Heads::bhtd(&v, s), c.alibi.as_deref(), &mut y, &mut lse);
+        forward(
+            s,
+            Heads::bhtd(&q, s),
+            Heads::bhtd(&k, s),
+            Heads::bhtd(&v, s),
+            c.alibi.as_deref(),
+            &mut y,
+            &mut lse,
+        );
         assert_eq!(y, y0);
         assert_eq!(lse, l0);
     }
@@ -714,7 +896,24 @@ mod tests {
                 .fold(f64::INFINITY, f64::min)
         };
         let f = best(&mut || forward(s, q, k, v, None, &mut y, &mut lse));
-        let bw = best(&mut || backward(s, q, k, v, None, Heads::bthd(&y, s), &lse, Heads::bthd(&w, s), &mut dq, &mut dk, &mut dv));
-        eprintln!("attention b=32 h=8 T=128 hd=16 ({} threads): forward {f:.2} ms, backward {bw:.2} ms", rayon::current_num_threads());
+        let bw = best(&mut || {
+            backward(
+                s,
+                q,
+                k,
+                v,
+                None,
+                Heads::bthd(&y, s),
+                &lse,
+                Heads::bthd(&w, s),
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            )
+        });
+        eprintln!(
+            "attention b=32 h=8 T=128 hd=16 ({} threads): forward {f:.2} ms, backward {bw:.2} ms",
+            rayon::current_num_threads()
+        );
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! - G = (softmax(z) − onehot(y))·scale for the chunk's rows (scale = the
 //!   incoming gradient of the mean, i.e. 1/n);
-//! - ∂H[chunk] = G·W (r×d), ∂W += Gᵀ·H[chunk] (V×d).
+//! - ∂H\[chunk\] = G·W (r×d), ∂W += Gᵀ·H\[chunk\] (V×d).
 //!
 //! The matmul work is that of the unfused composition (one 2·n·V·d product
 //! forward and two backward) but the memory traffic is r·V instead of
@@ -62,7 +62,11 @@ pub struct TargetOutOfRange {
 
 impl std::fmt::Display for TargetOutOfRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "target {} at row {} is outside the vocabulary of {} tokens", self.target, self.row, self.vocab)
+        write!(
+            f,
+            "target {} at row {} is outside the vocabulary of {} tokens",
+            self.target, self.row, self.vocab
+        )
     }
 }
 
@@ -82,7 +86,11 @@ pub fn cross_entropy(
     assert_eq!(w.len(), v * d, "output matrix must be V×d");
     assert_eq!(targets.len(), n, "one target per row");
     if let Some((row, &target)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= v) {
-        return Err(TargetOutOfRange { row, target, vocab: v });
+        return Err(TargetOutOfRange {
+            row,
+            target,
+            vocab: v,
+        });
     }
     if let Some(g) = grads.as_mut() {
         assert_eq!(g.dh.len(), n * d, "dh must be n×d");
@@ -114,7 +122,17 @@ pub fn cross_entropy(
             if let Some(g) = grads.as_mut() {
                 let gm = Mat::new(z, rows, v);
                 // ∂H = G·W
-                matmul(&mut g.dh[r0 * d..(r0 + rows) * d], d, gm, false, wm, false, 1.0, false, Threads::Pool);
+                matmul(
+                    &mut g.dh[r0 * d..(r0 + rows) * d],
+                    d,
+                    gm,
+                    false,
+                    wm,
+                    false,
+                    1.0,
+                    false,
+                    Threads::Pool,
+                );
                 // ∂W (+)= Gᵀ·H
                 matmul(g.dw, d, gm, true, h, false, 1.0, !first, Threads::Pool);
             }
@@ -160,18 +178,31 @@ mod tests {
     }
 
     /// Naive f64: mean loss, ∂H, ∂W of the mean.
-    fn naive(h: &[f32], w: &[f32], t: &[u32], n: usize, d: usize, v: usize) -> (f64, Vec<f64>, Vec<f64>) {
+    fn naive(
+        h: &[f32],
+        w: &[f32],
+        t: &[u32],
+        n: usize,
+        d: usize,
+        v: usize,
+    ) -> (f64, Vec<f64>, Vec<f64>) {
         let mut loss = 0.0;
         let mut dh = vec![0.0; n * d];
         let mut dw = vec![0.0; v * d];
         for i in 0..n {
-            let z: Vec<f64> =
-                (0..v).map(|j| (0..d).map(|p| h[i * d + p] as f64 * w[j * d + p] as f64).sum()).collect();
+            let z: Vec<f64> = (0..v)
+                .map(|j| {
+                    (0..d)
+                        .map(|p| h[i * d + p] as f64 * w[j * d + p] as f64)
+                        .sum()
+                })
+                .collect();
             let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let s: f64 = z.iter().map(|x| (x - m).exp()).sum();
             loss += s.ln() + m - z[t[i] as usize];
             for j in 0..v {
-                let g = ((z[j] - m).exp() / s - if j == t[i] as usize { 1.0 } else { 0.0 }) / n as f64;
+                let g =
+                    ((z[j] - m).exp() / s - if j == t[i] as usize { 1.0 } else { 0.0 }) / n as f64;
                 for p in 0..d {
                     dh[i * d + p] += g * w[j * d + p] as f64;
                     dw[j * d + p] += g * h[i * d + p] as f64;
@@ -183,7 +214,10 @@ mod tests {
 
     fn close(a: &[f32], b: &[f64], tol: f64, what: &str) {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((*x as f64 - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            assert!(
+                (*x as f64 - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
         }
     }
 
@@ -202,10 +236,18 @@ mod tests {
             &h,
             &w,
             &t,
-            Some(CeGrads { dh: &mut dh, dw: &mut dw, scale: 1.0 / n as f32 }),
+            Some(CeGrads {
+                dh: &mut dh,
+                dw: &mut dw,
+                scale: 1.0 / n as f32,
+            }),
         )
         .unwrap();
-        assert!((sum / n as f64 - want).abs() < 1e-5 * want, "{} vs {want}", sum / n as f64);
+        assert!(
+            (sum / n as f64 - want).abs() < 1e-5 * want,
+            "{} vs {want}",
+            sum / n as f64
+        );
         close(&dh, &wdh, 1e-5, "dh");
         close(&dw, &wdw, 1e-5, "dw");
         // forward only gives the same loss
@@ -220,7 +262,18 @@ mod tests {
         let mut dh = vec![0.0; n * d];
         let mut dw = vec![0.0; v * d];
         let shape = CeShape { n, d, v };
-        cross_entropy(shape, &h, &w, &t, Some(CeGrads { dh: &mut dh, dw: &mut dw, scale: 1.0 })).unwrap();
+        cross_entropy(
+            shape,
+            &h,
+            &w,
+            &t,
+            Some(CeGrads {
+                dh: &mut dh,
+                dw: &mut dw,
+                scale: 1.0,
+            }),
+        )
+        .unwrap();
         let eps = 1e-2f32;
         let f = |h: &[f32], w: &[f32]| cross_entropy(shape, h, w, &t, None).unwrap();
         for i in 0..n * d {
@@ -228,14 +281,22 @@ mod tests {
             hp[i] += eps;
             hm[i] -= eps;
             let fd = (f(&hp, &w) - f(&hm, &w)) / (2.0 * eps as f64);
-            assert!((fd - dh[i] as f64).abs() < 2e-3, "dh[{i}]: fd {fd} vs {}", dh[i]);
+            assert!(
+                (fd - dh[i] as f64).abs() < 2e-3,
+                "dh[{i}]: fd {fd} vs {}",
+                dh[i]
+            );
         }
         for i in 0..v * d {
             let (mut wp, mut wm) = (w.clone(), w.clone());
             wp[i] += eps;
             wm[i] -= eps;
             let fd = (f(&h, &wp) - f(&h, &wm)) / (2.0 * eps as f64);
-            assert!((fd - dw[i] as f64).abs() < 2e-3, "dw[{i}]: fd {fd} vs {}", dw[i]);
+            assert!(
+                (fd - dw[i] as f64).abs() < 2e-3,
+                "dw[{i}]: fd {fd} vs {}",
+                dw[i]
+            );
         }
     }
 
@@ -258,7 +319,14 @@ mod tests {
     fn out_of_range_target_is_an_error() {
         let (h, w, _) = data(2, 3, 4, 3);
         let e = cross_entropy(CeShape { n: 2, d: 3, v: 4 }, &h, &w, &[1, 4], None).unwrap_err();
-        assert_eq!(e, TargetOutOfRange { row: 1, target: 4, vocab: 4 });
+        assert_eq!(
+            e,
+            TargetOutOfRange {
+                row: 1,
+                target: 4,
+                vocab: 4
+            }
+        );
         assert!(e.to_string().contains("target 4 at row 1"));
     }
 
@@ -271,7 +339,11 @@ mod tests {
             &[],
             &w,
             &[],
-            Some(CeGrads { dh: &mut [], dw: &mut dw, scale: 1.0 }),
+            Some(CeGrads {
+                dh: &mut [],
+                dw: &mut dw,
+                scale: 1.0,
+            }),
         )
         .unwrap();
         assert_eq!(s, 0.0);

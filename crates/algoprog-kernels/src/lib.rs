@@ -1,4 +1,4 @@
-//! algoprog-kernels: fused CPU kernels on plain `f32` slices.
+//! algoprog-kernels: fused CPU kernels on plain `f32` slices (the LSTM's on `f64` too).
 //!
 //! Each kernel has a forward and a backward pass and is tested against a
 //! naive f64 composition and against finite differences. The candle
@@ -12,6 +12,7 @@
 //! | [`attention`] | causal softmax attention per (batch, head), optional ALiBi slopes | recomputes the probabilities from the saved log-sum-exp |
 //! | [`norm`] | LayerNorm / RMSNorm over the last dimension | one pass per row plus a column reduction for the gains |
 //! | [`act`] | GeLU (erf and tanh), SiLU·gate (SwiGLU), GeLU·gate (GeGLU) | element-wise |
+//! | [`lstm`] | an LSTM layer over TBPTT windows (f32 or f64): per-step recurrent matmul and gates | backpropagation through time, the gradient cut at window boundaries |
 //! | [`adamw`] | in-place AdamW update | — |
 //!
 //! Matmuls go through the `gemm` crate, which picks the widest SIMD the CPU
@@ -22,8 +23,9 @@ pub mod act;
 pub mod adamw;
 pub mod attention;
 pub mod ce;
-pub mod math;
 pub mod linear;
+pub mod lstm;
+pub mod math;
 pub mod matmul;
 pub mod norm;
 

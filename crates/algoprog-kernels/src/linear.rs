@@ -13,11 +13,29 @@ use rayon::prelude::*;
 const BIAS_BLOCK: usize = 256;
 
 /// y (n×out) = x (n×in)·Wᵀ (W: out×in) + b.
-pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, n: usize, din: usize, dout: usize, y: &mut [f32]) {
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    n: usize,
+    din: usize,
+    dout: usize,
+    y: &mut [f32],
+) {
     assert_eq!(x.len(), n * din, "linear: x must be n×in");
     assert_eq!(w.len(), dout * din, "linear: W must be out×in");
     assert_eq!(y.len(), n * dout, "linear: y must be n×out");
-    matmul(y, dout, Mat::new(x, n, din), false, Mat::new(w, dout, din), true, 1.0, false, Threads::Pool);
+    matmul(
+        y,
+        dout,
+        Mat::new(x, n, din),
+        false,
+        Mat::new(w, dout, din),
+        true,
+        1.0,
+        false,
+        Threads::Pool,
+    );
     if let Some(b) = b {
         assert_eq!(b.len(), dout, "linear: b must have out elements");
         y.par_chunks_mut(dout.max(1) * 64).for_each(|rows| {
@@ -38,13 +56,41 @@ pub struct LinearGrads<'a> {
 }
 
 /// ∂x = ∂y·W, ∂W = ∂yᵀ·x, ∂b = Σ_rows ∂y.
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], n: usize, din: usize, dout: usize, g: LinearGrads) {
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    n: usize,
+    din: usize,
+    dout: usize,
+    g: LinearGrads,
+) {
     assert_eq!(dy.len(), n * dout, "linear: dy must be n×out");
     assert_eq!(g.dx.len(), n * din, "linear: dx must be n×in");
     assert_eq!(g.dw.len(), dout * din, "linear: dW must be out×in");
     let dym = Mat::new(dy, n, dout);
-    matmul(g.dx, din, dym, false, Mat::new(w, dout, din), false, 1.0, false, Threads::Pool);
-    matmul(g.dw, din, dym, true, Mat::new(x, n, din), false, 1.0, false, Threads::Pool);
+    matmul(
+        g.dx,
+        din,
+        dym,
+        false,
+        Mat::new(w, dout, din),
+        false,
+        1.0,
+        false,
+        Threads::Pool,
+    );
+    matmul(
+        g.dw,
+        din,
+        dym,
+        true,
+        Mat::new(x, n, din),
+        false,
+        1.0,
+        false,
+        Threads::Pool,
+    );
     if let Some(db) = g.db {
         assert_eq!(db.len(), dout, "linear: db must have out elements");
         let partial: Vec<Vec<f32>> = dy
@@ -73,32 +119,62 @@ mod tests {
     use super::*;
 
     fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0).collect()
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0)
+            .collect()
     }
 
     #[test]
     fn forward_and_backward_match_naive_f64() {
         let (n, din, dout) = (300, 7, 5); // n > BIAS_BLOCK: two bias blocks
-        let (x, w, b, dy) = (data(n * din, 1), data(dout * din, 2), data(dout, 3), data(n * dout, 4));
+        let (x, w, b, dy) = (
+            data(n * din, 1),
+            data(dout * din, 2),
+            data(dout, 3),
+            data(n * dout, 4),
+        );
         let mut y = vec![f32::NAN; n * dout];
         forward(&x, &w, Some(&b), n, din, dout, &mut y);
         for i in 0..n {
             for o in 0..dout {
-                let want: f64 = b[o] as f64 + (0..din).map(|k| x[i * din + k] as f64 * w[o * din + k] as f64).sum::<f64>();
+                let want: f64 = b[o] as f64
+                    + (0..din)
+                        .map(|k| x[i * din + k] as f64 * w[o * din + k] as f64)
+                        .sum::<f64>();
                 assert!((y[i * dout + o] as f64 - want).abs() < 1e-4, "y[{i},{o}]");
             }
         }
-        let (mut dx, mut dw, mut db) = (vec![f32::NAN; n * din], vec![f32::NAN; dout * din], vec![f32::NAN; dout]);
-        backward(&x, &w, &dy, n, din, dout, LinearGrads { dx: &mut dx, dw: &mut dw, db: Some(&mut db) });
+        let (mut dx, mut dw, mut db) = (
+            vec![f32::NAN; n * din],
+            vec![f32::NAN; dout * din],
+            vec![f32::NAN; dout],
+        );
+        backward(
+            &x,
+            &w,
+            &dy,
+            n,
+            din,
+            dout,
+            LinearGrads {
+                dx: &mut dx,
+                dw: &mut dw,
+                db: Some(&mut db),
+            },
+        );
         for i in 0..n {
             for k in 0..din {
-                let want: f64 = (0..dout).map(|o| dy[i * dout + o] as f64 * w[o * din + k] as f64).sum();
+                let want: f64 = (0..dout)
+                    .map(|o| dy[i * dout + o] as f64 * w[o * din + k] as f64)
+                    .sum();
                 assert!((dx[i * din + k] as f64 - want).abs() < 1e-4, "dx[{i},{k}]");
             }
         }
         for o in 0..dout {
             for k in 0..din {
-                let want: f64 = (0..n).map(|i| dy[i * dout + o] as f64 * x[i * din + k] as f64).sum();
+                let want: f64 = (0..n)
+                    .map(|i| dy[i * dout + o] as f64 * x[i * din + k] as f64)
+                    .sum();
                 assert!((dw[o * din + k] as f64 - want).abs() < 1e-3, "dw[{o},{k}]");
             }
             let want: f64 = (0..n).map(|i| dy[i * dout + o] as f64).sum();
@@ -109,15 +185,36 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let (n, din, dout) = (4, 3, 2);
-        let (x, w, b, r) = (data(n * din, 5), data(dout * din, 6), data(dout, 7), data(n * dout, 8));
+        let (x, w, b, r) = (
+            data(n * din, 5),
+            data(dout * din, 6),
+            data(dout, 7),
+            data(n * dout, 8),
+        );
         // loss = Σ r∘y, so ∂y = r
         let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
             let mut y = vec![0f32; n * dout];
             forward(x, w, Some(b), n, din, dout, &mut y);
             y.iter().zip(&r).map(|(a, c)| *a as f64 * *c as f64).sum()
         };
-        let (mut dx, mut dw, mut db) = (vec![0f32; n * din], vec![0f32; dout * din], vec![0f32; dout]);
-        backward(&x, &w, &r, n, din, dout, LinearGrads { dx: &mut dx, dw: &mut dw, db: Some(&mut db) });
+        let (mut dx, mut dw, mut db) = (
+            vec![0f32; n * din],
+            vec![0f32; dout * din],
+            vec![0f32; dout],
+        );
+        backward(
+            &x,
+            &w,
+            &r,
+            n,
+            din,
+            dout,
+            LinearGrads {
+                dx: &mut dx,
+                dw: &mut dw,
+                db: Some(&mut db),
+            },
+        );
         let eps = 1e-2f32;
         let fd = |which: usize, i: usize| -> f64 {
             let mut args = [x.clone(), w.clone(), b.clone()];
@@ -130,7 +227,10 @@ mod tests {
         for (which, grad) in [(0, &dx), (1, &dw), (2, &db)] {
             for (i, g) in grad.iter().enumerate() {
                 let f = fd(which, i);
-                assert!((f - *g as f64).abs() < 1e-3, "argument {which}[{i}]: fd {f} vs {g}");
+                assert!(
+                    (f - *g as f64).abs() < 1e-3,
+                    "argument {which}[{i}]: fd {f} vs {g}"
+                );
             }
         }
     }

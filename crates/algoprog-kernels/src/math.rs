@@ -12,7 +12,8 @@
 //! softmax uses (arguments ≤ 0 after the max shift; clamped below at −87.3,
 //! where it returns ≈ 1e−38 instead of a subnormal).
 
-const LANES: usize = 16;
+/// Accumulator lanes of the row reductions (one AVX-512 register of f32).
+pub(crate) const LANES: usize = 16;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so k·LN2_HI is exact for |k| < 2⁹.
 const LN2_HI: f32 = 0.693_145_75;
@@ -32,30 +33,95 @@ pub fn exp(x: f32) -> f32 {
     let ki = (shifted.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     // Cody–Waite: f = x − k·ln2 in two parts, exact enough for |k| ≤ 127
     let f = (x - k * LN2_HI) - k * LN2_LO; // |f| ≤ ln2/2
-    // e^f, Taylor to degree 7 (error < 2e−8 on |f| ≤ 0.347)
+                                           // e^f, Taylor to degree 7 (error < 2e−8 on |f| ≤ 0.347)
     let p = 1.0
         + f * (1.0
             + f * (0.5
                 + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
+                    + f * (1.0 / 24.0
+                        + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
     p * f32::from_bits(((ki + 127) << 23) as u32)
 }
 
+// ---- lane reductions -------------------------------------------------------
+// The shared bodies of every row reduction in this crate (here, `attention`,
+// `norm`): 16 accumulator lanes, lane l folding elements l, l + 16, ...; the
+// tail shorter than 16 is left to the caller, and so is the order in which
+// the lanes are added (in order here and in `attention`, pairwise in `norm`),
+// so each kernel keeps its exact rounding.
+
+/// Folds `f` over `x` in [`LANES`] lanes from `init`: lane l accumulates
+/// x[l], x[l + 16], ... Returns the lanes and the unfolded tail (< 16 elements).
 #[inline(always)]
-fn max_impl(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
+pub(crate) fn lanes_fold(
+    x: &[f32],
+    init: f32,
+    f: impl Fn(f32, f32) -> f32,
+) -> ([f32; LANES], &[f32]) {
+    let mut acc = [init; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for l in 0..LANES {
-            acc[l] = acc[l].max(c[l]);
+            acc[l] = f(acc[l], c[l]);
         }
     }
-    let mut m = acc.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for &v in rest {
-        m = m.max(v);
+    (acc, rest)
+}
+
+/// [`lanes_fold`] over the pairs (a[i], b[i]) up to the shorter length;
+/// returns the lanes and the two tails (of equal length).
+#[inline(always)]
+pub(crate) fn lanes_fold2<'a>(
+    a: &'a [f32],
+    b: &'a [f32],
+    init: f32,
+    f: impl Fn(f32, f32, f32) -> f32,
+) -> ([f32; LANES], &'a [f32], &'a [f32]) {
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(LANES), b[..n].chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [init; LANES];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] = f(acc[l], x[l], y[l]);
+        }
     }
-    m
+    (acc, ra, rb)
+}
+
+/// The lanes added pairwise (lane l + 8 into l, then l + 4, ...).
+#[inline(always)]
+pub(crate) fn sum_pairwise(acc: [f32; LANES]) -> f32 {
+    let mut w = acc;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for j in 0..n {
+            w[j] += w[j + n];
+        }
+    }
+    w[0]
+}
+
+/// The larger of two floats as `b > a ? b : a` (a NaN `b` is skipped), which
+/// compiles to one vector max instruction.
+#[inline(always)]
+fn max_gt(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// max of a slice (−∞ when empty); the body of [`max`], for other kernels' loops.
+#[inline(always)]
+pub(crate) fn max_impl(x: &[f32]) -> f32 {
+    let (acc, rest) = lanes_fold(x, f32::NEG_INFINITY, max_gt);
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| max_gt(m, v))
 }
 
 #[inline(always)]
@@ -79,14 +145,7 @@ fn exp_sum_impl(x: &mut [f32], shift: f32) -> f32 {
 
 #[inline(always)]
 fn sum_exp_impl(x: &[f32], shift: f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += exp(c[l] - shift);
-        }
-    }
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| s + exp(v - shift));
     let mut s: f32 = acc.iter().sum();
     for &v in rest {
         s += exp(v - shift);
@@ -101,19 +160,11 @@ fn scale_impl(x: &mut [f32], k: f32) {
     }
 }
 
+/// Σ aᵢ·bᵢ over the shorter length, lanes added in order; the body of
+/// [`dot`], for other kernels' loops.
 #[inline(always)]
-fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
+pub(crate) fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
+    let (acc, ra, rb) = lanes_fold2(a, b, 0.0, |s, x, y| s + x * y);
     let mut s: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
         s += x * y;
@@ -145,7 +196,9 @@ pub fn simd() -> Simd {
             {
                 return Simd::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Simd::Avx2;
             }
         }
@@ -233,8 +286,12 @@ mod tests {
     #[test]
     fn reductions_match_sequential_f64() {
         for n in [0usize, 1, 15, 16, 17, 100, 1027] {
-            let x: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
-            let y: Vec<f32> = (0..n).map(|i| ((i * 104729 % 777) as f32 - 300.0) / 131.0).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+                .collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| ((i * 104729 % 777) as f32 - 300.0) / 131.0)
+                .collect();
             let m = max(&x);
             let want_m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(m, want_m, "n={n}");
@@ -243,7 +300,10 @@ mod tests {
             }
             let want_s: f64 = x.iter().map(|&v| ((v - m) as f64).exp()).sum();
             let s = sum_exp(&x, m);
-            assert!((s as f64 - want_s).abs() < 1e-5 * want_s, "sum_exp n={n}: {s} vs {want_s}");
+            assert!(
+                (s as f64 - want_s).abs() < 1e-5 * want_s,
+                "sum_exp n={n}: {s} vs {want_s}"
+            );
             let mut z = x.clone();
             let s2 = exp_sum_inplace(&mut z, m);
             assert!((s2 as f64 - want_s).abs() < 1e-5 * want_s);
@@ -252,9 +312,14 @@ mod tests {
                 assert!((*a as f64 - w).abs() < 1e-6 * (1.0 + w));
             }
             scale(&mut z, 2.0);
-            assert!((z.iter().map(|&v| v as f64).sum::<f64>() - 2.0 * want_s).abs() < 1e-4 * want_s);
+            assert!(
+                (z.iter().map(|&v| v as f64).sum::<f64>() - 2.0 * want_s).abs() < 1e-4 * want_s
+            );
             let want_d: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
-            assert!((dot(&x, &y) as f64 - want_d).abs() < 1e-4 * (1.0 + want_d.abs()), "dot n={n}");
+            assert!(
+                (dot(&x, &y) as f64 - want_d).abs() < 1e-4 * (1.0 + want_d.abs()),
+                "dot n={n}"
+            );
         }
     }
 }

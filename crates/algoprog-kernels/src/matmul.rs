@@ -19,8 +19,16 @@ impl<'a> Mat<'a> {
         Self::strided(data, rows, cols, cols)
     }
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
-        assert!(rows == 0 || cols == 0 || data.len() >= (rows - 1) * ld + cols, "matrix slice too short");
-        Self { data, rows, cols, ld }
+        assert!(
+            rows == 0 || cols == 0 || data.len() >= (rows - 1) * ld + cols,
+            "matrix slice too short"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            ld,
+        }
     }
 }
 
@@ -46,14 +54,35 @@ impl Threads {
 /// or xᵀ per `ta`/`tb`. With `accumulate` false, c is overwritten (its old
 /// contents, even NaN, are ignored).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(c: &mut [f32], ldc: usize, a: Mat, ta: bool, b: Mat, tb: bool, alpha: f32, accumulate: bool, threads: Threads) {
-    let (m, k) = if ta { (a.cols, a.rows) } else { (a.rows, a.cols) };
-    let (k2, n) = if tb { (b.cols, b.rows) } else { (b.rows, b.cols) };
+pub fn matmul(
+    c: &mut [f32],
+    ldc: usize,
+    a: Mat,
+    ta: bool,
+    b: Mat,
+    tb: bool,
+    alpha: f32,
+    accumulate: bool,
+    threads: Threads,
+) {
+    let (m, k) = if ta {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (k2, n) = if tb {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
     assert_eq!(k, k2, "matmul inner dimensions differ: {k} vs {k2}");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c.len() >= (m - 1) * ldc + n, "matmul output slice too short");
+    assert!(
+        c.len() >= (m - 1) * ldc + n,
+        "matmul output slice too short"
+    );
     if k == 0 {
         if !accumulate {
             for r in 0..m {
@@ -63,8 +92,16 @@ pub fn matmul(c: &mut [f32], ldc: usize, a: Mat, ta: bool, b: Mat, tb: bool, alp
         return;
     }
     // element (i, j) of op(x): row-major x[i*ld + j] or transposed x[j*ld + i]
-    let (a_rs, a_cs) = if ta { (1isize, a.ld as isize) } else { (a.ld as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1isize, b.ld as isize) } else { (b.ld as isize, 1) };
+    let (a_rs, a_cs) = if ta {
+        (1isize, a.ld as isize)
+    } else {
+        (a.ld as isize, 1)
+    };
+    let (b_rs, b_cs) = if tb {
+        (1isize, b.ld as isize)
+    } else {
+        (b.ld as isize, 1)
+    };
     // SAFETY: the asserts above bound every index gemm touches: c is m×n with
     // row stride ldc; op(a) is m×k and op(b) k×n inside their slices.
     unsafe {
@@ -111,12 +148,24 @@ mod tests {
     #[test]
     fn all_transpose_combinations_match_naive() {
         let (m, k, n) = (7, 5, 9);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0)
+            .collect();
         for ta in [false, true] {
             for tb in [false, true] {
-                let am = if ta { Mat::new(&a, k, m) } else { Mat::new(&a, m, k) };
-                let bm = if tb { Mat::new(&b, n, k) } else { Mat::new(&b, k, n) };
+                let am = if ta {
+                    Mat::new(&a, k, m)
+                } else {
+                    Mat::new(&a, m, k)
+                };
+                let bm = if tb {
+                    Mat::new(&b, n, k)
+                } else {
+                    Mat::new(&b, k, n)
+                };
                 let want = naive(&a, m, k, ta, &b, n, tb);
                 let mut c = vec![f32::NAN; m * n];
                 matmul(&mut c, n, am, ta, bm, tb, 1.0, false, Threads::One);
@@ -126,7 +175,10 @@ mod tests {
                 // accumulate with alpha: c += 0.5·ab
                 matmul(&mut c, n, am, ta, bm, tb, 0.5, true, Threads::Pool);
                 for (x, y) in c.iter().zip(&want) {
-                    assert!((*x as f64 - 1.5 * y).abs() < 1e-4, "accumulate ta={ta} tb={tb}");
+                    assert!(
+                        (*x as f64 - 1.5 * y).abs() < 1e-4,
+                        "accumulate ta={ta} tb={tb}"
+                    );
                 }
             }
         }

@@ -23,87 +23,57 @@
 // The lane loops index fixed-size arrays on purpose (they vectorise).
 #![allow(clippy::needless_range_loop)]
 
+use crate::math::{lanes_fold, lanes_fold2, sum_pairwise};
 use rayon::prelude::*;
 
 /// Rows per rayon task.
 pub const CHUNK_ROWS: usize = 64;
 
-const LANES: usize = 16;
-
-/// Σ x with 16 lane accumulators, added pairwise at the end.
+/// Σ x in 16 lanes added pairwise, then the tail.
 #[inline(always)]
 fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for j in 0..LANES {
-            acc[j] += c[j];
-        }
-    }
-    let mut tail = 0f32;
-    for &v in it.remainder() {
-        tail += v;
-    }
-    reduce(acc) + tail
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| s + v);
+    sum_pairwise(acc) + rest.iter().fold(0f32, |t, &v| t + v)
 }
 
 /// Σ (x − μ)², same accumulation order as [`sum`].
 #[inline(always)]
 fn sum_sq_centered(x: &[f32], mu: f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for j in 0..LANES {
-            let v = c[j] - mu;
-            acc[j] += v * v;
-        }
-    }
-    let mut tail = 0f32;
-    for &v in it.remainder() {
-        tail += (v - mu) * (v - mu);
-    }
-    reduce(acc) + tail
+    let (acc, rest) = lanes_fold(x, 0.0, |s, v| {
+        let d = v - mu;
+        s + d * d
+    });
+    sum_pairwise(acc) + rest.iter().fold(0f32, |t, &v| t + (v - mu) * (v - mu))
 }
 
 /// Σ a·b, same accumulation order as [`sum`].
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut ia = a.chunks_exact(LANES);
-    let mut ib = b.chunks_exact(LANES);
-    for (ca, cb) in (&mut ia).zip(&mut ib) {
-        for j in 0..LANES {
-            acc[j] += ca[j] * cb[j];
-        }
-    }
-    let mut tail = 0f32;
-    for (&u, &v) in ia.remainder().iter().zip(ib.remainder()) {
-        tail += u * v;
-    }
-    reduce(acc) + tail
-}
-
-#[inline(always)]
-fn reduce(acc: [f32; LANES]) -> f32 {
-    let mut w = acc;
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for j in 0..n {
-            w[j] += w[j + n];
-        }
-    }
-    w[0]
+    let (acc, ra, rb) = lanes_fold2(a, b, 0.0, |s, x, y| s + x * y);
+    sum_pairwise(acc) + ra.iter().zip(rb).fold(0f32, |t, (&u, &v)| t + u * v)
 }
 
 // ---- per-chunk bodies ----
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn ln_fwd_body(x: &[f32], g: &[f32], b: &[f32], eps: f32, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) {
+fn ln_fwd_body(
+    x: &[f32],
+    g: &[f32],
+    b: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
     let d = g.len();
     let inv_d = 1.0 / d as f32;
-    for (((xr, yr), m), rs) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).zip(mean.iter_mut()).zip(rstd.iter_mut()) {
+    for (((xr, yr), m), rs) in x
+        .chunks_exact(d)
+        .zip(y.chunks_exact_mut(d))
+        .zip(mean.iter_mut())
+        .zip(rstd.iter_mut())
+    {
         let mu = sum(xr) * inv_d;
         let var = sum_sq_centered(xr, mu) * inv_d;
         let r = 1.0 / (var + eps).sqrt();
@@ -133,11 +103,20 @@ fn ln_bwd_body(
     let d = g.len();
     let inv_d = 1.0 / d as f32;
     let (gh, xh) = scratch.split_at_mut(d);
-    for ((((xr, dyr), dxr), &mu), &r) in
-        x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)).zip(mean).zip(rstd)
+    for ((((xr, dyr), dxr), &mu), &r) in x
+        .chunks_exact(d)
+        .zip(dy.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+        .zip(mean)
+        .zip(rstd)
     {
-        for (((((gh, xh), &x), &dy), &g), (dg, db)) in
-            gh.iter_mut().zip(xh.iter_mut()).zip(xr).zip(dyr).zip(g).zip(dg.iter_mut().zip(db.iter_mut()))
+        for (((((gh, xh), &x), &dy), &g), (dg, db)) in gh
+            .iter_mut()
+            .zip(xh.iter_mut())
+            .zip(xr)
+            .zip(dyr)
+            .zip(g)
+            .zip(dg.iter_mut().zip(db.iter_mut()))
         {
             let xn = (x - mu) * r;
             *xh = xn;
@@ -157,7 +136,11 @@ fn ln_bwd_body(
 fn rms_fwd_body(x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) {
     let d = g.len();
     let inv_d = 1.0 / d as f32;
-    for ((xr, yr), rs) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).zip(rstd.iter_mut()) {
+    for ((xr, yr), rs) in x
+        .chunks_exact(d)
+        .zip(y.chunks_exact_mut(d))
+        .zip(rstd.iter_mut())
+    {
         let ms = dot(xr, xr) * inv_d;
         let r = 1.0 / (ms + eps).sqrt();
         for ((y, &x), &g) in yr.iter_mut().zip(xr).zip(g) {
@@ -169,13 +152,30 @@ fn rms_fwd_body(x: &[f32], g: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32])
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn rms_bwd_body(x: &[f32], g: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dg: &mut [f32], scratch: &mut [f32]) {
+fn rms_bwd_body(
+    x: &[f32],
+    g: &[f32],
+    rstd: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    scratch: &mut [f32],
+) {
     let d = g.len();
     let inv_d = 1.0 / d as f32;
     let (gh, xh) = scratch.split_at_mut(d);
-    for (((xr, dyr), dxr), &r) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)).zip(rstd) {
-        for ((((gh, xh), &x), &dy), (&g, dg)) in
-            gh.iter_mut().zip(xh.iter_mut()).zip(xr).zip(dyr).zip(g.iter().zip(dg.iter_mut()))
+    for (((xr, dyr), dxr), &r) in x
+        .chunks_exact(d)
+        .zip(dy.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+        .zip(rstd)
+    {
+        for ((((gh, xh), &x), &dy), (&g, dg)) in gh
+            .iter_mut()
+            .zip(xh.iter_mut())
+            .zip(xr)
+            .zip(dyr)
+            .zip(g.iter().zip(dg.iter_mut()))
         {
             let xn = x * r;
             *xh = xn;
@@ -196,9 +196,16 @@ crate::simd_dispatch!(fn rms_bwd_chunk(x: &[f32], g: &[f32], rstd: &[f32], dy: &
 
 fn check_shapes(what: &str, x: usize, d: usize, others: &[(usize, usize)]) -> usize {
     assert!(d > 0, "{what}: d must be positive");
-    assert_eq!(x % d, 0, "{what}: input length {x} is not a multiple of d = {d}");
+    assert_eq!(
+        x % d,
+        0,
+        "{what}: input length {x} is not a multiple of d = {d}"
+    );
     for &(got, want) in others {
-        assert_eq!(got, want, "{what}: a slice has length {got}, expected {want}");
+        assert_eq!(
+            got, want,
+            "{what}: a slice has length {got}, expected {want}"
+        );
     }
     x / d
 }
@@ -216,14 +223,35 @@ fn sum_parts(parts: &[Vec<f32>], out: &mut [f32]) {
 
 /// LayerNorm forward over rows of length d = gain.len(): y, and per row the
 /// mean and 1/√(σ² + ε) (`mean`, `rstd`: length rows) for the backward.
-pub fn layer_norm_fwd(x: &[f32], gain: &[f32], bias: &[f32], eps: f32, y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) {
+pub fn layer_norm_fwd(
+    x: &[f32],
+    gain: &[f32],
+    bias: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
     let d = gain.len();
-    let rows = check_shapes("layer_norm", x.len(), d, &[(bias.len(), d), (y.len(), x.len())]);
-    check_shapes("layer_norm", x.len(), d, &[(mean.len(), rows), (rstd.len(), rows)]);
+    let rows = check_shapes(
+        "layer_norm",
+        x.len(),
+        d,
+        &[(bias.len(), d), (y.len(), x.len())],
+    );
+    check_shapes(
+        "layer_norm",
+        x.len(),
+        d,
+        &[(mean.len(), rows), (rstd.len(), rows)],
+    );
     let c = CHUNK_ROWS * d;
     y.par_chunks_mut(c)
         .zip(x.par_chunks(c))
-        .zip(mean.par_chunks_mut(CHUNK_ROWS).zip(rstd.par_chunks_mut(CHUNK_ROWS)))
+        .zip(
+            mean.par_chunks_mut(CHUNK_ROWS)
+                .zip(rstd.par_chunks_mut(CHUNK_ROWS)),
+        )
         .for_each(|((y, x), (m, r))| ln_fwd_chunk(x, gain, bias, eps, y, m, r));
 }
 
@@ -241,12 +269,22 @@ pub fn layer_norm_bwd(
     dbias: &mut [f32],
 ) {
     let d = gain.len();
-    let rows = check_shapes("layer_norm backward", x.len(), d, &[(dy.len(), x.len()), (dx.len(), x.len())]);
+    let rows = check_shapes(
+        "layer_norm backward",
+        x.len(),
+        d,
+        &[(dy.len(), x.len()), (dx.len(), x.len())],
+    );
     check_shapes(
         "layer_norm backward",
         x.len(),
         d,
-        &[(mean.len(), rows), (rstd.len(), rows), (dgain.len(), d), (dbias.len(), d)],
+        &[
+            (mean.len(), rows),
+            (rstd.len(), rows),
+            (dgain.len(), d),
+            (dbias.len(), d),
+        ],
     );
     let c = CHUNK_ROWS * d;
     let parts: Vec<(Vec<f32>, Vec<f32>)> = dx
@@ -279,10 +317,27 @@ pub fn rms_norm_fwd(x: &[f32], gain: &[f32], eps: f32, y: &mut [f32], rstd: &mut
 
 /// RMSNorm backward from the forward's saved `rstd`: writes dx (like x) and
 /// dgain (length d; overwritten).
-pub fn rms_norm_bwd(x: &[f32], gain: &[f32], rstd: &[f32], dy: &[f32], dx: &mut [f32], dgain: &mut [f32]) {
+pub fn rms_norm_bwd(
+    x: &[f32],
+    gain: &[f32],
+    rstd: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgain: &mut [f32],
+) {
     let d = gain.len();
-    let rows = check_shapes("rms_norm backward", x.len(), d, &[(dy.len(), x.len()), (dx.len(), x.len())]);
-    check_shapes("rms_norm backward", x.len(), d, &[(rstd.len(), rows), (dgain.len(), d)]);
+    let rows = check_shapes(
+        "rms_norm backward",
+        x.len(),
+        d,
+        &[(dy.len(), x.len()), (dx.len(), x.len())],
+    );
+    check_shapes(
+        "rms_norm backward",
+        x.len(),
+        d,
+        &[(rstd.len(), rows), (dgain.len(), d)],
+    );
     let c = CHUNK_ROWS * d;
     let parts: Vec<Vec<f32>> = dx
         .par_chunks_mut(c)
@@ -317,7 +372,10 @@ mod tests {
             let (mu, ms) = match b {
                 Some(_) => {
                     let mu = row.iter().sum::<f64>() / d as f64;
-                    (mu, row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64)
+                    (
+                        mu,
+                        row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64,
+                    )
                 }
                 None => (0.0, row.iter().map(|v| v * v).sum::<f64>() / d as f64),
             };
@@ -331,14 +389,24 @@ mod tests {
 
     /// Naive f64 backward by the chain rule written out element by element:
     /// ∂x_i = Σ_j ∂y_j·g_j·∂x̂_j/∂x_i with the full Jacobian of x̂.
-    fn naive_bwd(x: &[f32], g: &[f32], layer: bool, eps: f64, dy: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn naive_bwd(
+        x: &[f32],
+        g: &[f32],
+        layer: bool,
+        eps: f64,
+        dy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let d = g.len();
         let mut dx = vec![0.0; x.len()];
         let (mut dg, mut db) = (vec![0.0; d], vec![0.0; d]);
         for (ri, row) in x.chunks(d).enumerate() {
             let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
             let dyr: Vec<f64> = dy[ri * d..(ri + 1) * d].iter().map(|&v| v as f64).collect();
-            let mu = if layer { row.iter().sum::<f64>() / d as f64 } else { 0.0 };
+            let mu = if layer {
+                row.iter().sum::<f64>() / d as f64
+            } else {
+                0.0
+            };
             let ms = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64;
             let r = 1.0 / (ms + eps).sqrt();
             let xh: Vec<f64> = row.iter().map(|v| (v - mu) * r).collect();
@@ -364,7 +432,10 @@ mod tests {
     fn max_err(got: &[f32], want: &[f64]) -> f64 {
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
         assert!(scale > 1e-3, "degenerate reference");
-        got.iter().zip(want).map(|(&a, &b)| (a as f64 - b).abs() / (b.abs() + 1e-2 * scale)).fold(0.0, f64::max)
+        got.iter()
+            .zip(want)
+            .map(|(&a, &b)| (a as f64 - b).abs() / (b.abs() + 1e-2 * scale))
+            .fold(0.0, f64::max)
     }
 
     /// rows not a multiple of CHUNK_ROWS, d not a multiple of the lane count.
@@ -378,13 +449,28 @@ mod tests {
             let b = inputs(d, -1.0, 1.0, 3);
             let dy = inputs(rows * d, -1.0, 1.0, 4);
             let eps = 1e-5;
-            let (mut y, mut m, mut r) = (vec![f32::NAN; rows * d], vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            let (mut y, mut m, mut r) = (
+                vec![f32::NAN; rows * d],
+                vec![f32::NAN; rows],
+                vec![f32::NAN; rows],
+            );
             layer_norm_fwd(&x, &g, &b, eps as f32, &mut y, &mut m, &mut r);
-            assert!(max_err(&y, &naive_fwd(&x, &g, Some(&b), eps)) < 1e-5, "y ({rows}, {d})");
-            let (mut dx, mut dg, mut db) = (vec![f32::NAN; rows * d], vec![f32::NAN; d], vec![f32::NAN; d]);
+            assert!(
+                max_err(&y, &naive_fwd(&x, &g, Some(&b), eps)) < 1e-5,
+                "y ({rows}, {d})"
+            );
+            let (mut dx, mut dg, mut db) = (
+                vec![f32::NAN; rows * d],
+                vec![f32::NAN; d],
+                vec![f32::NAN; d],
+            );
             layer_norm_bwd(&x, &g, &m, &r, &dy, &mut dx, &mut dg, &mut db);
             let (wx, wg, wb) = naive_bwd(&x, &g, true, eps, &dy);
-            assert!(max_err(&dx, &wx) < 1e-4, "dx ({rows}, {d}): {}", max_err(&dx, &wx));
+            assert!(
+                max_err(&dx, &wx) < 1e-4,
+                "dx ({rows}, {d}): {}",
+                max_err(&dx, &wx)
+            );
             assert!(max_err(&dg, &wg) < 1e-5, "dgain ({rows}, {d})");
             assert!(max_err(&db, &wb) < 1e-5, "dbias ({rows}, {d})");
         }
@@ -399,11 +485,18 @@ mod tests {
             let eps = 1e-5;
             let (mut y, mut r) = (vec![f32::NAN; rows * d], vec![f32::NAN; rows]);
             rms_norm_fwd(&x, &g, eps as f32, &mut y, &mut r);
-            assert!(max_err(&y, &naive_fwd(&x, &g, None, eps)) < 1e-5, "y ({rows}, {d})");
+            assert!(
+                max_err(&y, &naive_fwd(&x, &g, None, eps)) < 1e-5,
+                "y ({rows}, {d})"
+            );
             let (mut dx, mut dg) = (vec![f32::NAN; rows * d], vec![f32::NAN; d]);
             rms_norm_bwd(&x, &g, &r, &dy, &mut dx, &mut dg);
             let (wx, wg, _) = naive_bwd(&x, &g, false, eps, &dy);
-            assert!(max_err(&dx, &wx) < 1e-4, "dx ({rows}, {d}): {}", max_err(&dx, &wx));
+            assert!(
+                max_err(&dx, &wx) < 1e-4,
+                "dx ({rows}, {d}): {}",
+                max_err(&dx, &wx)
+            );
             assert!(max_err(&dg, &wg) < 1e-5, "dgain ({rows}, {d})");
         }
     }
@@ -454,7 +547,11 @@ mod tests {
                 let mut v = v.to_vec();
                 let fds: Vec<f64> = (0..v.len()).map(|i| fd(&mut v, i, which)).collect();
                 let e = max_err(an, &fds);
-                assert!(e < 1e-3, "{} {name}: error {e}", if layer { "layer_norm" } else { "rms_norm" });
+                assert!(
+                    e < 1e-3,
+                    "{} {name}: error {e}",
+                    if layer { "layer_norm" } else { "rms_norm" }
+                );
             };
             check("dx", &dx, &x, 0);
             check("dgain", &dg, &g, 1);
@@ -471,7 +568,10 @@ mod tests {
         let g = inputs(d, 0.5, 1.5, 13);
         let dy = inputs(rows * d, -1.0, 1.0, 14);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut r = vec![0f32; rows];
                 let mut y = vec![0f32; rows * d];

@@ -20,11 +20,14 @@
 //! is computed for a whole TBPTT window in one (B·T_w × d_in)·(d_in × 4H)
 //! matmul; only W_hh·h_{t−1} and the gate non-linearities stay in the time
 //! loop. How that loop runs is the `kernel` ([`LstmKernel`]): `window`
-//! (default) runs a layer's whole window as one op with its own
-//! backpropagation through time ([`window`]); `cell` keeps a candle time loop
-//! with one fused cell op per step ([`cell`]); `composite` uses plain candle
-//! ops only. All three compute the same function and gradients (tested
-//! against each other and against finite differences).
+//! (default) runs each layer over all its TBPTT windows as one op with its
+//! own backpropagation through time ([`LstmWindow`], whose forward and
+//! backward are the `algoprog_kernels::lstm` kernels); `cell` keeps a candle
+//! time loop with one fused cell op per step ([`cell::LstmCell`]);
+//! `composite` uses plain candle ops only ([`lstm_cell_composite`]). The
+//! ops live in [`algoprog_nn::fused::lstm`]. All three compute the same
+//! function and gradients (tested against each other and against finite
+//! differences).
 //!
 //! ## Where layer normalisation sits, and why
 //! On each layer's output h_t (before it feeds the next layer or the tied
@@ -82,8 +85,7 @@
 //! layer per token) and are not in the matmul total, as for the Transformer.
 
 use crate::{FlopReport, LanguageModel, ParamCounts};
-use cell::LstmCell;
-use window::LstmWindow;
+use algoprog_nn::fused::lstm::{LstmCell, LstmWindow};
 use algoprog_nn::{ConfigError, Init, LayerNorm, Norm, NormConfig, ParamBuilder, ParamRole, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -91,8 +93,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
-pub mod cell;
-pub mod window;
+pub use algoprog_nn::fused::lstm::lstm_cell_composite;
+
+/// The fused cell op of the `cell` kernel (it lives in [`algoprog_nn::fused::lstm`]).
+pub mod cell {
+    pub use algoprog_nn::fused::lstm::{LstmCell, LstmCellBackward};
+}
 
 fn d2() -> usize {
     2
@@ -120,10 +126,10 @@ fn p_out() -> f64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LstmKernel {
-    /// One op per layer and TBPTT window with a hand-written BPTT backward ([`window`]).
+    /// One op per layer over all its TBPTT windows, with a hand-written BPTT backward ([`LstmWindow`]).
     #[default]
     Window,
-    /// A candle time loop with one fused cell op per step ([`cell`]).
+    /// A candle time loop with one fused cell op per step ([`cell::LstmCell`]).
     Cell,
     /// A candle time loop of plain candle ops (the reference).
     Composite,
@@ -422,13 +428,14 @@ impl Lstm {
         Tensor::from_vec(v, shape, like.device())?.to_dtype(like.dtype())
     }
 
-    /// Runs one layer over one TBPTT window.
+    /// Runs one layer over one TBPTT window as a candle time loop: one fused
+    /// cell op per step with the `cell` kernel on the CPU, plain candle ops
+    /// otherwise (the `window` kernel never comes here: [`LanguageModel::hidden`]
+    /// runs it as one op per layer over all windows).
     ///
     /// `x`: (T_w, B, d_in) time-major input; `state`: (h, c) each (B, H);
     /// `mask_h`: hidden-dropout mask (B, H). Returns the raw outputs
-    /// (T_w, B, H) and the final state (not detached; with the `window`
-    /// kernel c_T is read from the op and carries no gradient, which the
-    /// model never needs: it detaches the state at every window boundary).
+    /// (T_w, B, H) and the final state (not detached).
     pub fn layer_window(
         &self,
         l: usize,
@@ -441,21 +448,8 @@ impl Lstm {
         let h = self.cfg.hidden_size();
         // One matmul for the whole window: (T_w·B, d_in)·(d_in, 4H) + b.
         let xp = algoprog_nn::linear(&x.reshape((tw * b, d_in))?, &layer.w_ih, Some(&layer.bias))?;
-        // the window and cell kernels are CPU code: other devices run the composite cell
-        let kernel = if x.device().is_cpu() { self.cfg.kernel } else { LstmKernel::Composite };
-        if kernel == LstmKernel::Window {
-            let mask = match mask_h {
-                Some(m) => m.clone(),
-                None => Tensor::ones((b, h), x.dtype(), x.device())?,
-            };
-            let s0 = Tensor::cat(&[&state.0, &state.1, &mask], 1)?;
-            let op = LstmWindow::new();
-            let c_last = op.clone();
-            let y = xp.reshape((tw, b, 4 * h))?.apply_op3(&layer.w_hh, &s0, op)?;
-            // the final cell state comes from the op's buffer: it is only ever
-            // the (detached) start of the next window
-            return Ok((y.clone(), (y.get(tw - 1)?, c_last.cell_state(tw - 1)?)));
-        }
+        // the fused cell op is CPU code: other devices run the composite cell
+        let fused_cell = x.device().is_cpu() && self.cfg.kernel == LstmKernel::Cell;
         let w_hh_t = layer.w_hh.t()?;
         let (mut hs, mut cs) = state;
         let mut outs = Vec::with_capacity(tw);
@@ -465,7 +459,7 @@ impl Lstm {
                 None => hs.clone(),
             };
             let gates = (xp.narrow(0, t * b, b)? + hin.matmul(&w_hh_t)?)?;
-            let (hn, cn) = if kernel == LstmKernel::Cell {
+            let (hn, cn) = if fused_cell {
                 let hc = gates.apply_op2(&cs, LstmCell)?;
                 (hc.narrow(1, 0, h)?, hc.narrow(1, h, h)?)
             } else {
@@ -513,19 +507,6 @@ impl Lstm {
         }
         if windows.len() == 1 { Ok(windows.pop().unwrap()) } else { Tensor::cat(&windows, 0) }
     }
-}
-
-/// The cell update from gate pre-activations a = (a_i, a_f, a_o, a_g), each
-/// (B, H), and c_{t−1}, with candle ops: returns (h_t, c_t) with
-/// c_t = σ(a_f)⊙c_{t−1} + σ(a_i)⊙tanh(a_g), h_t = σ(a_o)⊙tanh(c_t).
-pub fn lstm_cell_composite(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
-    let h = c_prev.dim(1)?;
-    let sig = candle_nn::ops::sigmoid(&gates.narrow(1, 0, 3 * h)?)?;
-    let g = gates.narrow(1, 3 * h, h)?.tanh()?;
-    let (i, f, o) = (sig.narrow(1, 0, h)?, sig.narrow(1, h, h)?, sig.narrow(1, 2 * h, h)?);
-    let c = ((f * c_prev)? + (i * g)?)?;
-    let hn = (o * c.tanh()?)?;
-    Ok((hn, c))
 }
 
 impl LanguageModel for Lstm {

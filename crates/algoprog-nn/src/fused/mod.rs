@@ -5,6 +5,8 @@
 //! candle ops it replaces, so every model runs on every device. The
 //! composite versions stay the reference: each fused op has a test that its
 //! values and gradients match them, and a finite-difference gradient test.
+//! The LSTM's ops ([`lstm`]) are the exception: the model picks them through
+//! its `kernel` setting, and they also take f64.
 //!
 //! Set `ALGOPROG_FUSED=0` to turn every fused path off (the A/B switch the
 //! throughput benchmark uses for its "before" column).
@@ -14,6 +16,7 @@ pub mod adamw;
 pub mod attention;
 pub mod ce;
 pub mod linear;
+pub mod lstm;
 pub mod norm;
 pub mod rotary;
 
