@@ -72,7 +72,8 @@ fn sweep(study: &Path, store: &Path, jobs: usize) -> Command {
 /// Lines of each run's attempts log.
 fn attempts(store: &Path) -> BTreeMap<String, usize> {
     std::fs::read_dir(store.join("runs"))
-        .unwrap()
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| {
             let n = std::fs::read_to_string(e.path().join("attempts.log"))
@@ -124,7 +125,8 @@ fn status(store: &Path) -> String {
 /// run id → (status, curve.csv bytes) for every run directory with a record.
 fn runs(store: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
     let mut m = BTreeMap::new();
-    for e in std::fs::read_dir(store.join("runs")).unwrap() {
+    // No store yet (a sweep killed before making it): no runs.
+    for e in std::fs::read_dir(store.join("runs")).into_iter().flatten() {
         let e = e.unwrap();
         let id = e.file_name().to_string_lossy().to_string();
         let Ok(rec) = std::fs::read_to_string(e.path().join("run.json")) else {
@@ -187,47 +189,6 @@ fn sweep_killed_repeatedly_resumes_to_the_same_runs_and_curves() {
     let mut rng = Rng(0x5EED_2026);
     let mut finished_before: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut kills_mid_run = 0;
-    for round in 0..5 {
-        let ended_attempts: BTreeMap<String, usize> = attempts_of(&store, &finished_before);
-        let mut child = sweep(&study, &store, 2).spawn().unwrap();
-        // Kill somewhere in the first 10–50% of a full sweep's time, so every round lands
-        // before the (shrinking) remaining work is done.
-        let wait_ms = full_ms / 10 + rng.next() % (full_ms * 2 / 5).max(1);
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        let exited = child.try_wait().unwrap().is_some();
-        if !exited {
-            child.kill().unwrap(); // SIGKILL on Unix
-        }
-        child.wait().unwrap();
-        assert_eq!(
-            attempts_of(&store, &finished_before),
-            ended_attempts,
-            "round {round}: a finished run was started again"
-        );
-        let now = runs(&store);
-        // Runs finished before this kill are untouched by it and by later rounds.
-        for (id, curve) in &finished_before {
-            assert_eq!(
-                now[id].0, "finished",
-                "round {round}: {id} lost its finished state"
-            );
-            assert_eq!(
-                &now[id].1, curve,
-                "round {round}: curve of finished {id} changed"
-            );
-        }
-        for (id, (s, curve)) in &now {
-            if s == "finished" {
-                finished_before.insert(id.clone(), curve.clone());
-            } else if s == "running" {
-                kills_mid_run += 1;
-            }
-        }
-    }
-    assert!(
-        kills_mid_run > 0,
-        "no kill landed in the middle of a run; the test exercised nothing"
-    );
     // Kills inside the writes themselves, at chosen passes: each must fire (the process dies by
     // SIGKILL), and leave what a resumed sweep completes.
     let mut orphans_seen = 0;
@@ -275,6 +236,47 @@ fn sweep_killed_repeatedly_resumes_to_the_same_runs_and_curves() {
     assert!(
         orphans_seen >= 4,
         "kills inside writes leave temporary files ({orphans_seen})"
+    );
+    for round in 0..5 {
+        let ended_attempts: BTreeMap<String, usize> = attempts_of(&store, &finished_before);
+        let mut child = sweep(&study, &store, 2).spawn().unwrap();
+        // Kill somewhere in the first 10–50% of a full sweep's time, so every round lands
+        // before the (shrinking) remaining work is done.
+        let wait_ms = full_ms / 10 + rng.next() % (full_ms * 2 / 5).max(1);
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let exited = child.try_wait().unwrap().is_some();
+        if !exited {
+            child.kill().unwrap(); // SIGKILL on Unix
+        }
+        child.wait().unwrap();
+        assert_eq!(
+            attempts_of(&store, &finished_before),
+            ended_attempts,
+            "round {round}: a finished run was started again"
+        );
+        let now = runs(&store);
+        // Runs finished before this kill are untouched by it and by later rounds.
+        for (id, curve) in &finished_before {
+            assert_eq!(
+                now[id].0, "finished",
+                "round {round}: {id} lost its finished state"
+            );
+            assert_eq!(
+                &now[id].1, curve,
+                "round {round}: curve of finished {id} changed"
+            );
+        }
+        for (id, (s, curve)) in &now {
+            if s == "finished" {
+                finished_before.insert(id.clone(), curve.clone());
+            } else if s == "running" {
+                kills_mid_run += 1;
+            }
+        }
+    }
+    assert!(
+        kills_mid_run > 0,
+        "no kill landed in the middle of a run; the test exercised nothing"
     );
     let out = sweep(&study, &store, 2).output().unwrap();
     assert!(

@@ -80,7 +80,7 @@ name = "scan"
 role = "scan"
 families = ["modern", "retro"]
 widths = [16, 32]
-budget = { steps = 150 }
+budget = { steps = 400 }
 lr = [1e-2, 3e-3]
 seeds = [0]
 [[groups]]
@@ -99,16 +99,16 @@ wait_queue() {
   echo "the array did not finish"; exit 1
 }
 ended() { "$BIN" sweep status --all --store "$STORE" | awk '/^  [a-z]/ && ($1 == "done" || $1 == "diverged") {print $2}' | sort; }
+training() { "$BIN" sweep status --all --store "$STORE" | awk '/^  running/ {n++} END {print n+0}'; }
 started=$(date +%s)
 "$BIN" sweep run --study "$WORK/study.toml" --store "$STORE" --executor slurm --cpus-per-task 1 \
   --sbatch="--comment=algoprog e2e" --submit
 cat "$STORE/slurm/sweep.sbatch"
 grep -q '^#SBATCH --comment="algoprog e2e"$' "$STORE/slurm/sweep.sbatch"
-# Cancel the array once some runs ended and others have not.
-for _ in $(seq 600); do
-  n=$(ended | wc -l)
-  if [ "$n" -ge 2 ] && [ -n "$(squeue -h 2>/dev/null)" ]; then break; fi
-  sleep 0.5
+# Cancel the array once some runs ended while others are being trained.
+for _ in $(seq 1200); do
+  if [ "$(ended | wc -l)" -ge 1 ] && [ "$(training)" -ge 1 ]; then break; fi
+  sleep 0.25
 done
 scancel --name=algoprog-sweep
 wait_queue
@@ -116,7 +116,9 @@ wait_queue
 ended > "$WORK/ended-before.txt"
 n_before=$(wc -l < "$WORK/ended-before.txt")
 echo "ended before the cancel: $n_before of 10"
-[ "$n_before" -ge 2 ] && [ "$n_before" -lt 10 ] || { echo "the cancel did not land mid-array"; exit 1; }
+[ "$n_before" -ge 1 ] && [ "$n_before" -lt 10 ] || { echo "the cancel did not land mid-array"; exit 1; }
+# Runs cancelled mid-training are interrupted and resume from their checkpoints.
+grep -qE "[1-9][0-9]* interrupted" "$WORK/cancelled.txt" || { echo "no run was cancelled mid-training"; exit 1; }
 # Attempts of the runs that had ended: none may be started again.
 for id in $(cat "$WORK/ended-before.txt"); do wc -l < "$STORE/runs/$id/attempts.log" > "$WORK/attempts-$id"; done
 # Resubmit: the script lists exactly the runs that had not ended.
@@ -132,6 +134,10 @@ grep -q "10 runs: 8 done, 2 diverged, 0 running, 0 interrupted, 0 failed, 0 corr
 ls "$STORE/slurm/"*.out > /dev/null
 for id in $(cat "$WORK/ended-before.txt"); do
   [ "$(wc -l < "$STORE/runs/$id/attempts.log")" = "$(cat "$WORK/attempts-$id")" ] || { echo "run $id was started again"; exit 1; }
+done
+# A run cancelled mid-training resumed from its checkpoint.
+for id in $(awk '/^  interrupted/ {print $2}' "$WORK/cancelled.txt"); do
+  tail -n 1 "$STORE/runs/$id/attempts.log" | grep -q ' resume$' || { echo "run $id did not resume"; exit 1; }
 done
 # Every run that had not ended was started by the resubmitted array.
 for id in $(cat "$WORK/missing.txt"); do
