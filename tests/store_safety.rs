@@ -31,15 +31,13 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
 
-/// `n_lr` × 2 families × 2 widths short runs (4 steps, evaluated every 2).
-fn many_runs(n_lr: usize) -> String {
-    let lrs: Vec<String> = (0..n_lr)
-        .map(|i| format!("{:e}", 1e-3 * (1.0 + i as f64)))
-        .collect();
+/// `n_lr` × 2 families × 2 widths short runs (`steps` steps, evaluated at each).
+fn runs_of(n_lr: usize, steps: usize) -> String {
+    let lrs: Vec<String> = (0..n_lr).map(|i| format!("{:e}", 1e-3 * (1.0 + i as f64))).collect();
     format!(
         r#"
 name = "race"
-eval_interval = 2
+eval_interval = {e}
 [base]
 data = {{ corpus = "embedded", tokenizer = "bpe-512", seq_len = 16, val_tokens = 4096 }}
 train = {{ batch_size = 2, eval_batches = 1 }}
@@ -48,11 +46,16 @@ name = "scan"
 role = "scan"
 families = ["modern", "retro"]
 widths = [16, 32]
-budget = {{ steps = 4 }}
+budget = {{ steps = {steps} }}
 lr = [{}]
 "#,
-        lrs.join(", ")
+        lrs.join(", "),
+        e = steps.min(2)
     )
+}
+
+fn many_runs(n_lr: usize) -> String {
+    runs_of(n_lr, 4)
 }
 
 /// run id → lines of its attempts log.
@@ -74,75 +77,39 @@ fn attempts(store: &Path) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn two_sweeps_on_one_store_train_every_run_exactly_once() {
+    // 48 one-step runs, two processes with two jobs each: a run ends within milliseconds of
+    // being claimed, so the other process often looks at it just as it ends. (Before the state
+    // was read again under the claim, this setup trained 3 runs twice in 6 rounds.)
     let tmp = tempfile::tempdir().unwrap();
     let study = tmp.path().join("race.toml");
-    std::fs::write(&study, many_runs(4)).unwrap();
+    std::fs::write(&study, runs_of(12, 1)).unwrap();
     // Prepare the data once so both processes start training at the same moment.
-    let o = sweep(&study, &tmp.path().join("warm"), 1)
-        .arg("--executor")
-        .arg("slurm")
-        .output()
-        .unwrap();
+    let o = sweep(&study, &tmp.path().join("warm"), 1).arg("--executor").arg("slurm").output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let trained_by = |o: &Output| -> usize {
         let t = text(o);
-        let n = t
-            .split("this invocation: ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .unwrap_or_else(|| panic!("no summary in {t}"));
+        let n = t.split("this invocation: ").nth(1).and_then(|s| s.split(' ').next()).unwrap_or_else(|| panic!("no summary in {t}"));
         n.parse().unwrap()
     };
     let (mut by_a, mut by_b) = (0, 0);
-    for round in 0..4 {
+    for round in 0..6 {
         let store = tmp.path().join(format!("s{round}"));
-        let a = sweep(&study, &store, 1)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let b = sweep(&study, &store, 1)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let a = sweep(&study, &store, 2).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let b = sweep(&study, &store, 2).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-        assert!(
-            a.status.success() && b.status.success(),
-            "{}\n{}",
-            text(&a),
-            text(&b)
-        );
+        assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
         // Every run trained by exactly one of the two processes.
-        assert_eq!(
-            trained_by(&a) + trained_by(&b),
-            16,
-            "round {round}:\n{}\n{}",
-            text(&a),
-            text(&b)
-        );
+        assert_eq!(trained_by(&a) + trained_by(&b), 48, "round {round}:\n{}\n{}", text(&a), text(&b));
         by_a += trained_by(&a);
         by_b += trained_by(&b);
         let runs = attempts(&store);
-        assert_eq!(runs.len(), 16, "round {round}");
+        assert_eq!(runs.len(), 48, "round {round}");
         for (id, lines) in &runs {
-            assert_eq!(
-                lines.len(),
-                1,
-                "round {round}: run {id} was started {} times: {lines:?}",
-                lines.len()
-            );
+            assert_eq!(lines.len(), 1, "round {round}: run {id} was started {} times: {lines:?}", lines.len());
             assert!(lines[0].ends_with(" start"), "{lines:?}");
         }
-        let st = cmd(&["sweep", "status", "--store"])
-            .arg(&store)
-            .output()
-            .unwrap();
-        assert!(
-            text(&st).contains("16 runs: 16 done, 0 diverged, 0 running"),
-            "{}",
-            text(&st)
-        );
+        let st = cmd(&["sweep", "status", "--store"]).arg(&store).output().unwrap();
+        assert!(text(&st).contains("48 runs: 48 done, 0 diverged, 0 running"), "{}", text(&st));
     }
     // Both processes trained runs of the same stores (else the test raced nothing).
     assert!(by_a > 0 && by_b > 0, "{by_a} / {by_b}");
