@@ -139,10 +139,15 @@ pub fn prepare_study_data(store: &Store, specs: &[RunSpec]) -> Result<DataCache>
         if let Err(e) = cache.get(cfg) {
             let n = todo.iter().filter(|s| &s.config.data == cfg).count();
             let fix = match &cfg.corpus {
+                algoprog_data::CorpusSpec::C4(c) if c.offline => {
+                    "fill the hf-hub cache this study reads once on a machine with network access \
+                     (`algoprog data prepare --source c4`) and point HF_HOME at it here; \
+                     or train on a local corpus: data.corpus = { dir = { path = \"PATH\" } }"
+                }
                 algoprog_data::CorpusSpec::C4(_) => {
                     "without network access, fill the hf-hub cache once on a machine with network \
-                     (`algoprog data prepare --source c4`, or `--offline` to check a filled cache) and set \
-                     `offline = true` in the study's corpus (data.corpus = { c4 = { offline = true } }); \
+                     (`algoprog data prepare --source c4`) and set `offline = true` in the study's corpus \
+                     (data.corpus = { c4 = { offline = true } }); \
                      or train on a local corpus: data.corpus = { dir = { path = \"PATH\" } }"
                 }
                 _ => "fix the study's [data] (see configs/modern.toml for its keys), or use a local corpus: data.corpus = { dir = { path = \"PATH\" } }",

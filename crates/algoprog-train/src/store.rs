@@ -507,6 +507,18 @@ impl Store {
         data: &Dataset,
         observer: &mut dyn Observer,
     ) -> Result<Executed> {
+        self.execute_with(spec, data, observer, || {})
+    }
+
+    /// [`Store::execute`], calling `between` after the first look at the
+    /// state and before the claim (where another process may end the run).
+    fn execute_with(
+        &self,
+        spec: &RunSpec,
+        data: &Dataset,
+        observer: &mut dyn Observer,
+        between: impl FnOnce(),
+    ) -> Result<Executed> {
         let corrupt = |path: PathBuf, problem: String| TrainError::CorruptRecord {
             path,
             problem,
@@ -521,6 +533,7 @@ impl Store {
             RunState::Running { .. } => return Ok(Executed::HeldElsewhere),
             _ => {}
         }
+        between();
         let Some(claim) = self.claim(&spec.id)? else {
             return Ok(Executed::HeldElsewhere);
         };
@@ -864,6 +877,42 @@ mod tests {
             e.contains(&lock.display().to_string()) && e.contains("writable"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_run_ended_between_the_first_look_and_the_claim_is_not_trained_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+name = "look"
+[base]
+data = {{ tokenizer = "bpe-512", seq_len = 16, val_tokens = 2048, max_train_tokens = 20000, cache_dir = "{}" }}
+train = {{ batch_size = 2, eval_batches = 1 }}
+[[groups]]
+name = "g"
+role = "scan"
+families = ["modern"]
+widths = [16]
+budget = {{ steps = 2 }}
+lr = [1e-2]
+"#,
+            tmp.path().join("cache").display()
+        );
+        let study = Study::from_toml_str(&text).unwrap();
+        let (store, specs) = Store::init(tmp.path().join("s"), &text, &study).unwrap();
+        let data = Dataset::prepare(&specs[0].config.data).unwrap();
+        let mut other = None;
+        // The first look sees a pending run; meanwhile "another process" trains it to the end.
+        let r = store
+            .execute_with(&specs[0], &data, &mut crate::trainer::Silent, || {
+                other = Some(store.execute(&specs[0], &data, &mut crate::trainer::Silent).unwrap());
+            })
+            .unwrap();
+        assert!(matches!(other, Some(Executed::Trained(_))));
+        assert!(matches!(r, Executed::AlreadyDone), "trained a second time: {r:?}");
+        let log = std::fs::read_to_string(store.run_dir(&specs[0].id).path.join(ATTEMPTS_LOG)).unwrap();
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(lock_files(&store.run_dir(&specs[0].id).path).is_empty());
     }
 
     #[test]
