@@ -152,6 +152,18 @@ fn damaged_runs_are_named_in_status_and_never_exported() {
         !orphan_here.exists(),
         "the orphan of a dead writer on this host is removed by the next sweep"
     );
+    // Weights changed in place (same length): found by `sweep status --verify`, which hashes them.
+    let w = run.join("model.safetensors");
+    let good = std::fs::read(&w).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 0x55;
+    std::fs::write(&w, &bad).unwrap();
+    let st = text(&cmd(&["sweep", "status", "--store"]).arg(&store).output().unwrap());
+    assert!(st.contains("4 done"), "by length alone the weights look whole: {st}");
+    let st = text(&cmd(&["sweep", "status", "--verify", "--store"]).arg(&store).output().unwrap());
+    assert!(st.contains("3 done") && st.contains("1 corrupt") && st.contains("model.safetensors") && st.contains("sha256"), "{st}");
+    std::fs::write(&w, &good).unwrap();
     // Cut the curve at a row boundary.
     let curve = run.join("curve.csv");
     let t = std::fs::read_to_string(&curve).unwrap();

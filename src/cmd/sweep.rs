@@ -74,6 +74,10 @@ pub struct StatusArgs {
     /// One line per run, not only the counts and the problems.
     #[arg(long)]
     pub all: bool,
+    /// Also hash every finished run's weights against the sha256 in its record
+    /// (curves are always hashed; weights are otherwise checked by length).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(clap::Args)]
@@ -203,7 +207,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Sub::Status(a) => print_status(&Store::open(&a.store)?, a.all),
+        Sub::Status(a) => print_status_checked(&Store::open(&a.store)?, a.all, a.verify),
         Sub::Export(a) => {
             let store = Store::open(&a.store)?;
             let e = store.export_csv(&a.out, a.partial)?;
@@ -239,7 +243,12 @@ pub fn print_summary(s: &SweepSummary) {
 
 /// Counts per state, then the runs that need attention (all runs with `all`).
 pub fn print_status(store: &Store, all: bool) -> anyhow::Result<()> {
-    let st = store.status()?;
+    print_status_checked(store, all, false)
+}
+
+/// [`print_status`], hashing finished runs' weights with `verify`.
+pub fn print_status_checked(store: &Store, all: bool, verify: bool) -> anyhow::Result<()> {
+    let st = store.status_checked(verify)?;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for (_, s) in &st {
         *counts.entry(s.label()).or_default() += 1;

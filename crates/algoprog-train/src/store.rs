@@ -359,6 +359,13 @@ impl Store {
     /// The state of run `id` from its directory. An ended run's curve and
     /// weights are checked against its record ([`RunDir::verify`]).
     pub fn state(&self, id: &str) -> RunState {
+        self.state_checked(id, false)
+    }
+
+    /// [`Store::state`]; with `hash_weights`, a finished run's weights are
+    /// also hashed and compared with the sha256 in its record (their length
+    /// is always compared).
+    pub fn state_checked(&self, id: &str, hash_weights: bool) -> RunState {
         let dir = self.run_dir(id);
         let has_ckpt = dir.path.join(CHECKPOINT).exists();
         let record = if dir.path.join(crate::record::RUN_JSON).exists() {
@@ -379,7 +386,7 @@ impl Store {
         };
         if let Some(r) = &record {
             if r.status != RunStatus::Running {
-                if let Err(d) = dir.verify(r, false) {
+                if let Err(d) = dir.verify(r, hash_weights) {
                     return RunState::Corrupt {
                         path: d.path,
                         problem: d.problem,
@@ -600,11 +607,16 @@ impl Store {
 
     /// Counts and details of every run's state, in spec order.
     pub fn status(&self) -> Result<Vec<(RunSpec, RunState)>> {
+        self.status_checked(false)
+    }
+
+    /// [`Store::status`], hashing finished runs' weights with `hash_weights`.
+    pub fn status_checked(&self, hash_weights: bool) -> Result<Vec<(RunSpec, RunState)>> {
         Ok(self
             .specs()?
             .into_iter()
             .map(|s| {
-                let st = self.state(&s.id);
+                let st = self.state_checked(&s.id, hash_weights);
                 (s, st)
             })
             .collect())
