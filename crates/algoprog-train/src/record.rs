@@ -239,6 +239,13 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// [`STALE_TMP_SECS`]; also the older `.NAME.tmpPID` form (this host).
 /// Files of this process and of live writers are kept. Returns the paths removed.
 pub fn clean_orphan_tmps(dir: &Path) -> Vec<PathBuf> {
+    clean_orphan_tmps_of(dir, None)
+}
+
+/// [`clean_orphan_tmps`] restricted, with `only`, to the temporary files of
+/// that one file name (for directories that are not the store's, such as an
+/// export's: other programs' files there are left alone).
+pub fn clean_orphan_tmps_of(dir: &Path, only: Option<&str>) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return removed;
@@ -254,6 +261,10 @@ pub fn clean_orphan_tmps(dir: &Path) -> Vec<PathBuf> {
         let Some(pos) = name.rfind(".tmp") else {
             continue;
         };
+        // Ours are `.NAME.tmp…` with a non-empty NAME.
+        if pos < 2 || only.is_some_and(|f| name[1..pos] != *f) {
+            continue;
+        }
         let tail = &name[pos + 4..];
         let (writer_host, pid) = if let Some(rest) = tail.strip_prefix('-') {
             match rest.rsplit_once('-') {

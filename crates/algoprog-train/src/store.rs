@@ -734,10 +734,12 @@ impl Store {
                 n += 1;
             }
         }
-        crate::record::clean_orphan_tmps(
+        // Temporary files of earlier exports to this file killed mid-write.
+        crate::record::clean_orphan_tmps_of(
             out.parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
+            out.file_name().and_then(|f| f.to_str()),
         );
         write_atomic(out, s.as_bytes())?;
         Ok(ExportSummary {
@@ -942,6 +944,8 @@ lr = [1e-2]
         for p in [&dead_new, &dead_old, &mine, &other_host_fresh, &plain] {
             std::fs::write(p, "x").unwrap();
         }
+        std::fs::write(dir.join(".tmp1"), "x").unwrap();
+        assert!(crate::record::clean_orphan_tmps_of(&dir, Some("runs.csv")).is_empty(), "only the named file's");
         let mut removed = clean_orphan_tmps(&dir);
         removed.sort();
         let mut want = vec![dead_new.clone(), dead_old.clone()];
