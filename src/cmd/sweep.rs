@@ -74,6 +74,10 @@ pub struct StatusArgs {
     /// One line per run, not only the counts and the problems.
     #[arg(long)]
     pub all: bool,
+    /// Also hash every finished run's weights against the sha256 in its record
+    /// (curves are always hashed; weights are otherwise checked by length).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(clap::Args)]
@@ -83,6 +87,10 @@ pub struct ExportArgs {
     /// CSV file to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Export even when some runs have not ended (their rows so far; pending runs have none).
+    /// Without it, such a store is refused so that no export silently misses rows.
+    #[arg(long)]
+    pub partial: bool,
 }
 
 /// indicatif: one bar for the study (runs), one per active run (steps).
@@ -140,7 +148,7 @@ impl SweepObserver for SweepBars {
             RunOutcome::Finished { final_val_loss } => format!("{} {} finished: val loss {final_val_loss:.4}", spec.id, spec.config.name),
             RunOutcome::Diverged { at_step } => format!("{} {} diverged at step {at_step} (excluded from fits)", spec.id, spec.config.name),
             RunOutcome::AlreadyDone => return,
-            RunOutcome::HeldElsewhere => format!("{} {} is being trained by another process; skipped", spec.id, spec.config.name),
+            RunOutcome::HeldElsewhere => format!("{} {} is being trained by another live process; skipped", spec.id, spec.config.name),
             RunOutcome::Failed { error } => {
                 self.failures.lock().expect("lock").push(format!("{} {}: {error}", spec.id, spec.config.name));
                 format!("{} {} FAILED: {error}", spec.id, spec.config.name)
@@ -199,11 +207,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Sub::Status(a) => print_status(&Store::open(&a.store)?, a.all),
+        Sub::Status(a) => print_status_checked(&Store::open(&a.store)?, a.all, a.verify),
         Sub::Export(a) => {
             let store = Store::open(&a.store)?;
-            let n = store.export_csv(&a.out)?;
-            println!("wrote {} ({n} evaluation rows)", a.out.display());
+            let e = store.export_csv(&a.out, a.partial)?;
+            if e.unended > 0 {
+                println!(
+                    "wrote {} ({} evaluation rows; {} of {} runs have not ended and are exported as far as they got)",
+                    a.out.display(),
+                    e.rows,
+                    e.unended,
+                    e.runs
+                );
+            } else {
+                println!("wrote {} ({} evaluation rows of {} ended runs)", a.out.display(), e.rows, e.runs);
+            }
             Ok(())
         }
     }
@@ -225,7 +243,12 @@ pub fn print_summary(s: &SweepSummary) {
 
 /// Counts per state, then the runs that need attention (all runs with `all`).
 pub fn print_status(store: &Store, all: bool) -> anyhow::Result<()> {
-    let st = store.status()?;
+    print_status_checked(store, all, false)
+}
+
+/// [`print_status`], hashing finished runs' weights with `verify`.
+pub fn print_status_checked(store: &Store, all: bool, verify: bool) -> anyhow::Result<()> {
+    let st = store.status_checked(verify)?;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for (_, s) in &st {
         *counts.entry(s.label()).or_default() += 1;
@@ -243,7 +266,7 @@ pub fn print_status(store: &Store, all: bool) -> anyhow::Result<()> {
             RunState::Failed { error } => error.lines().next().unwrap_or("").to_string(),
             RunState::Finished => String::new(),
             RunState::Diverged { at_step } => format!("at step {at_step}"),
-            RunState::Corrupt { path, problem } => format!("{}: {problem}; delete the run directory to retrain it", path.display()),
+            RunState::Corrupt { path, problem } => format!("{}: {problem}\n      fix: {}", path.display(), store.damage_fix(&spec.id)),
         };
         let attention = matches!(s, RunState::Failed { .. } | RunState::Corrupt { .. } | RunState::Diverged { .. });
         if all || attention {

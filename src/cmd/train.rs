@@ -11,9 +11,12 @@ pub struct Args {
     /// Run config (TOML); see configs/ for the presets.
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Run directory to write (default: runs/<name>-<run id>).
+    /// Run directory to write (default: runs/<name>-<run id>, the name made safe as a file name).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Replace the run already in the output directory (its record, curve, weights and checkpoint).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Override the seed of the config.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -69,6 +72,52 @@ impl Observer for BarObserver {
     }
 }
 
+/// A run name as one safe file name: letters, digits, `-`, `_` and `.` kept,
+/// anything else (path separators included) becomes `_`; no leading `.`
+/// (so never `..` or a hidden name); at most 80 characters; `run` if empty.
+pub fn file_name_of(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .take(80)
+        .collect();
+    let s = s.trim_start_matches('.');
+    if s.is_empty() {
+        "run".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The files of a run directory that a new run replaces.
+const RUN_FILES: &[&str] = &[
+    algoprog_train::record::RUN_JSON,
+    algoprog_train::record::CURVE_CSV,
+    algoprog_train::record::WEIGHTS,
+    algoprog_train::checkpoint::CHECKPOINT,
+];
+
+/// Refuses an output directory that already holds a run unless `overwrite`,
+/// which removes that run's files first (so no stale weights survive).
+fn prepare_out_dir(out: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
+    let present: Vec<&str> = RUN_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        anyhow::bail!(
+            "{} already holds a run ({}); pass --overwrite to replace it, or choose another --out",
+            out.display(),
+            present.join(", ")
+        );
+    }
+    for f in present {
+        let p = out.join(f);
+        std::fs::remove_file(&p).with_context(|| format!("removing {} to overwrite the run", p.display()))?;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = RunConfig::from_file(&args.config)?;
     if let Some(s) = args.seed {
@@ -76,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let out = args
         .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", cfg.name, cfg.run_id())));
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", file_name_of(&cfg.name), cfg.run_id())));
+    prepare_out_dir(&out, args.overwrite)?;
     let dir = RunDir::create(&out)?;
     let mut obs = BarObserver::new(args.quiet);
     let outcome = algoprog_train::train(&cfg, &dir, &mut obs).with_context(|| format!("training {}", args.config.display()))?;

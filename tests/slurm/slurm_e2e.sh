@@ -2,10 +2,14 @@
 # End-to-end test of the Slurm executor on a real single-node Slurm
 # (Debian's slurm-wlm and munge): starts munged, slurmctld and slurmd as
 # root with a throwaway config, submits a small study as an sbatch array
-# through `algoprog sweep run --executor slurm --submit`, waits for the
-# array, and checks with `algoprog sweep status` that every run is done.
+# through `algoprog sweep run --executor slurm --submit` into a store whose
+# path holds a space (and an --sbatch option whose value does), cancels the
+# array with `scancel` once some runs have ended, checks that a resubmission
+# queues exactly the runs that had not ended and trains them, that no run
+# ended before the cancel was started again, and with `algoprog sweep
+# status` that every run is done. .ci/run runs it after the test suite.
 #
-#   apt-get install slurm-wlm munge      # once
+#   apt-get install slurm-wlm munge      # once (.ci/run does it when missing)
 #   cargo build --release
 #   sudo tests/slurm/slurm_e2e.sh [target/release/algoprog]
 #
@@ -63,7 +67,8 @@ for _ in $(seq 60); do
 done
 sinfo
 
-# a small study: 4 runs, one diverging
+# a small study: 8 runs, two diverging; the others long enough to cancel the array mid-way
+STORE="$WORK/my store"
 cat > "$WORK/study.toml" <<STUDY
 name = "slurm"
 eval_interval = 5
@@ -74,9 +79,9 @@ train = { batch_size = 8, eval_batches = 2 }
 name = "scan"
 role = "scan"
 families = ["modern", "retro"]
-widths = [16]
-budget = { steps = 20 }
-lr = [1e-2]
+widths = [16, 32]
+budget = { steps = 400 }
+lr = [1e-2, 3e-3]
 seeds = [0]
 [[groups]]
 name = "tune"
@@ -86,17 +91,59 @@ widths = [16, 32]
 budget = { steps = 20 }
 lr = [30.0]
 STUDY
-"$BIN" sweep run --study "$WORK/study.toml" --store "$WORK/store" --executor slurm --cpus-per-task 1 --submit
-cat "$WORK/store/slurm/sweep.sbatch"
-for _ in $(seq 600); do
-  if [ -z "$(squeue -h 2>/dev/null)" ]; then break; fi
-  sleep 1
+wait_queue() {
+  for _ in $(seq 900); do
+    if [ -z "$(squeue -h 2>/dev/null)" ]; then return 0; fi
+    sleep 1
+  done
+  echo "the array did not finish"; exit 1
+}
+ended() { "$BIN" sweep status --all --store "$STORE" | awk '/^  [a-z]/ && ($1 == "done" || $1 == "diverged") {print $2}' | sort; }
+training() { "$BIN" sweep status --all --store "$STORE" | awk '/^  running/ {n++} END {print n+0}'; }
+started=$(date +%s)
+"$BIN" sweep run --study "$WORK/study.toml" --store "$STORE" --executor slurm --cpus-per-task 1 \
+  --sbatch="--comment=algoprog e2e" --submit
+cat "$STORE/slurm/sweep.sbatch"
+grep -q '^#SBATCH --comment="algoprog e2e"$' "$STORE/slurm/sweep.sbatch"
+# Cancel the array once some runs ended while others are being trained.
+for _ in $(seq 1200); do
+  if [ "$(ended | wc -l)" -ge 1 ] && [ "$(training)" -ge 1 ]; then break; fi
+  sleep 0.25
 done
+scancel --name=algoprog-sweep
+wait_queue
+"$BIN" sweep status --all --store "$STORE" | tee "$WORK/cancelled.txt"
+ended > "$WORK/ended-before.txt"
+n_before=$(wc -l < "$WORK/ended-before.txt")
+echo "ended before the cancel: $n_before of 10"
+[ "$n_before" -ge 1 ] && [ "$n_before" -lt 10 ] || { echo "the cancel did not land mid-array"; exit 1; }
+# Runs cancelled mid-training are interrupted and resume from their checkpoints.
+grep -qE "[1-9][0-9]* interrupted" "$WORK/cancelled.txt" || { echo "no run was cancelled mid-training"; exit 1; }
+# Attempts of the runs that had ended: none may be started again.
+for id in $(cat "$WORK/ended-before.txt"); do wc -l < "$STORE/runs/$id/attempts.log" > "$WORK/attempts-$id"; done
+# Resubmit: the script lists exactly the runs that had not ended.
+"$BIN" sweep run --study "$WORK/study.toml" --store "$STORE" --executor slurm --cpus-per-task 1 --submit | tee "$WORK/resubmit.txt"
+grep -q "0 trained, 0 diverged, $n_before already done" "$WORK/resubmit.txt"
+sed -n '/^IDS=(/,/^)/p' "$STORE/slurm/sweep.sbatch" | grep -v '[()]' | tr -d ' ' | sort > "$WORK/queued.txt"
+"$BIN" sweep status --all --store "$STORE" | awk '/^  [a-z]/ && $1 != "done" && $1 != "diverged" {print $2}' | sort > "$WORK/missing.txt"
+diff "$WORK/queued.txt" "$WORK/missing.txt"
+wait_queue
 sacct 2>/dev/null || true
-"$BIN" sweep status --all --store "$WORK/store" | tee "$WORK/status.txt"
-grep -q "4 runs: 2 done, 2 diverged, 0 running, 0 interrupted, 0 failed, 0 corrupt, 0 pending" "$WORK/status.txt"
-ls "$WORK/store/slurm/"*.out > /dev/null
-# Resubmitting writes nothing to run: every run is finished.
-"$BIN" sweep run --study "$WORK/study.toml" --store "$WORK/store" --executor slurm --submit | tee "$WORK/again.txt"
-grep -q "0 trained, 0 diverged, 4 already done" "$WORK/again.txt"
-echo "slurm e2e: OK ($WORK)"
+"$BIN" sweep status --all --store "$STORE" | tee "$WORK/status.txt"
+grep -q "10 runs: 8 done, 2 diverged, 0 running, 0 interrupted, 0 failed, 0 corrupt, 0 pending" "$WORK/status.txt"
+ls "$STORE/slurm/"*.out > /dev/null
+for id in $(cat "$WORK/ended-before.txt"); do
+  [ "$(wc -l < "$STORE/runs/$id/attempts.log")" = "$(cat "$WORK/attempts-$id")" ] || { echo "run $id was started again"; exit 1; }
+done
+# A run cancelled mid-training resumed from its checkpoint.
+for id in $(awk '/^  interrupted/ {print $2}' "$WORK/cancelled.txt"); do
+  tail -n 1 "$STORE/runs/$id/attempts.log" | grep -q ' resume$' || { echo "run $id did not resume"; exit 1; }
+done
+# Every run that had not ended was started by the resubmitted array.
+for id in $(cat "$WORK/missing.txt"); do
+  grep -q . "$STORE/runs/$id/attempts.log" || { echo "run $id has no attempt"; exit 1; }
+done
+# Resubmitting again queues nothing: every run is finished.
+"$BIN" sweep run --study "$WORK/study.toml" --store "$STORE" --executor slurm --submit | tee "$WORK/again.txt"
+grep -q "0 trained, 0 diverged, 10 already done" "$WORK/again.txt"
+echo "slurm e2e: OK in $(( $(date +%s) - started )) s; $(wc -l < "$WORK/missing.txt") runs resubmitted after the cancel ($WORK)"

@@ -7,6 +7,13 @@
 //! atomically (temporary file, fsync, rename), so a checkpoint is either the
 //! previous one or the new one, never a mix.
 //!
+//! The file also names the run it belongs to (`state/run_id`). Before a run
+//! resumes, [`LoopState::check_for`] holds the loop state against the run's
+//! config: the step is a whole number within the planned steps at an
+//! evaluation, the curve has exactly the evaluations up to it with the
+//! run's tokens per step, and every value is finite. A checkpoint that fails
+//! (hand-edited, another run's, damaged) is refused with its path and the fix.
+//!
 //! Resuming restores all of it and skips the data stream by
 //! `steps × grad_accum` batches; the continued run then computes the same
 //! numbers as an uninterrupted one (given the same thread count). Models with
@@ -20,7 +27,7 @@ use algoprog_nn::{Optimizer, ParamStore};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Result, TrainError};
-use crate::record::EvalRow;
+use crate::record::{tmp_path, EvalRow};
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
@@ -34,6 +41,111 @@ pub struct LoopState {
     pub eval_flops: f64,
     pub wall_seconds: f64,
     pub curve: Vec<EvalRow>,
+    /// The run the checkpoint belongs to (absent in checkpoints of earlier versions).
+    pub run_id: Option<String>,
+}
+
+/// What a run's checkpoint must agree with.
+#[derive(Clone, Debug)]
+pub struct Expect<'a> {
+    pub run_id: &'a str,
+    pub total_steps: u64,
+    pub eval_interval: u64,
+    pub tokens_per_step: u64,
+}
+
+impl LoopState {
+    /// Checks the loop state against the run it is to resume (see the module docs).
+    pub fn check_for(&self, path: &Path, want: &Expect<'_>) -> Result<()> {
+        let bad = |problem: String| corrupt(path, problem);
+        if let Some(id) = &self.run_id {
+            if id != want.run_id {
+                return Err(bad(format!(
+                    "belongs to run {id}, not to run {}",
+                    want.run_id
+                )));
+            }
+        }
+        let ei = want.eval_interval.max(1);
+        if self.step == 0 || self.step > want.total_steps {
+            return Err(bad(format!(
+                "state/step = {} is outside the run's 1..={} planned steps",
+                self.step, want.total_steps
+            )));
+        }
+        if !self.step.is_multiple_of(ei) && self.step != want.total_steps {
+            return Err(bad(format!(
+                "state/step = {} is not an evaluation step (every {ei}, and the last); checkpoints are written only there",
+                self.step
+            )));
+        }
+        if self.loss_count > ei {
+            return Err(bad(format!(
+                "state/loss_count = {} exceeds the evaluation interval {ei}",
+                self.loss_count
+            )));
+        }
+        for (k, v) in [
+            ("loss_sum", self.loss_sum),
+            ("eval_flops", self.eval_flops),
+            ("wall_seconds", self.wall_seconds),
+        ] {
+            if !v.is_finite() || (k != "loss_sum" && v < 0.0) {
+                return Err(bad(format!(
+                    "state/{k} = {v} is not a finite{} number",
+                    if k == "loss_sum" { "" } else { " non-negative" }
+                )));
+            }
+        }
+        if self.first_loss.is_some_and(|f| !f.is_finite()) {
+            return Err(bad("state/first_loss is not finite".into()));
+        }
+        let expected = (self.step / ei) as usize + usize::from(!self.step.is_multiple_of(ei));
+        if self.curve.len() != expected {
+            return Err(bad(format!(
+                "state/curve has {} evaluations, a run at step {} with an evaluation every {ei} has {expected}",
+                self.curve.len(),
+                self.step
+            )));
+        }
+        for (i, r) in self.curve.iter().enumerate() {
+            let step = if (i + 1) as u64 * ei <= self.step {
+                (i + 1) as u64 * ei
+            } else {
+                self.step
+            };
+            if r.step != step || r.tokens != step.saturating_mul(want.tokens_per_step) {
+                return Err(bad(format!(
+                    "state/curve row {} is at step {} with {} tokens; expected step {step} with {} tokens",
+                    i + 1,
+                    r.step,
+                    r.tokens,
+                    step.saturating_mul(want.tokens_per_step)
+                )));
+            }
+            if ![r.flops, r.train_loss, r.val_loss, r.lr]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                return Err(bad(format!(
+                    "state/curve row {} holds a non-finite value",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A whole, non-negative count stored as f64 (`state/step`, `state/loss_count`).
+fn count(path: &Path, key: &str, v: f64) -> Result<u64> {
+    if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= (1u64 << 53) as f64) {
+        return Err(corrupt(
+            path,
+            format!("`{key}` = {v} is not a whole number of steps"),
+        ));
+    }
+    Ok(v as u64)
 }
 
 fn corrupt(path: &Path, problem: String) -> TrainError {
@@ -49,7 +161,12 @@ fn scalar(v: f64) -> Result<Tensor> {
 }
 
 /// Write a checkpoint of `params`, `optimizer` and `state` to `path` atomically.
-pub fn save(path: &Path, params: &ParamStore, optimizer: &dyn Optimizer, state: &LoopState) -> Result<()> {
+pub fn save(
+    path: &Path,
+    params: &ParamStore,
+    optimizer: &dyn Optimizer,
+    state: &LoopState,
+) -> Result<()> {
     let mut map: HashMap<String, Tensor> = HashMap::new();
     for p in params.iter() {
         map.insert(format!("param/{}", p.name), p.var.as_tensor().detach());
@@ -69,12 +186,29 @@ pub fn save(path: &Path, params: &ParamStore, optimizer: &dyn Optimizer, state: 
         let flat: Vec<f64> = state
             .curve
             .iter()
-            .flat_map(|r| [r.step as f64, r.tokens as f64, r.flops, r.train_loss, r.val_loss, r.lr])
+            .flat_map(|r| {
+                [
+                    r.step as f64,
+                    r.tokens as f64,
+                    r.flops,
+                    r.train_loss,
+                    r.val_loss,
+                    r.lr,
+                ]
+            })
             .collect();
-        map.insert("state/curve".into(), Tensor::from_vec(flat, (state.curve.len(), 6), &Device::Cpu)?);
+        map.insert(
+            "state/curve".into(),
+            Tensor::from_vec(flat, (state.curve.len(), 6), &Device::Cpu)?,
+        );
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = dir.join(format!(".{CHECKPOINT}.tmp{}", std::process::id()));
+    if let Some(id) = &state.run_id {
+        map.insert(
+            "state/run_id".into(),
+            Tensor::from_vec(id.as_bytes().to_vec(), id.len(), &Device::Cpu)?,
+        );
+    }
+    let tmp: PathBuf = tmp_path(path);
     candle_core::safetensors::save(&map, &tmp)?;
     let io = |what: &str, e| TrainError::Io {
         path: path.to_path_buf(),
@@ -84,23 +218,41 @@ pub fn save(path: &Path, params: &ParamStore, optimizer: &dyn Optimizer, state: 
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| io("syncing the checkpoint", e))?;
+    if crate::fault::at("checkpoint-tmp") {
+        crate::fault::die();
+    }
     std::fs::rename(&tmp, path).map_err(|e| io("renaming the checkpoint into place", e))
 }
 
 /// Restore a checkpoint into `params` and `optimizer`; returns the loop state.
 pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> Result<LoopState> {
-    let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| corrupt(path, e.to_string()))?;
+    let map = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| corrupt(path, e.to_string()))?;
     let get = |k: &str| -> Result<f64> {
-        let t = map.get(k).ok_or_else(|| corrupt(path, format!("missing tensor `{k}`")))?;
-        Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(f64::NAN))
+        let t = map
+            .get(k)
+            .ok_or_else(|| corrupt(path, format!("missing tensor `{k}`")))?;
+        Ok(t.to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN))
     };
     for p in params.iter() {
         let key = format!("param/{}", p.name);
-        let t = map.get(&key).ok_or_else(|| corrupt(path, format!("missing parameter `{key}`")))?;
+        let t = map
+            .get(&key)
+            .ok_or_else(|| corrupt(path, format!("missing parameter `{key}`")))?;
         if t.dims() != p.var.as_tensor().dims() {
             return Err(corrupt(
                 path,
-                format!("parameter `{}` has shape {:?}, the model has {:?}", p.name, t.dims(), p.var.as_tensor().dims()),
+                format!(
+                    "parameter `{}` has shape {:?}, the model has {:?}",
+                    p.name,
+                    t.dims(),
+                    p.var.as_tensor().dims()
+                ),
             ));
         }
         p.var.set(&t.to_dtype(p.var.as_tensor().dtype())?)?;
@@ -109,13 +261,25 @@ pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> 
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("optim/").map(|k| (k.to_string(), v.clone())))
         .collect();
-    optimizer.load_state_dict(&optim).map_err(|e| corrupt(path, format!("optimiser state: {e}")))?;
+    optimizer
+        .load_state_dict(&optim)
+        .map_err(|e| corrupt(path, format!("optimiser state: {e}")))?;
     let mut curve = Vec::new();
     if let Some(c) = map.get("state/curve") {
-        for r in c.to_dtype(DType::F64)?.to_vec2::<f64>()? {
+        let rows = c
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()
+            .map_err(|e| corrupt(path, format!("state/curve: {e}")))?;
+        for (i, r) in rows.into_iter().enumerate() {
+            if r.len() != 6 {
+                return Err(corrupt(
+                    path,
+                    format!("state/curve has {} columns, expected 6", r.len()),
+                ));
+            }
             curve.push(EvalRow {
-                step: r[0] as u64,
-                tokens: r[1] as u64,
+                step: count(path, &format!("state/curve row {} step", i + 1), r[0])?,
+                tokens: count(path, &format!("state/curve row {} tokens", i + 1), r[1])?,
                 flops: r[2],
                 train_loss: r[3],
                 val_loss: r[4],
@@ -123,13 +287,25 @@ pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> 
             });
         }
     }
+    let run_id = match map.get("state/run_id") {
+        Some(t) => Some(
+            String::from_utf8(t.to_dtype(DType::U8)?.to_vec1::<u8>()?)
+                .map_err(|_| corrupt(path, "state/run_id is not UTF-8".into()))?,
+        ),
+        None => None,
+    };
     Ok(LoopState {
-        step: get("state/step")? as u64,
+        step: count(path, "state/step", get("state/step")?)?,
         loss_sum: get("state/loss_sum")?,
-        loss_count: get("state/loss_count")? as u64,
-        first_loss: if map.contains_key("state/first_loss") { Some(get("state/first_loss")?) } else { None },
+        loss_count: count(path, "state/loss_count", get("state/loss_count")?)?,
+        first_loss: if map.contains_key("state/first_loss") {
+            Some(get("state/first_loss")?)
+        } else {
+            None
+        },
         eval_flops: get("state/eval_flops")?,
         wall_seconds: get("state/wall_seconds")?,
         curve,
+        run_id,
     })
 }

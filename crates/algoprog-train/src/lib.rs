@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod executor;
+pub mod fault;
 pub mod record;
 pub mod runtime;
 pub mod store;

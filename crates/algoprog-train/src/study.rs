@@ -179,12 +179,65 @@ pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
-fn table_at<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
+fn table_at<'a>(t: &'a mut toml::Table, key: &str, family: &str) -> Result<&'a mut toml::Table> {
     let v = t.entry(key.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !v.is_table() {
-        *v = toml::Value::Table(toml::Table::new());
+    let found = v.type_str();
+    v.as_table_mut().ok_or_else(|| {
+        study_err(
+            &format!("family `{family}`: {key}"),
+            format!("expected a table, found {found}"),
+            &format!("write [base.{key}] (or set = {{ {key} = {{ … }} }}) with the keys of a run config's [{key}]; see configs/modern.toml"),
+        )
+    })
+}
+
+/// Keys of a run config that a study sets itself from each group (and so
+/// would silently replace): they may not appear in `[base]` or a family's `set`.
+const STUDY_SET_KEYS: &[(&str, &str)] = &[
+    ("seed", "the study's or the group's `seeds = [..]`"),
+    ("name", "nothing: runs are named {family}-d{width}-lr{lr}-s{seed}"),
+    ("family", "the family's `name`"),
+    ("model.d_model", "the group's `widths = [..]`"),
+    ("train.lr", "the group's `lr`"),
+    ("train.steps", "the group's `budget = { steps = N }`"),
+    ("train.tokens", "the group's `budget = { tokens = N }`"),
+    ("train.tokens_per_param", "the group's `budget = { tokens_per_param = X }`"),
+];
+
+/// `[base]` or a family's `set`: the sections are tables, and no key the study sets itself.
+fn check_config_table(t: &toml::Table, at: &str) -> Result<()> {
+    for k in ["model", "data", "train"] {
+        if let Some(v) = t.get(k) {
+            if !v.is_table() {
+                return Err(study_err(
+                    &format!("{at}.{k}"),
+                    format!("expected a table of [{k}] keys, found {} `{v}`", v.type_str()),
+                    &format!("write {at}.{k} as a table, e.g. {k} = {{ … }} with the keys of a run config's [{k}] (see configs/modern.toml), or remove it"),
+                ));
+            }
+        }
     }
-    v.as_table_mut().expect("just made a table")
+    if at == "base" && t.contains_key("preset") {
+        return Err(study_err(
+            "base.preset",
+            "is replaced by each family's preset, so this value would be ignored".into(),
+            "remove it; name the preset in the group's families (\"modern\", or { name = .., preset = .. })",
+        ));
+    }
+    for (key, by) in STUDY_SET_KEYS {
+        let v = match key.split_once('.') {
+            Some((sec, k)) => t.get(sec).and_then(|s| s.get(k)),
+            None => t.get(*key),
+        };
+        if v.is_some() {
+            return Err(study_err(
+                &format!("{at}.{key}"),
+                "is set by the study for every run, so this value would be ignored".into(),
+                &format!("remove it; it comes from {by}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Vocabulary size a tokenizer spec gives (for budgets that depend on the parameter count).
@@ -233,6 +286,14 @@ impl Study {
     }
 
     fn check(&self) -> Result<()> {
+        check_config_table(&self.base, "base")?;
+        for (i, g) in self.groups.iter().enumerate() {
+            for f in &g.families {
+                if let Family::Custom { name, set, .. } = f {
+                    check_config_table(set, &format!("groups[{i}] ({}).families ({name}).set", g.name))?;
+                }
+            }
+        }
         if self.groups.is_empty() {
             return Err(study_err("groups", "the study has no [[groups]]".into(), "add at least one [[groups]] table"));
         }
@@ -335,7 +396,7 @@ impl Study {
                                 }
                             }
                             c.name = format!("{family}-d{w}-lr{}-s{seed}", lr_label(lr));
-                            c.validate().map_err(|e| match e {
+                            c.validate().and_then(|()| crate::trainer::check_model_fits_data(&c)).map_err(|e| match e {
                                 TrainError::Config { key, problem, fix, .. } => TrainError::Config {
                                     file: None,
                                     key: format!("groups ({}) → run {}: {key}", g.name, c.name),
@@ -386,8 +447,8 @@ impl Study {
         }
         t.insert("family".into(), toml::Value::String(family.name().to_string()));
         t.insert("seed".into(), toml::Value::Integer(seed as i64));
-        table_at(&mut t, "model").insert("d_model".into(), toml::Value::Integer(w as i64));
-        let train = table_at(&mut t, "train");
+        table_at(&mut t, "model", family.name())?.insert("d_model".into(), toml::Value::Integer(w as i64));
+        let train = table_at(&mut t, "train", family.name())?;
         train.insert("lr".into(), toml::Value::Float(lr));
         for k in ["steps", "tokens", "tokens_per_param"] {
             train.remove(k);

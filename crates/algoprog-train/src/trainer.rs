@@ -10,10 +10,10 @@ use algoprog_nn::{clip_grad_norm, cross_entropy, LrSchedule};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
-use crate::checkpoint::{self, LoopState, CHECKPOINT};
+use crate::checkpoint::{self, Expect, LoopState, CHECKPOINT};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
-use crate::record::{DataSummary, EvalRow, FlopLedger, RunDir, RunRecord, RunStatus, WEIGHTS};
+use crate::record::{tmp_path, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord, RunStatus, WEIGHTS};
 
 /// What the loop reports after each optimiser step.
 #[derive(Clone, Copy, Debug)]
@@ -93,10 +93,46 @@ fn add_grads(acc: &mut GradStore, new: GradStore, model: &dyn LanguageModel) -> 
     Ok(())
 }
 
+/// Checks a config against what only the pair of model and data determine:
+/// the training sequence must fit the model's `max_seq_len`. Runs before any
+/// data is prepared or any file written, so the error comes first and once.
+pub fn check_model_fits_data(cfg: &RunConfig) -> Result<()> {
+    let (max, model) = match &cfg.model {
+        algoprog_models::ModelConfig::Transformer(t) => (t.max_seq_len, "transformer"),
+        algoprog_models::ModelConfig::Lstm(l) => (l.max_seq_len, "LSTM"),
+    };
+    if cfg.data.seq_len > max {
+        return Err(TrainError::config(
+            "model.max_seq_len",
+            format!("the {model} takes sequences of at most {max} tokens, but data.seq_len = {}", cfg.data.seq_len),
+            format!("raise model.max_seq_len to at least {} or lower data.seq_len to at most {max}", cfg.data.seq_len),
+        ));
+    }
+    Ok(())
+}
+
 /// Prepare the data a config names and train it. See [`train_on`].
 pub fn train(cfg: &RunConfig, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    check_model_fits_data(cfg)?;
     let data = Dataset::prepare(&cfg.data)?;
     train_on(cfg, &data, dir, observer)
+}
+
+/// Saves the final weights to a temporary file, syncs and renames it into
+/// place (a kill leaves the old file or the new one); returns its digest.
+fn save_weights_atomic(model: &dyn LanguageModel, path: &std::path::Path) -> Result<FileDigest> {
+    let tmp = tmp_path(path);
+    model.params().save_safetensors(&tmp)?;
+    let io = |what: &str, e| TrainError::Io {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        err: e,
+    };
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io("syncing the weights", e))?;
+    let digest = FileDigest::of_file(&tmp).map_err(|e| io("hashing the weights", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming the weights into place", e))?;
+    Ok(digest)
 }
 
 /// How a run is checkpointed and resumed.
@@ -143,6 +179,7 @@ pub fn train_on_with(
     opts: TrainOptions,
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
+    check_model_fits_data(cfg)?;
     let device = cfg.device.open()?;
     let _precision = crate::device::PrecisionGuard::new(cfg.precision);
     let started = Instant::now();
@@ -161,8 +198,19 @@ pub fn train_on_with(
     let train_flops_per_step = per_token.train_per_token * tokens_per_step as f64;
     let mut optimizer = t.optimizer.build(model.params())?;
     let ckpt_path = dir.path.join(CHECKPOINT);
+    let run_id = cfg.run_id();
     let resumed = if opts.resume && ckpt_path.exists() {
-        Some(checkpoint::load(&ckpt_path, model.params(), optimizer.as_mut())?)
+        let st = checkpoint::load(&ckpt_path, model.params(), optimizer.as_mut())?;
+        st.check_for(
+            &ckpt_path,
+            &Expect {
+                run_id: &run_id,
+                total_steps,
+                eval_interval: t.eval_interval as u64,
+                tokens_per_step,
+            },
+        )?;
+        Some(st)
     } else {
         None
     };
@@ -177,7 +225,7 @@ pub fn train_on_with(
     let eval_flops_each = per_token.forward_per_token * eval_tokens as f64;
 
     let mut record = RunRecord {
-        run_id: cfg.run_id(),
+        run_id: run_id.clone(),
         name: cfg.name.clone(),
         family: cfg.family().to_string(),
         seed: cfg.seed,
@@ -213,6 +261,7 @@ pub fn train_on_with(
         finished_at: None,
         algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
         config: cfg.clone(),
+        integrity: None,
     };
     let mut batches = data.train_batches(t.batch_size, cfg.seed);
     let mut curve: Vec<EvalRow> = Vec::new();
@@ -330,6 +379,7 @@ pub fn train_on_with(
                     eval_flops: record.flops.eval_total,
                     wall_seconds: record.wall_seconds,
                     curve: curve.clone(),
+                    run_id: Some(run_id.clone()),
                 };
                 checkpoint::save(&ckpt_path, model.params(), optimizer.as_ref(), &state)?;
             }
@@ -342,15 +392,24 @@ pub fn train_on_with(
         observer.on_finish(&record);
         return Ok(TrainOutcome { record, curve });
     }
+    let mut weights = None;
     if record.status == RunStatus::Running {
         record.status = RunStatus::Finished;
-        model.params().save_safetensors(dir.path.join(WEIGHTS))?;
+        weights = Some(save_weights_atomic(model, &dir.path.join(WEIGHTS))?);
+    } else {
+        // A diverged run has no weights; remove any left from an earlier run in this directory.
+        let _ = std::fs::remove_file(dir.path.join(WEIGHTS));
     }
     record.wall_seconds = wall(&started);
     record.tokens_per_second =
         (record.tokens_done - start_step * tokens_per_step) as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
     record.finished_at = Some(chrono::Utc::now().to_rfc3339());
-    dir.write_curve(&curve)?;
+    let curve_digest = dir.write_curve(&curve)?;
+    record.integrity = Some(Integrity {
+        curve: curve_digest,
+        curve_rows: curve.len() as u64,
+        weights,
+    });
     dir.write_record(&record)?;
     if ckpt_path.exists() {
         std::fs::remove_file(&ckpt_path).map_err(|e| TrainError::Io {

@@ -165,14 +165,16 @@ fn slurm_script_runs_one_spec_per_array_task() {
         &["--partition=gpu".into(), "#SBATCH --time=01:00:00".into()],
         8,
         2,
-    );
+    )
+    .unwrap();
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines[0], "#!/bin/bash");
     assert!(lines.contains(&"#SBATCH --array=0-2%2"), "{s}");
     assert!(lines.contains(&"#SBATCH --cpus-per-task=8"), "{s}");
     assert!(lines.contains(&"#SBATCH --partition=gpu"), "{s}");
     assert!(lines.contains(&"#SBATCH --time=01:00:00"), "{s}");
-    assert!(lines.contains(&"#SBATCH --output=/shared/store dir/slurm/%A_%a.out"), "{s}");
+    // sbatch splits directives at spaces unless quoted.
+    assert!(lines.contains(&"#SBATCH --output=\"/shared/store dir/slurm/%A_%a.out\""), "{s}");
     let start = lines.iter().position(|l| *l == "IDS=(").unwrap();
     assert_eq!(&lines[start + 1..start + 4], &["  aaaaaaaaaaaa", "  bbbbbbbbbbbb", "  cccccccccccc"]);
     assert_eq!(
@@ -198,4 +200,87 @@ fn lr_rule_fitted_from_a_tune_recovers_the_rule_and_expands() {
     assert!((a - 2.0 / 3.0).abs() < 1e-9, "a = {a}");
     assert_eq!(fit_lr_rule(&[(64, 1e-3), (64, 3e-3)]), None, "one width identifies no slope");
     assert_eq!(fit_lr_rule(&[(64, 1e-3)]), None);
+}
+
+#[test]
+fn slurm_script_quotes_options_and_refuses_newlines() {
+    let ids: Vec<String> = vec!["aaaaaaaaaaaa".into()];
+    let bin = std::path::Path::new("/opt/bin/algoprog");
+    let script = |root: &str, opts: &[&str]| {
+        let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        slurm_script(std::path::Path::new(root), &ids, bin, &opts, 1, 0)
+    };
+    let s = script(
+        "/s",
+        &["--comment=two words", "--job-name x\"y", "--exclusive"],
+    )
+    .unwrap();
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines.contains(&"#SBATCH --comment=\"two words\""), "{s}");
+    assert!(lines.contains(&"#SBATCH --job-name=\"x\\\"y\""), "{s}");
+    assert!(lines.contains(&"#SBATCH --exclusive"), "{s}");
+    // A newline in an option or in the store path would start a shell line of the job script.
+    for (root, opt, key) in [
+        ("/s", "--time=1\nrm -rf ~", "--sbatch"),
+        ("/s\nrm -rf ~", "--time=1", "--store"),
+    ] {
+        let e = script(root, &[opt]).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("control character"), "{e}");
+    }
+    let e = script("/s", &["partition=gpu"]).unwrap_err().to_string();
+    assert!(e.contains("not an sbatch option"), "{e}");
+}
+
+#[test]
+fn keys_the_study_sets_itself_are_refused_in_base_and_sets() {
+    let err = |text: String| Study::from_toml_str(&text).unwrap_err().to_string();
+    let e = err(STUDY.replace("train = { batch_size = 4 }", "train = 5"));
+    assert!(
+        e.contains("base.train") && e.contains("expected a table"),
+        "{e}"
+    );
+    let e = err(STUDY.replace(
+        "train = { batch_size = 4 }",
+        "train = { batch_size = 4, lr = 1e-3 }",
+    ));
+    assert!(
+        e.contains("base.train.lr") && e.contains("group's `lr`"),
+        "{e}"
+    );
+    let e = err(STUDY.replace(
+        "train = { batch_size = 4 }",
+        "train = { batch_size = 4 }\nseed = 3",
+    ));
+    assert!(e.contains("base.seed") && e.contains("seeds"), "{e}");
+    let e = err(STUDY.replace(
+        "set = { train = { grad_clip = 0.5 } }",
+        "set = { model = 3 }",
+    ));
+    assert!(e.contains("families (lstm-clip).set.model"), "{e}");
+    let e = err(STUDY.replace(
+        "set = { train = { grad_clip = 0.5 } }",
+        "set = { train = { steps = 9 } }",
+    ));
+    assert!(e.contains("set.train.steps") && e.contains("budget"), "{e}");
+}
+
+#[test]
+fn a_sequence_longer_than_max_seq_len_fails_at_expansion() {
+    let s = Study::from_toml_str(&STUDY.replace(
+        "train = { batch_size = 4 }",
+        "train = { batch_size = 4 }\nmodel = { max_seq_len = 16 }",
+    ))
+    .unwrap();
+    let e = s.expand().unwrap_err().to_string();
+    assert!(
+        e.contains("model.max_seq_len")
+            && e.contains("data.seq_len = 32")
+            && e.contains("raise model.max_seq_len"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("max_seq_len = 16").count() + e.matches("at most 16 tokens").count(),
+        1,
+        "said once: {e}"
+    );
 }
