@@ -10,7 +10,7 @@ use algoprog_ceg::kaplan::{hoffmann_law, FLOPS_PER_PARAM_TOKEN};
 use algoprog_ceg::multiplier::{envelope_multipliers, FrontierCeg};
 use algoprog_ceg::{
     ceg_multipliers, combination_test, compare_allocations, decompose, frontier_multipliers, Allocation, CegFunction,
-    Decomposition, Direction, MultiplierOptions, Threshold, Timeline, DEFAULT_TARGET_COMPUTE,
+    Decomposition, Direction, KaplanRule, MultiplierOptions, Threshold, Timeline, DEFAULT_TARGET_COMPUTE,
 };
 use algoprog_plot::ceg as plot;
 use algoprog_scaling::{
@@ -185,12 +185,16 @@ pub struct KaplanArgs {
     /// L(N,D) = E + A·N^-α + B·D^-β as E,A,B,ALPHA,BETA (default: Hoffmann et al. 2022, 1.69,406.4,410.7,0.34,0.28). Ignored with --input, which fits it.
     #[arg(long, value_name = "E,A,B,ALPHA,BETA")]
     pub law: Option<String>,
-    /// Worse allocation: `kaplan` (D = 831.4·N^0.74), `chinchilla` (D = 20·N), `optimal`, or `power:P[:COEF]` (D = COEF·N^P, COEF default 1).
-    #[arg(long, default_value = "kaplan")]
-    pub worse: String,
-    /// Better allocation (same forms).
-    #[arg(long, default_value = "optimal")]
-    pub better: String,
+    /// Kaplan rule by name: `kaplan2020` (default; N = 1.3e9·(C/8.64e19)^0.73 against the loss-optimal allocation, the later paper),
+    /// `appendix` (D = 831.4·N^0.74 against D = 20·N, the earlier paper), `kaplan2020-closed-form` (the authors' fitted curve; Hoffmann's law only).
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// Worse allocation instead of a rule: `kaplan` (D = 831.4·N^0.74), `kaplan2020`, `chinchilla` (D = 20·N), `optimal`, or `power:P[:COEF]` (D = COEF·N^P, COEF default 1). Default with --better: kaplan.
+    #[arg(long, conflicts_with = "rule")]
+    pub worse: Option<String>,
+    /// Better allocation instead of a rule (same forms). Default with --worse: optimal.
+    #[arg(long, conflicts_with = "rule")]
+    pub better: Option<String>,
     /// k in C = k·N·D.
     #[arg(long, default_value_t = FLOPS_PER_PARAM_TOKEN)]
     pub k: f64,
@@ -212,9 +216,13 @@ pub struct KaplanArgs {
 
 #[derive(clap::Args)]
 pub struct DecomposeArgs {
-    /// Timeline file (.json or .toml): trend, innovations, optional target_year, interaction, reference_dependence.
+    /// Timeline file (.json or .toml): trend, innovations, optional start_year, target_year, stepwise, normalisation, interaction, reference_dependence.
+    /// `paper` (when no such file exists) is the authors' timeline shipped as crates/algoprog-ceg/timelines/paper.json.
     #[arg(long = "input", short = 'i')]
     pub input: PathBuf,
+    /// Override the timeline's start year (growth rate and by-year series start there).
+    #[arg(long)]
+    pub start_year: Option<f64>,
     /// Override the timeline's target year.
     #[arg(long)]
     pub target_year: Option<f64>,
@@ -277,6 +285,7 @@ fn parse_allocation(s: &str) -> Result<Allocation> {
     let t = s.trim().to_ascii_lowercase();
     Ok(match t.as_str() {
         "kaplan" => Allocation::kaplan(),
+        "kaplan2020" | "kaplan-2020" => Allocation::kaplan2020(),
         "chinchilla" | "chinchilla20" => Allocation::chinchilla(),
         "optimal" => Allocation::Optimal,
         _ if t.starts_with("power:") => {
@@ -288,7 +297,7 @@ fn parse_allocation(s: &str) -> Result<Allocation> {
             };
             Allocation::PowerRule { coef, exponent: p }
         }
-        _ => bail!("allocation `{s}`: expected kaplan, chinchilla, optimal or power:P[:COEF]"),
+        _ => bail!("allocation `{s}`: expected kaplan, kaplan2020, chinchilla, optimal or power:P[:COEF]"),
     })
 }
 
@@ -305,7 +314,7 @@ fn law_options(f: &FrontierFitArgs) -> Result<(FrontierOptions, PowerLawOptions)
         "log" => FitSpace::Log,
         other => bail!("--fit-space `{other}`: expected `linear` or `log`"),
     };
-    let fo = FrontierOptions { min_compute: f.min_compute, max_compute: f.max_compute, include_diverged: false };
+    let fo = FrontierOptions { min_compute: f.min_compute, max_compute: f.max_compute, ..Default::default() };
     Ok((fo, PowerLawOptions { irreducible, space }))
 }
 
@@ -686,10 +695,65 @@ fn run_combine(a: CombineArgs) -> Result<()> {
 #[derive(Serialize)]
 struct KaplanOutput {
     law_source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<KaplanRule>,
     report: algoprog_ceg::KaplanReport,
 }
 
+#[derive(Serialize)]
+struct ClosedFormOutput {
+    rule: KaplanRule,
+    description: &'static str,
+    /// (compute, closed-form CEG, exact Kaplan 2020 CEG under Hoffmann's law).
+    points: Vec<(f64, f64, f64)>,
+}
+
+/// The rule (or the custom pair of allocations) of `ceg kaplan`.
+fn kaplan_choice(a: &KaplanArgs) -> Result<(Option<KaplanRule>, Option<(Allocation, Allocation)>)> {
+    if a.worse.is_some() || a.better.is_some() {
+        let worse = parse_allocation(a.worse.as_deref().unwrap_or("kaplan"))?;
+        let better = parse_allocation(a.better.as_deref().unwrap_or("optimal"))?;
+        return Ok((None, Some((worse, better))));
+    }
+    let rule = match &a.rule {
+        Some(r) => KaplanRule::from_name(r).map_err(|e| anyhow::anyhow!("--rule: {e}"))?,
+        None => KaplanRule::default(),
+    };
+    Ok((Some(rule), rule.allocations()))
+}
+
+fn run_kaplan_closed_form(a: &KaplanArgs, rule: KaplanRule) -> Result<()> {
+    if !a.curves.input.is_empty() || a.law.is_some() || a.k != FLOPS_PER_PARAM_TOKEN {
+        bail!(
+            "--rule {}: the closed form is a fit to Hoffmann et al.'s law with C = 6·N·D; drop --input/--law/--k or use --rule kaplan2020",
+            rule.name()
+        );
+    }
+    if a.out.plot.is_some() {
+        bail!("--plot needs an allocation rule (appendix or kaplan2020): the closed form has no loss paths to draw");
+    }
+    let grid = algoprog_ceg::function::log_grid(a.from, a.to, a.points)?;
+    let points = grid.into_iter().map(|c| Ok((c, rule.ceg(c)?, KaplanRule::Kaplan2020.ceg(c)?))).collect::<Result<Vec<_>>>()?;
+    let out = ClosedFormOutput { rule, description: rule.description(), points };
+    if a.out.json {
+        print_json(&out)?;
+    } else {
+        println!("rule {}: {}", rule.name(), rule.description());
+        let rows: Vec<Vec<String>> = out
+            .points
+            .iter()
+            .map(|(c, cf, ex)| vec![sci(*c), format!("{cf:.4}"), format!("{ex:.4}"), format!("{:+.3}%", 100.0 * (cf / ex - 1.0))])
+            .collect();
+        println!("{}", table(&["C FLOPs", "CEG closed form", "CEG kaplan2020 (exact)", "difference"], &rows));
+    }
+    Ok(())
+}
+
 fn run_kaplan(a: KaplanArgs) -> Result<()> {
+    let (rule, allocs) = kaplan_choice(&a)?;
+    let Some((worse, better)) = allocs else {
+        return run_kaplan_closed_form(&a, rule.expect("a rule without allocations"));
+    };
     let (law, source) = if !a.curves.input.is_empty() {
         let curves = load(&a.curves)?;
         let tokens = if a.tokens_from_compute { TokensSource::FromCompute { k: a.k } } else { TokensSource::Column };
@@ -703,14 +767,15 @@ fn run_kaplan(a: KaplanArgs) -> Result<()> {
     } else {
         (hoffmann_law(), "Hoffmann et al. (2022) approach 3 fit".into())
     };
-    let worse = parse_allocation(&a.worse)?;
-    let better = parse_allocation(&a.better)?;
     let report = compare_allocations(&law, worse, better, a.from, a.to, a.points, a.k)?;
-    let out = KaplanOutput { law_source: source, report };
+    let out = KaplanOutput { law_source: source, rule, report };
     let r = &out.report;
     if a.out.json {
         print_json(&out)?;
     } else {
+        if let Some(rule) = rule {
+            println!("rule {}: {}", rule.name(), rule.description());
+        }
         println!(
             "L(N,D) = {:.4} + {:.4}·N^-{:.4} + {:.4}·D^-{:.4} ({}); C = {}·N·D",
             law.e, law.a, law.alpha, law.b, law.beta, out.law_source, r.k
@@ -773,6 +838,9 @@ struct DecomposeOutput {
 }
 
 fn read_timeline(path: &Path) -> Result<Timeline> {
+    if path.as_os_str() == "paper" && !path.exists() {
+        return Ok(Timeline::paper());
+    }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the timeline {}", path.display()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
@@ -784,6 +852,9 @@ fn read_timeline(path: &Path) -> Result<Timeline> {
 
 fn run_decompose(a: DecomposeArgs) -> Result<()> {
     let mut t = read_timeline(&a.input)?;
+    if let Some(y) = a.start_year {
+        t.start_year = Some(y);
+    }
     if let Some(y) = a.target_year {
         t.target_year = Some(y);
     }
@@ -795,27 +866,36 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
         print_json(&out)?;
     } else {
         println!(
-            "decomposition at {:.2} (C = {:.3e} FLOPs): total gain {:.4e}x (ln = {:.3})",
-            d.target_year, d.compute, d.total_gain, d.log_total
+            "decomposition {} -> {} (C = {:.3e} -> {:.3e} FLOPs): total gain {:.2}x (ln = {:.3}){}",
+            d.start_year,
+            d.target_year,
+            d.start_compute,
+            d.compute,
+            d.total_gain,
+            d.log_total,
+            d.annual_growth.map(|g| format!(", {g:.4}x per year")).unwrap_or_default()
         );
         let rows: Vec<Vec<String>> = d
             .items
             .iter()
             .map(|s| {
                 vec![
-                    s.name.clone(),
+                    s.label.clone(),
                     if s.year.is_finite() { format!("{}", s.year) } else { "-".into() },
                     fx(s.ceg),
-                    format!("{:.3}", s.log_ceg),
-                    format!("{:.1}%", 100.0 * s.share),
+                    if s.normalised { fx(s.raw_ceg) } else { "-".into() },
+                    format!("{:.2}%", 100.0 * s.share),
                     if s.scale_invariant { "invariant".into() } else { "dependent".into() },
+                    s.source.name().into(),
                 ]
             })
             .collect();
-        println!("{}", table(&["innovation", "year", "CEG at target", "ln CEG", "share", "scale"], &rows));
+        println!("{}", table(&["innovation", "year", "CEG at target", "before normalisation", "share", "scale", "source"], &rows));
         println!(
-            "scale-invariant share {:.1}%, scale-dependent share {:.1}%",
+            "scale-invariant {:.2}x ({:.2}%), scale-dependent {:.2}x ({:.2}%)",
+            d.scale_invariant_gain,
             100.0 * d.scale_invariant_share,
+            d.scale_dependent_gain,
             100.0 * d.scale_dependent_share
         );
         println!("assumptions:");
@@ -831,7 +911,7 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
     }
     if let Some(p) = &a.out.plot {
         let shares: Vec<plot::Bar> =
-            d.items.iter().map(|s| plot::Bar { label: s.name.clone(), value: s.ceg, lo: None, hi: None }).collect();
+            d.items.iter().map(|s| plot::Bar { label: s.label.clone(), value: s.ceg, lo: None, hi: None }).collect();
         let by_year: Vec<(f64, f64)> = d.by_year.iter().map(|y| (y.year, y.gain)).collect();
         let title = format!("gain at {:.0}: {:.2e}x ({:.0}% scale-dependent)", d.target_year, d.total_gain, 100.0 * d.scale_dependent_share);
         write_plot(p, |path| plot::decomposition_chart(path, &title, &shares, &by_year))?;
@@ -850,6 +930,7 @@ mod tests {
         assert_eq!(parse_allocation("power:0.5:3").unwrap(), Allocation::PowerRule { coef: 3.0, exponent: 0.5 });
         assert_eq!(parse_allocation("power:0.8").unwrap(), Allocation::PowerRule { coef: 1.0, exponent: 0.8 });
         assert!(parse_allocation("kaplan2").is_err());
+        assert_eq!(parse_allocation("kaplan2020").unwrap(), Allocation::kaplan2020());
     }
 
     #[test]
@@ -860,6 +941,45 @@ mod tests {
         assert_eq!(parse_power_law("1.8, 100, 0.1", "--ref-law").unwrap(), PowerLaw::new(1.8, 100.0, 0.1));
         let e = parse_power_law("1.8,100", "--ref-law").unwrap_err().to_string();
         assert!(e.contains("expected 3 numbers"), "{e}");
+    }
+
+    #[derive(clap::Parser)]
+    struct KaplanCli {
+        #[command(flatten)]
+        a: KaplanArgs,
+    }
+
+    fn kaplan_args(args: &[&str]) -> std::result::Result<KaplanArgs, clap::Error> {
+        use clap::Parser;
+        KaplanCli::try_parse_from(std::iter::once("kaplan").chain(args.iter().copied())).map(|k| k.a)
+    }
+
+    #[test]
+    fn kaplan_rules_by_name_and_custom_allocations() {
+        let (r, al) = kaplan_choice(&kaplan_args(&[]).unwrap()).unwrap();
+        assert_eq!(r, Some(KaplanRule::Kaplan2020));
+        assert_eq!(al, Some((Allocation::kaplan2020(), Allocation::Optimal)));
+        let (r, al) = kaplan_choice(&kaplan_args(&["--rule", "appendix"]).unwrap()).unwrap();
+        assert_eq!((r, al), (Some(KaplanRule::Appendix), Some((Allocation::kaplan(), Allocation::chinchilla()))));
+        let (r, al) = kaplan_choice(&kaplan_args(&["--rule", "kaplan2020-closed-form"]).unwrap()).unwrap();
+        assert_eq!((r, al), (Some(KaplanRule::Kaplan2020ClosedForm), None));
+        let (r, al) = kaplan_choice(&kaplan_args(&["--better", "chinchilla"]).unwrap()).unwrap();
+        assert_eq!((r, al), (None, Some((Allocation::kaplan(), Allocation::chinchilla()))));
+        let e = kaplan_choice(&kaplan_args(&["--rule", "kaplan2019"]).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("--rule") && e.contains("kaplan2020-closed-form"), "{e}");
+        assert!(kaplan_args(&["--rule", "appendix", "--worse", "kaplan"]).is_err(), "--rule conflicts with --worse");
+        let e = run_kaplan_closed_form(&kaplan_args(&["--rule", "closed-form", "--k", "5"]).unwrap(), KaplanRule::Kaplan2020ClosedForm);
+        assert!(e.unwrap_err().to_string().contains("Hoffmann"));
+    }
+
+    #[test]
+    fn decompose_reads_the_shipped_paper_timeline_by_name() {
+        let t = read_timeline(Path::new("paper")).unwrap();
+        assert_eq!(t, Timeline::paper());
+        let d = decompose(&t).unwrap();
+        assert!((d.total_gain / 6926.35 - 1.0).abs() < 5e-5);
+        let e = read_timeline(Path::new("no-such-timeline.json")).unwrap_err();
+        assert!(format!("{e:#}").contains("no-such-timeline.json"));
     }
 
     #[test]

@@ -311,7 +311,7 @@ struct FrontierFitOut {
 
 fn run_frontier(a: FrontierArgs) -> Result<()> {
     let (curves, _) = load(&a.input)?;
-    let fopts = FrontierOptions { min_compute: a.min_compute, max_compute: a.max_compute, include_diverged: false };
+    let fopts = FrontierOptions { min_compute: a.min_compute, max_compute: a.max_compute, ..Default::default() };
     let irr = if a.fit_e { Irreducible::Fitted } else { Irreducible::Fixed(a.e) };
     let spaces = match a.space {
         SpaceArg::Linear => vec![FitSpace::Linear],

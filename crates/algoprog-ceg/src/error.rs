@@ -14,12 +14,22 @@ pub enum CegError {
     UnsortedCompute { run_id: String, index: usize, prev: f64, next: f64 },
 
     /// A compute value is NaN, infinite or negative.
-    #[error("run `{run_id}`: compute at evaluation {index} is {value}; every evaluation needs a finite, non-negative cumulative FLOP count")]
+    #[error(
+        "run `{run_id}`: compute at evaluation {index} is {value}; every evaluation needs a finite, non-negative cumulative FLOP count"
+    )]
     BadCompute { run_id: String, index: usize, value: f64 },
 
     /// A loss threshold that is not a finite number.
     #[error("loss threshold {0} is not a finite number; pass a threshold such as 5.3 or use the automatic threshold")]
     BadThreshold(f64),
+
+    /// The automatic threshold lies too close to the unigram entropy or a run's plateau.
+    #[error(
+        "the automatic loss threshold {threshold:.4} (the lowest loss every compared run reaches) lies within {margin} nats of {what}, \
+         so a CEG there would only measure how fast a model leaves the plateau; runs that get no lower than {ceiling:.4}: {runs}. \
+         Train those runs longer, leave them out of the comparison, or pass a fixed threshold at most {ceiling:.4}"
+    )]
+    ThresholdNearPlateau { threshold: f64, margin: f64, what: String, ceiling: f64, runs: String },
 
     /// No curves were given where some are required.
     #[error("no curves for {what}; check the input files and the family/column mapping")]
@@ -30,11 +40,15 @@ pub enum CegError {
     UnknownFamily { family: String, present: String },
 
     /// A curve has no evaluation with positive compute and finite loss.
-    #[error("run `{run_id}` has no evaluation with positive compute and finite loss; it cannot be placed on a log-compute axis")]
+    #[error(
+        "run `{run_id}` has no evaluation with positive compute and finite loss; it cannot be placed on a log-compute axis"
+    )]
     EmptyCurve { run_id: String },
 
     /// A power law that cannot be inverted (non-positive amplitude or exponent).
-    #[error("{which} law L(C) = {e} + {a}·C^-{gamma} is degenerate; amplitude and exponent must be positive (refit the frontier)")]
+    #[error(
+        "{which} law L(C) = {e} + {a}·C^-{gamma} is degenerate; amplitude and exponent must be positive (refit the frontier)"
+    )]
     DegenerateLaw { which: String, e: f64, a: f64, gamma: f64 },
 
     /// The loss asked for lies at or below a law's irreducible loss.
@@ -55,6 +69,10 @@ pub enum CegError {
     /// Logs of CEGs sum to zero, so shares of the total are undefined.
     #[error("the innovations' log CEGs sum to zero at {compute:e} FLOPs, so shares of the total gain are undefined")]
     ZeroTotalGain { compute: f64 },
+
+    /// A name (of a rule, mode, ...) that is not one of the known ones.
+    #[error("unknown {what} `{name}`; expected one of: {expected}")]
+    BadName { what: String, name: String, expected: String },
 
     /// A timeline that cannot be evaluated.
     #[error("timeline: {0}")]

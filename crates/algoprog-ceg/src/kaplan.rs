@@ -10,8 +10,11 @@
 //!
 //! Allocation rules ([`Allocation`]):
 //! - a power rule D = c·N^p; given C, N = (C / (k·c))^(1/(1+p)), D = c·N^p
-//!   (closed form). Kaplan as the authors' code used it: D = 831.4·N^0.74;
-//!   Chinchilla's rule of thumb: D = 20·N (p = 1);
+//!   (closed form). Kaplan as the earlier paper's appendix used it:
+//!   D = 831.4·N^0.74; Chinchilla's rule of thumb: D = 20·N (p = 1);
+//! - a parameter rule N = n₀·(C/C₀)^a, D = C/(k·N): Kaplan et al. (2020)'s
+//!   N_opt = 1.3e9·(C / 8.64e19 FLOPs)^0.73 (C₀ = one PF-day), as the later
+//!   paper uses it;
 //! - the law's own compute-optimal allocation (Hoffmann et al. 2022, eq. 4):
 //!   N* = G·(C/k)^(β/(α+β)), D* = G⁻¹·(C/k)^(α/(α+β)), G = (αA/(βB))^(1/(α+β)),
 //!   along which L*(C) − E = (A·G^−α + B·G^β)·(C/k)^(−αβ/(α+β)).
@@ -24,6 +27,17 @@
 //! ```
 //!
 //! For α = β, γ(p_K)/γ* = 2p_K/(1 + p_K) ≈ 0.851 at p_K = 0.74.
+//!
+//! **Kaplan rules by name** ([`KaplanRule`]): the three ways the papers and
+//! the authors' code turn "Kaplan vs Chinchilla" into a number, each a CEG(C):
+//! - [`KaplanRule::Appendix`]: D = 831.4·N^0.74 against D = 20·N (earlier
+//!   paper, appendix), under Hoffmann et al.'s law;
+//! - [`KaplanRule::Kaplan2020`] (default): Kaplan et al. (2020)'s N_opt rule
+//!   against the loss-optimal allocation of Hoffmann et al.'s law,
+//!   CEG(C) = C / C_opt(L_Kaplan(C)); 7.285 at 1e23 FLOPs;
+//! - [`KaplanRule::Kaplan2020ClosedForm`]: the authors' closed-form fit of
+//!   that curve, CEG(C) = 1.85e-20·C·(28737.9·C^−0.2482 + 20.337·C^−0.0756)^6.512
+//!   (7.2876 at 1e23), which their decomposition uses.
 //!
 //! CEG of a better allocation over a worse one at compute C: the worse path
 //! reaches L_w(C); the better path reaches that loss at C_b; CEG(C) = C / C_b.
@@ -44,6 +58,12 @@ pub const KAPLAN_COEF: f64 = 831.4;
 pub const KAPLAN_EXPONENT: f64 = 0.74;
 /// Chinchilla's rule of thumb: 20 training tokens per parameter.
 pub const CHINCHILLA_TOKENS_PER_PARAM: f64 = 20.0;
+/// Kaplan et al. (2020): N_opt = 1.3e9·(C / 1 PF-day)^0.73, coefficient.
+pub const KAPLAN2020_PARAMS_COEF: f64 = 1.3e9;
+/// One PF-day in FLOPs (1e15 FLOP/s × 86 400 s), the compute unit of Kaplan et al. (2020).
+pub const PETAFLOP_DAY: f64 = 8.64e19;
+/// Kaplan et al. (2020): exponent of N_opt in compute.
+pub const KAPLAN2020_PARAMS_EXPONENT: f64 = 0.73;
 
 /// The Chinchilla fit of Hoffmann et al. (2022), approach 3:
 /// L = 1.69 + 406.4·N^−0.34 + 410.7·D^−0.28.
@@ -57,6 +77,8 @@ pub fn hoffmann_law() -> ChinchillaLaw {
 pub enum Allocation {
     /// D = coef · N^exponent.
     PowerRule { coef: f64, exponent: f64 },
+    /// N = coef · (C / unit)^exponent, D = C / (k·N).
+    ParamsRule { coef: f64, unit: f64, exponent: f64 },
     /// The law's compute-optimal allocation (module docs).
     Optimal,
 }
@@ -65,6 +87,11 @@ impl Allocation {
     /// Kaplan as the authors' code used it: D = 831.4·N^0.74.
     pub fn kaplan() -> Self {
         Allocation::PowerRule { coef: KAPLAN_COEF, exponent: KAPLAN_EXPONENT }
+    }
+
+    /// Kaplan et al. (2020): N = 1.3e9·(C / 8.64e19)^0.73, D = C/(k·N).
+    pub fn kaplan2020() -> Self {
+        Allocation::ParamsRule { coef: KAPLAN2020_PARAMS_COEF, unit: PETAFLOP_DAY, exponent: KAPLAN2020_PARAMS_EXPONENT }
     }
 
     /// Chinchilla's rule of thumb: D = 20·N.
@@ -80,6 +107,12 @@ impl Allocation {
             }
             Allocation::PowerRule { coef, exponent: 1.0 } => format!("D={coef}·N"),
             Allocation::PowerRule { coef, exponent } => format!("D={coef}·N^{exponent}"),
+            Allocation::ParamsRule { coef, unit, exponent }
+                if coef == KAPLAN2020_PARAMS_COEF && unit == PETAFLOP_DAY && exponent == KAPLAN2020_PARAMS_EXPONENT =>
+            {
+                "Kaplan 2020 N=1.3e9·C_PFd^0.73".into()
+            }
+            Allocation::ParamsRule { coef, unit, exponent } => format!("N={coef:e}·(C/{unit:e})^{exponent}"),
             Allocation::Optimal => "optimal (law)".into(),
         }
     }
@@ -87,13 +120,35 @@ impl Allocation {
     fn check(&self) -> Result<()> {
         if let Allocation::PowerRule { coef, exponent } = *self {
             if !(coef > 0.0 && coef.is_finite()) {
-                return Err(CegError::BadParameter { name: "token-rule coefficient".into(), value: coef, why: "must be positive".into() });
+                return Err(CegError::BadParameter {
+                    name: "token-rule coefficient".into(),
+                    value: coef,
+                    why: "must be positive".into(),
+                });
             }
             if !(exponent > 0.0 && exponent.is_finite()) {
                 return Err(CegError::BadParameter {
                     name: "token-rule exponent p".into(),
                     value: exponent,
                     why: "must be positive (D grows with N)".into(),
+                });
+            }
+        }
+        if let Allocation::ParamsRule { coef, unit, exponent } = *self {
+            for (name, v) in [("parameter-rule coefficient", coef), ("parameter-rule compute unit", unit)] {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(CegError::BadParameter {
+                        name: name.into(),
+                        value: v,
+                        why: "must be positive and finite".into(),
+                    });
+                }
+            }
+            if !(exponent > 0.0 && exponent < 1.0) {
+                return Err(CegError::BadParameter {
+                    name: "parameter-rule exponent a in N ∝ C^a".into(),
+                    value: exponent,
+                    why: "must lie strictly between 0 and 1 (N and D = C/(kN) both grow with C)".into(),
                 });
             }
         }
@@ -107,6 +162,10 @@ impl Allocation {
                 let n = (c / (k * coef)).powf(1.0 / (1.0 + exponent));
                 (n, coef * n.powf(exponent))
             }
+            Allocation::ParamsRule { coef, unit, exponent } => {
+                let n = coef * (c / unit).powf(exponent);
+                (n, c / (k * n))
+            }
             Allocation::Optimal => law.optimal_allocation(c, k),
         }
     }
@@ -116,6 +175,8 @@ impl Allocation {
     pub fn gamma(&self, law: &ChinchillaLaw) -> f64 {
         match *self {
             Allocation::PowerRule { exponent, .. } => gamma_of_path(law.alpha, law.beta, exponent),
+            // N ∝ C^a, D ∝ C^(1−a): D ∝ N^p with p = (1 − a)/a.
+            Allocation::ParamsRule { exponent, .. } => gamma_of_path(law.alpha, law.beta, (1.0 - exponent) / exponent),
             Allocation::Optimal => gamma_star(law.alpha, law.beta),
         }
     }
@@ -154,7 +215,11 @@ fn check_law(law: &ChinchillaLaw) -> Result<()> {
 
 fn check_k(k: f64) -> Result<()> {
     if !(k > 0.0 && k.is_finite()) {
-        return Err(CegError::BadParameter { name: "k in C = k·N·D".into(), value: k, why: "must be positive (6 by convention)".into() });
+        return Err(CegError::BadParameter {
+            name: "k in C = k·N·D".into(),
+            value: k,
+            why: "must be positive (6 by convention)".into(),
+        });
     }
     Ok(())
 }
@@ -172,8 +237,8 @@ pub fn path_loss(law: &ChinchillaLaw, alloc: Allocation, c: f64, k: f64) -> f64 
 }
 
 /// ln of the compute at which `alloc` reaches reducible loss `excess` > 0.
-/// Closed form for the optimal path; bisection in ln C for a power rule
-/// (its loss falls monotonically with C because N and D both grow).
+/// Closed form for the optimal path; bisection in ln C for a power or
+/// parameter rule (its loss falls monotonically with C because N and D both grow).
 fn ln_compute_for_excess(law: &ChinchillaLaw, alloc: Allocation, excess: f64, k: f64) -> Result<f64> {
     let which = alloc.label();
     if !(excess > 0.0 && excess.is_finite()) {
@@ -186,19 +251,27 @@ fn ln_compute_for_excess(law: &ChinchillaLaw, alloc: Allocation, excess: f64, k:
             let kstar = law.a * g.powf(-law.alpha) + law.b * g.powf(law.beta);
             Ok(k.ln() + (s / (law.alpha * law.beta)) * (kstar.ln() - excess.ln()))
         }
-        Allocation::PowerRule { .. } => {
+        Allocation::PowerRule { .. } | Allocation::ParamsRule { .. } => {
             let f = |lc: f64| path_excess(law, alloc, lc.exp(), k);
             let (mut lo, mut hi) = (0.0f64, 100.0f64);
             while f(lo) < excess {
                 lo -= 50.0;
                 if lo < -700.0 {
-                    return Err(CegError::NoSolution { which, loss: law.e + excess, why: "the loss is reached below 1e-300 FLOPs".into() });
+                    return Err(CegError::NoSolution {
+                        which,
+                        loss: law.e + excess,
+                        why: "the loss is reached below 1e-300 FLOPs".into(),
+                    });
                 }
             }
             while f(hi) > excess {
                 hi += 50.0;
                 if hi > 700.0 {
-                    return Err(CegError::NoSolution { which, loss: law.e + excess, why: "the loss needs more than 1e300 FLOPs".into() });
+                    return Err(CegError::NoSolution {
+                        which,
+                        loss: law.e + excess,
+                        why: "the loss needs more than 1e300 FLOPs".into(),
+                    });
                 }
             }
             for _ in 0..200 {
@@ -247,6 +320,153 @@ pub fn allocation_crossing(law: &ChinchillaLaw, coef: f64, p: f64, k: f64) -> Op
     }
     let g = (law.alpha * law.a / (law.beta * law.b)).powf(1.0 / s);
     Some(k * ((g.ln() + coef.ln() / (1.0 + p)) / denom).exp())
+}
+
+/// Compute at which `alloc` picks the same (N, D) as the optimal allocation
+/// (CEG of optimal over it exactly 1), for a power or parameter rule; `None`
+/// for the optimal allocation itself or when the two paths are parallel.
+pub fn optimal_crossing(law: &ChinchillaLaw, alloc: Allocation, k: f64) -> Option<f64> {
+    match alloc {
+        Allocation::PowerRule { coef, exponent } => allocation_crossing(law, coef, exponent, k),
+        Allocation::ParamsRule { coef, unit, exponent } => {
+            // coef·(C/unit)^a = G·(C/k)^(β/s)  ⇒  ln C = (ln G − ln coef + a ln unit − (β/s) ln k) / (a − β/s)
+            let s = law.alpha + law.beta;
+            let denom = exponent - law.beta / s;
+            if denom.abs() < 1e-12 {
+                return None;
+            }
+            let g = (law.alpha * law.a / (law.beta * law.b)).powf(1.0 / s);
+            Some(((g.ln() - coef.ln() + exponent * unit.ln() - law.beta / s * k.ln()) / denom).exp())
+        }
+        Allocation::Optimal => None,
+    }
+}
+
+/// The authors' closed-form fit of the Kaplan 2020 → Chinchilla rebalancing
+/// CEG under Hoffmann et al.'s law (C in FLOPs):
+/// CEG(C) = 1.85e-20·C·(28737.9·C^−0.2482 + 20.337·C^−0.0756)^6.512.
+/// It tracks [`KaplanRule::Kaplan2020`]'s exact curve to about 0.1 % between
+/// 1e15 and 1e25 FLOPs (7.2876 against 7.2846 at 1e23).
+pub fn rebalancing_closed_form(c: f64) -> f64 {
+    1.85e-20 * c * (28737.9 * c.powf(-0.2482) + 20.337 * c.powf(-0.0756)).powf(6.512)
+}
+
+/// "Kaplan vs Chinchilla" as the papers compute it, by name (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KaplanRule {
+    /// Earlier paper's appendix: D = 831.4·N^0.74 against Chinchilla's D = 20·N.
+    Appendix,
+    /// Kaplan et al. (2020), N = 1.3e9·(C/8.64e19)^0.73 and D = C/(6N),
+    /// against the loss-optimal allocation: CEG(C) = C / C_opt(L_Kaplan(C)).
+    ///
+    /// The default: the later paper, whose decomposition and published
+    /// Kaplan → Chinchilla numbers (7.285 at 1e23 FLOPs) follow this rule,
+    /// and it is the exact curve of which the authors' code uses a fit.
+    #[default]
+    Kaplan2020,
+    /// The authors' closed-form fit of [`KaplanRule::Kaplan2020`]'s curve
+    /// ([`rebalancing_closed_form`]); what their decomposition evaluates.
+    Kaplan2020ClosedForm,
+}
+
+impl KaplanRule {
+    /// Every rule, in the order above.
+    pub const ALL: [KaplanRule; 3] = [KaplanRule::Appendix, KaplanRule::Kaplan2020, KaplanRule::Kaplan2020ClosedForm];
+
+    /// The rule's name (as parsed by [`KaplanRule::from_name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            KaplanRule::Appendix => "appendix",
+            KaplanRule::Kaplan2020 => "kaplan2020",
+            KaplanRule::Kaplan2020ClosedForm => "kaplan2020-closed-form",
+        }
+    }
+
+    /// One line saying what the rule compares.
+    pub fn description(self) -> &'static str {
+        match self {
+            KaplanRule::Appendix => "D = 831.4·N^0.74 (Kaplan, appendix) against D = 20·N (Chinchilla) under L(N, D)",
+            KaplanRule::Kaplan2020 => {
+                "N = 1.3e9·(C/8.64e19)^0.73, D = C/(6N) (Kaplan et al. 2020) against the loss-optimal allocation of L(N, D): C / C_opt(L_Kaplan(C))"
+            }
+            KaplanRule::Kaplan2020ClosedForm => {
+                "the authors' closed-form fit 1.85e-20·C·(28737.9·C^-0.2482 + 20.337·C^-0.0756)^6.512 of the Kaplan 2020 curve (Hoffmann et al.'s law only)"
+            }
+        }
+    }
+
+    /// Parse a rule name: `appendix`, `kaplan2020` (also `kaplan-2020`,
+    /// `kaplan_2020`), `kaplan2020-closed-form` (also `closed-form`).
+    pub fn from_name(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase().replace('_', "-");
+        Ok(match t.as_str() {
+            "appendix" | "kaplan-appendix" => KaplanRule::Appendix,
+            "kaplan2020" | "kaplan-2020" => KaplanRule::Kaplan2020,
+            "kaplan2020-closed-form" | "kaplan-2020-closed-form" | "closed-form" => KaplanRule::Kaplan2020ClosedForm,
+            _ => {
+                return Err(CegError::BadName {
+                    what: "Kaplan rule".into(),
+                    name: s.into(),
+                    expected: KaplanRule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        })
+    }
+
+    /// The (worse, better) allocations the rule compares; `None` for the
+    /// closed form, which is a fitted curve, not an allocation.
+    pub fn allocations(self) -> Option<(Allocation, Allocation)> {
+        match self {
+            KaplanRule::Appendix => Some((Allocation::kaplan(), Allocation::chinchilla())),
+            KaplanRule::Kaplan2020 => Some((Allocation::kaplan2020(), Allocation::Optimal)),
+            KaplanRule::Kaplan2020ClosedForm => None,
+        }
+    }
+
+    /// CEG of the better allocation over Kaplan's at compute `c` under
+    /// Hoffmann et al.'s law with C = 6·N·D.
+    pub fn ceg(self, c: f64) -> Result<f64> {
+        self.ceg_under(&hoffmann_law(), c, FLOPS_PER_PARAM_TOKEN)
+    }
+
+    /// CEG at compute `c` under `law` and C = k·N·D. The closed form is a fit
+    /// to Hoffmann et al.'s law with k = 6 and refuses any other law or k.
+    pub fn ceg_under(self, law: &ChinchillaLaw, c: f64, k: f64) -> Result<f64> {
+        if !(c > 0.0 && c.is_finite()) {
+            return Err(CegError::BadParameter {
+                name: "compute".into(),
+                value: c,
+                why: "must be positive and finite".into(),
+            });
+        }
+        match self.allocations() {
+            Some((worse, better)) => allocation_ceg(law, better, worse, c, k),
+            None => {
+                if *law != hoffmann_law() || k != FLOPS_PER_PARAM_TOKEN {
+                    return Err(CegError::BadParameter {
+                        name: "law for the closed-form Kaplan rule".into(),
+                        value: k,
+                        why: "the closed form is a fit to Hoffmann et al.'s law with C = 6·N·D; use the `kaplan2020` rule for another law or k".into(),
+                    });
+                }
+                Ok(rebalancing_closed_form(c))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for KaplanRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KaplanRule {
+    type Err = CegError;
+    fn from_str(s: &str) -> Result<Self> {
+        KaplanRule::from_name(s)
+    }
 }
 
 /// One compute of a [`KaplanReport`].
@@ -322,8 +542,8 @@ pub fn compare_allocations(
     let min = points.iter().min_by(|a, b| a.ceg.total_cmp(&b.ceg)).map(|p| (p.compute, p.ceg)).unwrap();
     let gw = worse.gamma(law);
     let gb = better.gamma(law);
-    let crossing_compute = match (worse, better) {
-        (Allocation::PowerRule { coef, exponent }, Allocation::Optimal) => allocation_crossing(law, coef, exponent, k),
+    let crossing_compute = match better {
+        Allocation::Optimal => optimal_crossing(law, worse, k),
         _ => None,
     };
     let assumptions = vec![
@@ -438,6 +658,60 @@ mod tests {
         assert!((slope - (1.0 - 2.0 * 0.74 / 1.74)).abs() < 1e-3, "{slope}");
         let r = compare_allocations(&law, Allocation::kaplan(), Allocation::Optimal, 1e15, 1e25, 5, K).unwrap();
         assert!((r.asymptotic_ceg_exponent - (1.0 - 2.0 * 0.74 / 1.74)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn kaplan2020_under_hoffmann_is_the_published_7_285_at_1e23() {
+        // C / C_opt(L_Kaplan(C)) at 1e23 FLOPs: 7.2846 (published: 7.285).
+        let ceg = KaplanRule::Kaplan2020.ceg(1e23).unwrap();
+        assert!((ceg - 7.285).abs() < 5e-4, "{ceg}");
+        assert!((ceg - 7.284634).abs() < 1e-5, "{ceg}");
+        // By hand: N = 1.3e9·(1e23/8.64e19)^0.73, D = 1e23/(6N), optimal compute for that loss in closed form.
+        let law = hoffmann_law();
+        let n = 1.3e9 * (1e23f64 / 8.64e19).powf(0.73);
+        let d = 1e23 / (6.0 * n);
+        let c_opt = compute_for_loss(&law, Allocation::Optimal, law.loss(n, d), 6.0).unwrap();
+        assert!((1e23 / c_opt / ceg - 1.0).abs() < 1e-9);
+        let (n2, d2) = Allocation::kaplan2020().split(&law, 1e23, 6.0);
+        assert!((n2 / n - 1.0).abs() < 1e-12 && (d2 / d - 1.0).abs() < 1e-12);
+        // The authors' closed form: 7.2876 at 1e23, within 0.1 % of the exact curve from 1e15 to 1e25.
+        let cf = KaplanRule::Kaplan2020ClosedForm.ceg(1e23).unwrap();
+        assert!((cf - 7.2876).abs() < 5e-5, "{cf}");
+        for c in [1e15, 1e17, 1e19, 1e21, 1e23, 1e25] {
+            let (x, y) = (KaplanRule::Kaplan2020.ceg(c).unwrap(), rebalancing_closed_form(c));
+            assert!((x / y - 1.0).abs() < 2e-3, "{c:e}: exact {x} closed form {y}");
+        }
+    }
+
+    #[test]
+    fn kaplan2020_path_crosses_the_optimum_once_and_has_the_expected_gamma() {
+        let law = hoffmann_law();
+        let cx = optimal_crossing(&law, Allocation::kaplan2020(), K).unwrap();
+        let ceg = |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan2020(), c, K).unwrap();
+        assert!((ceg(cx) - 1.0).abs() < 1e-9, "{cx:e}");
+        assert!(ceg(cx * 100.0) > 1.0 && ceg(cx / 100.0) > 1.0);
+        // N ∝ C^0.73 means D ∝ N^(0.27/0.73).
+        let g = Allocation::kaplan2020().gamma(&law);
+        assert!((g - (0.34f64 * 0.73).min(0.28 * 0.27)).abs() < 1e-12, "{g}");
+    }
+
+    #[test]
+    fn rules_by_name() {
+        for r in KaplanRule::ALL {
+            assert_eq!(KaplanRule::from_name(r.name()).unwrap(), r);
+        }
+        assert_eq!(KaplanRule::default(), KaplanRule::Kaplan2020);
+        assert_eq!("Kaplan_2020".parse::<KaplanRule>().unwrap(), KaplanRule::Kaplan2020);
+        let e = KaplanRule::from_name("kaplan2019").unwrap_err().to_string();
+        assert!(e.contains("kaplan2019") && e.contains("appendix, kaplan2020, kaplan2020-closed-form"), "{e}");
+        // Appendix: D = 831.4·N^0.74 against D = 20·N, by hand at 1e22.
+        let law = hoffmann_law();
+        let want = allocation_ceg(&law, Allocation::chinchilla(), Allocation::kaplan(), 1e22, K).unwrap();
+        assert_eq!(KaplanRule::Appendix.ceg(1e22).unwrap(), want);
+        let mut other = law;
+        other.e = 1.8;
+        assert!(KaplanRule::Kaplan2020ClosedForm.ceg_under(&other, 1e22, K).is_err());
+        assert!(KaplanRule::Kaplan2020.ceg(-1.0).is_err());
     }
 
     #[test]

@@ -28,9 +28,21 @@ pub mod stats;
 pub mod threshold;
 
 pub use combine::{combination_test, combine_multipliers, CombinationReport};
-pub use decompose::{decompose, reference_dependence, ComputeTrend, Decomposition, Gain, Innovation, ReferenceDependence, Timeline};
+pub use decompose::{
+    decompose, reference_dependence, ComputeTrend, Decomposition, Gain, Innovation, Normalisation, ReferenceDependence,
+    Source, Timeline,
+};
 pub use error::{CegError, Result};
 pub use function::{CegFunction, Extrapolation, DEFAULT_TARGET_COMPUTE};
-pub use kaplan::{allocation_ceg, compare_allocations, gamma_of_path, gamma_star, optimal_p, Allocation, KaplanReport};
-pub use multiplier::{ceg_multipliers, frontier_multipliers, Direction, MultiplierOptions, MultiplierReport, Threshold};
-pub use threshold::{auto_threshold, crossing, Crossing};
+pub use kaplan::{
+    allocation_ceg, compare_allocations, gamma_of_path, gamma_star, optimal_p, rebalancing_closed_form, Allocation,
+    KaplanReport, KaplanRule,
+};
+pub use multiplier::{
+    ceg_multipliers, frontier_ceg, frontier_multipliers, Direction, FrontierCegAt, MultiplierOptions, MultiplierReport,
+    Threshold,
+};
+pub use threshold::{
+    auto_threshold, crossing, plateau, resolve_threshold, Crossing, Plateau, ResolvedThreshold, ThresholdSpec,
+    DEFAULT_AUTO_MARGIN,
+};

@@ -201,11 +201,8 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
         .map(|f| {
             let mine: Vec<&RunCrossing> = runs.iter().filter(|r| &r.family == f).collect();
             let log_computes: Vec<f64> = mine.iter().filter_map(|r| r.crossing.compute()).map(f64::ln).collect();
-            let missing: Vec<String> = mine
-                .iter()
-                .filter(|r| r.crossing.compute().is_none())
-                .map(|r| r.run_id.clone())
-                .collect();
+            let missing: Vec<String> =
+                mine.iter().filter(|r| r.crossing.compute().is_none()).map(|r| r.run_id.clone()).collect();
             let all = missing.is_empty();
             VariantCeg {
                 family: f.clone(),
@@ -214,7 +211,14 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
                 compute: if all { mean(&log_computes).map(f64::exp) } else { None },
                 ceg: None,
                 ci: None,
-                note: (!all).then(|| format!("{} of {} runs not measured at L* (never reached, or below it at their first evaluation): {}", missing.len(), mine.len(), missing.join(", "))),
+                note: (!all).then(|| {
+                    format!(
+                        "{} of {} runs not measured at L* (never reached, or below it at their first evaluation): {}",
+                        missing.len(),
+                        mine.len(),
+                        missing.join(", ")
+                    )
+                }),
                 log_computes,
             }
         })
@@ -271,6 +275,44 @@ pub struct FrontierCeg {
     /// CEG against the reference's frontier.
     pub ceg: Option<f64>,
     pub note: Option<String>,
+}
+
+/// The frontier-based CEG of one family over another at one loss (see [`frontier_ceg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrontierCegAt {
+    /// The loss threshold L*.
+    pub threshold: f64,
+    /// Compute at which the reference frontier reaches L*.
+    pub reference_compute: f64,
+    /// Compute at which the new frontier reaches L*.
+    pub new_compute: f64,
+    /// reference_compute / new_compute.
+    pub ceg: f64,
+}
+
+/// The authors' frontier-based CEG of `new` over `reference` at loss
+/// `threshold`: each frontier L = E + A·C^−γ reaches y* = L* − E at
+/// C = (y*/A)^(−1/γ) (their C = (y*/A)^(1/α) with α = −γ), and the CEG is
+/// C_reference / C_new. With the published fits (E = 1.9, y* = 3.377) this is
+/// the 6.28× of the modern Transformer over the LSTM. Errors name the
+/// frontier that never reaches L* or is degenerate.
+pub fn frontier_ceg(reference: &PowerLaw, new: &PowerLaw, threshold: f64) -> Result<FrontierCegAt> {
+    if !threshold.is_finite() {
+        return Err(CegError::BadThreshold(threshold));
+    }
+    let at = |which: &str, l: &PowerLaw| -> Result<f64> {
+        if !(l.a > 0.0 && l.gamma > 0.0 && l.a.is_finite() && l.gamma.is_finite() && l.e.is_finite()) {
+            return Err(CegError::DegenerateLaw { which: which.into(), e: l.e, a: l.a, gamma: l.gamma });
+        }
+        let y = threshold - l.e;
+        if !(y > 0.0) {
+            return Err(CegError::Unreachable { which: which.into(), loss: threshold, e: l.e });
+        }
+        // ln C = (ln A − ln y*) / γ, in logs so that far-off computes stay finite in the ratio.
+        Ok((l.a.ln() - y.ln()) / l.gamma)
+    };
+    let (lr, ln) = (at("reference", reference)?, at("new", new)?);
+    Ok(FrontierCegAt { threshold, reference_compute: lr.exp(), new_compute: ln.exp(), ceg: (lr - ln).exp() })
 }
 
 /// Frontier-based CEG multipliers: the compute at L* on each family's
@@ -421,7 +463,8 @@ mod tests {
     #[test]
     fn frontier_multiplier_inverts_the_fitted_laws() {
         // L = 2 + 100·C^-0.1 reaches 3 at C = 100^10 = 1e20; L = 2 + 50·C^-0.1 at 50^10.
-        let laws = vec![("old".to_string(), PowerLaw::new(2.0, 100.0, 0.1)), ("new".to_string(), PowerLaw::new(2.0, 50.0, 0.1))];
+        let laws =
+            vec![("old".to_string(), PowerLaw::new(2.0, 100.0, 0.1)), ("new".to_string(), PowerLaw::new(2.0, 50.0, 0.1))];
         let f = frontier_multipliers(&laws, "old", 3.0, Direction::VariantIsNew).unwrap();
         assert!((f[0].compute.unwrap() / 1e20 - 1.0).abs() < 1e-9);
         assert!((f[1].ceg.unwrap() - 1024.0).abs() < 1e-6, "{:?}", f[1].ceg);
@@ -439,5 +482,31 @@ mod tests {
         let f = envelope_multipliers(&curves, "old", 5.0, Direction::VariantIsNew).unwrap();
         assert!((f[0].compute.unwrap() / 1e11 - 1.0).abs() < 1e-10);
         assert!((f[1].ceg.unwrap() - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn frontier_ceg_is_the_ratio_of_the_computes_at_y_star() {
+        // Published fits of y = L − 1.9 (constants.py) at y* = 5.277 − 1.9.
+        let lstm = PowerLaw::new(1.9, 36.3, 0.065);
+        let modern = PowerLaw::new(1.9, 88.0, 0.094);
+        let r = frontier_ceg(&lstm, &modern, 5.277).unwrap();
+        let y: f64 = 3.377;
+        let c_l = (y / 36.3).powf(1.0 / -0.065);
+        let c_m = (y / 88.0).powf(1.0 / -0.094);
+        assert!((r.reference_compute / c_l - 1.0).abs() < 1e-9 && (r.new_compute / c_m - 1.0).abs() < 1e-9);
+        assert!((r.ceg / (c_l / c_m) - 1.0).abs() < 1e-9);
+        // The rounded published constants give 6.37 (published, from the unrounded fits: 6.28).
+        assert!((r.ceg - 6.368).abs() < 1e-3, "{}", r.ceg);
+        // Same as the list form.
+        let v = frontier_multipliers(
+            &[("lstm".into(), lstm), ("modern".into(), modern)],
+            "lstm",
+            5.277,
+            Direction::VariantIsNew,
+        )
+        .unwrap();
+        assert!((v[1].ceg.unwrap() / r.ceg - 1.0).abs() < 1e-9);
+        assert!(matches!(frontier_ceg(&lstm, &modern, 1.8), Err(CegError::Unreachable { .. })));
+        assert!(matches!(frontier_ceg(&PowerLaw::new(1.9, -1.0, 0.1), &modern, 5.0), Err(CegError::DegenerateLaw { .. })));
     }
 }

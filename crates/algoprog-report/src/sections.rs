@@ -12,9 +12,9 @@ use std::path::Path;
 
 use algoprog_ceg::decompose::{Algorithm, ReferenceSpec};
 use algoprog_ceg::{
-    ceg_multipliers, combination_test, compare_allocations, reference_dependence, Allocation,
-    CegFunction, CombinationReport, ComputeTrend, Direction, MultiplierOptions, MultiplierReport,
-    Threshold,
+    ceg_multipliers, combination_test, compare_allocations, decompose, reference_dependence,
+    resolve_threshold, CegFunction, CombinationReport, ComputeTrend, Decomposition, Direction, Gain,
+    KaplanRule, MultiplierOptions, MultiplierReport, Source, Threshold, ThresholdSpec, Timeline,
 };
 use algoprog_plot::ceg as cplot;
 use algoprog_plot::charts::{write_log_log, LogLogChart, Mark, Series};
@@ -413,48 +413,21 @@ pub struct ThresholdChoice {
 /// run (ablation runs that are not excluded) reaches, refused when no run of
 /// the reference family, or no run at all, ends at least the margin below
 /// the plateau (the refusal names the runs).
-pub fn choose_threshold(
-    input: &ReportInput,
-    settings: &AnalysisSettings,
-    ex: &Exclusions,
-) -> ThresholdChoice {
-    let compared: Vec<&RunEntry> = input
-        .runs
-        .iter()
-        .filter(|r| r.in_role(Role::Ablation) && !r.curve.points.is_empty())
-        .collect();
-    match settings.threshold {
-        ThresholdSetting::Fixed(t) => {
-            let mut how = format!("L* = {t} nats, stated in the analysis settings");
-            if let Some(c) = ex.ceiling() {
-                if t > c {
-                    let _ = write!(
-                        how,
-                        " (warning: within {} nats of the unigram entropy {:.4}; CEGs at it measure leaving the plateau)",
-                        ex.margin,
-                        ex.plateau_level.unwrap()
-                    );
-                }
-            }
-            ThresholdChoice {
-                value: Some(t),
-                how,
-            }
-        }
+pub fn choose_threshold(input: &ReportInput, settings: &AnalysisSettings, ex: &Exclusions) -> ThresholdChoice {
+    let compared: Vec<&RunEntry> = input.runs.iter().filter(|r| r.in_role(Role::Ablation) && !r.curve.points.is_empty()).collect();
+    let kept: Vec<&RunEntry> = compared.iter().copied().filter(|r| !ex.excluded(r.id())).collect();
+    let plateau_names = || {
+        compared
+            .iter()
+            .filter(|r| ex.plateau.iter().any(|p| p.0 == r.id()))
+            .map(|r| format!("`{}` {}", r.id(), r.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let refused = |why: String| ThresholdChoice { value: None, how: why };
+    let spec = match settings.threshold {
+        ThresholdSetting::Fixed(t) => ThresholdSpec::Fixed(t),
         ThresholdSetting::Auto => {
-            let kept: Vec<&&RunEntry> = compared.iter().filter(|r| !ex.excluded(r.id())).collect();
-            let refused = |why: String| ThresholdChoice {
-                value: None,
-                how: why,
-            };
-            let plateau_names = || {
-                compared
-                    .iter()
-                    .filter(|r| ex.plateau.iter().any(|p| p.0 == r.id()))
-                    .map(|r| format!("`{}` {}", r.id(), r.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             if kept.is_empty() {
                 return refused(format!(
                     "`auto` found no threshold: no compared run ends at least {} nats below the plateau ({}); plateau runs: {}. Train longer or larger, or state a threshold",
@@ -471,31 +444,41 @@ pub fn choose_threshold(
                     plateau_names()
                 ));
             }
-            let (l, who) = kept
-                .iter()
-                .filter_map(|r| r.min_loss().map(|m| (m, r)))
-                .fold((f64::NEG_INFINITY, None), |(b, w), (m, r)| {
-                    if m > b {
-                        (m, Some(r))
-                    } else {
-                        (b, w)
-                    }
-                });
-            let who = who
-                .map(|r| format!("`{}` {}", r.id(), r.name))
-                .unwrap_or_default();
-            let mut how = format!("L* = {l:.4} nats, chosen by `auto`: the lowest loss every compared run reaches (set by {who})");
-            match ex.ceiling() {
-                Some(c) => {
-                    let _ = write!(how, "; at least {} nats below the unigram entropy ({:.4}) as required", ex.margin, c + ex.margin);
-                }
-                None => how.push_str("; the plateau is unknown, so it could not be checked (state `unigram_entropy`)"),
-            }
-            ThresholdChoice {
-                value: Some(l),
-                how,
-            }
+            ThresholdSpec::Auto { margin: settings.margin }
         }
+    };
+    let curves: Vec<&Curve> = if kept.is_empty() { compared.iter().map(|r| &r.curve).collect() } else { kept.iter().map(|r| &r.curve).collect() };
+    if curves.is_empty() {
+        return match spec {
+            ThresholdSpec::Fixed(t) => ThresholdChoice { value: Some(t), how: format!("L* = {t} nats, stated in the analysis settings") },
+            ThresholdSpec::Auto { .. } => refused("`auto` found no threshold: no ablation run has an evaluation".into()),
+        };
+    }
+    match resolve_threshold(spec, curves, ex.plateau_level) {
+        Ok(r) if r.auto => {
+            let who = kept
+                .iter()
+                .filter(|x| x.min_loss() == Some(r.value))
+                .map(|x| format!("`{}` {}", x.id(), x.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut how = format!("L* = {:.4} nats, chosen by `auto`: the lowest loss every compared run reaches (set by {who})", r.value);
+            match ex.plateau_level {
+                Some(h) => {
+                    let _ = write!(how, "; at least {} nats below the unigram entropy {h:.4} and every run's early plateau, as required", ex.margin);
+                }
+                None => how.push_str("; checked against each run's early plateau only (the unigram entropy is unknown: state `unigram_entropy`)"),
+            }
+            ThresholdChoice { value: Some(r.value), how }
+        }
+        Ok(r) => {
+            let mut how = format!("L* = {} nats, stated in the analysis settings", r.value);
+            for w in &r.warnings {
+                let _ = write!(how, " (warning: {w})");
+            }
+            ThresholdChoice { value: Some(r.value), how }
+        }
+        Err(e) => refused(format!("`auto` found no threshold: {e}")),
     }
 }
 
@@ -865,33 +848,19 @@ pub struct FamilyFit {
 /// The frontier of some curves under the settings: the compute range is
 /// applied before the Pareto step (the authors) or after it, by name.
 pub fn frontier_points(curves: &[Curve], settings: &AnalysisSettings) -> Vec<FrontierPoint> {
-    match (settings.compute_range, settings.range_mode) {
-        (ComputeRange::All, _) => frontier(curves, &FrontierOptions::default()),
-        (ComputeRange::Range(lo, hi), RangeMode::AfterPareto) => frontier(
-            curves,
-            &FrontierOptions {
-                min_compute: Some(lo),
-                max_compute: Some(hi),
-                include_diverged: false,
+    let opts = match settings.compute_range {
+        ComputeRange::All => FrontierOptions::default(),
+        ComputeRange::Range(lo, hi) => FrontierOptions {
+            min_compute: Some(lo),
+            max_compute: Some(hi),
+            range_mode: match settings.range_mode {
+                RangeMode::BeforePareto => algoprog_scaling::RangeMode::BeforePareto,
+                RangeMode::AfterPareto => algoprog_scaling::RangeMode::AfterPareto,
             },
-        ),
-        (ComputeRange::Range(lo, hi), RangeMode::BeforePareto) => {
-            let cut: Vec<Curve> = curves
-                .iter()
-                .map(|c| {
-                    Curve::new(
-                        c.meta.clone(),
-                        c.points
-                            .iter()
-                            .copied()
-                            .filter(|p| p.flops >= lo && p.flops <= hi)
-                            .collect(),
-                    )
-                })
-                .collect();
-            frontier(&cut, &FrontierOptions::default())
-        }
-    }
+            ..Default::default()
+        },
+    };
+    frontier(curves, &opts)
 }
 
 fn law_options(settings: &AnalysisSettings) -> PowerLawOptions {
@@ -1350,10 +1319,11 @@ pub struct KaplanResult {
     pub ceg_1e23: f64,
 }
 
-/// The worse allocation of a Kaplan rule.
-pub fn kaplan_allocation(rule: KaplanRuleSetting) -> Allocation {
+/// The library's Kaplan rule of a setting.
+pub fn kaplan_rule(rule: KaplanRuleSetting) -> KaplanRule {
     match rule {
-        KaplanRuleSetting::Kaplan2020 | KaplanRuleSetting::Appendix => Allocation::kaplan(),
+        KaplanRuleSetting::Kaplan2020 => KaplanRule::Kaplan2020,
+        KaplanRuleSetting::Appendix => KaplanRule::Appendix,
     }
 }
 
@@ -1427,8 +1397,8 @@ pub fn kaplan_section(
 ) -> Result<(String, Option<KaplanResult>)> {
     let mut md = String::from("## Kaplan vs Chinchilla (Figure 3)\n\n");
     let (law, source, measured) = allocation_law(input, settings, ex);
-    let worse = kaplan_allocation(settings.kaplan_rule);
-    let better = Allocation::chinchilla();
+    let rule = kaplan_rule(settings.kaplan_rule);
+    let (worse, better) = rule.allocations().expect("the rules a study can name have allocation paths");
     let rep = match compare_allocations(&law, worse, better, 1e15, 1e25, 11, K) {
         Ok(r) => r,
         Err(e) => {
@@ -1436,12 +1406,13 @@ pub fn kaplan_section(
             return Ok((md, None));
         }
     };
-    let ceg =
-        algoprog_ceg::allocation_ceg(&law, better, worse, TARGET_COMPUTE, K).unwrap_or(f64::NAN);
+    let ceg = rule.ceg_under(&law, TARGET_COMPUTE, K).unwrap_or(f64::NAN);
     let _ = writeln!(
         md,
-        "Loss along Kaplan's rule ({}) and the compute-optimal allocation under the law {source}; CEG(C) = C / C_opt(L_Kaplan(C)), the compute the optimal allocation needs to match Kaplan's loss at C. CEG at 1e23 FLOPs: **{:.4}** (published: {} under Hoffmann's law).\n",
-        worse.label(),
+        "Loss along Kaplan's rule ({}: {}) and the {} under the law {source}; CEG(C) = C / C_opt(L_Kaplan(C)), the compute the better allocation needs to match Kaplan's loss at C (C = 6·N·D). CEG at 1e23 FLOPs: **{:.4}** (published: {} under Hoffmann's law with Kaplan et al. 2020's rule).\n",
+        rule.name(),
+        rule.description(),
+        better.label(),
         ceg,
         published::KAPLAN_CEG_1E23
     );
@@ -1465,9 +1436,9 @@ pub fn kaplan_section(
             "C FLOPs",
             "N (Kaplan)",
             "L (Kaplan)",
-            "N (optimal)",
-            "L (optimal)",
-            "CEG of optimal",
+            "N (better)",
+            "L (better)",
+            "CEG of the better allocation",
         ],
         &rows,
     );
@@ -1506,6 +1477,158 @@ pub fn kaplan_section(
             ceg_1e23: ceg,
         }),
     ))
+}
+
+// ------------------------------------------------------------------ decomposition
+
+/// The decomposition and what in it this study measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StudyDecomposition {
+    pub decomposition: Decomposition,
+    /// Lines "item: what the study put in".
+    pub measured: Vec<String>,
+}
+
+fn split_published(v: f64, first: f64, second: f64) -> (f64, f64) {
+    // A measured seam that covers two published items is split over them in
+    // the published log ratio.
+    let w = first.ln() / (first * second).ln();
+    (v.powf(w), v.powf(1.0 - w))
+}
+
+/// The authors' decomposition of progress, 2012 → 2023 (their timeline:
+/// compute trend 1e16·4.1^(year − 2013), stepwise items, the LSTM →
+/// Transformer gain divided by the rebalancing gain, the six refinements
+/// normalised to the measured combined gain, mixture of experts, Chinchilla),
+/// with this study's fitted frontiers, measured multipliers and combined gain
+/// put in where it has them; every item says which.
+pub fn decomposition(
+    settings: &AnalysisSettings,
+    ablation: Option<&MultiplierReport>,
+    combination: Option<&CombinationReport>,
+    fits: &BTreeMap<String, std::result::Result<FamilyFit, String>>,
+    kaplan: Option<&KaplanResult>,
+) -> std::result::Result<StudyDecomposition, String> {
+    let mut t = Timeline::paper();
+    let mut measured = Vec::new();
+    let e = |x: algoprog_ceg::CegError| x.to_string();
+    if let Some(rep) = ablation {
+        let m = |seam: &str| rep.variant(&format!("modern-retro_{seam}")).and_then(|v| v.ceg).filter(|v| *v > 0.0);
+        let at = format!("at L* = {:.4}", rep.threshold);
+        if let Some(v) = m("schedule") {
+            t.set_constant("sqrt_cosine", v, Source::Measured, Some(format!("measured cosine over inverse-sqrt {at}"))).map_err(e)?;
+            measured.push(format!("inverse-sqrt → cosine: {v:.4} (measured)"));
+        }
+        if let Some(v) = m("feed_forward") {
+            t.set_constant("gelu_swiglu", v, Source::Measured, Some(format!("measured SwiGLU over GeLU {at}"))).map_err(e)?;
+            measured.push(format!("GeLU → SwiGLU: {v:.4} (measured; normalisation only, as the authors)"));
+        }
+        if let Some(v) = m("positional") {
+            let (a, b) = split_published(v, 1.44 / 1.26, 1.26);
+            let note = format!("measured rotary over sinusoidal {v:.4} {at}, split over sinusoidal → learned and learned → rotary in the published log ratio");
+            t.set_constant("sinusoidal", a, Source::Mixed, Some(note.clone())).map_err(e)?;
+            t.set_constant("rotary", b, Source::Mixed, Some(note)).map_err(e)?;
+            measured.push(format!("sinusoidal → learned → rotary: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
+        }
+        if let Some(v) = m("norm") {
+            let (a, b) = split_published(v, 1.87, 1.09);
+            let note = format!("measured pre-RMSNorm over post-LayerNorm {v:.4} {at}, split over post → pre and LayerNorm → RMSNorm in the published log ratio");
+            t.set_constant("pre_layer", a, Source::Mixed, Some(note.clone())).map_err(e)?;
+            t.set_constant("pre_rms", b, Source::Mixed, Some(note)).map_err(e)?;
+            measured.push(format!("post-LayerNorm → pre-RMSNorm: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
+        }
+    }
+    if let Some(c) = combination {
+        t.set_normalisation_target(c.measured.ceg, Source::Measured, Some(format!("measured modern over retro at L* = {:.4}", c.threshold))).map_err(e)?;
+        measured.push(format!("interaction normalisation target: {:.4} (measured modern over retro)", c.measured.ceg));
+    }
+    let kaplan_measured = kaplan.is_some_and(|k| k.measured);
+    if let (Some(Ok(l)), Some(Ok(r))) = (fits.get("lstm"), fits.get("retro")) {
+        let src = if kaplan_measured { Source::Measured } else { Source::Mixed };
+        t.set_frontiers("kaplan", l.law, r.law, src, Some("this study's LSTM and retro frontiers, divided by the rebalancing gain".into())).map_err(e)?;
+        measured.push("LSTM → Transformer: this study's fitted LSTM and retro frontiers".into());
+    }
+    if let Some(k) = kaplan.filter(|k| k.measured) {
+        let rule = kaplan_rule(settings.kaplan_rule);
+        if let Some((worse, better)) = rule.allocations() {
+            t.replace_rebalancing(Gain::Allocation { law: k.law, worse, better, k: K }, Source::Measured, Some(format!("under {}", k.law_source))).map_err(e)?;
+            measured.push("Kaplan → Chinchilla rebalancing: under the study's own L(N, D)".into());
+        }
+    }
+    let d = decompose(&t).map_err(e)?;
+    Ok(StudyDecomposition { decomposition: d, measured })
+}
+
+/// The decomposition section.
+pub fn decomposition_section(
+    input: &ReportInput,
+    settings: &AnalysisSettings,
+    result: &std::result::Result<StudyDecomposition, String>,
+    figs: Option<&Path>,
+) -> Result<String> {
+    let mut md = String::from("## Decomposition of progress\n\n");
+    let sd = match result {
+        Ok(sd) => sd,
+        Err(e) => {
+            let _ = writeln!(md, "Not computed: {e}.\n");
+            return Ok(md);
+        }
+    };
+    let d = &sd.decomposition;
+    let _ = writeln!(
+        md,
+        "The authors' timeline ({:.0} → {:.0}; compute {} → {} FLOPs on the trend 1e16 FLOPs in 2013, ×4.1 per year; each item counts from the compute of its year on), with this study's numbers where it has them (source column). Total gain **{:.2}×** ({:.4}× per year); {:.2}% of it (in log terms) scale-dependent. The published test vector: 6926.35×, 89.33% scale-dependent.\n",
+        d.start_year,
+        d.target_year,
+        sci(d.start_compute),
+        sci(d.compute),
+        d.total_gain,
+        d.annual_growth.unwrap_or(f64::NAN),
+        100.0 * d.scale_dependent_share
+    );
+    if sd.measured.is_empty() {
+        md.push_str("This study measured none of the items (see the sections above): every number below is the published one.\n\n");
+    } else {
+        md.push_str("From this study:\n\n");
+        for m in &sd.measured {
+            let _ = writeln!(md, "- {m}");
+        }
+        md.push('\n');
+    }
+    let rows: Vec<Vec<String>> = d
+        .items
+        .iter()
+        .map(|s| {
+            vec![
+                s.label.clone(),
+                format!("{}", s.year),
+                s.source.name().to_string(),
+                f4(s.raw_ceg),
+                f4(s.ceg),
+                format!("{:.2}%", 100.0 * s.share),
+                if s.scale_invariant { "invariant" } else { "dependent" }.into(),
+                s.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    md_table(&mut md, &["innovation", "year", "source", "CEG at the target year", "after normalisation", "share of ln gain", "scale", "note"], &rows);
+    let bars: Vec<cplot::Bar> = d.items.iter().filter(|s| s.ceg.is_finite() && s.ceg > 0.0).map(|s| cplot::Bar { label: s.label.clone(), value: s.ceg, lo: None, hi: None }).collect();
+    let by_year: Vec<(f64, f64)> = d.by_year.iter().map(|y| (y.year, y.gain)).collect();
+    if !bars.is_empty() {
+        let title = format!("gain {:.0} → {:.0}: {:.0}×", d.start_year, d.target_year, d.total_gain);
+        let caption = format!(
+            "Decomposition: each item's CEG at {:.0} and the cumulative gain by year; measured items from {} ({}), threshold {}, the others published",
+            d.target_year,
+            data_words(input, settings),
+            seeds_of(input.runs.iter().filter(|r| r.in_role(Role::Ablation))),
+            match settings.threshold {
+                ThresholdSetting::Fixed(t) => format!("{t}"),
+                ThresholdSetting::Auto => "auto".into(),
+            }
+        );
+        md.push_str(&figure(figs, "decomposition", &caption, |p| cplot::decomposition_chart(p, &title, &bars, &by_year))?);
+    }
+    Ok(md)
 }
 
 // ------------------------------------------------------------------ reference dependence
@@ -1612,6 +1735,8 @@ pub struct Analysis {
     pub fits: BTreeMap<String, std::result::Result<FamilyFit, String>>,
     pub matched: Vec<MatchedCeg>,
     pub kaplan: Option<KaplanResult>,
+    #[serde(skip)]
+    pub decomposition: Option<std::result::Result<StudyDecomposition, String>>,
     pub published: Vec<PublishedRow>,
 }
 
@@ -1808,6 +1933,34 @@ pub fn published_rows(
             },
         });
     }
+    // Decomposition shares.
+    if let Some(res) = &a.decomposition {
+        let pubs = [
+            ("decomposition 2012 → 2023: total gain", format!("{:.2}×", published::DECOMP_TOTAL), "total"),
+            ("decomposition: scale-dependent share", format!("{:.2}%", 100.0 * published::DECOMP_SCALE_DEPENDENT_SHARE), "dep"),
+            ("decomposition: LSTM → Transformer share", format!("{:.2}%", 100.0 * published::DECOMP_TRANSFORMER_SHARE), "kaplan"),
+            ("decomposition: Chinchilla share", format!("{:.2}%", 100.0 * published::DECOMP_CHINCHILLA_SHARE), "chinchilla"),
+            ("decomposition: scale-invariant share", format!("{:.2}%", 100.0 * published::DECOMP_SCALE_INVARIANT_SHARE), "inv"),
+        ];
+        for (q, p, key) in pubs {
+            let (v, note) = match res {
+                Ok(sd) if !sd.measured.is_empty() => {
+                    let d = &sd.decomposition;
+                    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+                    let v = match key {
+                        "total" => format!("{:.2}×", d.total_gain),
+                        "dep" => pct(d.scale_dependent_share),
+                        "inv" => pct(d.scale_invariant_share),
+                        k => d.item(k).map(|s| pct(s.share)).unwrap_or_else(|| "—".into()),
+                    };
+                    (v, format!("the authors' timeline with {} measured input(s), the rest published (see the decomposition section)", sd.measured.len()))
+                }
+                Ok(_) => ("not measured".into(), "the study measured none of the decomposition's inputs".into()),
+                Err(e) => ("not measured".into(), format!("decomposition failed: {e}")),
+            };
+            rows.push(PublishedRow { quantity: q.into(), published: p, this_study: v, interval: "—".into(), note });
+        }
+    }
     rows
 }
 
@@ -1881,6 +2034,8 @@ pub fn render(
     md.push_str(&s);
     let (s, kaplan) = kaplan_section(input, settings, &ex, figs)?;
     md.push_str(&s);
+    let dec = decomposition(settings, ablation.as_ref(), combination.as_ref(), &fits, kaplan.as_ref());
+    md.push_str(&decomposition_section(input, settings, &dec, figs)?);
     md.push_str(&reference_section(&fits));
     let mut analysis = Analysis {
         threshold: Some(thr),
@@ -1890,6 +2045,7 @@ pub fn render(
         fits,
         matched,
         kaplan,
+        decomposition: Some(dec),
         published: Vec::new(),
     };
     analysis.published = published_rows(input, settings, &analysis);

@@ -425,3 +425,35 @@ fn a_missing_or_empty_store_is_a_clear_error() {
     let e = ReportInput::from_store(dir.path()).unwrap_err().to_string();
     assert!(e.contains("holds no trained run yet (1 specified)"), "{e}");
 }
+
+#[test]
+fn the_decomposition_is_the_authors_until_the_study_measures_an_item() {
+    use algoprog_report::sections::decomposition;
+    use std::collections::BTreeMap;
+    let s = AnalysisSettings::default();
+    // Nothing measured: the published test vector, 2012 → 2023.
+    let d = decomposition(&s, None, None, &BTreeMap::new(), None).unwrap();
+    assert!(d.measured.is_empty());
+    assert!((d.decomposition.total_gain - 6926.35).abs() / 6926.35 < 1e-4, "{}", d.decomposition.total_gain);
+    assert!((d.decomposition.scale_dependent_share - 0.8933).abs() < 1e-4);
+    // A measured schedule multiplier replaces the published 1.04 and is marked measured.
+    let input = ReportInput::from_curves("abl.csv", {
+        let mut cs = ablation_study();
+        // Seeds at the same offsets from the evaluation grid as modern's, so
+        // the interpolated crossings shift by exactly 10^0.1.
+        cs.push(run("sch-s0", "modern-retro_schedule", 0, 0.08));
+        cs.push(run("sch-s1", "modern-retro_schedule", 1, 0.12));
+        cs
+    });
+    let s = settings("e = 2.0\nthreshold = 4.0\nbootstrap = 0\ncompute_range = \"all\"");
+    let ex = exclusions(&input, &s);
+    let rep = ablation(&ablation_curves(&input, &ex), &s, 4.0).unwrap();
+    let d = decomposition(&s, Some(&rep), None, &BTreeMap::new(), None).unwrap();
+    let item = d.decomposition.item("sqrt_cosine").unwrap();
+    assert_eq!(item.source, algoprog_ceg::Source::Measured);
+    assert!((item.raw_ceg - 10f64.powf(0.1)).abs() < 1e-6, "{}", item.raw_ceg);
+    // The positional seam covers two published items: split in their published log ratio, product kept.
+    let (a, b) = (d.decomposition.item("sinusoidal").unwrap().raw_ceg, d.decomposition.item("rotary").unwrap().raw_ceg);
+    assert!((a * b - 10f64.powf(0.3)).abs() < 1e-6 && (a.ln() / b.ln() - (1.44f64 / 1.26).ln() / 1.26f64.ln()).abs() < 1e-9);
+    assert_eq!(d.measured.len(), 3, "{:?}", d.measured);
+}

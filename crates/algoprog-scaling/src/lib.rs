@@ -10,6 +10,9 @@
 //! - [`isoflop`]: the IsoFLOP method (Porian et al. 2024).
 //! - [`bootstrap`]: percentile confidence intervals by resampling points or runs.
 
+// `!(x > 0.0)` is deliberate throughout: it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod bootstrap;
 pub mod chinchilla;
 pub mod curve;
@@ -30,7 +33,7 @@ pub use chinchilla::{
     RobustLoss, StartGrid, TokensSource,
 };
 pub use curve::{drop_leading_fraction, Curve, Point, RunMeta};
-pub use frontier::{families, family_curves, fit_frontier, frontier, FrontierFit, FrontierOptions, FrontierPoint};
+pub use frontier::{families, family_curves, fit_frontier, frontier, FrontierFit, FrontierOptions, FrontierPoint, RangeMode};
 pub use powerlaw::{fit_power_law, FitSpace, Irreducible, PowerLawFit, PowerLawOptions};
 pub use error::{Result, ScalingError};
 pub use io::{load_csv, load_csv_with, load_curves, load_run_record, load_run_records, ColumnMap, LoadOptions, LoadReport, NonFinitePolicy};

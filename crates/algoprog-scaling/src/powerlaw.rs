@@ -1,8 +1,12 @@
 //! Power law with irreducible loss, L = E + A·C^(−γ), fitted to (compute, loss) points.
 //!
 //! Spaces:
-//! - [`FitSpace::Linear`]: least squares on the loss itself, Σ (L − L̂)², as
-//!   scipy's `curve_fit` (Levenberg–Marquardt) on L − E = A·C^(−γ).
+//! - [`FitSpace::Linear`] (the authors'): unweighted least squares on the
+//!   loss itself, Σ (L − L̂)², which with E fixed is least squares on
+//!   y = L − E = A·C^(−γ) in linear y, as the authors' `curve_fit`
+//!   (scipy, TRF, p0 = [mean(y)/mean(C)^−0.1, −0.1]). Solved here by
+//!   Levenberg–Marquardt from the log-space line; both reach the same least
+//!   squares minimum. Large-y (low-compute) points weigh most.
 //! - [`FitSpace::Log`]: with E fixed, least squares on log(L − E) against
 //!   log C (a straight line on log-log axes of the excess loss; closed form);
 //!   with E fitted, least squares on log L − log L̂ (log(L − E) would let one
@@ -10,6 +14,11 @@
 //!
 //! Compute is scaled by its geometric mean internally (C^(−γ) spans many
 //! decades); the reported A is for raw C.
+//!
+//! Refused rather than fitted: a loss ≤ 0, a fixed E at or above any loss
+//! (L − E must be positive in both spaces), and a degenerate result
+//! (A ≤ 0, γ ≤ 0 or anything non-finite: the points do not fall with compute
+//! above E).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +37,34 @@ pub enum Irreducible {
 /// The space in which residuals are measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FitSpace {
-    /// Residuals of L.
+    /// Residuals of L (equivalently of y = L − E with E fixed): the authors' curve_fit.
     Linear,
     /// Residuals of log(L − E) (E fixed) or log L (E fitted).
     Log,
+}
+
+impl FitSpace {
+    /// The authors' space: unweighted least squares in linear y = L − E.
+    pub const AUTHORS: FitSpace = FitSpace::Linear;
+
+    /// `linear` or `log`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FitSpace::Linear => "linear",
+            FitSpace::Log => "log",
+        }
+    }
+
+    /// Parse `linear` (also `authors`, `curve_fit`) or `log`.
+    pub fn from_name(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "linear" | "authors" | "curve_fit" => Ok(FitSpace::Linear),
+            "log" => Ok(FitSpace::Log),
+            _ => Err(ScalingError::InvalidOption(format!(
+                "fit space `{s}`: expected `linear` (the authors': least squares on L − E) or `log` (least squares on log(L − E))"
+            ))),
+        }
+    }
 }
 
 /// Options of a power-law fit.
@@ -46,6 +79,14 @@ pub struct PowerLawOptions {
 impl Default for PowerLawOptions {
     fn default() -> Self {
         Self { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Linear }
+    }
+}
+
+impl PowerLawOptions {
+    /// The authors' frontier fit on C4 with the GPT-2 tokenizer: E = 1.9
+    /// fixed, unweighted least squares on y = L − E.
+    pub fn authors() -> Self {
+        Self { irreducible: Irreducible::Fixed(1.9), space: FitSpace::AUTHORS }
     }
 }
 
@@ -78,6 +119,11 @@ fn check_points(c: &[f64], l: &[f64]) -> Result<()> {
         }
         if !li.is_finite() {
             return Err(ScalingError::InvalidData(format!("point {i}: loss {li} is not finite")));
+        }
+        if !(li > 0.0) {
+            return Err(ScalingError::InvalidData(format!(
+                "point {i} (compute {ci:e}): loss {li} is not positive; a cross-entropy loss is > 0. Fix or remove the point"
+            )));
         }
     }
     Ok(())
@@ -221,13 +267,18 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
     // Model in scaled compute: L = E + A0·exp(−γ x), A = A0·C0^γ.
     let (e, a0, gamma) = match opts.irreducible {
         Irreducible::Fixed(e) => {
-            if let Some((i, &l)) = loss.iter().enumerate().find(|(_, &l)| l <= e) {
-                if opts.space == FitSpace::Log {
-                    return Err(ScalingError::InvalidData(format!(
-                        "point {i} (compute {:e}) has loss {l} at or below the fixed irreducible loss E = {e}; log(L − E) is undefined. Lower E, fit it, or fit in linear space",
-                        compute[i]
-                    )));
-                }
+            if !e.is_finite() {
+                return Err(ScalingError::InvalidOption(format!("fixed irreducible loss E = {e} is not finite")));
+            }
+            let below: Vec<usize> = (0..n).filter(|&i| loss[i] <= e).collect();
+            if let Some(&i) = below.first() {
+                return Err(ScalingError::InvalidData(format!(
+                    "{} of {n} points have a loss at or below the fixed irreducible loss E = {e} (first: point {i}, loss {} at compute {:e}; lowest loss {min_l}); \
+                     L − E must be positive. Lower E below {min_l}, fit it, or leave those points out",
+                    below.len(),
+                    loss[i],
+                    compute[i]
+                )));
             }
             // start (and, in log space, the answer): OLS of log(L − E) on x over points above E
             let (xs, ys): (Vec<f64>, Vec<f64>) =
@@ -297,6 +348,13 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
     let law = PowerLaw { e, a: a0 * (gamma * lc0).exp(), gamma };
     if !(law.a.is_finite() && law.gamma.is_finite() && law.e.is_finite()) {
         return Err(ScalingError::FitFailed(format!("power-law fit diverged (E = {e}, A = {}, γ = {gamma})", law.a)));
+    }
+    if !(law.a > 0.0 && law.gamma > 0.0) {
+        return Err(ScalingError::FitFailed(format!(
+            "degenerate power law L = {e:.4} + {:.4e}·C^-{gamma:.4}: A and γ must be positive, i.e. the loss must fall with compute towards E. \
+             Check that the points are a frontier (loss decreasing in compute), that E is below them, and the compute range",
+            law.a
+        )));
     }
     // residuals (observed − fitted) in the fit's space
     let (obs, fitted): (Vec<f64>, Vec<f64>) = (0..n)

@@ -3,8 +3,8 @@
 
 use algoprog_scaling::chinchilla::{objective_gradient_at, StartResult};
 use algoprog_scaling::{
-    fit_chinchilla, fit_power_law, ChinchillaData, ChinchillaLaw, ChinchillaOptions, FitSpace, Irreducible,
-    PowerLawOptions, Pruning, RobustLoss, StartGrid,
+    fit_chinchilla, fit_power_law, ChinchillaData, ChinchillaLaw, ChinchillaOptions, FitSpace, Irreducible, PowerLawOptions,
+    Pruning, RobustLoss, StartGrid,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,6 +77,85 @@ fn power_law_log_space_rejects_loss_below_fixed_e() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("point 3") && err.contains("1.7") && err.contains("E = 1.8"), "{err}");
+}
+
+#[test]
+fn power_law_refuses_a_fixed_e_at_or_above_losses_in_both_spaces() {
+    // One point below E (linear space used to fit it anyway).
+    let c = vec![1e15, 1e16, 1e17, 1e18];
+    let l = vec![3.0, 2.5, 2.1, 1.7];
+    for space in [FitSpace::Linear, FitSpace::Log] {
+        let err =
+            fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space }).unwrap_err().to_string();
+        assert!(err.contains("1 of 4 points") && err.contains("E = 1.8") && err.contains("Lower E below 1.7"), "{err}");
+    }
+    // E above every loss (used to return A < 0 and γ < 0).
+    let err = fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(5.0), space: FitSpace::Linear })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4 of 4 points"), "{err}");
+    // A loss exactly at E.
+    assert!(fit_power_law(
+        &c,
+        &[3.0, 2.5, 2.1, 1.8],
+        &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Linear }
+    )
+    .is_err());
+}
+
+#[test]
+fn power_law_refuses_non_positive_losses() {
+    let c = vec![1e15, 1e16, 1e17, 1e18, 1e19];
+    for l in [vec![3.0, 2.5, 0.0, 2.1, 2.0], vec![3.0, 2.5, 2.2, 2.1, -1.0]] {
+        for irr in [Irreducible::Fitted, Irreducible::Fixed(-2.0)] {
+            let err = fit_power_law(&c, &l, &PowerLawOptions { irreducible: irr, space: FitSpace::Linear })
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not positive"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn power_law_refuses_degenerate_fits() {
+    // Loss rising with compute above E: the best fit has γ < 0.
+    let c: Vec<f64> = (0..8).map(|i| 10f64.powi(15 + i)).collect();
+    let l: Vec<f64> = c.iter().map(|c| 1.8 + 0.5 * c.powf(0.05)).collect();
+    for space in [FitSpace::Linear, FitSpace::Log] {
+        let err =
+            fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space }).unwrap_err().to_string();
+        assert!(err.contains("degenerate power law") && err.contains("must be positive"), "{space:?}: {err}");
+    }
+}
+
+#[test]
+fn linear_space_is_unweighted_least_squares_on_y_as_the_authors_curve_fit() {
+    // At the linear-space optimum the gradient of Σ (y − A·C^−γ)² in (A, γ) vanishes; the log-space
+    // answer differs on noisy data (it weighs small y more).
+    let (c, l) = power_law_data(7);
+    assert_eq!(FitSpace::from_name("authors").unwrap(), FitSpace::AUTHORS);
+    assert_eq!(FitSpace::AUTHORS, FitSpace::Linear);
+    assert_eq!(FitSpace::from_name("log").unwrap(), FitSpace::Log);
+    assert!(FitSpace::from_name("huber").unwrap_err().to_string().contains("`linear`"));
+    let opts = PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::from_name("linear").unwrap() };
+    let f = fit_power_law(&c, &l, &opts).unwrap();
+    let (a, g) = (f.law.a, f.law.gamma);
+    let (mut da, mut dg, mut scale) = (0.0, 0.0, 0.0);
+    for (ci, li) in c.iter().zip(&l) {
+        let y = li - 1.8;
+        let m = a * ci.powf(-g);
+        let r = y - m;
+        da += -2.0 * r * ci.powf(-g);
+        dg += 2.0 * r * a * ci.ln() * ci.powf(-g);
+        scale += y * y;
+    }
+    assert!((da * a).abs() < 1e-7 * scale && dg.abs() < 1e-7 * scale, "gradient ({da}, {dg})");
+    let lg = fit_power_law(&c, &l, &PowerLawOptions { space: FitSpace::Log, ..opts }).unwrap();
+    assert!((lg.law.gamma - g).abs() > 1e-6, "the two spaces give different fits on noisy data");
+    assert_eq!(
+        PowerLawOptions::authors(),
+        PowerLawOptions { irreducible: Irreducible::Fixed(1.9), space: FitSpace::Linear }
+    );
 }
 
 const TRUE: ChinchillaLaw = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
@@ -188,12 +267,21 @@ fn screened_fit_reaches_the_same_optimum_as_the_full_run() {
     let full = fit_chinchilla(&data, &ChinchillaOptions { grid: small_grid(), ..Default::default() }).unwrap();
     let pruned = fit_chinchilla(
         &data,
-        &ChinchillaOptions { grid: small_grid(), pruning: Pruning::Screen { screen_iters: 10, keep: 8 }, ..Default::default() },
+        &ChinchillaOptions {
+            grid: small_grid(),
+            pruning: Pruning::Screen { screen_iters: 10, keep: 8 },
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(pruned.full_starts, 8);
     assert!(pruned.evaluations < full.evaluations);
-    assert!((pruned.objective - full.objective).abs() <= 1e-8 * full.objective, "{} vs {}", pruned.objective, full.objective);
+    assert!(
+        (pruned.objective - full.objective).abs() <= 1e-8 * full.objective,
+        "{} vs {}",
+        pruned.objective,
+        full.objective
+    );
     assert!((pruned.law.alpha - full.law.alpha).abs() < 1e-3);
     // local optima are distinct and sorted
     let lo: &Vec<StartResult> = &full.local_optima;

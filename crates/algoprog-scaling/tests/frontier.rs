@@ -1,8 +1,8 @@
 //! Frontier of hand-made curves, compute ranges, checkpoint trimming, IsoFLOP.
 
 use algoprog_scaling::{
-    drop_leading_fraction, fit_frontier, frontier, isoflop, Budgets, ChinchillaLaw, Curve, FrontierOptions,
-    IsoFlopOptions, Irreducible, FitSpace, Point, PowerLawOptions, RunMeta,
+    drop_leading_fraction, fit_frontier, frontier, isoflop, Budgets, ChinchillaLaw, Curve, FitSpace, FrontierOptions,
+    Irreducible, IsoFlopOptions, Point, PowerLawOptions, RangeMode, RunMeta,
 };
 
 fn curve(id: &str, pts: &[(f64, f64)]) -> Curve {
@@ -53,11 +53,70 @@ fn diverged_runs_are_excluded_unless_asked() {
 }
 
 #[test]
-fn compute_range_restricts_the_envelope_of_all_points() {
-    let opts = FrontierOptions { min_compute: Some(3.0), max_compute: Some(8.0), ..Default::default() };
+fn compute_range_after_pareto_restricts_the_envelope_of_all_points() {
+    let opts = FrontierOptions {
+        min_compute: Some(3.0),
+        max_compute: Some(8.0),
+        range_mode: RangeMode::AfterPareto,
+        ..Default::default()
+    };
     let f = frontier(&hand_made(), &opts);
     // C's (3, 3.9) is inside the range but dominated by B's (2, 3.9) outside it
     assert_eq!(pts(&f), vec![(4.0, 3.5, "A".to_string(), 200), (8.0, 3.0, "B".to_string(), 300)]);
+}
+
+#[test]
+fn compute_range_before_pareto_is_the_default_and_keeps_points_dominated_only_from_outside() {
+    let opts = FrontierOptions { min_compute: Some(3.0), max_compute: Some(8.0), ..Default::default() };
+    assert_eq!(opts.range_mode, RangeMode::BeforePareto);
+    let f = frontier(&hand_made(), &opts);
+    // B's (2, 3.9) is dropped before the envelope, so C's (3, 3.9) is on it; B's (16, 2.9) is out of range.
+    assert_eq!(
+        pts(&f),
+        vec![(3.0, 3.9, "C".to_string(), 100), (4.0, 3.5, "A".to_string(), 200), (8.0, 3.0, "B".to_string(), 300)]
+    );
+    assert_eq!(RangeMode::from_name("after_pareto").unwrap(), RangeMode::AfterPareto);
+    assert_eq!(RangeMode::from_name(RangeMode::BeforePareto.name()).unwrap(), RangeMode::BeforePareto);
+    assert!(RangeMode::from_name("inside").is_err());
+    let p = FrontierOptions::papers();
+    assert_eq!((p.min_compute, p.max_compute, p.range_mode), (Some(1e16), Some(5e17), RangeMode::BeforePareto));
+}
+
+fn law_curves(loss: impl Fn(f64) -> f64) -> Vec<Curve> {
+    (0..3)
+        .map(|r| {
+            let p: Vec<(f64, f64)> =
+                (0..10).map(|i| 1e15 * 10f64.powf(0.5 * i as f64 + 0.1 * r as f64)).map(|c| (c, loss(c))).collect();
+            curve(&format!("r{r}"), &p)
+        })
+        .collect()
+}
+
+#[test]
+fn fit_frontier_refuses_a_non_positive_loss_instead_of_cutting_the_frontier() {
+    let mut curves = law_curves(|c| 1.8 + 40.0 * c.powf(-0.08));
+    curves[1].points[1].loss = -0.5; // at 10^15.6 FLOPs
+    let err = fit_frontier(&curves, &FrontierOptions::default(), &PowerLawOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("run `r1`, step 100") && err.contains("not positive"), "{err}");
+    // Outside the range and applied before the Pareto step, the bad point cannot enter: the fit goes ahead.
+    let opts = FrontierOptions { min_compute: Some(1e16), ..Default::default() };
+    assert!(fit_frontier(&curves, &opts, &PowerLawOptions::default()).is_ok());
+}
+
+#[test]
+fn fit_frontier_refuses_a_fixed_e_at_or_above_frontier_losses() {
+    let curves = law_curves(|c| 1.8 + 40.0 * c.powf(-0.08));
+    let lo = PowerLawOptions { irreducible: Irreducible::Fixed(3.0), space: FitSpace::Linear };
+    let err = fit_frontier(&curves, &FrontierOptions::default(), &lo).unwrap_err().to_string();
+    assert!(err.contains("frontier points have a loss at or below the fixed irreducible loss E = 3"), "{err}");
+    assert!(err.contains("Lower E below"), "{err}");
+    // E above every loss.
+    let lo = PowerLawOptions { irreducible: Irreducible::Fixed(50.0), space: FitSpace::Linear };
+    let err = fit_frontier(&curves, &FrontierOptions::default(), &lo).unwrap_err().to_string();
+    assert!(err.contains("30 of 30 frontier points"), "{err}");
+    // The right E fits and recovers the law.
+    let ff = fit_frontier(&curves, &FrontierOptions::default(), &PowerLawOptions::default()).unwrap();
+    assert!((ff.fit.law.gamma - 0.08).abs() < 1e-8, "{:?}", ff.fit.law);
 }
 
 #[test]
@@ -96,11 +155,25 @@ fn frontier_power_law_fit_recovers_the_envelope_law() {
 
 #[test]
 fn dropping_the_first_third_keeps_steps_from_a_third_of_the_last_step() {
-    let c = curve("A", &[(1.0, 9.0), (2.0, 8.0), (3.0, 7.0), (4.0, 6.0), (5.0, 5.0), (6.0, 4.0), (7.0, 3.0), (8.0, 2.5), (9.0, 2.4), (10.0, 2.3)]);
+    let c = curve(
+        "A",
+        &[
+            (1.0, 9.0),
+            (2.0, 8.0),
+            (3.0, 7.0),
+            (4.0, 6.0),
+            (5.0, 5.0),
+            (6.0, 4.0),
+            (7.0, 3.0),
+            (8.0, 2.5),
+            (9.0, 2.4),
+            (10.0, 2.3),
+        ],
+    );
     // steps 0..900, last 900: keep steps >= 300
     let t = c.drop_leading_fraction(1.0 / 3.0);
     assert_eq!(t.points.iter().map(|p| p.step).collect::<Vec<_>>(), vec![300, 400, 500, 600, 700, 800, 900]);
-    assert_eq!(drop_leading_fraction(&[c.clone()], 0.0)[0].points.len(), 10);
+    assert_eq!(drop_leading_fraction(std::slice::from_ref(&c), 0.0)[0].points.len(), 10);
     assert_eq!(c.drop_leading_fraction(1.0).points.len(), 1);
 }
 
