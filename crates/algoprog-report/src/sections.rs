@@ -13,8 +13,9 @@ use std::path::Path;
 use algoprog_ceg::decompose::{Algorithm, ReferenceSpec};
 use algoprog_ceg::{
     ceg_multipliers, combination_test, compare_allocations, decompose, reference_dependence,
-    resolve_threshold, CegFunction, CombinationReport, ComputeTrend, Decomposition, Direction, Gain,
-    KaplanRule, MultiplierOptions, MultiplierReport, Source, Threshold, ThresholdSpec, Timeline,
+    resolve_threshold, CegFunction, CombinationReport, ComputeTrend, Decomposition, Direction,
+    Gain, KaplanRule, MultiplierOptions, MultiplierReport, Source, Threshold, ThresholdSpec,
+    Timeline,
 };
 use algoprog_plot::ceg as cplot;
 use algoprog_plot::charts::{write_log_log, LogLogChart, Mark, Series};
@@ -413,9 +414,21 @@ pub struct ThresholdChoice {
 /// run (ablation runs that are not excluded) reaches, refused when no run of
 /// the reference family, or no run at all, ends at least the margin below
 /// the plateau (the refusal names the runs).
-pub fn choose_threshold(input: &ReportInput, settings: &AnalysisSettings, ex: &Exclusions) -> ThresholdChoice {
-    let compared: Vec<&RunEntry> = input.runs.iter().filter(|r| r.in_role(Role::Ablation) && !r.curve.points.is_empty()).collect();
-    let kept: Vec<&RunEntry> = compared.iter().copied().filter(|r| !ex.excluded(r.id())).collect();
+pub fn choose_threshold(
+    input: &ReportInput,
+    settings: &AnalysisSettings,
+    ex: &Exclusions,
+) -> ThresholdChoice {
+    let compared: Vec<&RunEntry> = input
+        .runs
+        .iter()
+        .filter(|r| r.in_role(Role::Ablation) && !r.curve.points.is_empty())
+        .collect();
+    let kept: Vec<&RunEntry> = compared
+        .iter()
+        .copied()
+        .filter(|r| !ex.excluded(r.id()))
+        .collect();
     let plateau_names = || {
         compared
             .iter()
@@ -424,7 +437,10 @@ pub fn choose_threshold(input: &ReportInput, settings: &AnalysisSettings, ex: &E
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let refused = |why: String| ThresholdChoice { value: None, how: why };
+    let refused = |why: String| ThresholdChoice {
+        value: None,
+        how: why,
+    };
     let spec = match settings.threshold {
         ThresholdSetting::Fixed(t) => ThresholdSpec::Fixed(t),
         ThresholdSetting::Auto => {
@@ -444,14 +460,25 @@ pub fn choose_threshold(input: &ReportInput, settings: &AnalysisSettings, ex: &E
                     plateau_names()
                 ));
             }
-            ThresholdSpec::Auto { margin: settings.margin }
+            ThresholdSpec::Auto {
+                margin: settings.margin,
+            }
         }
     };
-    let curves: Vec<&Curve> = if kept.is_empty() { compared.iter().map(|r| &r.curve).collect() } else { kept.iter().map(|r| &r.curve).collect() };
+    let curves: Vec<&Curve> = if kept.is_empty() {
+        compared.iter().map(|r| &r.curve).collect()
+    } else {
+        kept.iter().map(|r| &r.curve).collect()
+    };
     if curves.is_empty() {
         return match spec {
-            ThresholdSpec::Fixed(t) => ThresholdChoice { value: Some(t), how: format!("L* = {t} nats, stated in the analysis settings") },
-            ThresholdSpec::Auto { .. } => refused("`auto` found no threshold: no ablation run has an evaluation".into()),
+            ThresholdSpec::Fixed(t) => ThresholdChoice {
+                value: Some(t),
+                how: format!("L* = {t} nats, stated in the analysis settings"),
+            },
+            ThresholdSpec::Auto { .. } => {
+                refused("`auto` found no threshold: no ablation run has an evaluation".into())
+            }
         };
     }
     match resolve_threshold(spec, curves, ex.plateau_level) {
@@ -469,14 +496,20 @@ pub fn choose_threshold(input: &ReportInput, settings: &AnalysisSettings, ex: &E
                 }
                 None => how.push_str("; checked against each run's early plateau only (the unigram entropy is unknown: state `unigram_entropy`)"),
             }
-            ThresholdChoice { value: Some(r.value), how }
+            ThresholdChoice {
+                value: Some(r.value),
+                how,
+            }
         }
         Ok(r) => {
             let mut how = format!("L* = {} nats, stated in the analysis settings", r.value);
             for w in &r.warnings {
                 let _ = write!(how, " (warning: {w})");
             }
-            ThresholdChoice { value: Some(r.value), how }
+            ThresholdChoice {
+                value: Some(r.value),
+                how,
+            }
         }
         Err(e) => refused(format!("`auto` found no threshold: {e}")),
     }
@@ -1398,7 +1431,9 @@ pub fn kaplan_section(
     let mut md = String::from("## Kaplan vs Chinchilla (Figure 3)\n\n");
     let (law, source, measured) = allocation_law(input, settings, ex);
     let rule = kaplan_rule(settings.kaplan_rule);
-    let (worse, better) = rule.allocations().expect("the rules a study can name have allocation paths");
+    let (worse, better) = rule
+        .allocations()
+        .expect("the rules a study can name have allocation paths");
     let rep = match compare_allocations(&law, worse, better, 1e15, 1e25, 11, K) {
         Ok(r) => r,
         Err(e) => {
@@ -1513,50 +1548,107 @@ pub fn decomposition(
     let mut measured = Vec::new();
     let e = |x: algoprog_ceg::CegError| x.to_string();
     if let Some(rep) = ablation {
-        let m = |seam: &str| rep.variant(&format!("modern-retro_{seam}")).and_then(|v| v.ceg).filter(|v| *v > 0.0);
+        let m = |seam: &str| {
+            rep.variant(&format!("modern-retro_{seam}"))
+                .and_then(|v| v.ceg)
+                .filter(|v| *v > 0.0)
+        };
         let at = format!("at L* = {:.4}", rep.threshold);
         if let Some(v) = m("schedule") {
-            t.set_constant("sqrt_cosine", v, Source::Measured, Some(format!("measured cosine over inverse-sqrt {at}"))).map_err(e)?;
+            t.set_constant(
+                "sqrt_cosine",
+                v,
+                Source::Measured,
+                Some(format!("measured cosine over inverse-sqrt {at}")),
+            )
+            .map_err(e)?;
             measured.push(format!("inverse-sqrt → cosine: {v:.4} (measured)"));
         }
         if let Some(v) = m("feed_forward") {
-            t.set_constant("gelu_swiglu", v, Source::Measured, Some(format!("measured SwiGLU over GeLU {at}"))).map_err(e)?;
-            measured.push(format!("GeLU → SwiGLU: {v:.4} (measured; normalisation only, as the authors)"));
+            t.set_constant(
+                "gelu_swiglu",
+                v,
+                Source::Measured,
+                Some(format!("measured SwiGLU over GeLU {at}")),
+            )
+            .map_err(e)?;
+            measured.push(format!(
+                "GeLU → SwiGLU: {v:.4} (measured; normalisation only, as the authors)"
+            ));
         }
         if let Some(v) = m("positional") {
             let (a, b) = split_published(v, 1.44 / 1.26, 1.26);
             let note = format!("measured rotary over sinusoidal {v:.4} {at}, split over sinusoidal → learned and learned → rotary in the published log ratio");
-            t.set_constant("sinusoidal", a, Source::Mixed, Some(note.clone())).map_err(e)?;
-            t.set_constant("rotary", b, Source::Mixed, Some(note)).map_err(e)?;
+            t.set_constant("sinusoidal", a, Source::Mixed, Some(note.clone()))
+                .map_err(e)?;
+            t.set_constant("rotary", b, Source::Mixed, Some(note))
+                .map_err(e)?;
             measured.push(format!("sinusoidal → learned → rotary: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
         }
         if let Some(v) = m("norm") {
             let (a, b) = split_published(v, 1.87, 1.09);
             let note = format!("measured pre-RMSNorm over post-LayerNorm {v:.4} {at}, split over post → pre and LayerNorm → RMSNorm in the published log ratio");
-            t.set_constant("pre_layer", a, Source::Mixed, Some(note.clone())).map_err(e)?;
-            t.set_constant("pre_rms", b, Source::Mixed, Some(note)).map_err(e)?;
+            t.set_constant("pre_layer", a, Source::Mixed, Some(note.clone()))
+                .map_err(e)?;
+            t.set_constant("pre_rms", b, Source::Mixed, Some(note))
+                .map_err(e)?;
             measured.push(format!("post-LayerNorm → pre-RMSNorm: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
         }
     }
     if let Some(c) = combination {
-        t.set_normalisation_target(c.measured.ceg, Source::Measured, Some(format!("measured modern over retro at L* = {:.4}", c.threshold))).map_err(e)?;
-        measured.push(format!("interaction normalisation target: {:.4} (measured modern over retro)", c.measured.ceg));
+        t.set_normalisation_target(
+            c.measured.ceg,
+            Source::Measured,
+            Some(format!(
+                "measured modern over retro at L* = {:.4}",
+                c.threshold
+            )),
+        )
+        .map_err(e)?;
+        measured.push(format!(
+            "interaction normalisation target: {:.4} (measured modern over retro)",
+            c.measured.ceg
+        ));
     }
     let kaplan_measured = kaplan.is_some_and(|k| k.measured);
     if let (Some(Ok(l)), Some(Ok(r))) = (fits.get("lstm"), fits.get("retro")) {
-        let src = if kaplan_measured { Source::Measured } else { Source::Mixed };
-        t.set_frontiers("kaplan", l.law, r.law, src, Some("this study's LSTM and retro frontiers, divided by the rebalancing gain".into())).map_err(e)?;
+        let src = if kaplan_measured {
+            Source::Measured
+        } else {
+            Source::Mixed
+        };
+        t.set_frontiers(
+            "kaplan",
+            l.law,
+            r.law,
+            src,
+            Some("this study's LSTM and retro frontiers, divided by the rebalancing gain".into()),
+        )
+        .map_err(e)?;
         measured.push("LSTM → Transformer: this study's fitted LSTM and retro frontiers".into());
     }
     if let Some(k) = kaplan.filter(|k| k.measured) {
         let rule = kaplan_rule(settings.kaplan_rule);
         if let Some((worse, better)) = rule.allocations() {
-            t.replace_rebalancing(Gain::Allocation { law: k.law, worse, better, k: K }, Source::Measured, Some(format!("under {}", k.law_source))).map_err(e)?;
+            t.replace_rebalancing(
+                Gain::Allocation {
+                    law: k.law,
+                    worse,
+                    better,
+                    k: K,
+                },
+                Source::Measured,
+                Some(format!("under {}", k.law_source)),
+            )
+            .map_err(e)?;
             measured.push("Kaplan → Chinchilla rebalancing: under the study's own L(N, D)".into());
         }
     }
     let d = decompose(&t).map_err(e)?;
-    Ok(StudyDecomposition { decomposition: d, measured })
+    Ok(StudyDecomposition {
+        decomposition: d,
+        measured,
+    })
 }
 
 /// The decomposition section.
@@ -1606,16 +1698,47 @@ pub fn decomposition_section(
                 f4(s.raw_ceg),
                 f4(s.ceg),
                 format!("{:.2}%", 100.0 * s.share),
-                if s.scale_invariant { "invariant" } else { "dependent" }.into(),
+                if s.scale_invariant {
+                    "invariant"
+                } else {
+                    "dependent"
+                }
+                .into(),
                 s.note.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    md_table(&mut md, &["innovation", "year", "source", "CEG at the target year", "after normalisation", "share of ln gain", "scale", "note"], &rows);
-    let bars: Vec<cplot::Bar> = d.items.iter().filter(|s| s.ceg.is_finite() && s.ceg > 0.0).map(|s| cplot::Bar { label: s.label.clone(), value: s.ceg, lo: None, hi: None }).collect();
+    md_table(
+        &mut md,
+        &[
+            "innovation",
+            "year",
+            "source",
+            "CEG at the target year",
+            "after normalisation",
+            "share of ln gain",
+            "scale",
+            "note",
+        ],
+        &rows,
+    );
+    let bars: Vec<cplot::Bar> = d
+        .items
+        .iter()
+        .filter(|s| s.ceg.is_finite() && s.ceg > 0.0)
+        .map(|s| cplot::Bar {
+            label: s.label.clone(),
+            value: s.ceg,
+            lo: None,
+            hi: None,
+        })
+        .collect();
     let by_year: Vec<(f64, f64)> = d.by_year.iter().map(|y| (y.year, y.gain)).collect();
     if !bars.is_empty() {
-        let title = format!("gain {:.0} → {:.0}: {:.0}×", d.start_year, d.target_year, d.total_gain);
+        let title = format!(
+            "gain {:.0} → {:.0}: {:.0}×",
+            d.start_year, d.target_year, d.total_gain
+        );
         let caption = format!(
             "Decomposition: each item's CEG at {:.0} and the cumulative gain by year; measured items from {} ({}), threshold {}, the others published",
             d.target_year,
@@ -1626,7 +1749,9 @@ pub fn decomposition_section(
                 ThresholdSetting::Auto => "auto".into(),
             }
         );
-        md.push_str(&figure(figs, "decomposition", &caption, |p| cplot::decomposition_chart(p, &title, &bars, &by_year))?);
+        md.push_str(&figure(figs, "decomposition", &caption, |p| {
+            cplot::decomposition_chart(p, &title, &bars, &by_year)
+        })?);
     }
     Ok(md)
 }
@@ -1936,11 +2061,31 @@ pub fn published_rows(
     // Decomposition shares.
     if let Some(res) = &a.decomposition {
         let pubs = [
-            ("decomposition 2012 → 2023: total gain", format!("{:.2}×", published::DECOMP_TOTAL), "total"),
-            ("decomposition: scale-dependent share", format!("{:.2}%", 100.0 * published::DECOMP_SCALE_DEPENDENT_SHARE), "dep"),
-            ("decomposition: LSTM → Transformer share", format!("{:.2}%", 100.0 * published::DECOMP_TRANSFORMER_SHARE), "kaplan"),
-            ("decomposition: Chinchilla share", format!("{:.2}%", 100.0 * published::DECOMP_CHINCHILLA_SHARE), "chinchilla"),
-            ("decomposition: scale-invariant share", format!("{:.2}%", 100.0 * published::DECOMP_SCALE_INVARIANT_SHARE), "inv"),
+            (
+                "decomposition 2012 → 2023: total gain",
+                format!("{:.2}×", published::DECOMP_TOTAL),
+                "total",
+            ),
+            (
+                "decomposition: scale-dependent share",
+                format!("{:.2}%", 100.0 * published::DECOMP_SCALE_DEPENDENT_SHARE),
+                "dep",
+            ),
+            (
+                "decomposition: LSTM → Transformer share",
+                format!("{:.2}%", 100.0 * published::DECOMP_TRANSFORMER_SHARE),
+                "kaplan",
+            ),
+            (
+                "decomposition: Chinchilla share",
+                format!("{:.2}%", 100.0 * published::DECOMP_CHINCHILLA_SHARE),
+                "chinchilla",
+            ),
+            (
+                "decomposition: scale-invariant share",
+                format!("{:.2}%", 100.0 * published::DECOMP_SCALE_INVARIANT_SHARE),
+                "inv",
+            ),
         ];
         for (q, p, key) in pubs {
             let (v, note) = match res {
@@ -1951,14 +2096,26 @@ pub fn published_rows(
                         "total" => format!("{:.2}×", d.total_gain),
                         "dep" => pct(d.scale_dependent_share),
                         "inv" => pct(d.scale_invariant_share),
-                        k => d.item(k).map(|s| pct(s.share)).unwrap_or_else(|| "—".into()),
+                        k => d
+                            .item(k)
+                            .map(|s| pct(s.share))
+                            .unwrap_or_else(|| "—".into()),
                     };
                     (v, format!("the authors' timeline with {} measured input(s), the rest published (see the decomposition section)", sd.measured.len()))
                 }
-                Ok(_) => ("not measured".into(), "the study measured none of the decomposition's inputs".into()),
+                Ok(_) => (
+                    "not measured".into(),
+                    "the study measured none of the decomposition's inputs".into(),
+                ),
                 Err(e) => ("not measured".into(), format!("decomposition failed: {e}")),
             };
-            rows.push(PublishedRow { quantity: q.into(), published: p, this_study: v, interval: "—".into(), note });
+            rows.push(PublishedRow {
+                quantity: q.into(),
+                published: p,
+                this_study: v,
+                interval: "—".into(),
+                note,
+            });
         }
     }
     rows
@@ -2034,7 +2191,13 @@ pub fn render(
     md.push_str(&s);
     let (s, kaplan) = kaplan_section(input, settings, &ex, figs)?;
     md.push_str(&s);
-    let dec = decomposition(settings, ablation.as_ref(), combination.as_ref(), &fits, kaplan.as_ref());
+    let dec = decomposition(
+        settings,
+        ablation.as_ref(),
+        combination.as_ref(),
+        &fits,
+        kaplan.as_ref(),
+    );
     md.push_str(&decomposition_section(input, settings, &dec, figs)?);
     md.push_str(&reference_section(&fits));
     let mut analysis = Analysis {

@@ -434,7 +434,11 @@ fn the_decomposition_is_the_authors_until_the_study_measures_an_item() {
     // Nothing measured: the published test vector, 2012 → 2023.
     let d = decomposition(&s, None, None, &BTreeMap::new(), None).unwrap();
     assert!(d.measured.is_empty());
-    assert!((d.decomposition.total_gain - 6926.35).abs() / 6926.35 < 1e-4, "{}", d.decomposition.total_gain);
+    assert!(
+        (d.decomposition.total_gain - 6926.35).abs() / 6926.35 < 1e-4,
+        "{}",
+        d.decomposition.total_gain
+    );
     assert!((d.decomposition.scale_dependent_share - 0.8933).abs() < 1e-4);
     // A measured schedule multiplier replaces the published 1.04 and is marked measured.
     let input = ReportInput::from_curves("abl.csv", {
@@ -451,9 +455,19 @@ fn the_decomposition_is_the_authors_until_the_study_measures_an_item() {
     let d = decomposition(&s, Some(&rep), None, &BTreeMap::new(), None).unwrap();
     let item = d.decomposition.item("sqrt_cosine").unwrap();
     assert_eq!(item.source, algoprog_ceg::Source::Measured);
-    assert!((item.raw_ceg - 10f64.powf(0.1)).abs() < 1e-6, "{}", item.raw_ceg);
+    assert!(
+        (item.raw_ceg - 10f64.powf(0.1)).abs() < 1e-6,
+        "{}",
+        item.raw_ceg
+    );
     // The positional seam covers two published items: split in their published log ratio, product kept.
-    let (a, b) = (d.decomposition.item("sinusoidal").unwrap().raw_ceg, d.decomposition.item("rotary").unwrap().raw_ceg);
-    assert!((a * b - 10f64.powf(0.3)).abs() < 1e-6 && (a.ln() / b.ln() - (1.44f64 / 1.26).ln() / 1.26f64.ln()).abs() < 1e-9);
+    let (a, b) = (
+        d.decomposition.item("sinusoidal").unwrap().raw_ceg,
+        d.decomposition.item("rotary").unwrap().raw_ceg,
+    );
+    assert!(
+        (a * b - 10f64.powf(0.3)).abs() < 1e-6
+            && (a.ln() / b.ln() - (1.44f64 / 1.26).ln() / 1.26f64.ln()).abs() < 1e-9
+    );
     assert_eq!(d.measured.len(), 3, "{:?}", d.measured);
 }
