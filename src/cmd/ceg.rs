@@ -708,8 +708,11 @@ struct ClosedFormOutput {
     points: Vec<(f64, f64, f64)>,
 }
 
+/// (worse, better) allocations.
+type AllocationPair = (Allocation, Allocation);
+
 /// The rule (or the custom pair of allocations) of `ceg kaplan`.
-fn kaplan_choice(a: &KaplanArgs) -> Result<(Option<KaplanRule>, Option<(Allocation, Allocation)>)> {
+fn kaplan_choice(a: &KaplanArgs) -> Result<(Option<KaplanRule>, Option<AllocationPair>)> {
     if a.worse.is_some() || a.better.is_some() {
         let worse = parse_allocation(a.worse.as_deref().unwrap_or("kaplan"))?;
         let better = parse_allocation(a.better.as_deref().unwrap_or("optimal"))?;

@@ -134,6 +134,8 @@ pub enum Gain {
     Kaplan { rule: KaplanRule },
     /// One gain divided by another, e.g. a frontier gain with an allocation gain divided out.
     Ratio { numerator: Box<Gain>, denominator: Box<Gain> },
+    /// The product of several gains (e.g. a state of the art against a reference: mixture of experts × rebalancing).
+    Product { factors: Vec<Gain> },
 }
 
 fn default_k() -> f64 {
@@ -163,6 +165,21 @@ impl Gain {
             Gain::Function { reference, new } => CegFunction::new(*reference, *new)?.eval(c),
             Gain::Allocation { law, worse, better, k } => allocation_ceg(law, *better, *worse, c, *k),
             Gain::Kaplan { rule } => rule.ceg(c),
+            Gain::Product { factors } => {
+                let mut log = 0.0;
+                for f in factors {
+                    log += f.at(c)?.ln();
+                }
+                let p = log.exp();
+                if !(p > 0.0 && p.is_finite()) {
+                    return Err(CegError::BadParameter {
+                        name: "product of gains".into(),
+                        value: p,
+                        why: format!("at {c:e} FLOPs the product overflows"),
+                    });
+                }
+                Ok(p)
+            }
             Gain::Ratio { numerator, denominator } => {
                 let (n, d) = (numerator.at(c)?, denominator.at(c)?);
                 let r = n / d;
@@ -186,6 +203,7 @@ impl Gain {
             Gain::Allocation { worse, better, .. } => worse == better,
             Gain::Kaplan { .. } => false,
             Gain::Ratio { numerator, denominator } => numerator.is_scale_invariant() && denominator.is_scale_invariant(),
+            Gain::Product { factors } => factors.iter().all(Gain::is_scale_invariant),
         }
     }
 
@@ -198,6 +216,7 @@ impl Gain {
                 v.extend(denominator.functions_mut());
                 v
             }
+            Gain::Product { factors } => factors.iter_mut().flat_map(Gain::functions_mut).collect(),
             _ => vec![],
         }
     }
@@ -213,6 +232,7 @@ impl Gain {
             Gain::Ratio { numerator, denominator } => {
                 numerator.replace_rebalancing(with) + denominator.replace_rebalancing(with)
             }
+            Gain::Product { factors } => factors.iter_mut().map(|f| f.replace_rebalancing(with)).sum(),
             _ => 0,
         }
     }
@@ -562,7 +582,13 @@ impl Timeline {
         if n > 1 {
             log_g += interaction.ln();
         }
-        Ok(log_g.exp())
+        let g = log_g.exp();
+        if !g.is_finite() {
+            return Err(CegError::BadTimeline(format!(
+                "the total gain in {y} is too large for a number (ln total = {log_g:.1}); check the multipliers and frontiers"
+            )));
+        }
+        Ok(g)
     }
 }
 
@@ -708,8 +734,10 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
     if log_total == 0.0 {
         return Err(CegError::ZeroTotalGain { compute });
     }
-    if !log_total.is_finite() {
-        return Err(CegError::BadTimeline(format!("the total gain at {year} overflows (ln total = {log_total})")));
+    if !log_total.exp().is_finite() {
+        return Err(CegError::BadTimeline(format!(
+            "the total gain at {year} is too large for a number (ln total = {log_total:.1}); check the multipliers and frontiers"
+        )));
     }
     for s in &mut items {
         s.share = s.log_ceg / log_total;
@@ -780,6 +808,91 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
         by_year,
         assumptions,
     })
+}
+
+/// One year of [`reference_growth`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrowthPoint {
+    pub year: f64,
+    pub compute: f64,
+    /// CEG of the state of the art against the reference at C(year).
+    pub ceg: f64,
+    /// d ln CEG / d year: the continuous annual growth rate (the authors plot 100× this, in %).
+    pub log_growth: f64,
+    /// exp(log_growth): the annual growth factor of the measured CEG.
+    pub annual_factor: f64,
+}
+
+/// Measured progress of one state of the art against one reference, year by year.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceGrowth {
+    pub reference: String,
+    pub points: Vec<GrowthPoint>,
+}
+
+/// The authors' reference dependence: the same state of the art measured
+/// against several references, each given as the gain of the state of the
+/// art over that reference as a function of compute (e.g. against an LSTM:
+/// mixture of experts × the LSTM → modern Transformer frontier CEG; against
+/// a Kaplan-allocated Transformer: mixture of experts × the rebalancing CEG;
+/// against a dense Transformer: mixture of experts alone). For each year
+/// from `start_year` to `end_year` (steps of one): CEG(C(year)) and its
+/// growth d ln CEG / d year = ln g · d ln CEG / d ln C (central difference
+/// in ln C). A scale-invariant gain grows at exactly zero.
+pub fn reference_growth(
+    references: &[(String, Gain)],
+    trend: &ComputeTrend,
+    start_year: f64,
+    end_year: f64,
+) -> Result<Vec<ReferenceGrowth>> {
+    trend.check()?;
+    if !(start_year.is_finite() && end_year.is_finite() && end_year >= start_year) {
+        return Err(CegError::BadTimeline(format!(
+            "reference growth needs finite years with end_year ≥ start_year (got {start_year} and {end_year})"
+        )));
+    }
+    if end_year - start_year > 1000.0 {
+        return Err(CegError::BadTimeline(format!("{start_year}..{end_year} spans more than 1000 years")));
+    }
+    let h: f64 = 1e-4;
+    references
+        .iter()
+        .map(|(name, gain)| {
+            let mut points = Vec::new();
+            let mut y = start_year;
+            while y <= end_year + 1e-9 {
+                let c = trend.compute_at(y);
+                let at = |c: f64| gain.at(c).map_err(|e| CegError::BadTimeline(format!("reference `{name}` in {y}: {e}")));
+                let ceg = at(c)?;
+                let log_growth = if gain.is_scale_invariant() {
+                    0.0
+                } else {
+                    (at(c * h.exp())?.ln() - at(c * (-h).exp())?.ln()) / (2.0 * h) * trend.growth_per_year.ln()
+                };
+                points.push(GrowthPoint { year: y, compute: c, ceg, log_growth, annual_factor: log_growth.exp() });
+                y += 1.0;
+            }
+            Ok(ReferenceGrowth { reference: name.clone(), points })
+        })
+        .collect()
+}
+
+/// The authors' three references for the modern (mixture-of-experts)
+/// Transformer, from the published constants: `lstm` (2.0 × the LSTM →
+/// modern Transformer frontier CEG, frontiers 36.3·C^−0.065 and
+/// 88.0·C^−0.094 on y = L − 1.9), `kaplan_transformer` (2.0 × the
+/// closed-form rebalancing CEG) and `dense_transformer` (2.0).
+pub fn paper_references() -> Vec<(String, Gain)> {
+    let moe = Gain::constant(2.0);
+    let lstm = Gain::Function { reference: PowerLaw::new(1.9, 36.3, 0.065), new: PowerLaw::new(1.9, 88.0, 0.094) };
+    vec![
+        ("lstm".into(), Gain::Product { factors: vec![moe.clone(), lstm] }),
+        (
+            "kaplan_transformer".into(),
+            Gain::Product { factors: vec![moe.clone(), Gain::Kaplan { rule: KaplanRule::Kaplan2020ClosedForm }] },
+        ),
+        ("dense_transformer".into(), moe),
+    ]
 }
 
 /// One year of a reference-dependence series.
@@ -1146,5 +1259,50 @@ mod tests {
         t.normalisation = None;
         t.innovations[1].normalisation_only = true;
         assert!(decompose(&t).unwrap_err().to_string().contains("not a member"));
+    }
+
+    #[test]
+    fn progress_grows_against_an_lstm_and_not_against_a_dense_transformer() {
+        let r = reference_growth(&paper_references(), &ComputeTrend::default(), 2018.0, 2028.0).unwrap();
+        assert_eq!(
+            r.iter().map(|g| g.reference.as_str()).collect::<Vec<_>>(),
+            ["lstm", "kaplan_transformer", "dense_transformer"]
+        );
+        // Against the LSTM (equal E, pure power laws in y = L − E): CEG ∝ C^(0.094/0.065 − 1), so
+        // d ln CEG / d year = ln 4.1 · (0.094/0.065 − 1) ≈ 0.629 every year.
+        let want = 4.1f64.ln() * (0.094 / 0.065 - 1.0);
+        assert!(r[0].points.iter().all(|p| (p.log_growth - want).abs() < 1e-6), "{:?}", r[0].points[0]);
+        let c = r[0].points[0].compute;
+        let f = CegFunction::new(PowerLaw::new(1.9, 36.3, 0.065), PowerLaw::new(1.9, 88.0, 0.094)).unwrap().eval(c).unwrap();
+        assert!(rel(r[0].points[0].ceg, 2.0 * f) < 1e-12);
+        // Against a dense Transformer: the constant 2.0, zero growth.
+        assert!(r[2].points.iter().all(|p| p.ceg == 2.0 && p.log_growth == 0.0 && p.annual_factor == 1.0));
+        // Against a Kaplan-allocated Transformer: growth that itself grows with compute (gap converges then diverges).
+        let k = &r[1].points;
+        assert!(k.windows(2).all(|w| w[1].log_growth > w[0].log_growth) && k.last().unwrap().log_growth > 0.2);
+        let y = 2024.0;
+        let c = ComputeTrend::default().compute_at(y);
+        let h: f64 = 1e-3;
+        let fd = ((crate::kaplan::rebalancing_closed_form(c * h.exp())).ln()
+            - (crate::kaplan::rebalancing_closed_form(c * (-h).exp())).ln())
+            / (2.0 * h)
+            * 4.1f64.ln();
+        assert!((k[6].log_growth - fd).abs() < 1e-5 && k[6].year == y);
+        assert!(reference_growth(&paper_references(), &ComputeTrend::default(), 2020.0, 2019.0).is_err());
+    }
+
+    #[test]
+    fn a_total_too_large_for_a_number_is_an_error_not_infinity() {
+        let t = Timeline {
+            target_year: Some(2023.0),
+            innovations: vec![
+                Innovation::new("a", 2018.0, Gain::constant(1e308)),
+                Innovation::new("b", 2019.0, Gain::constant(1e308)),
+            ],
+            ..Default::default()
+        };
+        let e = decompose(&t).unwrap_err().to_string();
+        assert!(e.contains("too large for a number"), "{e}");
+        assert!(t.total_at(2018.5).is_ok() && t.total_at(2020.0).is_err());
     }
 }

@@ -364,9 +364,11 @@ pub enum KaplanRule {
     /// Kaplan → Chinchilla numbers (7.285 at 1e23 FLOPs) follow this rule,
     /// and it is the exact curve of which the authors' code uses a fit.
     #[default]
+    #[serde(alias = "kaplan-2020", alias = "kaplan_2020")]
     Kaplan2020,
     /// The authors' closed-form fit of [`KaplanRule::Kaplan2020`]'s curve
     /// ([`rebalancing_closed_form`]); what their decomposition evaluates.
+    #[serde(alias = "kaplan2020-closed-form", alias = "closed-form", alias = "closed_form")]
     Kaplan2020ClosedForm,
 }
 
@@ -712,6 +714,15 @@ mod tests {
         other.e = 1.8;
         assert!(KaplanRule::Kaplan2020ClosedForm.ceg_under(&other, 1e22, K).is_err());
         assert!(KaplanRule::Kaplan2020.ceg(-1.0).is_err());
+        // Settings files: the snake_case name, or the CLI's names.
+        for (json, r) in [
+            ("\"kaplan2020_closed_form\"", KaplanRule::Kaplan2020ClosedForm),
+            ("\"closed-form\"", KaplanRule::Kaplan2020ClosedForm),
+            ("\"kaplan-2020\"", KaplanRule::Kaplan2020),
+            ("\"appendix\"", KaplanRule::Appendix),
+        ] {
+            assert_eq!(serde_json::from_str::<KaplanRule>(json).unwrap(), r);
+        }
     }
 
     #[test]

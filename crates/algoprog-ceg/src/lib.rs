@@ -29,8 +29,8 @@ pub mod threshold;
 
 pub use combine::{combination_test, combine_multipliers, CombinationReport};
 pub use decompose::{
-    decompose, reference_dependence, ComputeTrend, Decomposition, Gain, Innovation, Normalisation, ReferenceDependence,
-    Source, Timeline,
+    decompose, paper_references, reference_dependence, reference_growth, ComputeTrend, Decomposition, Gain, Innovation,
+    Normalisation, ReferenceDependence, Source, Timeline,
 };
 pub use error::{CegError, Result};
 pub use function::{CegFunction, Extrapolation, DEFAULT_TARGET_COMPUTE};

@@ -146,8 +146,11 @@ pub const PLATEAU_MIN_SPAN: f64 = 2.0;
 pub const PLATEAU_FLAT_TOL: f64 = 0.1;
 
 /// How the loss threshold L* of a CEG comparison is chosen.
+///
+/// In settings files it is a number (`5.277`) or a string (`"auto"`,
+/// `"auto:0.5"`, `"5.277"`); it is written back the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "ThresholdRepr", into = "ThresholdRepr")]
 pub enum ThresholdSpec {
     /// A given L* (the papers: 5.277 nats on C4 with the GPT-2 tokenizer).
     Fixed(f64),
@@ -160,6 +163,50 @@ impl Default for ThresholdSpec {
     /// `Auto` with the default margin of 0.5 nats.
     fn default() -> Self {
         ThresholdSpec::Auto { margin: DEFAULT_AUTO_MARGIN }
+    }
+}
+
+/// The settings-file form of a [`ThresholdSpec`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ThresholdRepr {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<ThresholdRepr> for ThresholdSpec {
+    type Error = CegError;
+    fn try_from(r: ThresholdRepr) -> Result<Self> {
+        match r {
+            ThresholdRepr::Number(x) if x.is_finite() => Ok(ThresholdSpec::Fixed(x)),
+            ThresholdRepr::Number(x) => Err(CegError::BadThreshold(x)),
+            ThresholdRepr::Text(s) => ThresholdSpec::parse(&s),
+        }
+    }
+}
+
+impl From<ThresholdSpec> for ThresholdRepr {
+    fn from(t: ThresholdSpec) -> Self {
+        match t {
+            ThresholdSpec::Fixed(x) => ThresholdRepr::Number(x),
+            ThresholdSpec::Auto { margin } => ThresholdRepr::Text(format!("auto:{margin}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ThresholdSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThresholdSpec::Fixed(x) => write!(f, "{x}"),
+            ThresholdSpec::Auto { margin } => write!(f, "auto:{margin}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ThresholdSpec {
+    type Err = CegError;
+    fn from_str(s: &str) -> Result<Self> {
+        ThresholdSpec::parse(s)
     }
 }
 
@@ -600,5 +647,16 @@ mod tests {
         assert!(ThresholdSpec::parse("five").unwrap_err().to_string().contains("auto:MARGIN"));
         assert!(ThresholdSpec::parse("auto:-1").is_err());
         assert!(ThresholdSpec::parse("nan").is_err());
+        // Settings files: a number or a string, written back the same way.
+        let t: ThresholdSpec = serde_json::from_str("5.277").unwrap();
+        assert_eq!(t, ThresholdSpec::Fixed(5.277));
+        let t: ThresholdSpec = serde_json::from_str("\"auto\"").unwrap();
+        assert_eq!(t, ThresholdSpec::Auto { margin: 0.5 });
+        assert_eq!(serde_json::to_string(&ThresholdSpec::Auto { margin: 0.8 }).unwrap(), "\"auto:0.8\"");
+        let back: ThresholdSpec = serde_json::from_str(&serde_json::to_string(&ThresholdSpec::Fixed(5.3)).unwrap()).unwrap();
+        assert_eq!(back, ThresholdSpec::Fixed(5.3));
+        let e = serde_json::from_str::<ThresholdSpec>("\"automatic\"").unwrap_err().to_string();
+        assert!(e.contains("automatic") && e.contains("auto:MARGIN"), "{e}");
+        assert_eq!("auto:0.25".parse::<ThresholdSpec>().unwrap().to_string(), "auto:0.25");
     }
 }

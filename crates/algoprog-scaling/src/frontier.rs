@@ -33,9 +33,11 @@ pub enum RangeMode {
     /// authors' way (their notebook filters 1e16 ≤ C ≤ 5e17, then takes the
     /// envelope); the default.
     #[default]
+    #[serde(alias = "before-pareto", alias = "before")]
     BeforePareto,
     /// Take the envelope of all points, then keep its points inside the
     /// range: a point below the range still dominates points inside it.
+    #[serde(alias = "after-pareto", alias = "after")]
     AfterPareto,
 }
 

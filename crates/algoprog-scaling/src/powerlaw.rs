@@ -38,8 +38,10 @@ pub enum Irreducible {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FitSpace {
     /// Residuals of L (equivalently of y = L − E with E fixed): the authors' curve_fit.
+    #[serde(alias = "linear", alias = "authors", alias = "curve_fit")]
     Linear,
     /// Residuals of log(L − E) (E fixed) or log L (E fitted).
+    #[serde(alias = "log")]
     Log,
 }
 

@@ -136,6 +136,8 @@ fn linear_space_is_unweighted_least_squares_on_y_as_the_authors_curve_fit() {
     assert_eq!(FitSpace::from_name("authors").unwrap(), FitSpace::AUTHORS);
     assert_eq!(FitSpace::AUTHORS, FitSpace::Linear);
     assert_eq!(FitSpace::from_name("log").unwrap(), FitSpace::Log);
+    assert_eq!(serde_json::from_str::<FitSpace>("\"authors\"").unwrap(), FitSpace::Linear);
+    assert_eq!(serde_json::from_str::<FitSpace>("\"Log\"").unwrap(), FitSpace::Log);
     assert!(FitSpace::from_name("huber").unwrap_err().to_string().contains("`linear`"));
     let opts = PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::from_name("linear").unwrap() };
     let f = fit_power_law(&c, &l, &opts).unwrap();

@@ -78,6 +78,13 @@ fn compute_range_before_pareto_is_the_default_and_keeps_points_dominated_only_fr
     assert_eq!(RangeMode::from_name("after_pareto").unwrap(), RangeMode::AfterPareto);
     assert_eq!(RangeMode::from_name(RangeMode::BeforePareto.name()).unwrap(), RangeMode::BeforePareto);
     assert!(RangeMode::from_name("inside").is_err());
+    let m: RangeMode = serde_json::from_str("\"after-pareto\"").unwrap();
+    assert_eq!(m, RangeMode::AfterPareto);
+    assert_eq!(serde_json::to_string(&RangeMode::BeforePareto).unwrap(), "\"before_pareto\"");
+    // Options written before the range mode existed read as the default.
+    let o: FrontierOptions =
+        serde_json::from_str(r#"{"min_compute":1e16,"max_compute":null,"include_diverged":false}"#).unwrap();
+    assert_eq!(o.range_mode, RangeMode::BeforePareto);
     let p = FrontierOptions::papers();
     assert_eq!((p.min_compute, p.max_compute, p.range_mode), (Some(1e16), Some(5e17), RangeMode::BeforePareto));
 }
