@@ -932,6 +932,12 @@ pub fn fit_family(
         }
     }
     let fit = fit_power_law(&c, &l, &opts).map_err(|e| e.to_string())?;
+    if fit.e_fitted && fit.law.e < 0.0 {
+        return Err(format!(
+            "E fitted to {:.3} < 0: this frontier is too short to identify the irreducible loss; state `e` in the analysis settings",
+            fit.law.e
+        ));
+    }
     if !(fit.law.a > 0.0 && fit.law.gamma > 0.0) {
         return Err(format!("the fit is degenerate (A = {:.3e}, γ = {:.4}): loss does not fall with compute on this frontier", fit.law.a, fit.law.gamma));
     }
@@ -1758,17 +1764,6 @@ pub fn decomposition_section(
 
 // ------------------------------------------------------------------ reference dependence
 
-/// The frontier law of a family: the study's fit when it has one, else the published one.
-fn law_or_published(
-    fits: &BTreeMap<String, std::result::Result<FamilyFit, String>>,
-    family: &str,
-) -> Option<(PowerLaw, bool)> {
-    match fits.get(family) {
-        Some(Ok(f)) => Some((f.law, true)),
-        _ => published::frontier(family).map(|l| (l, false)),
-    }
-}
-
 /// Reference dependence: progress of the yearly state of the art measured
 /// against LSTMs and against the retro Transformer, with its annual growth.
 pub fn reference_section(
@@ -1776,29 +1771,33 @@ pub fn reference_section(
 ) -> String {
     let mut md = String::from("## Reference dependence\n\n");
     let algs: Vec<(&str, f64)> = vec![("lstm", 2012.0), ("retro", 2017.0), ("modern", 2021.0)];
+    // One source for all three frontiers: the study's fits when it has all
+    // three (laws with different E and data cannot be set against each other),
+    // else the published fits.
+    let own = algs
+        .iter()
+        .all(|(n, _)| matches!(fits.get(*n), Some(Ok(_))));
     let mut algorithms = Vec::new();
-    let mut which = Vec::new();
     for (name, year) in &algs {
-        if let Some((law, own)) = law_or_published(fits, name) {
-            algorithms.push(Algorithm {
-                name: (*name).into(),
-                year: *year,
-                frontier: law,
-            });
-            which.push(format!(
-                "`{name}` {}",
-                if own {
-                    "(this study's fit)"
-                } else {
-                    "(published fit)"
-                }
-            ));
-        }
+        let law = match fits.get(*name) {
+            Some(Ok(f)) if own => f.law,
+            _ => published::frontier(name).expect("published frontiers of lstm, retro, modern"),
+        };
+        algorithms.push(Algorithm {
+            name: (*name).into(),
+            year: *year,
+            frontier: law,
+        });
     }
+    let which = if own {
+        "this study's fitted frontiers".to_string()
+    } else {
+        "the published frontiers (this study has not fitted all three of lstm, retro and modern)"
+            .to_string()
+    };
     let _ = writeln!(
         md,
-        "The state of the art of each year (LSTM from 2012, retro Transformer from 2017, modern from 2021) measured against a fixed reference at that year's compute (1e16 FLOPs in 2013, ×4.1 per year); frontiers: {}. The later paper: against LSTMs progress grows with compute; against dense Transformers the same innovations give about zero growth.\n",
-        which.join(", ")
+        "The state of the art of each year (LSTM from 2012, retro Transformer from 2017, modern from 2021) measured against a fixed reference at that year's compute (1e16 FLOPs in 2013, ×4.1 per year); frontiers: {which}. The later paper: against LSTMs progress grows with compute; against dense Transformers the same innovations give about zero growth.\n"
     );
     let trend = ComputeTrend::default();
     let mut rows = Vec::new();
