@@ -188,10 +188,10 @@ pub struct FrontierArgs {
     /// Residual space of the fit.
     #[arg(long, value_enum, default_value_t = SpaceArg::Linear)]
     pub space: SpaceArg,
-    /// Fit only frontier points with compute >= this.
+    /// Fit only points with compute >= this (applied before the Pareto envelope, as the authors do).
     #[arg(long)]
     pub min_compute: Option<f64>,
-    /// Fit only frontier points with compute <= this.
+    /// Fit only points with compute <= this (applied before the Pareto envelope).
     #[arg(long)]
     pub max_compute: Option<f64>,
     #[command(flatten)]
