@@ -157,6 +157,14 @@ fn seeds_of<'a>(runs: impl IntoIterator<Item = &'a RunEntry>) -> String {
     }
 }
 
+/// The report's threshold in words, for captions.
+pub fn threshold_words(thr: &ThresholdChoice) -> String {
+    match thr.value {
+        Some(t) => format!("CEG threshold L* = {t:.4} nats"),
+        None => "no CEG threshold (refused, see the ablation section)".into(),
+    }
+}
+
 /// The data in words, for captions and notes.
 pub fn data_words(input: &ReportInput, settings: &AnalysisSettings) -> String {
     settings
@@ -797,7 +805,12 @@ pub fn combination_section(
 // ------------------------------------------------------------------ curves
 
 /// Every evaluation of the size-scan runs (or every run), by family.
-pub fn curves_section(input: &ReportInput, ex: &Exclusions, figs: Option<&Path>) -> Result<String> {
+pub fn curves_section(
+    input: &ReportInput,
+    ex: &Exclusions,
+    thr: &ThresholdChoice,
+    figs: Option<&Path>,
+) -> Result<String> {
     let mut md = String::from("## Training curves\n\n");
     let plotted: Vec<&RunEntry> = input
         .runs
@@ -848,7 +861,8 @@ pub fn curves_section(input: &ReportInput, ex: &Exclusions, figs: Option<&Path>)
         plotted.len()
     );
     let caption = format!(
-        "Validation loss of every size-scan run against training compute; {}; {}",
+        "Validation loss of every size-scan run against training compute (dashed: left out); {}; {}; {}",
+        threshold_words(thr),
         input.data.describe(),
         seeds_of(plotted.iter().copied())
     );
@@ -1000,6 +1014,7 @@ pub fn frontier_section(
     input: &ReportInput,
     settings: &AnalysisSettings,
     fits: &BTreeMap<String, std::result::Result<FamilyFit, String>>,
+    thr: &ThresholdChoice,
     figs: Option<&Path>,
 ) -> Result<String> {
     let mut md = String::from("## Frontiers and power-law fits (Figure 1)\n\n");
@@ -1112,7 +1127,8 @@ pub fn frontier_section(
             .filter(|r| r.in_role(Role::Scan))
             .collect();
         let caption = format!(
-            "Figure 1: frontier points (rings) and fitted laws (dashed) per family; {}; {}; {}",
+            "Figure 1: frontier points (rings) and fitted laws (dashed) per family; {}; {}; {}; {}",
+            threshold_words(thr),
             data_words(input, settings),
             seeds_of(scan.iter().copied()),
             settings.describe()
@@ -1134,6 +1150,7 @@ pub fn ceg_functions_section(
     input: &ReportInput,
     settings: &AnalysisSettings,
     fits: &BTreeMap<String, std::result::Result<FamilyFit, String>>,
+    thr: &ThresholdChoice,
     figs: Option<&Path>,
 ) -> Result<String> {
     let mut md = String::from("## CEG functions, extrapolated\n\n");
@@ -1214,7 +1231,7 @@ pub fn ceg_functions_section(
         .filter(|s| !s.points.is_empty())
         .collect();
     if !series.is_empty() {
-        let caption = format!("CEG(C) of {} over each family from the fitted frontiers (vertical lines: fitted range); {}; {}", settings.reference, data_words(input, settings), settings.describe());
+        let caption = format!("CEG(C) of {} over each family from the fitted frontiers (vertical lines: fitted range); {}; {}; {}; {}", settings.reference, threshold_words(thr), data_words(input, settings), seeds_of(input.runs.iter().filter(|r| r.in_role(Role::Scan))), settings.describe());
         md.push_str(&figure(figs, "ceg_functions", &caption, |p| {
             cplot::ceg_curves(
                 p,
@@ -1503,7 +1520,7 @@ pub fn kaplan_section(
             },
         ];
         let cg: Vec<(f64, f64)> = dense.points.iter().map(|p| (p.compute, p.ceg)).collect();
-        let caption = format!("Figure 3: loss along each allocation path and the CEG of the optimal one, under {source}; no threshold (a law, not runs)");
+        let caption = format!("Figure 3: loss along each allocation path and the CEG of the optimal one, under {source}; no threshold, data or seeds (a law, not runs)");
         md.push_str(&figure(figs, "fig3_kaplan_chinchilla", &caption, |p| {
             cplot::allocation_chart(p, &loss, &cg)
         })?);
@@ -1660,8 +1677,8 @@ pub fn decomposition(
 /// The decomposition section.
 pub fn decomposition_section(
     input: &ReportInput,
-    settings: &AnalysisSettings,
     result: &std::result::Result<StudyDecomposition, String>,
+    thr: &ThresholdChoice,
     figs: Option<&Path>,
 ) -> Result<String> {
     let mut md = String::from("## Decomposition of progress\n\n");
@@ -1746,14 +1763,11 @@ pub fn decomposition_section(
             d.start_year, d.target_year, d.total_gain
         );
         let caption = format!(
-            "Decomposition: each item's CEG at {:.0} and the cumulative gain by year; measured items from {} ({}), threshold {}, the others published",
+            "Decomposition: each item's CEG at {:.0} and the cumulative gain by year; measured items from {} ({}) at the {}, the others published",
             d.target_year,
-            data_words(input, settings),
+            input.data.describe(),
             seeds_of(input.runs.iter().filter(|r| r.in_role(Role::Ablation))),
-            match settings.threshold {
-                ThresholdSetting::Fixed(t) => format!("{t}"),
-                ThresholdSetting::Auto => "auto".into(),
-            }
+            threshold_words(thr)
         );
         md.push_str(&figure(figs, "decomposition", &caption, |p| {
             cplot::decomposition_chart(p, &title, &bars, &by_year)
@@ -2182,10 +2196,10 @@ pub fn render(
     md.push_str(&s);
     let (s, combination) = combination_section(ablation.as_ref(), settings);
     md.push_str(&s);
-    md.push_str(&curves_section(input, &ex, figs)?);
+    md.push_str(&curves_section(input, &ex, &thr, figs)?);
     let fits = frontier_fits(input, settings, &ex);
-    md.push_str(&frontier_section(input, settings, &fits, figs)?);
-    md.push_str(&ceg_functions_section(input, settings, &fits, figs)?);
+    md.push_str(&frontier_section(input, settings, &fits, &thr, figs)?);
+    md.push_str(&ceg_functions_section(input, settings, &fits, &thr, figs)?);
     let (s, matched) = matched_section(settings, &fits, &thr);
     md.push_str(&s);
     let (s, kaplan) = kaplan_section(input, settings, &ex, figs)?;
@@ -2197,7 +2211,7 @@ pub fn render(
         &fits,
         kaplan.as_ref(),
     );
-    md.push_str(&decomposition_section(input, settings, &dec, figs)?);
+    md.push_str(&decomposition_section(input, &dec, &thr, figs)?);
     md.push_str(&reference_section(&fits));
     let mut analysis = Analysis {
         threshold: Some(thr),
