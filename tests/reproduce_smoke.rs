@@ -91,7 +91,9 @@ fn smoke_preset_writes_a_complete_report() {
     assert_eq!(t.len(), 11);
     assert!(t.iter().all(|r| num(&r[5]) > 0.0));
     assert!(k.contains("figures/fig3_kaplan_chinchilla.png"));
-    assert_eq!(rows(section(&md, "## Reference dependence")).len(), 2);
+    let r = rows(section(&md, "## Reference dependence"));
+    assert_eq!(r.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["lstm", "kaplan_transformer", "dense_transformer"]);
+    assert_eq!(r[2][3], "+0.00%", "a scale-invariant gain does not grow");
 
     // Published vs this study: every row, "not measured" with the reason where the study cannot say.
     let p = rows(section(&md, "## Published vs this study"));

@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use algoprog_ceg::decompose::{Algorithm, ReferenceSpec};
 use algoprog_ceg::{
-    ceg_multipliers, combination_test, compare_allocations, decompose, reference_dependence,
-    resolve_threshold, CegFunction, CombinationReport, ComputeTrend, Decomposition, Direction,
-    Gain, KaplanRule, MultiplierOptions, MultiplierReport, Source, Threshold, ThresholdSpec,
-    Timeline,
+    ceg_multipliers, combination_test, compare_allocations, decompose, resolve_threshold,
+    CegFunction, CombinationReport, ComputeTrend, Decomposition, Direction, Gain, KaplanRule,
+    MultiplierOptions, MultiplierReport, Source, Threshold, ThresholdSpec, Timeline,
 };
 use algoprog_plot::ceg as cplot;
 use algoprog_plot::charts::{write_log_log, LogLogChart, Mark, Series};
@@ -1778,75 +1776,69 @@ pub fn decomposition_section(
 
 // ------------------------------------------------------------------ reference dependence
 
-/// Reference dependence: progress of the yearly state of the art measured
-/// against LSTMs and against the retro Transformer, with its annual growth.
+/// Reference dependence (the later paper): the same state of the art (the
+/// modern Transformer with mixture of experts) measured against three
+/// references: an LSTM (MoE × the LSTM → modern frontier CEG), a
+/// Kaplan-allocated Transformer (MoE × the rebalancing CEG) and a dense
+/// Transformer (MoE alone), year by year on the compute trend, with the
+/// growth d ln CEG / d year. The LSTM reference uses this study's LSTM and
+/// modern frontiers when it has both, the published ones otherwise.
 pub fn reference_section(
     fits: &BTreeMap<String, std::result::Result<FamilyFit, String>>,
 ) -> String {
     let mut md = String::from("## Reference dependence\n\n");
-    let algs: Vec<(&str, f64)> = vec![("lstm", 2012.0), ("retro", 2017.0), ("modern", 2021.0)];
-    // One source for all three frontiers: the study's fits when it has all
-    // three (laws with different E and data cannot be set against each other),
-    // else the published fits.
-    let own = algs
-        .iter()
-        .all(|(n, _)| matches!(fits.get(*n), Some(Ok(_))));
-    let mut algorithms = Vec::new();
-    for (name, year) in &algs {
-        let law = match fits.get(*name) {
-            Some(Ok(f)) if own => f.law,
-            _ => published::frontier(name).expect("published frontiers of lstm, retro, modern"),
-        };
-        algorithms.push(Algorithm {
-            name: (*name).into(),
-            year: *year,
-            frontier: law,
-        });
-    }
-    let which = if own {
-        "this study's fitted frontiers".to_string()
-    } else {
-        "the published frontiers (this study has not fitted all three of lstm, retro and modern)"
-            .to_string()
+    let mut refs = algoprog_ceg::paper_references();
+    let own = match (fits.get("lstm"), fits.get("modern")) {
+        (Some(Ok(l)), Some(Ok(m))) if CegFunction::new(l.law, m.law).is_ok() => {
+            refs[0].1 = Gain::Product {
+                factors: vec![
+                    Gain::constant(2.0),
+                    Gain::Function {
+                        reference: l.law,
+                        new: m.law,
+                    },
+                ],
+            };
+            true
+        }
+        _ => false,
     };
     let _ = writeln!(
         md,
-        "The state of the art of each year (LSTM from 2012, retro Transformer from 2017, modern from 2021) measured against a fixed reference at that year's compute (1e16 FLOPs in 2013, ×4.1 per year); frontiers: {which}. The later paper: against LSTMs progress grows with compute; against dense Transformers the same innovations give about zero growth.\n"
+        "The authors' reference dependence: the same state of the art (modern Transformer with mixture of experts, 2.0×) measured against an LSTM (2.0 × the LSTM → modern frontier CEG; frontiers: {}), a Kaplan-allocated Transformer (2.0 × the rebalancing CEG) and a dense Transformer (2.0 alone), at each year's compute (1e16 FLOPs in 2013, ×4.1 per year). The later paper: against LSTMs measured progress grows with compute; against dense Transformers it does not grow at all.\n",
+        if own { "this study's fits" } else { "the published fits (this study has not fitted both)" }
     );
-    let trend = ComputeTrend::default();
-    let mut rows = Vec::new();
-    for reference in ["lstm", "retro"] {
-        let spec = ReferenceSpec {
-            reference: reference.into(),
-            start_year: 2012.0,
-            end_year: 2023.0,
-            algorithms: algorithms.clone(),
-        };
-        match reference_dependence(&spec, &trend) {
-            Ok(r) => {
-                let last = r.points.last().map(|p| p.ceg).unwrap_or(f64::NAN);
-                rows.push(vec![
-                    reference.into(),
-                    sci(last),
-                    format!("{:+.2}%", 100.0 * r.annual_growth),
-                ]);
-            }
-            Err(e) => rows.push(vec![
-                reference.into(),
-                "—".into(),
-                format!("not computed: {e}"),
-            ]),
+    match algoprog_ceg::reference_growth(&refs, &ComputeTrend::default(), 2012.0, 2023.0) {
+        Ok(series) => {
+            let rows: Vec<Vec<String>> = series
+                .iter()
+                .map(|r| {
+                    let first = r.points.first();
+                    let last = r.points.last();
+                    vec![
+                        r.reference.clone(),
+                        first.map(|p| sci(p.ceg)).unwrap_or_else(|| "—".into()),
+                        last.map(|p| sci(p.ceg)).unwrap_or_else(|| "—".into()),
+                        last.map(|p| format!("{:+.2}%", 100.0 * p.log_growth))
+                            .unwrap_or_else(|| "—".into()),
+                    ]
+                })
+                .collect();
+            md_table(
+                &mut md,
+                &[
+                    "reference",
+                    "measured CEG in 2012",
+                    "measured CEG in 2023",
+                    "growth in 2023 (100 · d ln CEG / d year)",
+                ],
+                &rows,
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(md, "Not computed: {e}.\n");
         }
     }
-    md_table(
-        &mut md,
-        &[
-            "reference",
-            "measured progress in 2023 (×)",
-            "annual growth of the measured progress",
-        ],
-        &rows,
-    );
     md
 }
 

@@ -471,3 +471,31 @@ fn the_decomposition_is_the_authors_until_the_study_measures_an_item() {
     );
     assert_eq!(d.measured.len(), 3, "{:?}", d.measured);
 }
+
+#[test]
+fn reference_dependence_grows_against_the_lstm_and_not_against_a_dense_transformer() {
+    use algoprog_report::sections::reference_section;
+    let md = reference_section(&std::collections::BTreeMap::new());
+    assert!(md.contains("the published fits"), "{md}");
+    let row = |name: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap()
+            .to_string()
+    };
+    // Mixture of experts alone: 2.0 every year, zero growth.
+    assert_eq!(
+        row("dense_transformer"),
+        "| dense_transformer | 2.000e0 | 2.000e0 | +0.00% |"
+    );
+    // Against the LSTM: growth = ln 4.1 · (d ln CEG / d ln C) > 0 (the modern frontier falls faster).
+    let g: f64 = row("lstm")
+        .split('|')
+        .nth(4)
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(g > 10.0, "{g}");
+}
