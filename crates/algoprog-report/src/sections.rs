@@ -1465,7 +1465,7 @@ pub fn kaplan_section(
     let ceg = rule.ceg_under(&law, TARGET_COMPUTE, K).unwrap_or(f64::NAN);
     let _ = writeln!(
         md,
-        "Loss along Kaplan's rule ({}: {}) and the {} under the law {source}; CEG(C) = C / C_opt(L_Kaplan(C)), the compute the better allocation needs to match Kaplan's loss at C (C = 6·N·D). CEG at 1e23 FLOPs: **{:.4}** (published: {} under Hoffmann's law with Kaplan et al. 2020's rule).\n",
+        "Kaplan rule `{}`: {}. Better allocation: {}. Law: {source}. The table gives the loss along both paths (C = 6·N·D) and CEG(C) = C / C_better(L_Kaplan(C)), the compute the better allocation needs to match Kaplan's loss at C. CEG at 1e23 FLOPs: **{:.4}** (published: {} under Hoffmann's law with Kaplan et al. 2020's rule).\n",
         rule.name(),
         rule.description(),
         better.label(),
