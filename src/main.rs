@@ -27,6 +27,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Run a whole study (preset smoke|quick|paper) and write report.md with figures.
     Reproduce(cmd::reproduce::Args),
+    /// Write the report (report.md + figures) from a run store, run records or a CSV of any framework's logs.
+    Report(cmd::report::Args),
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         Command::Sweep(a) => cmd::sweep::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
+        Command::Report(a) => cmd::report::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

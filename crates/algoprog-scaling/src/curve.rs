@@ -28,7 +28,9 @@ pub struct RunMeta {
     pub family: String,
     /// Model width d, when known.
     pub width: Option<usize>,
-    /// Parameter count N used for scaling fits (non-embedding unless stated by the source).
+    /// Parameter count N used for scaling fits: the **total** parameter count
+    /// (embedding included), as the papers fit on; a CSV gives whatever its
+    /// parameter column holds.
     pub params: Option<f64>,
     /// Planned total training tokens D of the run, when known.
     pub token_budget: Option<f64>,

@@ -14,7 +14,17 @@
 //! - without a tokens column, `Point::tokens` is NaN (unknown);
 //! - rows with an empty loss are an error for generic CSV; algoprog's own
 //!   `curve.csv` logs rows without a validation evaluation, so the run-record
-//!   loader skips rows whose `val_loss` is empty and counts them in [`LoadReport`].
+//!   loader skips rows whose `val_loss` is empty and counts them in [`LoadReport`];
+//! - negative compute or a negative token count is an error naming file, line
+//!   and column (cumulative counts cannot be negative);
+//! - a run record whose `curve.csv` has a header but no rows (a run that
+//!   diverged, or stopped, before its first evaluation) loads as a curve with
+//!   no points, "diverged, no points" when its status says so, and is counted
+//!   in [`LoadReport::runs_without_points`]; every analysis leaves it out.
+//!
+//! Parameter convention: N is the **total** parameter count (embedding and
+//! non-embedding), on every path. The papers fit their laws on total
+//! parameters, and the C = 6·N·D accounting of the allocation analyses uses it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +102,9 @@ pub struct LoadReport {
     pub rows_after_divergence: usize,
     /// Runs flagged diverged.
     pub diverged_runs: usize,
+    /// Run records whose curve has no rows at all (kept with no points).
+    #[serde(default)]
+    pub runs_without_points: usize,
 }
 
 impl LoadReport {
@@ -99,6 +112,7 @@ impl LoadReport {
         self.empty_loss_rows += o.empty_loss_rows;
         self.rows_after_divergence += o.rows_after_divergence;
         self.diverged_runs += o.diverged_runs;
+        self.runs_without_points += o.runs_without_points;
     }
 }
 
@@ -115,13 +129,20 @@ fn find_col(
     flag: &'static str,
 ) -> Result<Col> {
     match headers.iter().position(|h| h.trim() == name) {
-        Some(idx) => Ok(Col { idx, name: name.to_string() }),
+        Some(idx) => Ok(Col {
+            idx,
+            name: name.to_string(),
+        }),
         None => Err(ScalingError::MissingColumn {
             path: path.to_path_buf(),
             column: name.to_string(),
             role,
             flag,
-            available: headers.iter().map(|h| format!("`{}`", h.trim())).collect::<Vec<_>>().join(", "),
+            available: headers
+                .iter()
+                .map(|h| format!("`{}`", h.trim()))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
@@ -129,7 +150,12 @@ fn find_col(
 fn parse_f64(path: &Path, line: u64, col: &Col, s: &str, role: &'static str) -> Result<f64> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(ScalingError::MissingValue { path: path.to_path_buf(), line, column: col.name.clone(), role });
+        return Err(ScalingError::MissingValue {
+            path: path.to_path_buf(),
+            line,
+            column: col.name.clone(),
+            role,
+        });
     }
     t.parse::<f64>().map_err(|_| ScalingError::NotNumeric {
         path: path.to_path_buf(),
@@ -143,7 +169,12 @@ fn parse_f64(path: &Path, line: u64, col: &Col, s: &str, role: &'static str) -> 
 fn parse_u64(path: &Path, line: u64, col: &Col, s: &str, role: &'static str) -> Result<u64> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(ScalingError::MissingValue { path: path.to_path_buf(), line, column: col.name.clone(), role });
+        return Err(ScalingError::MissingValue {
+            path: path.to_path_buf(),
+            line,
+            column: col.name.clone(),
+            role,
+        });
     }
     if let Ok(v) = t.parse::<u64>() {
         return Ok(v);
@@ -189,20 +220,34 @@ pub fn load_csv_with(
     opts: &LoadOptions,
 ) -> Result<(Vec<Curve>, LoadReport)> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ScalingError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ScalingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ScalingError::EmptyFile { path: path.to_path_buf() });
+        return Err(ScalingError::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes.as_slice());
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes.as_slice());
     let csv_err = |e: csv::Error| {
         let line = e.position().map(|p| p.line()).unwrap_or(0);
-        ScalingError::Csv { path: path.to_path_buf(), line, message: e.to_string() }
+        ScalingError::Csv {
+            path: path.to_path_buf(),
+            line,
+            message: e.to_string(),
+        }
     };
     let headers = rdr.headers().map_err(csv_err)?.clone();
     let c_compute = find_col(path, &headers, &columns.compute, "compute", "compute-col")?;
     let c_loss = find_col(path, &headers, &columns.loss, "loss", "loss-col")?;
     let opt = |name: &Option<String>, role, flag| -> Result<Option<Col>> {
-        name.as_ref().map(|n| find_col(path, &headers, n, role, flag)).transpose()
+        name.as_ref()
+            .map(|n| find_col(path, &headers, n, role, flag))
+            .transpose()
     };
     let c_params = opt(&columns.params, "parameter-count", "params-col")?;
     let c_tokens = opt(&columns.tokens, "tokens", "tokens-col")?;
@@ -210,10 +255,11 @@ pub fn load_csv_with(
     let c_run = opt(&columns.run, "run", "run-col")?;
     let c_seed = opt(&columns.seed, "seed", "seed-col")?;
     let c_step = opt(&columns.step, "step", "step-col")?;
-    let default_family = opts
-        .default_family
-        .clone()
-        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let default_family = opts.default_family.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
 
     let mut runs: BTreeMap<String, RunAcc> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
@@ -224,8 +270,14 @@ pub fn load_csv_with(
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         n_rows += 1;
         let cell = |c: &Col| rec.get(c.idx).unwrap_or("");
-        let family = c_family.as_ref().map(|c| cell(c).trim().to_string()).unwrap_or_else(|| default_family.clone());
-        let params = c_params.as_ref().map(|c| parse_f64(path, line, c, cell(c), "parameter count")).transpose()?;
+        let family = c_family
+            .as_ref()
+            .map(|c| cell(c).trim().to_string())
+            .unwrap_or_else(|| default_family.clone());
+        let params = c_params
+            .as_ref()
+            .map(|c| parse_f64(path, line, c, cell(c), "parameter count"))
+            .transpose()?;
         if let (Some(p), Some(c)) = (params, c_params.as_ref()) {
             if !(p.is_finite() && p > 0.0) {
                 return Err(ScalingError::NotNumeric {
@@ -237,7 +289,10 @@ pub fn load_csv_with(
                 });
             }
         }
-        let seed = c_seed.as_ref().map(|c| parse_u64(path, line, c, cell(c), "seed")).transpose()?;
+        let seed = c_seed
+            .as_ref()
+            .map(|c| parse_u64(path, line, c, cell(c), "seed"))
+            .transpose()?;
         let run_key = match &c_run {
             Some(c) => {
                 let v = cell(c).trim();
@@ -262,9 +317,21 @@ pub fn load_csv_with(
                 k
             }
         };
-        let step = c_step.as_ref().map(|c| parse_u64(path, line, c, cell(c), "step")).transpose()?;
+        let step = c_step
+            .as_ref()
+            .map(|c| parse_u64(path, line, c, cell(c), "step"))
+            .transpose()?;
         let flops = parse_f64(path, line, &c_compute, cell(&c_compute), "compute")?;
-        if !flops.is_finite() || flops < 0.0 {
+        if flops < 0.0 {
+            return Err(negative(
+                path,
+                line,
+                &c_compute,
+                cell(&c_compute),
+                "compute (FLOPs)",
+            ));
+        }
+        if !flops.is_finite() {
             return Err(ScalingError::NonFinite {
                 path: path.to_path_buf(),
                 line,
@@ -273,7 +340,13 @@ pub fn load_csv_with(
             });
         }
         let tokens = match &c_tokens {
-            Some(c) => parse_f64(path, line, c, cell(c), "token count")?,
+            Some(c) => {
+                let t = parse_f64(path, line, c, cell(c), "token count")?;
+                if t < 0.0 {
+                    return Err(negative(path, line, c, cell(c), "token count"));
+                }
+                t
+            }
             None => f64::NAN,
         };
         let loss_text = cell(&c_loss).trim().to_string();
@@ -300,7 +373,13 @@ pub fn load_csv_with(
         let acc = runs.entry(run_key.clone()).or_insert_with(|| {
             order.push(run_key.clone());
             RunAcc {
-                meta: RunMeta { run_id: run_key.clone(), family: family.clone(), params, seed, ..Default::default() },
+                meta: RunMeta {
+                    run_id: run_key.clone(),
+                    family: family.clone(),
+                    params,
+                    seed,
+                    ..Default::default()
+                },
                 rows: Vec::new(),
             }
         });
@@ -314,10 +393,18 @@ pub fn load_csv_with(
                 )));
             }
         }
-        acc.rows.push(Row { line, step, tokens, flops, loss });
+        acc.rows.push(Row {
+            line,
+            step,
+            tokens,
+            flops,
+            loss,
+        });
     }
     if n_rows == 0 {
-        return Err(ScalingError::NoRows { path: path.to_path_buf() });
+        return Err(ScalingError::NoRows {
+            path: path.to_path_buf(),
+        });
     }
 
     let mut curves = Vec::with_capacity(order.len());
@@ -344,7 +431,12 @@ pub fn load_csv_with(
         let n = acc.rows.len();
         for (i, r) in acc.rows.iter().enumerate() {
             match r.loss {
-                Some(loss) => points.push(Point { step: r.step.unwrap_or(i as u64), tokens: r.tokens, flops: r.flops, loss }),
+                Some(loss) => points.push(Point {
+                    step: r.step.unwrap_or(i as u64),
+                    tokens: r.tokens,
+                    flops: r.flops,
+                    loss,
+                }),
                 None => {
                     acc.meta.diverged = true;
                     report.diverged_runs += 1;
@@ -358,6 +450,15 @@ pub fn load_csv_with(
     Ok((curves, report))
 }
 
+fn negative(path: &Path, line: u64, col: &Col, value: &str, what: &str) -> ScalingError {
+    ScalingError::InvalidData(format!(
+        "{}, line {line}, column `{}`: negative {what} `{}`; a cumulative {what} cannot be negative. Fix the cell, or map the right column",
+        path.display(),
+        col.name,
+        value.trim()
+    ))
+}
+
 fn json_f64(v: &serde_json::Value) -> Option<f64> {
     match v {
         serde_json::Value::Number(n) => n.as_f64(),
@@ -368,35 +469,79 @@ fn json_f64(v: &serde_json::Value) -> Option<f64> {
 
 /// Load one algoprog run record: a directory with `run.json` and `curve.csv`
 /// (header `step,tokens,flops,train_loss,val_loss,lr`). Fields missing from
-/// `run.json` are `None`; extra fields are ignored. N is the non-embedding
-/// parameter count (`params.non_embedding`), falling back to a plain number
-/// `params`. `status: "diverged"` or a NaN/inf loss flags the run diverged.
+/// `run.json` are `None`; extra fields are ignored. N is the **total**
+/// parameter count, as the papers fit on: `total_params` when present, else
+/// `params.embedding + params.non_embedding`, else a plain number `params`.
+/// `status: "diverged"` or a NaN/inf loss flags the run diverged. A
+/// `curve.csv` with a header and no rows (the run stopped before its first
+/// evaluation) gives a curve with no points, not an error.
+///
+/// This is the one conversion from a run record to a [`Curve`]: the report,
+/// the fits and the CEG commands all load runs through it.
 pub fn load_run_record(dir: impl AsRef<Path>) -> Result<(Curve, LoadReport)> {
     let dir = dir.as_ref();
     let jpath = dir.join("run.json");
-    let text = std::fs::read_to_string(&jpath).map_err(|source| ScalingError::Io { path: jpath.clone(), source })?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ScalingError::RunRecord {
+    let text = std::fs::read_to_string(&jpath).map_err(|source| ScalingError::Io {
         path: jpath.clone(),
-        message: format!("line {}, column {}: invalid JSON: {e}", e.line(), e.column()),
+        source,
     })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ScalingError::RunRecord {
+            path: jpath.clone(),
+            message: format!(
+                "line {}, column {}: invalid JSON: {e}",
+                e.line(),
+                e.column()
+            ),
+        })?;
     if !v.is_object() {
-        return Err(ScalingError::RunRecord { path: jpath, message: "expected a JSON object".into() });
+        return Err(ScalingError::RunRecord {
+            path: jpath,
+            message: "expected a JSON object".into(),
+        });
     }
     let get = |k: &str| v.get(k).filter(|x| !x.is_null());
-    let str_field = |k: &str| get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()));
+    let str_field = |k: &str| {
+        get(k).map(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| x.to_string())
+        })
+    };
     let config = get("config");
     let cfg = |k: &str| config.and_then(|c| c.get(k)).filter(|x| !x.is_null());
-    let params = match get("params") {
-        Some(p) if p.is_object() => p.get("non_embedding").and_then(json_f64),
-        Some(p) => json_f64(p),
-        None => None,
+    let params = match (get("total_params").and_then(json_f64), get("params")) {
+        (Some(t), _) => Some(t),
+        (None, Some(p)) if p.is_object() => {
+            match (
+                p.get("embedding").and_then(json_f64),
+                p.get("non_embedding").and_then(json_f64),
+            ) {
+                (Some(e), Some(n)) => Some(e + n),
+                (None, Some(n)) => Some(n),
+                (Some(e), None) => Some(e),
+                (None, None) => None,
+            }
+        }
+        (None, Some(p)) => json_f64(p),
+        (None, None) => None,
     };
-    let width = get("width").or_else(|| cfg("width")).or_else(|| cfg("d_model")).and_then(json_f64).map(|w| w as usize);
+    let width = get("width")
+        .or_else(|| cfg("width"))
+        .or_else(|| cfg("d_model"))
+        .and_then(json_f64)
+        .map(|w| w as usize);
     let lr = get("lr").or_else(|| cfg("lr")).and_then(json_f64);
-    let token_budget = get("token_budget").or_else(|| cfg("token_budget")).and_then(json_f64);
+    let token_budget = get("token_budget")
+        .or_else(|| cfg("token_budget"))
+        .and_then(json_f64);
     let seed = get("seed").and_then(json_f64).map(|s| s as u64);
     let status = str_field("status");
-    let run_id = str_field("run_id").unwrap_or_else(|| dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let run_id = str_field("run_id").unwrap_or_else(|| {
+        dir.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let family = str_field("family").unwrap_or_default();
 
     let opts = LoadOptions {
@@ -404,10 +549,31 @@ pub fn load_run_record(dir: impl AsRef<Path>) -> Result<(Curve, LoadReport)> {
         skip_empty_loss: true,
         default_family: Some(family.clone()),
     };
-    let (mut curves, report) = load_csv_with(dir.join("curve.csv"), &ColumnMap::default(), &opts)?;
+    let (mut curves, report) =
+        match load_csv_with(dir.join("curve.csv"), &ColumnMap::default(), &opts) {
+            Ok(x) => x,
+            // Header only: the run stopped (usually diverged) before its first evaluation.
+            Err(ScalingError::NoRows { .. }) => (
+                Vec::new(),
+                LoadReport {
+                    runs_without_points: 1,
+                    ..Default::default()
+                },
+            ),
+            Err(e) => return Err(e),
+        };
     let mut curve = curves.pop().unwrap_or_default();
     let diverged = curve.meta.diverged || status.as_deref() == Some("diverged");
-    curve.meta = RunMeta { run_id, family, width, params, token_budget, seed, lr, diverged };
+    curve.meta = RunMeta {
+        run_id,
+        family,
+        width,
+        params,
+        token_budget,
+        seed,
+        lr,
+        diverged,
+    };
     Ok((curve, report))
 }
 
@@ -419,7 +585,9 @@ pub fn load_run_records(dir: impl AsRef<Path>) -> Result<(Vec<Curve>, LoadReport
     let mut found = Vec::new();
     collect_run_dirs(dir, &mut found)?;
     if found.is_empty() {
-        return Err(ScalingError::NoRuns { path: dir.to_path_buf() });
+        return Err(ScalingError::NoRuns {
+            path: dir.to_path_buf(),
+        });
     }
     found.sort();
     let mut report = LoadReport::default();
@@ -437,9 +605,15 @@ fn collect_run_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(dir.to_path_buf());
         return Ok(());
     }
-    let rd = std::fs::read_dir(dir).map_err(|source| ScalingError::Io { path: dir.to_path_buf(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| ScalingError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for e in rd {
-        let e = e.map_err(|source| ScalingError::Io { path: dir.to_path_buf(), source })?;
+        let e = e.map_err(|source| ScalingError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let p = e.path();
         if p.is_dir() {
             collect_run_dirs(&p, out)?;

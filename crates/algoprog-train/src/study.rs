@@ -64,6 +64,10 @@ pub struct Study {
     #[serde(default)]
     pub base: toml::Table,
     pub groups: Vec<Group>,
+    /// The report's analysis settings (`[analysis]`), checked by the report
+    /// crate (`algoprog_report::AnalysisSettings`); absent: the papers' defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<toml::Table>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -277,7 +281,7 @@ impl Study {
             study_err(
                 &path,
                 msg.lines().next().unwrap_or("").to_string(),
-                "study keys: name, seeds, eval_interval, [base], [[groups]] with name, role (tune|scan|ablation), \
+                "study keys: name, seeds, eval_interval, [base], [analysis], [[groups]] with name, role (tune|scan|ablation), \
                  families or suite, widths, budget, lr, seeds, eval_interval; see configs/studies/smoke.toml",
             )
         })?;
