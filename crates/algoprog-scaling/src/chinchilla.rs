@@ -382,16 +382,9 @@ impl ChinchillaFit {
     }
 
     /// Compute-optimal allocation at compute `c` with C = k·N·D
-    /// ([`ChinchillaLaw::optimal_allocation`], evaluated in log space: a fit
-    /// with large exponents, e.g. A = 2e182, B = 4e-224, α = 30, β = 720, has a
-    /// moderate G = (αA/(βB))^(1/(α+β)) ≈ 3.46 whose inner ratio overflows).
+    /// ([`ChinchillaLaw::optimal_allocation`]).
     pub fn allocation(&self, c: f64, k: f64) -> Allocation {
-        let l = &self.law;
-        let s = l.alpha + l.beta;
-        let ln_g = (l.alpha.ln() + l.a.ln() - l.beta.ln() - l.b.ln()) / s;
-        let ln_x = (c / k).ln();
-        let n = (ln_g + l.beta / s * ln_x).exp();
-        let d = (l.alpha / s * ln_x - ln_g).exp();
+        let (n, d) = self.law.optimal_allocation(c, k);
         Allocation { compute: c, n_opt: n, d_opt: d, tokens_per_param: d / n, loss: self.law.loss(n, d) }
     }
 }
@@ -681,7 +674,7 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
     }
     let th = best.theta;
     let law = ChinchillaLaw { e: th[2].exp(), a: th[0].exp(), b: th[1].exp(), alpha: th[3], beta: th[4] };
-    check_law(&law)?;
+    check_law(&law, data)?;
     let mean = ld.log_l.iter().sum::<f64>() / ld.log_l.len() as f64;
     let mut ss_res = 0.0;
     let mut ss_tot = 0.0;
@@ -745,7 +738,7 @@ fn check_identifiable(data: &ChinchillaData) -> Result<()> {
 /// positive and finite, α and β positive and finite. Anything else would make
 /// the compute-optimal allocation (G = (αA/(βB))^(1/(α+β))) NaN or
 /// meaningless, so it is an error rather than a table.
-fn check_law(law: &ChinchillaLaw) -> Result<()> {
+fn check_law(law: &ChinchillaLaw, data: &ChinchillaData) -> Result<()> {
     for (name, v) in [
         ("E", law.e),
         ("A", law.a),
@@ -762,7 +755,34 @@ fn check_law(law: &ChinchillaLaw) -> Result<()> {
             )));
         }
     }
+    // The allocation must be a number over the data's compute range and the
+    // four decades above it (what `fit chinchilla` tabulates): exponents that
+    // almost vanish (alpha + beta = 2e-5) put G = (αA/(βB))^(1/(α+β)) far
+    // outside f64 and the table would read inf and 0.
+    let c: Vec<f64> = data.n.iter().zip(&data.d).map(|(n, d)| 6.0 * n * d).collect();
+    let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = 1e4 * c.iter().copied().fold(0.0, f64::max);
+    for at in [lo, hi] {
+        let (ln_n, ln_d) = ln_allocation(law, at, 6.0);
+        if !(ln_n.abs() < 700.0 && ln_d.abs() < 700.0) {
+            return Err(ScalingError::FitFailed(format!(
+                "the best fit (E = {:.4}, A = {:.4e}, B = {:.4e}, alpha = {:.4e}, beta = {:.4e}) has no finite compute-optimal allocation \
+                 at C = {at:.3e} (ln N_opt = {ln_n:.4e}, ln D_opt = {ln_d:.4e}): its exponents are too small or its coefficients too \
+                 extreme for these points to determine how N and D should grow with compute (add model sizes and token budgets)",
+                law.e, law.a, law.b, law.alpha, law.beta
+            )));
+        }
+    }
     Ok(())
+}
+
+/// ln N_opt and ln D_opt at compute `c` under C = k·N·D (the logarithms of
+/// [`ChinchillaLaw::optimal_allocation`], which may over- or underflow).
+fn ln_allocation(law: &ChinchillaLaw, c: f64, k: f64) -> (f64, f64) {
+    let s = law.alpha + law.beta;
+    let ln_g = (law.alpha.ln() + law.a.ln() - law.beta.ln() - law.b.ln()) / s;
+    let ln_x = (c / k).ln();
+    (ln_g + law.beta / s * ln_x, law.alpha / s * ln_x - ln_g)
 }
 
 /// The objective (summed robust loss in log space) at θ, for checking optima
@@ -776,4 +796,35 @@ pub fn objective_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) ->
 pub fn objective_gradient_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) -> (f64, [f64; 5]) {
     let ld = LogData::new(data);
     objective_and_gradient(&ld.log_n, &ld.log_d, &ld.log_l, loss, &theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> ChinchillaData {
+        ChinchillaData::new(vec![1e6, 1e7, 1e8], vec![1e9, 1e10, 1e11], vec![3.0, 2.5, 2.2]).unwrap()
+    }
+
+    #[test]
+    fn log_space_allocation_matches_the_closed_form() {
+        let law = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
+        for c in [1e18, 1e21, 1e24] {
+            let (n, d) = law.optimal_allocation(c, 6.0);
+            let (ln_n, ln_d) = ln_allocation(&law, c, 6.0);
+            assert!((ln_n - n.ln()).abs() < 1e-12 && (ln_d - d.ln()).abs() < 1e-12, "C = {c:e}");
+        }
+        assert!(check_law(&law, &data()).is_ok());
+    }
+
+    #[test]
+    fn a_law_without_a_finite_allocation_is_refused() {
+        // alpha + beta = 2e-5: ln G = ln(αA/(βB)) / (α+β) = ln(1000) / 2e-5 ≈ 3.5e5
+        let law = ChinchillaLaw { e: 1.0, a: 1.0, b: 1e-3, alpha: 1e-5, beta: 1e-5 };
+        let e = check_law(&law, &data()).unwrap_err().to_string();
+        assert!(e.contains("no finite compute-optimal allocation at C = 6.000e15"), "{e}");
+        // a non-positive exponent is named
+        let e = check_law(&ChinchillaLaw { beta: 0.0, ..law }, &data()).unwrap_err().to_string();
+        assert!(e.contains("the best fit has beta = 0.0000e0"), "{e}");
+    }
 }
