@@ -20,6 +20,25 @@ use algoprog_scaling::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::count_at_most;
+
+/// Most rows a log-spaced table (`ceg function --points`, `ceg kaplan
+/// --points`) may have. 10,000 rows over 13 decades of compute are 0.0013
+/// decades apart, far finer than any law or curve can be read; every row is
+/// computed and formatted before the table prints, so an unbounded count
+/// (`--points 100000000`) grows to tens of gigabytes instead of answering.
+const MAX_TABLE_POINTS: usize = 10_000;
+const TABLE_POINTS_WHY: &str =
+    "rows are log-spaced, and 10,000 rows are already far finer than any law can be read";
+
+/// Most bootstrap replicates over seeds: the same bound as the scaling fits'
+/// ([`algoprog_scaling::bootstrap::MAX_BOOTSTRAP_REPS`]); beyond it the Monte
+/// Carlo error of the interval ends is negligible next to the seed-to-seed
+/// spread, and every replicate is held in memory.
+pub(crate) const MAX_BOOTSTRAP: usize = algoprog_scaling::bootstrap::MAX_BOOTSTRAP_REPS;
+pub(crate) const BOOTSTRAP_WHY: &str =
+    "beyond it the Monte Carlo error of the interval ends is negligible (1000 is the default)";
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -77,8 +96,8 @@ pub struct MultiplierArgs {
     /// Ablation reading: the reference is the full model and each family reverts one innovation (CEG = C_variant / C_ref).
     #[arg(long)]
     pub ablation: bool,
-    /// Bootstrap replicates over seeds (0: no intervals).
-    #[arg(long, default_value_t = 1000)]
+    /// Bootstrap replicates over seeds (0: no intervals; at most 100,000).
+    #[arg(long, default_value_t = 1000, value_parser = count_at_most(MAX_BOOTSTRAP, "bootstrap replicates", BOOTSTRAP_WHY))]
     pub bootstrap: usize,
     /// Confidence level of the intervals.
     #[arg(long, default_value_t = 0.9)]
@@ -134,8 +153,8 @@ pub struct FunctionArgs {
     /// Highest compute of the table (default: the target compute).
     #[arg(long)]
     pub to: Option<f64>,
-    /// Rows of the table (log-spaced).
-    #[arg(long, default_value_t = 9)]
+    /// Rows of the table (log-spaced; 2 to 10,000).
+    #[arg(long, default_value_t = 9, value_parser = count_at_most(MAX_TABLE_POINTS, "rows", TABLE_POINTS_WHY))]
     pub points: usize,
     /// Compute to extrapolate to.
     #[arg(long, default_value_t = DEFAULT_TARGET_COMPUTE)]
@@ -165,8 +184,8 @@ pub struct CombineArgs {
     /// Ablation reading (reference = full model, families revert innovations).
     #[arg(long)]
     pub ablation: bool,
-    /// Bootstrap replicates over seeds (0: no intervals).
-    #[arg(long, default_value_t = 1000)]
+    /// Bootstrap replicates over seeds (0: no intervals; at most 100,000).
+    #[arg(long, default_value_t = 1000, value_parser = count_at_most(MAX_BOOTSTRAP, "bootstrap replicates", BOOTSTRAP_WHY))]
     pub bootstrap: usize,
     /// Confidence level of the intervals.
     #[arg(long, default_value_t = 0.9)]
@@ -204,8 +223,8 @@ pub struct KaplanArgs {
     /// Highest compute of the table.
     #[arg(long, default_value_t = 1e25)]
     pub to: f64,
-    /// Rows of the table (log-spaced).
-    #[arg(long, default_value_t = 14)]
+    /// Rows of the table (log-spaced; 2 to 10,000).
+    #[arg(long, default_value_t = 14, value_parser = count_at_most(MAX_TABLE_POINTS, "rows", TABLE_POINTS_WHY))]
     pub points: usize,
     /// With --input: derive D from compute as C/(k·N) instead of the tokens column.
     #[arg(long)]

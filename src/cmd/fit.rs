@@ -16,6 +16,14 @@ use algoprog_scaling::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::ceg::{BOOTSTRAP_WHY, MAX_BOOTSTRAP};
+use super::count_at_most;
+
+/// `--budgets` is bounded by [`algoprog_scaling::isoflop::MAX_ISOFLOP_BUDGETS`]:
+/// budgets finer than the runs' evaluation spacing only re-read the same evaluations.
+const MAX_ISOFLOP_BUDGETS: usize = algoprog_scaling::isoflop::MAX_ISOFLOP_BUDGETS;
+const BUDGETS_WHY: &str = "budgets finer than the runs' evaluations only interpolate the same points again (12 is the default)";
+
 /// CSV column-mapping flags, shared by `algoprog fit` and `algoprog ceg`
 /// (`#[command(flatten)]`). Defaults match algoprog's own curve CSV
 /// (`step,tokens,flops,train_loss,val_loss,lr`). Optional columns are off
@@ -128,8 +136,8 @@ pub struct InputArgs {
 /// Bootstrap flags.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BootArgs {
-    /// Bootstrap replicates for percentile confidence intervals (0: none).
-    #[arg(long, default_value_t = 0)]
+    /// Bootstrap replicates for percentile confidence intervals (0: none; at most 100,000).
+    #[arg(long, default_value_t = 0, value_parser = count_at_most(MAX_BOOTSTRAP, "bootstrap replicates", BOOTSTRAP_WHY))]
     pub bootstrap: usize,
     /// Confidence level of the intervals.
     #[arg(long, default_value_t = 0.9)]
@@ -151,7 +159,7 @@ pub enum ResampleArg {
 
 impl BootArgs {
     fn options(&self) -> Option<BootstrapOptions> {
-        (self.bootstrap > 0).then(|| BootstrapOptions {
+        (self.bootstrap > 0).then_some(BootstrapOptions {
             reps: self.bootstrap,
             level: self.level,
             seed: self.seed,
@@ -230,8 +238,8 @@ pub struct ChinchillaArgs {
 pub struct IsoflopArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Number of log-spaced compute budgets over the range covered by at least three sizes.
-    #[arg(long, default_value_t = 12)]
+    /// Number of log-spaced compute budgets over the range covered by at least three sizes (2 to 10,000).
+    #[arg(long, default_value_t = 12, value_parser = count_at_most(MAX_ISOFLOP_BUDGETS, "budgets", BUDGETS_WHY))]
     pub budgets: usize,
     /// Explicit compute budgets (repeatable; overrides --budgets).
     #[arg(long = "budget", value_name = "C")]
@@ -341,8 +349,8 @@ fn run_frontier(a: FrontierArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&outs)?);
     } else {
         println!(
-            "{:<16} {:<7} {:>7} {:>9} {:>12} {:>9} {:>8}  {}",
-            "family", "space", "points", "E", "A", "gamma", "R2", "intervals"
+            "{:<16} {:<7} {:>7} {:>9} {:>12} {:>9} {:>8}  intervals",
+            "family", "space", "points", "E", "A", "gamma", "R2"
         );
         for o in &outs {
             for f in &o.fits {
@@ -442,6 +450,9 @@ impl From<&ChinchillaBootstrap> for ChinchillaBootstrapOut {
 }
 
 fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
+    if let Some(c) = a.at_compute.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
+        bail!("--at-compute {c}: a compute budget is training FLOPs and must be a positive number such as 1e21");
+    }
     let (curves, _) = load(&a.input)?;
     let tokens = match a.tokens_from_compute {
         Some(k) => TokensSource::FromCompute { k },

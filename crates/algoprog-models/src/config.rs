@@ -32,6 +32,56 @@ use algoprog_nn::{
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
+// ---------------------------------------------------------------- size limits
+//
+// Every size a config can state is bounded before anything is allocated, so a
+// typo (`d_model = 1600000`) is an error naming the key rather than an abort
+// with "memory allocation failed". The bounds are far above any model this
+// single-device trainer can hold, and keep every parameter count exact in
+// `usize` (no product can overflow once each factor is within its bound).
+
+/// Widest model: 65,536, 3.5 times the widest published dense Transformer
+/// (PaLM 540B, d_model = 18,432).
+pub const MAX_D_MODEL: usize = 1 << 16;
+/// Deepest model: 1,024 layers, 8 times the deepest published dense language
+/// models (about 126 layers). Applies to the depth in use, including the
+/// default max(1, d_model/16).
+pub const MAX_LAYERS: usize = 1 << 10;
+/// Largest feed-forward expansion: 64, 16 times the usual 4.
+pub const MAX_FF_RATIO: f64 = 64.0;
+/// Longest context: 2^20 = 1,048,576 positions, the same bound as the data's
+/// `seq_len` (a longer table could never be used).
+pub const MAX_SEQ_LEN: usize = 1 << 20;
+/// Most weights plus position tables (sinusoidal, rotary, ALiBi buffers) one
+/// model may have: 10^10. Training holds 16 bytes per parameter (f32
+/// weights, gradients and two AdamW moments), 160 GB at this size: more than
+/// the memory of the largest single accelerator (141 GB) or of any machine
+/// this trainer (one device, no model parallelism) runs on.
+pub const MAX_MODEL_ELEMENTS: f64 = 1e10;
+
+fn too_large(
+    key: &str,
+    value: impl std::fmt::Display,
+    max: impl std::fmt::Display,
+    why: &str,
+) -> ConfigError {
+    ConfigError::new(
+        key,
+        format!("{key} = {value} is more than the maximum {max} ({why})"),
+    )
+}
+
+/// Elements of the position tables built for a Transformer, as f64 (no overflow).
+fn position_table_elements(c: &TransformerConfig) -> f64 {
+    let t = c.max_seq_len as f64;
+    match c.positional {
+        PositionalKind::None | PositionalKind::Learned => 0.0, // learned tables are counted as parameters
+        PositionalKind::Sinusoidal => t * c.d_model as f64,
+        PositionalKind::Rotary => t * c.head_dim as f64,
+        PositionalKind::Alibi => (c.d_model / c.head_dim) as f64 * t * t,
+    }
+}
+
 /// Which architecture, tagged by `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -138,8 +188,26 @@ impl TransformerConfig {
     }
 
     /// Checks the config; errors name the `model.*` key and the fix.
+    /// Sizes are bounded (see [`MAX_D_MODEL`] and the other limits) before
+    /// anything is built.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_shape(self.d_model, self.n_layers, self.head_dim, self.ff_ratio, self.max_seq_len)?;
+        if self.d_model > MAX_D_MODEL {
+            return Err(too_large("model.d_model", self.d_model, MAX_D_MODEL, "3.5 times the widest published model; try 64 to 4096"));
+        }
+        if self.depth() > MAX_LAYERS {
+            let shown = match self.n_layers {
+                Some(n) => n.to_string(),
+                None => format!("{} (d_model/16, as n_layers is not set)", self.depth()),
+            };
+            return Err(too_large("model.n_layers", shown, MAX_LAYERS, "8 times the deepest published language models"));
+        }
+        if self.ff_ratio > MAX_FF_RATIO {
+            return Err(too_large("model.ff_ratio", self.ff_ratio, MAX_FF_RATIO, "16 times the usual 4"));
+        }
+        if self.max_seq_len > MAX_SEQ_LEN {
+            return Err(too_large("model.max_seq_len", self.max_seq_len, MAX_SEQ_LEN, "the longest data.seq_len the data accepts"));
+        }
         if self.positional == PositionalKind::Rotary && !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::new(
                 "model.head_dim",
@@ -171,19 +239,111 @@ impl TransformerConfig {
         }
     }
 
-    /// Builds the run-time model.
+    /// Builds the run-time model (after [`ModelConfig::check_size`]'s bound with this vocabulary).
     pub fn build(&self, vocab_size: usize, seed: u64, device: &Device, dtype: DType) -> candle_core::Result<DynTransformer> {
         self.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        ModelConfig::Transformer(self.clone())
+            .check_size(vocab_size)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {}", e.key, e.message)))?;
         Transformer::new(&self.spec(), vocab_size, seed, device, dtype)
     }
 }
 
 impl ModelConfig {
+    /// Checks the config, sizes included; errors name the `model.*` key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             ModelConfig::Transformer(c) => c.validate(),
-            ModelConfig::Lstm(c) => c.validate(),
+            ModelConfig::Lstm(c) => {
+                c.validate()?;
+                let why_width =
+                    "3.5 times the widest published model; the papers' LSTMs are 64 to 1024 wide";
+                if c.d_model > MAX_D_MODEL {
+                    return Err(too_large(
+                        "model.d_model",
+                        c.d_model,
+                        MAX_D_MODEL,
+                        why_width,
+                    ));
+                }
+                if c.hidden_size() > MAX_D_MODEL {
+                    return Err(too_large(
+                        "model.hidden",
+                        c.hidden_size(),
+                        MAX_D_MODEL,
+                        why_width,
+                    ));
+                }
+                if c.n_layers > MAX_LAYERS {
+                    return Err(too_large(
+                        "model.n_layers",
+                        c.n_layers,
+                        MAX_LAYERS,
+                        "the papers' LSTMs have 2",
+                    ));
+                }
+                if c.max_seq_len > MAX_SEQ_LEN {
+                    return Err(too_large(
+                        "model.max_seq_len",
+                        c.max_seq_len,
+                        MAX_SEQ_LEN,
+                        "the longest data.seq_len the data accepts",
+                    ));
+                }
+                if c.tbptt_len > MAX_SEQ_LEN {
+                    return Err(too_large(
+                        "model.tbptt_len",
+                        c.tbptt_len,
+                        MAX_SEQ_LEN,
+                        "the longest sequence there can be",
+                    ));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// The longest sequence the model accepts (`model.max_seq_len`).
+    pub fn max_seq_len(&self) -> usize {
+        match self {
+            ModelConfig::Transformer(c) => c.max_seq_len,
+            ModelConfig::Lstm(c) => c.max_seq_len,
+        }
+    }
+
+    /// Bounds the whole model with a vocabulary of `vocab_size` ids: weights
+    /// (embeddings included) plus position tables at most
+    /// [`MAX_MODEL_ELEMENTS`]. Call after [`ModelConfig::validate`], whose
+    /// per-key bounds keep the parameter count exact; the error names the
+    /// key that contributes most.
+    pub fn check_size(&self, vocab_size: usize) -> Result<(), ConfigError> {
+        self.validate()?;
+        let params = self.param_counts(vocab_size);
+        let tables = match self {
+            ModelConfig::Transformer(c) => position_table_elements(c),
+            ModelConfig::Lstm(_) => 0.0,
+        };
+        let total = params.total() as f64 + tables;
+        if total <= MAX_MODEL_ELEMENTS {
+            return Ok(());
+        }
+        let (key, part) =
+            if tables > params.non_embedding as f64 && tables > params.embedding as f64 {
+                ("model.max_seq_len", "position tables")
+            } else if params.embedding > params.non_embedding {
+                ("model.d_model", "embeddings (vocabulary × d_model)")
+            } else {
+                ("model.d_model", "layer weights")
+            };
+        Err(ConfigError::new(
+            key,
+            format!(
+                "the model has {:.3e} weights and position-table entries (mostly {part}; vocabulary {vocab_size}), \
+                 more than the maximum {MAX_MODEL_ELEMENTS:.0e}: its training state would not fit one device; \
+                 lower model.d_model, model.n_layers, model.ff_ratio or model.max_seq_len",
+                total
+            ),
+        ))
     }
 
     /// Validates, then builds the model with seeded initialisation.
@@ -194,6 +354,8 @@ impl ModelConfig {
         device: &Device,
         dtype: DType,
     ) -> candle_core::Result<Box<dyn LanguageModel>> {
+        self.check_size(vocab_size)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {}", e.key, e.message)))?;
         match self {
             ModelConfig::Transformer(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
             ModelConfig::Lstm(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
@@ -214,5 +376,96 @@ impl ModelConfig {
             ModelConfig::Transformer(c) => c.spec().flops(vocab_size, seq_len),
             ModelConfig::Lstm(c) => c.flops(vocab_size, seq_len),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(e: ConfigError) -> String {
+        e.key
+    }
+
+    #[test]
+    fn each_size_key_has_a_maximum() {
+        let ok = TransformerConfig::modern(64);
+        assert!(ok.validate().is_ok());
+        let t = |f: &dyn Fn(&mut TransformerConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.validate().map_err(key)
+        };
+        assert_eq!(t(&|c| c.d_model = 1_600_000), Err("model.d_model".into()));
+        let widest = |c: &mut TransformerConfig| {
+            c.d_model = MAX_D_MODEL;
+            c.n_layers = Some(2);
+        };
+        assert_eq!(t(&widest), Ok(()), "the maximum itself is allowed");
+        assert_eq!(
+            t(&|c| c.n_layers = Some(MAX_LAYERS + 1)),
+            Err("model.n_layers".into())
+        );
+        // the default depth d/16 counts too: d = 32768 resolves to 2048 layers
+        assert_eq!(t(&|c| c.d_model = 32_768), Err("model.n_layers".into()));
+        assert_eq!(t(&|c| c.ff_ratio = 1e300), Err("model.ff_ratio".into()));
+        assert_eq!(
+            t(&|c| c.max_seq_len = MAX_SEQ_LEN + 1),
+            Err("model.max_seq_len".into())
+        );
+        let mut lstm = LstmConfig::paper_no_dropout(64);
+        lstm.hidden = Some(1 << 20);
+        assert_eq!(
+            ModelConfig::Lstm(lstm.clone()).validate().map_err(key),
+            Err("model.hidden".into())
+        );
+        lstm.hidden = None;
+        lstm.n_layers = 1 << 20;
+        assert_eq!(
+            ModelConfig::Lstm(lstm).validate().map_err(key),
+            Err("model.n_layers".into())
+        );
+    }
+
+    #[test]
+    fn whole_model_size_is_checked_with_the_vocabulary() {
+        // d 4096 × 64 layers: 12·4096²·64 ≈ 1.3e10 layer weights
+        let mut c = TransformerConfig::modern(4096);
+        c.n_layers = Some(64);
+        let e = ModelConfig::Transformer(c.clone())
+            .check_size(4096)
+            .unwrap_err();
+        assert_eq!(e.key, "model.d_model");
+        assert!(
+            e.message.contains("layer weights") && e.message.contains("1e10"),
+            "{}",
+            e.message
+        );
+        c.n_layers = Some(8);
+        assert!(ModelConfig::Transformer(c.clone())
+            .check_size(50_257)
+            .is_ok());
+        // embeddings dominate: 2^24 ids × 1024 = 1.7e10
+        let e = ModelConfig::Transformer(TransformerConfig::modern(1024))
+            .check_size(1 << 24)
+            .unwrap_err();
+        assert!(e.message.contains("embeddings"), "{}", e.message);
+        // ALiBi's (heads, T, T) bias table: 4 heads × 2^20² entries
+        let mut a = TransformerConfig::modern(64);
+        a.positional = PositionalKind::Alibi;
+        a.max_seq_len = MAX_SEQ_LEN;
+        assert_eq!(
+            ModelConfig::Transformer(a.clone())
+                .check_size(256)
+                .unwrap_err()
+                .key,
+            "model.max_seq_len"
+        );
+        // and building refuses before allocating anything
+        let err = ModelConfig::Transformer(a)
+            .build(256, 0, &Device::Cpu, DType::F32)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("model.max_seq_len"), "{err}");
     }
 }

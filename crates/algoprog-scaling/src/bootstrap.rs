@@ -45,10 +45,25 @@ impl Default for BootstrapOptions {
     }
 }
 
+/// Most bootstrap replicates one call may ask for. The Monte Carlo error of a
+/// percentile interval's end shrinks as 1/√reps: at 100,000 replicates it is
+/// well under 1% of the interval's width, far below the sampling error the
+/// interval describes, so more replicates buy nothing. The replicates'
+/// statistics are held in memory (one vector per replicate) and every
+/// replicate is a refit, so an unbounded count (`--bootstrap 1000000000`)
+/// would exhaust memory and time before printing anything.
+pub const MAX_BOOTSTRAP_REPS: usize = 100_000;
+
 impl BootstrapOptions {
     fn validate(&self) -> Result<()> {
         if self.reps < 2 {
             return Err(ScalingError::InvalidOption(format!("bootstrap needs at least 2 replicates, got {}", self.reps)));
+        }
+        if self.reps > MAX_BOOTSTRAP_REPS {
+            return Err(ScalingError::InvalidOption(format!(
+                "{} bootstrap replicates is more than the maximum {MAX_BOOTSTRAP_REPS}; 1,000 to 10,000 give stable 90% intervals",
+                self.reps
+            )));
         }
         if !(self.level > 0.0 && self.level < 1.0) {
             return Err(ScalingError::InvalidOption(format!("confidence level must be in (0, 1), got {}", self.level)));

@@ -91,7 +91,16 @@ impl ChinchillaData {
     /// Every point of every non-diverged curve. N is `meta.params` (an error
     /// naming the run when missing). Points with zero compute or zero tokens
     /// (evaluations before training) are left out: log D is undefined there.
+    /// Negative or non-finite compute, tokens, N or k are errors naming the
+    /// run: they are corrupt logs, not points to drop quietly.
     pub fn from_curves(curves: &[Curve], tokens: TokensSource) -> Result<Self> {
+        if let TokensSource::FromCompute { k } = tokens {
+            if !(k.is_finite() && k > 0.0) {
+                return Err(ScalingError::InvalidOption(format!(
+                    "k in D = C / (k·N) must be a positive number (6 for C = 6ND), got {k}"
+                )));
+            }
+        }
         let mut out = Self::default();
         let mut run_idx = 0;
         for c in curves.iter().filter(|c| !c.meta.diverged) {
@@ -101,9 +110,21 @@ impl ChinchillaData {
                     c.meta.run_id
                 ))
             })?;
+            if !(n.is_finite() && n > 0.0) {
+                return Err(ScalingError::InvalidData(format!(
+                    "run `{}` has parameter count N = {n}; N must be a positive number (check the parameter column)",
+                    c.meta.run_id
+                )));
+            }
             let mut any = false;
             for p in &c.points {
-                if p.flops <= 0.0 {
+                if !(p.flops >= 0.0 && p.flops.is_finite()) {
+                    return Err(ScalingError::InvalidData(format!(
+                        "run `{}`, step {}: compute = {}; training compute must be a finite number ≥ 0 (check the compute column)",
+                        c.meta.run_id, p.step, p.flops
+                    )));
+                }
+                if p.flops == 0.0 {
                     continue;
                 }
                 let d = match tokens {
@@ -114,12 +135,25 @@ impl ChinchillaData {
                                 c.meta.run_id
                             )));
                         }
+                        if !(p.tokens >= 0.0 && p.tokens.is_finite()) {
+                            return Err(ScalingError::InvalidData(format!(
+                                "run `{}`, step {}: tokens = {}; token counts must be finite numbers ≥ 0 (check the tokens column)",
+                                c.meta.run_id, p.step, p.tokens
+                            )));
+                        }
                         p.tokens
                     }
                     TokensSource::FromCompute { k } => p.flops / (k * n),
                 };
-                if d <= 0.0 {
+                if d == 0.0 {
                     continue;
+                }
+                if !(p.loss.is_finite() && p.loss > 0.0) {
+                    return Err(ScalingError::InvalidData(format!(
+                        "run `{}`, step {}: loss = {}; the Chinchilla fit works in log space and needs positive finite losses \
+                         (load with --nan-as-diverged to treat NaN/inf as divergence)",
+                        c.meta.run_id, p.step, p.loss
+                    )));
                 }
                 out.n.push(n);
                 out.d.push(d);
@@ -347,7 +381,8 @@ impl ChinchillaFit {
         (self.law.beta / s, self.law.alpha / s)
     }
 
-    /// Compute-optimal allocation at compute `c` with C = k·N·D.
+    /// Compute-optimal allocation at compute `c` with C = k·N·D
+    /// ([`ChinchillaLaw::optimal_allocation`]).
     pub fn allocation(&self, c: f64, k: f64) -> Allocation {
         let (n, d) = self.law.optimal_allocation(c, k);
         Allocation { compute: c, n_opt: n, d_opt: d, tokens_per_param: d / n, loss: self.law.loss(n, d) }
@@ -561,10 +596,11 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
         return Err(ScalingError::InvalidOption("the start grid is empty".into()));
     }
     if let RobustLoss::Huber { delta } = opts.loss {
-        if !(delta > 0.0) {
+        if delta.is_nan() || delta <= 0.0 {
             return Err(ScalingError::InvalidOption(format!("Huber delta must be positive, got {delta}")));
         }
     }
+    check_identifiable(data)?;
     let ld = LogData::new(data);
     let (results, evaluations, full_starts) = match opts.pruning {
         Pruning::None => {
@@ -638,6 +674,7 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
     }
     let th = best.theta;
     let law = ChinchillaLaw { e: th[2].exp(), a: th[0].exp(), b: th[1].exp(), alpha: th[3], beta: th[4] };
+    check_law(&law, data)?;
     let mean = ld.log_l.iter().sum::<f64>() / ld.log_l.len() as f64;
     let mut ss_res = 0.0;
     let mut ss_tot = 0.0;
@@ -661,6 +698,93 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
     })
 }
 
+/// Data the five parameters can be told apart on: losses that differ, and
+/// more than one N and more than one D. A constant loss fits exactly with any
+/// E = L and A, B → 0 (R² undefined, the allocation NaN); a single N (or D)
+/// leaves α (or β) free, so the allocation exponents would be whatever the
+/// optimiser stopped at.
+fn check_identifiable(data: &ChinchillaData) -> Result<()> {
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        (lo, hi)
+    };
+    let (lo, hi) = spread(&data.loss);
+    if hi <= lo * (1.0 + 1e-12) {
+        return Err(ScalingError::InvalidData(format!(
+            "every one of the {} points has the same loss {lo}; a constant loss says nothing about how loss falls with N and D, \
+             so the Chinchilla form cannot be fitted (check that the loss column is the validation loss and that the runs trained)",
+            data.len()
+        )));
+    }
+    for (what, v, col) in [
+        ("N", &data.n, "parameter count"),
+        ("D", &data.d, "token count"),
+    ] {
+        let (lo, hi) = spread(v);
+        if hi <= lo * (1.0 + 1e-12) {
+            return Err(ScalingError::InsufficientData(format!(
+                "every point has the same {col} {what} = {lo}; the Chinchilla form needs at least two different values of {what} to fit its exponent"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A fitted law that describes loss falling with both N and D: E, A, B
+/// positive and finite, α and β positive and finite. Anything else would make
+/// the compute-optimal allocation (G = (αA/(βB))^(1/(α+β))) NaN or
+/// meaningless, so it is an error rather than a table.
+fn check_law(law: &ChinchillaLaw, data: &ChinchillaData) -> Result<()> {
+    for (name, v) in [
+        ("E", law.e),
+        ("A", law.a),
+        ("B", law.b),
+        ("alpha", law.alpha),
+        ("beta", law.beta),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(ScalingError::FitFailed(format!(
+                "the best fit has {name} = {v:.4e} (E = {:.4}, A = {:.4e}, B = {:.4e}, alpha = {:.4}, beta = {:.4}); the Chinchilla form needs E, A, B, \
+                 alpha, beta all positive and finite, so these points do not show loss falling with both N and D \
+                 (check the columns, drop runs that did not train, or add model sizes and token budgets)",
+                law.e, law.a, law.b, law.alpha, law.beta
+            )));
+        }
+    }
+    // The allocation must be a number over the data's compute range and the
+    // four decades above it (what `fit chinchilla` tabulates): exponents that
+    // almost vanish (alpha + beta = 2e-5) put G = (αA/(βB))^(1/(α+β)) far
+    // outside f64 and the table would read inf and 0.
+    let c: Vec<f64> = data.n.iter().zip(&data.d).map(|(n, d)| 6.0 * n * d).collect();
+    let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = 1e4 * c.iter().copied().fold(0.0, f64::max);
+    for at in [lo, hi] {
+        let (ln_n, ln_d) = ln_allocation(law, at, 6.0);
+        if !(ln_n.abs() < 700.0 && ln_d.abs() < 700.0) {
+            return Err(ScalingError::FitFailed(format!(
+                "the best fit (E = {:.4}, A = {:.4e}, B = {:.4e}, alpha = {:.4e}, beta = {:.4e}) has no finite compute-optimal allocation \
+                 at C = {at:.3e} (ln N_opt = {ln_n:.4e}, ln D_opt = {ln_d:.4e}): its exponents are too small or its coefficients too \
+                 extreme for these points to determine how N and D should grow with compute (add model sizes and token budgets)",
+                law.e, law.a, law.b, law.alpha, law.beta
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// ln N_opt and ln D_opt at compute `c` under C = k·N·D (the logarithms of
+/// [`ChinchillaLaw::optimal_allocation`], which may over- or underflow).
+fn ln_allocation(law: &ChinchillaLaw, c: f64, k: f64) -> (f64, f64) {
+    let s = law.alpha + law.beta;
+    let ln_g = (law.alpha.ln() + law.a.ln() - law.beta.ln() - law.b.ln()) / s;
+    let ln_x = (c / k).ln();
+    (ln_g + law.beta / s * ln_x, law.alpha / s * ln_x - ln_g)
+}
+
 /// The objective (summed robust loss in log space) at θ, for checking optima
 /// found elsewhere (e.g. by the scipy reference) on the same data.
 pub fn objective_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) -> f64 {
@@ -672,4 +796,35 @@ pub fn objective_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) ->
 pub fn objective_gradient_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) -> (f64, [f64; 5]) {
     let ld = LogData::new(data);
     objective_and_gradient(&ld.log_n, &ld.log_d, &ld.log_l, loss, &theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> ChinchillaData {
+        ChinchillaData::new(vec![1e6, 1e7, 1e8], vec![1e9, 1e10, 1e11], vec![3.0, 2.5, 2.2]).unwrap()
+    }
+
+    #[test]
+    fn log_space_allocation_matches_the_closed_form() {
+        let law = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
+        for c in [1e18, 1e21, 1e24] {
+            let (n, d) = law.optimal_allocation(c, 6.0);
+            let (ln_n, ln_d) = ln_allocation(&law, c, 6.0);
+            assert!((ln_n - n.ln()).abs() < 1e-12 && (ln_d - d.ln()).abs() < 1e-12, "C = {c:e}");
+        }
+        assert!(check_law(&law, &data()).is_ok());
+    }
+
+    #[test]
+    fn a_law_without_a_finite_allocation_is_refused() {
+        // alpha + beta = 2e-5: ln G = ln(αA/(βB)) / (α+β) = ln(1000) / 2e-5 ≈ 3.5e5
+        let law = ChinchillaLaw { e: 1.0, a: 1.0, b: 1e-3, alpha: 1e-5, beta: 1e-5 };
+        let e = check_law(&law, &data()).unwrap_err().to_string();
+        assert!(e.contains("no finite compute-optimal allocation at C = 6.000e15"), "{e}");
+        // a non-positive exponent is named
+        let e = check_law(&ChinchillaLaw { beta: 0.0, ..law }, &data()).unwrap_err().to_string();
+        assert!(e.contains("the best fit has beta = 0.0000e0"), "{e}");
+    }
 }

@@ -132,8 +132,47 @@ fn log_fit(c: &[f64], y: &[f64]) -> ComputeScaling {
     ComputeScaling { coef: icpt.exp(), exponent: slope, r2: if syy > 0.0 { 1.0 - ssr / syy } else { f64::NAN } }
 }
 
+/// Most log-spaced budgets [`Budgets::Count`] may ask for. Each budget is a
+/// row of the table and a point of the N*(C), D*(C) fits; budgets closer than
+/// the runs' evaluation spacing only interpolate the same evaluations again,
+/// and 10,000 budgets over even 10 decades of compute are 0.001 decades
+/// apart, far finer than any sweep logs. Beyond it the table is noise and
+/// memory (`--budgets 1000000000` would allocate every row before printing).
+pub const MAX_ISOFLOP_BUDGETS: usize = 10_000;
+
+impl IsoFlopOptions {
+    /// Budgets and k within range; the errors name the option and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.k.is_finite() && self.k > 0.0) {
+            return Err(ScalingError::InvalidOption(format!(
+                "k in C = k·N·D must be a positive number (6 by convention), got {}",
+                self.k
+            )));
+        }
+        match &self.budgets {
+            Budgets::Count(n) if *n < 2 || *n > MAX_ISOFLOP_BUDGETS => Err(ScalingError::InvalidOption(format!(
+                "{n} compute budgets: ask for between 2 and {MAX_ISOFLOP_BUDGETS} (12 is the default)"
+            ))),
+            Budgets::List(v) if v.len() > MAX_ISOFLOP_BUDGETS => Err(ScalingError::InvalidOption(format!(
+                "{} compute budgets: give at most {MAX_ISOFLOP_BUDGETS}",
+                v.len()
+            ))),
+            Budgets::List(v) => match v.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
+                Some(c) => Err(ScalingError::InvalidOption(format!(
+                    "compute budget {c}: budgets are training compute in FLOPs and must be positive finite numbers (e.g. 1e17)"
+                ))),
+                None => Ok(()),
+            },
+            Budgets::Count(_) => Ok(()),
+        }
+    }
+}
+
 /// Run the IsoFLOP analysis on curves (non-diverged, with `meta.params`).
+/// Negative or non-finite compute or tokens, non-positive losses and
+/// non-positive parameter counts are errors naming the run.
 pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult> {
+    opts.validate()?;
     // group curves by size
     let mut by_size: BTreeMap<u64, (f64, Vec<&Curve>)> = BTreeMap::new();
     for c in curves.iter().filter(|c| !c.meta.diverged) {
@@ -143,6 +182,29 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
                 c.meta.run_id
             ))
         })?;
+        if !(n.is_finite() && n > 0.0) {
+            return Err(ScalingError::InvalidData(format!(
+                "run `{}` has parameter count N = {n}; N must be a positive number (check the parameter column)",
+                c.meta.run_id
+            )));
+        }
+        for p in &c.points {
+            let bad = if !(p.flops.is_finite() && p.flops >= 0.0) {
+                Some(("compute", p.flops, "a finite number ≥ 0"))
+            } else if !(p.tokens.is_nan() || p.tokens.is_finite() && p.tokens >= 0.0) {
+                Some(("tokens", p.tokens, "a finite number ≥ 0 (or empty)"))
+            } else if !(p.loss.is_finite() && p.loss > 0.0) {
+                Some(("loss", p.loss, "a positive finite number (load with --nan-as-diverged to treat NaN/inf as divergence)"))
+            } else {
+                None
+            };
+            if let Some((what, v, want)) = bad {
+                return Err(ScalingError::InvalidData(format!(
+                    "run `{}`, step {}: {what} = {v}; it must be {want}",
+                    c.meta.run_id, p.step
+                )));
+            }
+        }
         by_size.entry(n.to_bits()).or_insert((n, Vec::new())).1.push(c);
     }
     let mut sizes: Vec<(f64, Vec<&Curve>)> = by_size.into_values().collect();
@@ -230,7 +292,23 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
         )));
     }
     let cs: Vec<f64> = used.iter().map(|b| b.compute).collect();
+    if cs.iter().all(|&c| c == cs[0]) {
+        return Err(ScalingError::InsufficientData(format!(
+            "the {} budgets with an interior optimum are all at C = {:e}; N*(C) and D*(C) need at least two different budgets",
+            cs.len(),
+            cs[0]
+        )));
+    }
     let ns: Vec<f64> = used.iter().map(|b| b.n_opt).collect();
     let ds: Vec<f64> = used.iter().map(|b| b.d_opt).collect();
-    Ok(IsoFlopResult { n_opt: log_fit(&cs, &ns), d_opt: log_fit(&cs, &ds), fitted_budgets: used.len(), budgets: out })
+    let (n_opt, d_opt) = (log_fit(&cs, &ns), log_fit(&cs, &ds));
+    for (what, f) in [("N*(C)", n_opt), ("D*(C)", d_opt)] {
+        if !(f.coef.is_finite() && f.coef > 0.0 && f.exponent.is_finite()) {
+            return Err(ScalingError::FitFailed(format!(
+                "{what} = {:e}·C^{} is not a usable power law (coefficient and exponent must be finite, the coefficient positive)",
+                f.coef, f.exponent
+            )));
+        }
+    }
+    Ok(IsoFlopResult { n_opt, d_opt, fitted_budgets: used.len(), budgets: out })
 }

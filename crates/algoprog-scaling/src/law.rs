@@ -51,10 +51,13 @@ impl ChinchillaLaw {
     /// Compute-optimal allocation under C = k·N·D (k = 6 by convention):
     /// N_opt = G (C/k)^(beta/(alpha+beta)), D_opt = G^-1 (C/k)^(alpha/(alpha+beta)),
     /// G = (alpha·a / (beta·b))^(1/(alpha+beta)) (Hoffmann et al. 2022, eq. 4).
+    /// Evaluated in log space: a law with large exponents (a = 2e182,
+    /// b = 4e-224, alpha = 30, beta = 720) has a moderate G ≈ 3.46 whose inner
+    /// ratio overflows.
     pub fn optimal_allocation(&self, c: f64, k: f64) -> (f64, f64) {
         let s = self.alpha + self.beta;
-        let g = (self.alpha * self.a / (self.beta * self.b)).powf(1.0 / s);
-        let x = c / k;
-        (g * x.powf(self.beta / s), x.powf(self.alpha / s) / g)
+        let ln_g = (self.alpha.ln() + self.a.ln() - self.beta.ln() - self.b.ln()) / s;
+        let ln_x = (c / k).ln();
+        ((ln_g + self.beta / s * ln_x).exp(), (self.alpha / s * ln_x - ln_g).exp())
     }
 }

@@ -122,3 +122,24 @@ fn frontier_bootstrap_over_runs_brackets_the_estimate() {
     let (_, b2) = bootstrap_frontier(&curves, &FrontierOptions::default(), &lo, &bo).unwrap();
     assert_eq!(b.gamma, b2.gamma);
 }
+
+#[test]
+fn replicates_above_the_maximum_are_refused_before_any_refit() {
+    let c: Vec<f64> = (0..10).map(|i| 10f64.powf(15.0 + i as f64 * 0.5)).collect();
+    let l: Vec<f64> = c.iter().map(|&c| 1.8 + 60.0 * c.powf(-0.1)).collect();
+    let lo = PowerLawOptions {
+        irreducible: Irreducible::Fixed(1.8),
+        space: FitSpace::Log,
+    };
+    let too_many = algoprog_scaling::BootstrapOptions {
+        reps: algoprog_scaling::bootstrap::MAX_BOOTSTRAP_REPS + 1,
+        ..Default::default()
+    };
+    let e = bootstrap_power_law(&c, &l, &lo, &too_many)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("100001 bootstrap replicates is more than the maximum 100000"),
+        "{e}"
+    );
+}

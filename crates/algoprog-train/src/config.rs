@@ -103,6 +103,21 @@ pub struct TrainConfig {
     pub eval_batch_size: Option<usize>,
 }
 
+/// Most tokens one run may train on: 10^15, about 70 times the 15 trillion
+/// tokens of the largest published training runs. It keeps every token count
+/// the trainer records below 2^53 (exact as an f64 in curves and records) and
+/// steps × tokens per step far from wrapping a u64, so `steps = 2^63 − 1` or
+/// `tokens_per_param = 1e300` is refused instead of training "forever" on a
+/// wrapped budget.
+pub const MAX_TRAIN_TOKENS: u64 = 1_000_000_000_000_000;
+
+/// Most tokens one micro-batch (`batch_size` × `data.seq_len`, and the same
+/// for `eval_batch_size`) may hold: 2^24 = 16.8M tokens, as many as the whole
+/// global batch of the largest published runs. A micro-batch's token ids,
+/// activations and logits are allocated at once, so no device holds more;
+/// larger effective batches come from `grad_accum`.
+pub const MAX_MICRO_BATCH_TOKENS: usize = 1 << 24;
+
 fn default_batch() -> usize {
     32
 }
@@ -323,7 +338,124 @@ impl RunConfig {
             ));
         }
         positive("data.seq_len", self.data.seq_len)?;
+        if self.data.seq_len > self.model.max_seq_len() {
+            return Err(TrainError::config(
+                "model.max_seq_len",
+                format!(
+                    "model.max_seq_len = {} is shorter than data.seq_len = {}: the model cannot read the training sequences",
+                    self.model.max_seq_len(),
+                    self.data.seq_len
+                ),
+                format!("raise model.max_seq_len to at least {} or lower data.seq_len", self.data.seq_len),
+            ));
+        }
+        self.validate_sizes()
+    }
+
+    /// Batch sizes and the training budget within [`MAX_MICRO_BATCH_TOKENS`]
+    /// and [`MAX_TRAIN_TOKENS`], and the model within its size limit at the
+    /// tokenizer's nominal vocabulary, all before any data is prepared.
+    fn validate_sizes(&self) -> Result<(), TrainError> {
+        let t = &self.train;
+        let seq = self.data.seq_len;
+        for (key, b) in [
+            ("train.batch_size", Some(t.batch_size)),
+            ("train.eval_batch_size", t.eval_batch_size),
+        ] {
+            let Some(b) = b else { continue };
+            if b.checked_mul(seq)
+                .is_none_or(|n| n > MAX_MICRO_BATCH_TOKENS)
+            {
+                return Err(TrainError::config(
+                    key,
+                    format!(
+                        "{key} = {b} sequences of data.seq_len = {seq} tokens is more than the maximum {MAX_MICRO_BATCH_TOKENS} tokens of one micro-batch (allocated at once)"
+                    ),
+                    format!("use at most {} sequences and raise train.grad_accum for a larger effective batch", (MAX_MICRO_BATCH_TOKENS / seq).max(1)),
+                ));
+            }
+        }
+        let Some(per_step) = self.tokens_per_step().filter(|&n| n <= MAX_TRAIN_TOKENS) else {
+            return Err(TrainError::config(
+                "train.grad_accum",
+                format!(
+                    "train.batch_size × train.grad_accum × data.seq_len = {} × {} × {seq} tokens per step is more than the maximum {MAX_TRAIN_TOKENS} tokens of a whole run",
+                    t.batch_size, t.grad_accum
+                ),
+                "lower train.grad_accum (the papers use effective batches of about 0.5M tokens)".into(),
+            ));
+        };
+        self.model
+            .check_size(crate::study::nominal_vocab(&self.data.tokenizer))
+            .map_err(|e| TrainError::config(&e.key, e.message.clone(), String::new()))?;
+        let too_many = |key: &str, budget: String, fix: String| {
+            TrainError::config(
+                key,
+                format!(
+                    "{budget} is more than the maximum {MAX_TRAIN_TOKENS:.0e} training tokens of one run (about 70 times the largest published training runs)"
+                ),
+                fix,
+            )
+        };
+        if let Some(s) = t.steps {
+            if (s as u64)
+                .checked_mul(per_step)
+                .is_none_or(|n| n > MAX_TRAIN_TOKENS)
+            {
+                return Err(too_many(
+                    "train.steps",
+                    format!(
+                        "train.steps = {s} steps × {per_step} tokens per step = {:.3e} tokens",
+                        s as f64 * per_step as f64
+                    ),
+                    format!("use at most {} steps", MAX_TRAIN_TOKENS / per_step),
+                ));
+            }
+        }
+        if let Some(n) = t.tokens {
+            if n > MAX_TRAIN_TOKENS {
+                return Err(too_many(
+                    "train.tokens",
+                    format!("train.tokens = {n}"),
+                    "use e.g. train.tokens_per_param = 20".into(),
+                ));
+            }
+        }
+        if let Some(r) = t.tokens_per_param {
+            // With the tokenizer's nominal vocabulary: a trained BPE never has more ids, so the real budget is no larger.
+            let n = self.budget_params(
+                self.model
+                    .param_counts(crate::study::nominal_vocab(&self.data.tokenizer)),
+            );
+            if r * n > MAX_TRAIN_TOKENS as f64 {
+                return Err(too_many(
+                    "train.tokens_per_param",
+                    format!(
+                        "train.tokens_per_param = {r:e} × {n:.4e} parameters = {:.3e} tokens",
+                        r * n
+                    ),
+                    "use e.g. 20 (Chinchilla) or 40".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Tokens per optimiser step, batch_size × grad_accum × seq_len (`None` if it overflows).
+    pub fn tokens_per_step(&self) -> Option<u64> {
+        let t = &self.train;
+        (t.batch_size as u64)
+            .checked_mul(t.grad_accum as u64)?
+            .checked_mul(self.data.seq_len as u64)
+    }
+
+    /// The parameter count `tokens_per_param` multiplies.
+    fn budget_params(&self, params: algoprog_models::ParamCounts) -> f64 {
+        let n = match self.train.param_count {
+            ParamCountKind::Total => params.total(),
+            ParamCountKind::NonEmbedding => params.non_embedding,
+        };
+        n as f64
     }
 
     /// The family name used by analyses.
@@ -338,20 +470,18 @@ impl RunConfig {
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Optimiser steps the budget resolves to, given the model's parameter counts.
+    /// Optimiser steps the budget resolves to, given the model's parameter
+    /// counts. On a validated config the budget is at most
+    /// [`MAX_TRAIN_TOKENS`], so steps × tokens per step fits a u64.
     pub fn total_steps(&self, params: algoprog_models::ParamCounts) -> usize {
         let t = &self.train;
-        let tokens_per_step = (t.batch_size * t.grad_accum * self.data.seq_len) as f64;
+        let tokens_per_step = self.tokens_per_step().unwrap_or(u64::MAX).max(1) as f64;
         let tokens = if let Some(s) = t.steps {
             return s;
         } else if let Some(tok) = t.tokens {
             tok as f64
         } else {
-            let n = match t.param_count {
-                ParamCountKind::Total => params.total(),
-                ParamCountKind::NonEmbedding => params.non_embedding,
-            } as f64;
-            t.tokens_per_param.unwrap_or(20.0) * n
+            t.tokens_per_param.unwrap_or(20.0) * self.budget_params(params)
         };
         ((tokens / tokens_per_step).ceil() as usize).max(1)
     }
@@ -388,5 +518,137 @@ fn hint_for(path: &str) -> String {
         "train" => "see configs/modern.toml for the [train] keys (optimizer, schedule, lr, batch_size, grad_accum, steps|tokens|tokens_per_param, grad_clip, eval_interval, …)".into(),
         "data" => "see configs/modern.toml for the [data] keys (corpus, tokenizer, seq_len, val_tokens, max_train_tokens, cache_dir, split_seed)".into(),
         _ => "top-level keys are: name, family, preset, seed, [model], [data], [train]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// configs/modern.toml with `edit` applied to its text.
+    fn modern_with(edit: impl Fn(&str) -> String) -> Result<RunConfig, TrainError> {
+        let base = include_str!("../../../configs/modern.toml");
+        RunConfig::from_toml_str(&edit(base))
+    }
+
+    fn key_of(e: TrainError) -> (String, String) {
+        match e {
+            TrainError::Config {
+                key, problem, fix, ..
+            } => (key, format!("{problem} / {fix}")),
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    fn refused(edit: impl Fn(&str) -> String) -> (String, String) {
+        key_of(modern_with(edit).expect_err("the config should be refused"))
+    }
+
+    #[test]
+    fn the_base_config_is_valid_and_its_budget_is_exact() {
+        let c = modern_with(|s| s.to_string()).unwrap();
+        assert_eq!(c.tokens_per_step(), Some(32 * 128));
+        assert_eq!(c.total_steps(c.model.param_counts(4096)), 600);
+    }
+
+    #[test]
+    fn huge_widths_and_batches_are_refused_before_allocation() {
+        let (k, m) = refused(|s| s.replace("d_model = 64 ", "d_model = 1600000 "));
+        assert_eq!(k, "model.d_model");
+        assert!(m.contains("65536"), "{m}");
+        let (k, m) = refused(|s| s.replace("batch_size = 32", "batch_size = 1000000000000"));
+        assert_eq!(k, "train.batch_size");
+        assert!(
+            m.contains("16777216") && m.contains("at most 131072 sequences"),
+            "{m}"
+        );
+        // the largest micro-batch is accepted, one more sequence is not
+        assert!(modern_with(|s| s.replace("batch_size = 32", "batch_size = 131072")).is_ok());
+        assert_eq!(
+            refused(|s| s.replace("batch_size = 32", "batch_size = 131073")).0,
+            "train.batch_size"
+        );
+        let (k, _) = refused(|s| {
+            s.replace(
+                "batch_size = 32",
+                "batch_size = 32\neval_batch_size = 200000",
+            )
+        });
+        assert_eq!(k, "train.eval_batch_size");
+        let (k, _) = refused(|s| {
+            s.replace(
+                "batch_size = 32",
+                "batch_size = 32\ngrad_accum = 1000000000000",
+            )
+        });
+        assert_eq!(k, "train.grad_accum");
+    }
+
+    #[test]
+    fn budgets_that_would_wrap_are_refused() {
+        // 2^63 − 1 steps × 4096 tokens wraps a u64; the trainer would run "forever" on the wrapped budget
+        let (k, m) = refused(|s| s.replace("steps = 600", "steps = 9223372036854775807"));
+        assert_eq!(k, "train.steps");
+        assert!(m.contains("use at most 244140625000 steps"), "{m}");
+        // the boundary: 10^15 / 4096 = 244,140,625,000 steps exactly
+        assert!(modern_with(|s| s.replace("steps = 600", "steps = 244140625000")).is_ok());
+        assert_eq!(
+            refused(|s| s.replace("steps = 600", "steps = 244140625001")).0,
+            "train.steps"
+        );
+        let (k, m) = refused(|s| s.replace("steps = 600", "tokens_per_param = 1e300"));
+        assert_eq!(k, "train.tokens_per_param");
+        assert!(m.contains("1e300"), "{m}");
+        assert_eq!(
+            refused(|s| s.replace("steps = 600", "tokens = 1000000000000000001")).0,
+            "train.tokens"
+        );
+        let c = modern_with(|s| s.replace("steps = 600", "tokens_per_param = 20")).unwrap();
+        let n = c.model.param_counts(4096).total();
+        assert_eq!(
+            c.total_steps(c.model.param_counts(4096)),
+            (20 * n).div_ceil(4096)
+        );
+    }
+
+    #[test]
+    fn a_context_shorter_than_the_sequences_is_refused_when_the_config_is_read() {
+        let (k, m) = refused(|s| s.replace("seq_len = 128", "seq_len = 256"));
+        assert_eq!(k, "model.max_seq_len");
+        assert!(
+            m.contains("model.max_seq_len = 128 is shorter than data.seq_len = 256"),
+            "{m}"
+        );
+        assert!(m.contains("raise model.max_seq_len to at least 256"), "{m}");
+        assert!(modern_with(|s| s
+            .replace("seq_len = 128", "seq_len = 256")
+            .replace("d_model = 64 ", "d_model = 64\nmax_seq_len = 256 "))
+        .is_ok());
+        // the LSTM has the same bound (its max_seq_len defaults to 128)
+        let lstm =
+            include_str!("../../../configs/lstm.toml").replace("seq_len = 128", "seq_len = 129");
+        assert_eq!(
+            key_of(RunConfig::from_toml_str(&lstm).unwrap_err()).0,
+            "model.max_seq_len"
+        );
+    }
+
+    #[test]
+    fn whole_model_size_is_bounded_with_the_tokenizer_vocabulary() {
+        // 16M-id BPE × d 1024 = 1.7e10 embedding weights
+        let (k, m) = refused(|s| {
+            s.replace("bpe-4096", "bpe-16777216")
+                .replace("d_model = 64 ", "d_model = 1024 ")
+        });
+        assert_eq!(k, "model.d_model");
+        assert!(m.contains("embeddings"), "{m}");
+        // ALiBi's (heads, T, T) table at T = 2^20
+        let (k, _) = refused(|s| {
+            s.replace(
+                "d_model = 64 ",
+                "d_model = 64\npositional = \"alibi\"\nmax_seq_len = 1048576 ",
+            )
+        });
+        assert_eq!(k, "model.max_seq_len");
     }
 }
