@@ -27,6 +27,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Run a whole study (preset smoke|quick|paper) and write report.md with figures.
     Reproduce(cmd::reproduce::Args),
+    /// Print text from a trained run: greedy, temperature, top-k or top-p sampling.
+    Sample(cmd::sample::Args),
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         Command::Sweep(a) => cmd::sweep::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
+        Command::Sample(a) => cmd::sample::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
