@@ -33,6 +33,8 @@ enum Command {
     Reproduce(cmd::reproduce::Args),
     /// Write the report (report.md + figures) from a run store, run records or a CSV of any framework's logs.
     Report(cmd::report::Args),
+    /// Print text from a trained run: greedy, temperature, top-k or top-p sampling.
+    Sample(cmd::sample::Args),
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         Command::Run(a) => cmd::run::run(a),
         Command::Reproduce(a) => cmd::reproduce::run(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Sample(a) => cmd::sample::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", error_chain(&e));

@@ -4,6 +4,7 @@ pub mod fit;
 pub mod report;
 pub mod reproduce;
 pub mod run;
+pub mod sample;
 pub mod sweep;
 pub mod train;
 

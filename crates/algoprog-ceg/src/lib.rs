@@ -1,6 +1,7 @@
 //! algoprog-ceg: compute-equivalent gains (CEG) from training curves and
 //! fitted scaling laws. No deep-learning framework needed.
 //!
+//! - [`array`]: CEG(C) over an ndarray of compute values, beside the scalar API.
 //! - [`threshold`]: where a curve first reaches a loss threshold L*,
 //!   interpolated linearly in log-compute; the automatic threshold.
 //! - [`multiplier`]: CEG multipliers at L* (geometric mean over seeds,
@@ -18,6 +19,7 @@
 // `!(x > 0.0)` is deliberate throughout: it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod array;
 pub mod combine;
 pub mod decompose;
 pub mod error;

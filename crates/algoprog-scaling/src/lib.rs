@@ -1,6 +1,8 @@
 //! algoprog-scaling: compute-optimal frontiers and scaling-law fits on
 //! training curves from any framework. No deep-learning framework needed.
 //!
+//! - [`array`]: ndarray entry points (`ArrayView1` in, `Array1`/`Array2` out)
+//!   beside the slice APIs, bit-identical to them.
 //! - [`io`]: load curves from CSV (any framework, with a [`ColumnMap`]) or
 //!   from algoprog run records.
 //! - [`frontier`]: the Pareto lower envelope of (compute, loss).
@@ -13,6 +15,7 @@
 // `!(x > 0.0)` is deliberate throughout: it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod array;
 pub mod bootstrap;
 pub mod chinchilla;
 pub mod curve;
