@@ -47,6 +47,8 @@ pub enum Source {
     Dir,
     /// The public-domain corpus embedded in algoprog.
     Embedded,
+    /// The embedded corpus plus public-domain English from registry packages (about 22M tokens with a 512-id BPE).
+    Library,
 }
 
 /// Which data: a run config's `[data]` section, overridden by flags.
@@ -112,11 +114,12 @@ impl SourceArgs {
         };
         let kind = self.source.unwrap_or(match cfg.corpus {
             CorpusSpec::Embedded => Source::Embedded,
+            CorpusSpec::Library => Source::Library,
             CorpusSpec::Dir(_) => Source::Dir,
             CorpusSpec::C4(_) => Source::C4,
         });
         cfg.corpus = match kind {
-            Source::Embedded => {
+            Source::Embedded | Source::Library => {
                 for (set, flag) in [
                     (self.path.is_some(), "--path"),
                     (self.text_field.is_some(), "--text-field"),
@@ -126,10 +129,14 @@ impl SourceArgs {
                     (self.hub_cache.is_some(), "--hub-cache"),
                 ] {
                     if set {
-                        bail!("{flag} does not apply to the embedded corpus; add --source c4 or --source dir");
+                        bail!("{flag} does not apply to the embedded or library corpus; add --source c4 or --source dir");
                     }
                 }
-                CorpusSpec::Embedded
+                if kind == Source::Library {
+                    CorpusSpec::Library
+                } else {
+                    CorpusSpec::Embedded
+                }
             }
             Source::Dir => {
                 let mut d = match &cfg.corpus {

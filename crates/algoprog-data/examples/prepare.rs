@@ -1,15 +1,24 @@
 //! Prepares a dataset and prints its statistics and preparation times.
 //!
-//! `cargo run --release -p algoprog-data --example prepare -- [TOKENIZER] [CACHE_DIR]`
-//! with TOKENIZER `gpt2` or `bpe-N` (default `bpe-4096`).
+//! `cargo run --release -p algoprog-data --example prepare -- [TOKENIZER] [CACHE_DIR] [CORPUS]`
+//! with TOKENIZER `gpt2` or `bpe-N` (default `bpe-4096`) and CORPUS `embedded`
+//! (default) or `library`.
 
-use algoprog_data::{DataConfig, Dataset};
+use algoprog_data::{CorpusSpec, DataConfig, Dataset};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let tokenizer = args.next().unwrap_or_else(|| "bpe-4096".into()).parse()?;
     let cache_dir = args.next().map(Into::into);
+    let corpus = match args.next().as_deref() {
+        None | Some("embedded") => CorpusSpec::Embedded,
+        Some("library") => CorpusSpec::Library,
+        Some(other) => {
+            return Err(format!("unknown corpus {other:?}: expected embedded or library").into())
+        }
+    };
     let cfg = DataConfig {
+        corpus,
         tokenizer,
         cache_dir,
         ..DataConfig::default()

@@ -64,7 +64,7 @@ impl Dataset {
     /// the same for every tokenizer that is no more compact than GPT-2's. The rest
     /// is training data. A BPE is trained on all training documents.
     ///
-    /// **Streamed corpora** (`dir`, `c4`; [`Corpus::is_streamed`]): the same rule
+    /// **Streamed corpora** (`library`, `dir`, `c4`; [`Corpus::is_streamed`]): the same rule
     /// applied to the corpus's own fixed order (files in sorted order, lines in
     /// file order; C4's shards are already shuffled): the validation set is the
     /// shortest prefix of the document stream with `val_tokens` under GPT-2 and
@@ -280,6 +280,28 @@ impl Dataset {
         self.streamed
     }
 
+    /// How many times a run of `token_budget` training tokens goes through the
+    /// training data: `token_budget / (num_train_sequences × seq_len)` (each
+    /// sequence of `seq_len + 1` tokens trains `seq_len` predictions); see [`epochs`].
+    pub fn epochs(&self, token_budget: u64) -> f64 {
+        epochs(
+            self.num_train_sequences(),
+            self.config.seq_len,
+            token_budget,
+        )
+    }
+
+    /// [`Dataset::epochs`], refused above [`MAX_EPOCHS`] with an error naming the
+    /// budget, the data and the fixes.
+    pub fn check_epochs(&self, token_budget: u64) -> Result<f64, DataError> {
+        check_epochs(
+            self.corpus_identity(),
+            self.num_train_sequences(),
+            self.config.seq_len,
+            token_budget,
+        )
+    }
+
     /// Training sequences: windows of `seq_len + 1` tokens at stride `seq_len`.
     pub fn num_train_sequences(&self) -> usize {
         num_sequences(self.train.len(), self.config.seq_len)
@@ -369,4 +391,44 @@ impl Dataset {
     pub fn train_unigram_entropy(&self) -> f64 {
         self.train_entropy
     }
+}
+
+/// Most passes over the training data a study accepts (runs that repeat the data
+/// more often measure memorisation as much as learning).
+pub const MAX_EPOCHS: f64 = 4.0;
+
+/// Epochs of a run: `token_budget / (train_sequences × seq_len)`, the number of
+/// times a run that trains on `token_budget` tokens (in windows of `seq_len`
+/// predictions) goes through `train_sequences` training sequences. Infinite
+/// when there is no training sequence and the budget is positive, 0 for a zero budget.
+pub fn epochs(train_sequences: usize, seq_len: usize, token_budget: u64) -> f64 {
+    let per_epoch = train_sequences as f64 * seq_len as f64;
+    if token_budget == 0 {
+        0.0
+    } else {
+        token_budget as f64 / per_epoch
+    }
+}
+
+/// [`epochs`], refused above [`MAX_EPOCHS`]: the error names the corpus, the
+/// budget, the training tokens and the fixes.
+pub fn check_epochs(
+    corpus: &str,
+    train_sequences: usize,
+    seq_len: usize,
+    token_budget: u64,
+) -> Result<f64, DataError> {
+    let e = epochs(train_sequences, seq_len, token_budget);
+    if e > MAX_EPOCHS {
+        return Err(DataError::Corpus {
+            corpus: corpus.to_string(),
+            message: format!(
+                "a budget of {token_budget} training tokens goes through the {} training tokens {e:.2} times, \
+                 more than the limit of {MAX_EPOCHS}; lower the budget or use a larger corpus \
+                 (corpus = \"library\", a dir corpus or c4)",
+                train_sequences * seq_len
+            ),
+        });
+    }
+    Ok(e)
 }

@@ -25,6 +25,9 @@ pub enum DataError {
     /// The embedded corpus could not be decompressed or parsed.
     #[error("embedded corpus (crates/algoprog-data/corpus/embedded.jsonl.gz): {0}; rebuild it with scripts/build_corpus.py")]
     EmbeddedCorpus(String),
+    /// The library corpus extension could not be decompressed, parsed or assembled.
+    #[error("library corpus (crates/algoprog-data/corpus/library.jsonl.gz): {0}; rebuild it with scripts/build_library.py")]
+    LibraryCorpus(String),
     /// A corpus has no usable documents or too little text for the request.
     #[error("corpus {corpus}: {message}")]
     Corpus {

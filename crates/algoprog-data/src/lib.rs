@@ -33,8 +33,11 @@ pub mod unigram;
 pub use batch::{num_sequences, permutation, Batch, TokenStream, TrainBatches};
 pub use cache::{TokenCache, TokenView};
 pub use config::{DataConfig, DEFAULT_BPE_SAMPLE_BYTES};
-pub use corpus::{embedded_documents, Corpus, DocStream, Document, EmbeddedCorpus, InMemoryCorpus};
-pub use dataset::Dataset;
+pub use corpus::{
+    assemble_library, embedded_documents, Corpus, DocStream, Document, EmbeddedCorpus,
+    InMemoryCorpus, LibraryCorpus, LIBRARY_SHUFFLE_SEED,
+};
+pub use dataset::{check_epochs, epochs, Dataset, MAX_EPOCHS};
 pub use error::DataError;
 pub use prepare::{CacheOutcome, PrepareObserver, PrepareTimings, Progress, SplitSide};
 pub use sources::{c4_shard_name, hub_cache_dir, C4Corpus, C4Spec, CorpusSpec, DirCorpus, DirSpec};

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::corpus::{hex, Corpus, DocStream, Document, EmbeddedCorpus};
+use crate::corpus::{hex, Corpus, DocStream, Document, EmbeddedCorpus, LibraryCorpus};
 use crate::DataError;
 
 /// Which corpus a config uses. In TOML (inside `[data]`):
 ///
 /// ```toml
 /// corpus = "embedded"
+/// corpus = "library"
 /// corpus = { dir = { path = "/data/my-corpus", text_field = "text" } }
 /// corpus = { c4 = { shards = 8, max_chars = 6_000_000_000, offline = false } }
 /// ```
@@ -26,6 +27,9 @@ pub enum CorpusSpec {
     /// The embedded public-domain corpus shipped inside this crate.
     #[default]
     Embedded,
+    /// The embedded corpus plus public-domain English gathered from registry
+    /// packages, shipped compressed in this crate ([`crate::LibraryCorpus`]).
+    Library,
     /// A local directory of `.txt`, `.jsonl`, `.jsonl.gz` and `.json.gz` files.
     Dir(DirSpec),
     /// English C4 (`allenai/c4`, `en/c4-train.*.json.gz`) through the hf-hub cache.
@@ -38,15 +42,17 @@ impl CorpusSpec {
     pub fn open(&self) -> Result<Box<dyn Corpus>, DataError> {
         match self {
             CorpusSpec::Embedded => Ok(Box::new(EmbeddedCorpus)),
+            CorpusSpec::Library => Ok(Box::new(LibraryCorpus)),
             CorpusSpec::Dir(d) => Ok(Box::new(DirCorpus::open(d)?)),
             CorpusSpec::C4(c) => Ok(Box::new(C4Corpus::open(c)?)),
         }
     }
 
-    /// Short name: `embedded`, `dir` or `c4`.
+    /// Short name: `embedded`, `library`, `dir` or `c4`.
     pub fn kind(&self) -> &'static str {
         match self {
             CorpusSpec::Embedded => "embedded",
+            CorpusSpec::Library => "library",
             CorpusSpec::Dir(_) => "dir",
             CorpusSpec::C4(_) => "c4",
         }
