@@ -23,26 +23,56 @@ struct Row {
 
 fn print_table(title: &str, rows: &[Row]) {
     println!("{title}\n");
-    let w = |f: &dyn Fn(&Row) -> &str, h: &str| rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0).max(h.len());
-    let (wq, wp, wc) = (w(&|r| &r.quantity, "quantity"), w(&|r| &r.published, "published"), w(&|r| &r.computed, "computed"));
-    println!("| {:wq$} | {:>wp$} | {:>wc$} | note", "quantity", "published", "computed");
-    println!("|{}|{}|{}|------", "-".repeat(wq + 2), "-".repeat(wp + 2), "-".repeat(wc + 2));
+    let w = |f: &dyn Fn(&Row) -> &str, h: &str| {
+        rows.iter()
+            .map(|r| f(r).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(h.len())
+    };
+    let (wq, wp, wc) = (
+        w(&|r| &r.quantity, "quantity"),
+        w(&|r| &r.published, "published"),
+        w(&|r| &r.computed, "computed"),
+    );
+    println!(
+        "| {:wq$} | {:>wp$} | {:>wc$} | note",
+        "quantity", "published", "computed"
+    );
+    println!(
+        "|{}|{}|{}|------",
+        "-".repeat(wq + 2),
+        "-".repeat(wp + 2),
+        "-".repeat(wc + 2)
+    );
     for r in rows {
-        println!("| {:wq$} | {:>wp$} | {:>wc$} | {}", r.quantity, r.published, r.computed, r.note);
+        println!(
+            "| {:wq$} | {:>wp$} | {:>wc$} | {}",
+            r.quantity, r.published, r.computed, r.note
+        );
     }
     println!();
 }
 
 fn row(quantity: String, published: &str, computed: String, note: &str) -> Row {
-    Row { quantity, published: published.into(), computed, note: note.into() }
+    Row {
+        quantity,
+        published: published.into(),
+        computed,
+        note: note.into(),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     // (start, target, published total, scale-dependent share %, transformer item, chinchilla item, growth)
     let vectors = [
-        (2012.0, 2023.0, "6926.35", "89.33", "726.15", "3.71", "2.2343"),
-        (2013.0, 2025.0, "21415.66", "90.54", "847.81", "9.84", "2.2956"),
+        (
+            2012.0, 2023.0, "6926.35", "89.33", "726.15", "3.71", "2.2343",
+        ),
+        (
+            2013.0, 2025.0, "21415.66", "90.54", "847.81", "9.84", "2.2956",
+        ),
     ];
     for (start, target, total, sd, tr, ch, growth) in vectors {
         let mut t = Timeline::paper();
@@ -50,8 +80,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.target_year = Some(target);
         let d = decompose(&t)?;
         let span = format!("{start}->{target}");
-        let k = d.item("kaplan").expect("the paper timeline has a kaplan item");
-        let c = d.item("chinchilla").expect("the paper timeline has a chinchilla item");
+        let k = d
+            .item("kaplan")
+            .expect("the paper timeline has a kaplan item");
+        let c = d
+            .item("chinchilla")
+            .expect("the paper timeline has a chinchilla item");
         rows.push(row(
             format!("{span} total gain"),
             total,
@@ -79,7 +113,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push(row(
             format!("{span} scale-invariant gain"),
             "2.57",
-            format!("{:.2} ({:.2} %)", d.scale_invariant_gain, 100.0 * d.scale_invariant_share),
+            format!(
+                "{:.2} ({:.2} %)",
+                d.scale_invariant_gain,
+                100.0 * d.scale_invariant_share
+            ),
             "five normalised refinements (1.33 / 1.17^x) × mixture of experts 2.0",
         ));
         rows.push(row(
@@ -99,7 +137,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{:.2}", d.item("kaplan").map(|s| s.ceg).unwrap_or(f64::NAN)),
         "just after the Transformer's year",
     ));
-    let n = decompose(&Timeline::paper())?.normalisation.expect("the paper timeline normalises");
+    let n = decompose(&Timeline::paper())?
+        .normalisation
+        .expect("the paper timeline normalises");
     rows.push(row(
         "product of the single ablations (normalised set)".into(),
         "~3.4",
@@ -123,8 +163,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "same caveat: ±0.0005 in α_LSTM (half a rounding step) moves either ratio by about ±30 %",
     ));
     // Reference dependence (later paper): the modern mixture-of-experts Transformer against three references.
-    let growth = reference_growth(&paper_references(), &ComputeTrend::default(), 2023.0, 2023.0)?;
-    let published = [("lstm", "exponential"), ("kaplan_transformer", "grows"), ("dense_transformer", "zero")];
+    let growth = reference_growth(
+        &paper_references(),
+        &ComputeTrend::default(),
+        2023.0,
+        2023.0,
+    )?;
+    let published = [
+        ("lstm", "exponential"),
+        ("kaplan_transformer", "grows"),
+        ("dense_transformer", "zero"),
+    ];
     for (g, (name, p)) in growth.iter().zip(published) {
         let pt = g.points[0];
         rows.push(row(
@@ -134,6 +183,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &format!("d ln CEG / d year at C(2023); CEG {:.1}", pt.ceg),
         ));
     }
-    print_table("Decomposition of progress: published vs this (library API, published constants)", &rows);
+    print_table(
+        "Decomposition of progress: published vs this (library API, published constants)",
+        &rows,
+    );
     Ok(())
 }

@@ -9,7 +9,9 @@
 //! rebalancing gain at the decomposition's 2023 compute.
 
 use algoprog_ceg::decompose::ComputeTrend;
-use algoprog_ceg::kaplan::{gamma_of_path, gamma_star, hoffmann_law, optimal_crossing, KAPLAN_EXPONENT};
+use algoprog_ceg::kaplan::{
+    gamma_of_path, gamma_star, hoffmann_law, optimal_crossing, KAPLAN_EXPONENT,
+};
 use algoprog_ceg::{rebalancing_closed_form, Allocation, KaplanRule};
 
 struct Row {
@@ -21,18 +23,44 @@ struct Row {
 
 fn print_table(title: &str, rows: &[Row]) {
     println!("{title}\n");
-    let w = |f: &dyn Fn(&Row) -> &str, h: &str| rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0).max(h.len());
-    let (wq, wp, wc) = (w(&|r| &r.quantity, "quantity"), w(&|r| &r.published, "published"), w(&|r| &r.computed, "computed"));
-    println!("| {:wq$} | {:>wp$} | {:>wc$} | note", "quantity", "published", "computed");
-    println!("|{}|{}|{}|------", "-".repeat(wq + 2), "-".repeat(wp + 2), "-".repeat(wc + 2));
+    let w = |f: &dyn Fn(&Row) -> &str, h: &str| {
+        rows.iter()
+            .map(|r| f(r).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(h.len())
+    };
+    let (wq, wp, wc) = (
+        w(&|r| &r.quantity, "quantity"),
+        w(&|r| &r.published, "published"),
+        w(&|r| &r.computed, "computed"),
+    );
+    println!(
+        "| {:wq$} | {:>wp$} | {:>wc$} | note",
+        "quantity", "published", "computed"
+    );
+    println!(
+        "|{}|{}|{}|------",
+        "-".repeat(wq + 2),
+        "-".repeat(wp + 2),
+        "-".repeat(wc + 2)
+    );
     for r in rows {
-        println!("| {:wq$} | {:>wp$} | {:>wc$} | {}", r.quantity, r.published, r.computed, r.note);
+        println!(
+            "| {:wq$} | {:>wp$} | {:>wc$} | {}",
+            r.quantity, r.published, r.computed, r.note
+        );
     }
     println!();
 }
 
 fn row(quantity: &str, published: &str, computed: String, note: &str) -> Row {
-    Row { quantity: quantity.into(), published: published.into(), computed, note: note.into() }
+    Row {
+        quantity: quantity.into(),
+        published: published.into(),
+        computed,
+        note: note.into(),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,7 +70,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Earlier paper, appendix: gamma(p) = min(a, p b)/(1 + p), for a = b.
     let a = 0.3;
     let gk = gamma_of_path(a, a, KAPLAN_EXPONENT);
-    rows.push(row("appendix: γ_K / a at p_K = 0.74 (a = b)", "0.425", format!("{:.4}", gk / a), "0.74/1.74, any a"));
+    rows.push(row(
+        "appendix: γ_K / a at p_K = 0.74 (a = b)",
+        "0.425",
+        format!("{:.4}", gk / a),
+        "0.74/1.74, any a",
+    ));
     rows.push(row(
         "appendix: γ_K / γ* (a = b)",
         "≈ 0.85",
@@ -77,7 +110,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{:.3}% max", 100.0 * worst),
         "no published figure; the fit is what the authors' decomposition evaluates",
     ));
-    let cx = optimal_crossing(&law, Allocation::kaplan2020(), 6.0).expect("the Kaplan 2020 path crosses the optimum");
+    let cx = optimal_crossing(&law, Allocation::kaplan2020(), 6.0)
+        .expect("the Kaplan 2020 path crosses the optimum");
     rows.push(row(
         "compute where Kaplan 2020 picks the optimal (N, D)",
         "-",
@@ -89,7 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rebalancing CEG at C(2023) = 1.34e22 FLOPs",
         "3.71",
         format!("{:.4}", KaplanRule::Kaplan2020ClosedForm.ceg(c2023)?),
-        &format!("closed form; the exact curve gives {:.4}", KaplanRule::Kaplan2020.ceg(c2023)?),
+        &format!(
+            "closed form; the exact curve gives {:.4}",
+            KaplanRule::Kaplan2020.ceg(c2023)?
+        ),
     ));
     rows.push(row(
         "appendix rule (831.4·N^0.74 vs 20·N) at 1e23 FLOPs",
@@ -97,6 +134,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{:.4}", KaplanRule::Appendix.ceg(1e23)?),
         "not published as a number; the earlier paper's rule, for comparison",
     ));
-    print_table("Kaplan -> Chinchilla: published vs this (library API, published constants)", &rows);
+    print_table(
+        "Kaplan -> Chinchilla: published vs this (library API, published constants)",
+        &rows,
+    );
     Ok(())
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's tests, as the README gives them and as CI runs them
 # (`.ci/run` calls exactly this script):
+#   0. formatting (`cargo fmt --all --check`: seconds);
 #   1. the workspace's test suite (release build: the tests train tiny models);
 #   2. the real-Slurm end-to-end test (tests/slurm/slurm_e2e.sh): a one-node
 #      Slurm started for the test, installing Debian's slurm-wlm and munge when
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cargo fmt --all --check
 cargo test --workspace --release
 
 if [ "${ALGOPROG_SKIP_SLURM:-0}" = 1 ]; then

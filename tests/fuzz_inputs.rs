@@ -236,11 +236,19 @@ fn analyse(path: &Path) {
                 if let Ok(data) = ChinchillaData::from_curves(&curves, tokens) {
                     if let Ok(fit) = fit_chinchilla(&data, &small_grid) {
                         // the budgets `fit chinchilla` tabulates: the largest compute of the data and 3 decades above
-                        let cmax = data.n.iter().zip(&data.d).map(|(n, d)| 6.0 * n * d).fold(0.0, f64::max);
+                        let cmax = data
+                            .n
+                            .iter()
+                            .zip(&data.d)
+                            .map(|(n, d)| 6.0 * n * d)
+                            .fold(0.0, f64::max);
                         for c in [cmax, 1e3 * cmax] {
                             let a = fit.allocation(c, 6.0);
                             assert!(
-                                a.n_opt.is_finite() && a.d_opt.is_finite() && a.n_opt > 0.0 && a.d_opt > 0.0,
+                                a.n_opt.is_finite()
+                                    && a.d_opt.is_finite()
+                                    && a.n_opt > 0.0
+                                    && a.d_opt > 0.0,
                                 "a successful fit gives a finite allocation at {c:e}: {:?} {a:?}",
                                 fit.law
                             );

@@ -33,7 +33,9 @@ fn text(o: &Output) -> String {
 
 /// `n_lr` × 2 families × 2 widths short runs (`steps` steps, evaluated at each).
 fn runs_of(n_lr: usize, steps: usize) -> String {
-    let lrs: Vec<String> = (0..n_lr).map(|i| format!("{:e}", 1e-3 * (1.0 + i as f64))).collect();
+    let lrs: Vec<String> = (0..n_lr)
+        .map(|i| format!("{:e}", 1e-3 * (1.0 + i as f64)))
+        .collect();
     format!(
         r#"
 name = "race"
@@ -84,32 +86,71 @@ fn two_sweeps_on_one_store_train_every_run_exactly_once() {
     let study = tmp.path().join("race.toml");
     std::fs::write(&study, runs_of(12, 1)).unwrap();
     // Prepare the data once so both processes start training at the same moment.
-    let o = sweep(&study, &tmp.path().join("warm"), 1).arg("--executor").arg("slurm").output().unwrap();
+    let o = sweep(&study, &tmp.path().join("warm"), 1)
+        .arg("--executor")
+        .arg("slurm")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let trained_by = |o: &Output| -> usize {
         let t = text(o);
-        let n = t.split("this invocation: ").nth(1).and_then(|s| s.split(' ').next()).unwrap_or_else(|| panic!("no summary in {t}"));
+        let n = t
+            .split("this invocation: ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or_else(|| panic!("no summary in {t}"));
         n.parse().unwrap()
     };
     let (mut by_a, mut by_b) = (0, 0);
     for round in 0..6 {
         let store = tmp.path().join(format!("s{round}"));
-        let a = sweep(&study, &store, 2).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let b = sweep(&study, &store, 2).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let a = sweep(&study, &store, 2)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let b = sweep(&study, &store, 2)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-        assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+        assert!(
+            a.status.success() && b.status.success(),
+            "{}\n{}",
+            text(&a),
+            text(&b)
+        );
         // Every run trained by exactly one of the two processes.
-        assert_eq!(trained_by(&a) + trained_by(&b), 48, "round {round}:\n{}\n{}", text(&a), text(&b));
+        assert_eq!(
+            trained_by(&a) + trained_by(&b),
+            48,
+            "round {round}:\n{}\n{}",
+            text(&a),
+            text(&b)
+        );
         by_a += trained_by(&a);
         by_b += trained_by(&b);
         let runs = attempts(&store);
         assert_eq!(runs.len(), 48, "round {round}");
         for (id, lines) in &runs {
-            assert_eq!(lines.len(), 1, "round {round}: run {id} was started {} times: {lines:?}", lines.len());
+            assert_eq!(
+                lines.len(),
+                1,
+                "round {round}: run {id} was started {} times: {lines:?}",
+                lines.len()
+            );
             assert!(lines[0].ends_with(" start"), "{lines:?}");
         }
-        let st = cmd(&["sweep", "status", "--store"]).arg(&store).output().unwrap();
-        assert!(text(&st).contains("48 runs: 48 done, 0 diverged, 0 running"), "{}", text(&st));
+        let st = cmd(&["sweep", "status", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(
+            text(&st).contains("48 runs: 48 done, 0 diverged, 0 running"),
+            "{}",
+            text(&st)
+        );
     }
     // Both processes trained runs of the same stores (else the test raced nothing).
     assert!(by_a > 0 && by_b > 0, "{by_a} / {by_b}");
@@ -159,10 +200,29 @@ fn damaged_runs_are_named_in_status_and_never_exported() {
     let n = bad.len();
     bad[n - 1] ^= 0x55;
     std::fs::write(&w, &bad).unwrap();
-    let st = text(&cmd(&["sweep", "status", "--store"]).arg(&store).output().unwrap());
-    assert!(st.contains("4 done"), "by length alone the weights look whole: {st}");
-    let st = text(&cmd(&["sweep", "status", "--verify", "--store"]).arg(&store).output().unwrap());
-    assert!(st.contains("3 done") && st.contains("1 corrupt") && st.contains("model.safetensors") && st.contains("sha256"), "{st}");
+    let st = text(
+        &cmd(&["sweep", "status", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        st.contains("4 done"),
+        "by length alone the weights look whole: {st}"
+    );
+    let st = text(
+        &cmd(&["sweep", "status", "--verify", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        st.contains("3 done")
+            && st.contains("1 corrupt")
+            && st.contains("model.safetensors")
+            && st.contains("sha256"),
+        "{st}"
+    );
     std::fs::write(&w, &good).unwrap();
     // Cut the curve at a row boundary.
     let curve = run.join("curve.csv");
@@ -283,10 +343,17 @@ fn train_refuses_an_existing_run_and_keeps_names_inside_runs() {
     assert!(o.status.success(), "{}", text(&o));
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
     assert_ne!(weights, old_weights);
-    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(rec["seed"], 7);
-    assert_eq!(rec["integrity"]["weights"]["bytes"].as_u64(), Some(weights.len() as u64));
-    assert!(!out.join("checkpoint.safetensors").exists(), "the stale checkpoint was removed");
+    assert_eq!(
+        rec["integrity"]["weights"]["bytes"].as_u64(),
+        Some(weights.len() as u64)
+    );
+    assert!(
+        !out.join("checkpoint.safetensors").exists(),
+        "the stale checkpoint was removed"
+    );
     // Names are sanitised before they become file names.
     for (name, want) in [("../../X", "_.._X"), ("/abs/path", "_abs_path")] {
         std::fs::write(&cfg, format!("name = \"{name}\"\n{TRAIN}")).unwrap();
@@ -332,7 +399,11 @@ fn bad_studies_fail_before_data_preparation_with_one_message() {
         "eval_batches = 1 }\nmodel = { max_seq_len = 8 }",
     ));
     // The message and its fix, each printed once, naming the key.
-    assert_eq!(e.matches("is shorter than data.seq_len = 16").count(), 1, "{e}");
+    assert_eq!(
+        e.matches("is shorter than data.seq_len = 16").count(),
+        1,
+        "{e}"
+    );
     assert_eq!(e.matches("raise model.max_seq_len").count(), 1, "{e}");
     let e = run(many_runs(1).replace("train = { batch_size = 2, eval_batches = 1 }", "train = 5"));
     assert!(
@@ -357,7 +428,9 @@ fn bad_studies_fail_before_data_preparation_with_one_message() {
         .unwrap();
     assert!(!o.status.success());
     assert_eq!(
-        text(&o).matches("is shorter than data.seq_len = 16").count(),
+        text(&o)
+            .matches("is shorter than data.seq_len = 16")
+            .count(),
         1,
         "{}",
         text(&o)

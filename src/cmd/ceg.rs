@@ -9,13 +9,15 @@ use algoprog_ceg::decompose::{reference_dependence, ReferenceDependence};
 use algoprog_ceg::kaplan::{hoffmann_law, FLOPS_PER_PARAM_TOKEN};
 use algoprog_ceg::multiplier::{envelope_multipliers, FrontierCeg};
 use algoprog_ceg::{
-    ceg_multipliers, combination_test, compare_allocations, decompose, frontier_multipliers, Allocation, CegFunction,
-    Decomposition, Direction, KaplanRule, MultiplierOptions, Threshold, Timeline, DEFAULT_TARGET_COMPUTE,
+    ceg_multipliers, combination_test, compare_allocations, decompose, frontier_multipliers,
+    Allocation, CegFunction, Decomposition, Direction, KaplanRule, MultiplierOptions, Threshold,
+    Timeline, DEFAULT_TARGET_COMPUTE,
 };
 use algoprog_plot::ceg as plot;
 use algoprog_scaling::{
-    family_curves, fit_chinchilla, fit_frontier, load_curves, ChinchillaData, ChinchillaLaw, ChinchillaOptions, ColumnMap,
-    Curve, FitSpace, FrontierOptions, Irreducible, LoadOptions, NonFinitePolicy, PowerLaw, PowerLawOptions, TokensSource,
+    family_curves, fit_chinchilla, fit_frontier, load_curves, ChinchillaData, ChinchillaLaw,
+    ChinchillaOptions, ColumnMap, Curve, FitSpace, FrontierOptions, Irreducible, LoadOptions,
+    NonFinitePolicy, PowerLaw, PowerLawOptions, TokensSource,
 };
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -267,12 +269,17 @@ fn load(input: &CurveInput) -> Result<Vec<Curve>> {
     }
     let columns = ColumnMap::from(&input.columns);
     let opts = LoadOptions {
-        non_finite: if input.nan_as_diverged { NonFinitePolicy::MarkDiverged } else { NonFinitePolicy::Error },
+        non_finite: if input.nan_as_diverged {
+            NonFinitePolicy::MarkDiverged
+        } else {
+            NonFinitePolicy::Error
+        },
         ..Default::default()
     };
     let mut all = Vec::new();
     for p in &input.input {
-        let (curves, _) = load_curves(p, &columns, &opts).with_context(|| format!("loading curves from {}", p.display()))?;
+        let (curves, _) = load_curves(p, &columns, &opts)
+            .with_context(|| format!("loading curves from {}", p.display()))?;
         all.extend(curves);
     }
     Ok(all)
@@ -282,7 +289,9 @@ fn parse_threshold(s: &str) -> Result<Threshold> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(Threshold::Auto);
     }
-    let t: f64 = s.parse().with_context(|| format!("--threshold `{s}`: expected a loss such as 5.3 or `auto`"))?;
+    let t: f64 = s
+        .parse()
+        .with_context(|| format!("--threshold `{s}`: expected a loss such as 5.3 or `auto`"))?;
     Ok(Threshold::Fixed(t))
 }
 
@@ -292,7 +301,12 @@ fn parse_list<const N: usize>(s: &str, flag: &str, shape: &str) -> Result<[f64; 
         .map(|x| x.trim().parse::<f64>())
         .collect::<std::result::Result<_, _>>()
         .with_context(|| format!("{flag} `{s}`: expected {shape} (numbers separated by commas)"))?;
-    v.try_into().map_err(|v: Vec<f64>| anyhow::anyhow!("{flag} `{s}`: expected {N} numbers ({shape}), got {}", v.len()))
+    v.try_into().map_err(|v: Vec<f64>| {
+        anyhow::anyhow!(
+            "{flag} `{s}`: expected {N} numbers ({shape}), got {}",
+            v.len()
+        )
+    })
 }
 
 fn parse_power_law(s: &str, flag: &str) -> Result<PowerLaw> {
@@ -309,14 +323,20 @@ fn parse_allocation(s: &str) -> Result<Allocation> {
         "optimal" => Allocation::Optimal,
         _ if t.starts_with("power:") => {
             let parts: Vec<&str> = t["power:".len()..].split(':').collect();
-            let p: f64 = parts[0].parse().with_context(|| format!("allocation `{s}`: P must be a number"))?;
+            let p: f64 = parts[0]
+                .parse()
+                .with_context(|| format!("allocation `{s}`: P must be a number"))?;
             let coef: f64 = match parts.get(1) {
-                Some(c) => c.parse().with_context(|| format!("allocation `{s}`: COEF must be a number"))?,
+                Some(c) => c
+                    .parse()
+                    .with_context(|| format!("allocation `{s}`: COEF must be a number"))?,
                 None => 1.0,
             };
             Allocation::PowerRule { coef, exponent: p }
         }
-        _ => bail!("allocation `{s}`: expected kaplan, kaplan2020, chinchilla, optimal or power:P[:COEF]"),
+        _ => bail!(
+            "allocation `{s}`: expected kaplan, kaplan2020, chinchilla, optimal or power:P[:COEF]"
+        ),
     })
 }
 
@@ -324,16 +344,23 @@ fn law_options(f: &FrontierFitArgs) -> Result<(FrontierOptions, PowerLawOptions)
     let irreducible = if f.irreducible.eq_ignore_ascii_case("fit") {
         Irreducible::Fitted
     } else {
-        Irreducible::Fixed(
-            f.irreducible.parse().with_context(|| format!("--irreducible `{}`: expected a loss such as 1.8 or `fit`", f.irreducible))?,
-        )
+        Irreducible::Fixed(f.irreducible.parse().with_context(|| {
+            format!(
+                "--irreducible `{}`: expected a loss such as 1.8 or `fit`",
+                f.irreducible
+            )
+        })?)
     };
     let space = match f.fit_space.to_ascii_lowercase().as_str() {
         "linear" => FitSpace::Linear,
         "log" => FitSpace::Log,
         other => bail!("--fit-space `{other}`: expected `linear` or `log`"),
     };
-    let fo = FrontierOptions { min_compute: f.min_compute, max_compute: f.max_compute, ..Default::default() };
+    let fo = FrontierOptions {
+        min_compute: f.min_compute,
+        max_compute: f.max_compute,
+        ..Default::default()
+    };
     Ok((fo, PowerLawOptions { irreducible, space }))
 }
 
@@ -353,13 +380,23 @@ fn fit_family(curves: &[Curve], family: &str, f: &FrontierFitArgs) -> Result<Fit
         let mut fams: Vec<&str> = curves.iter().map(|c| c.meta.family.as_str()).collect();
         fams.sort();
         fams.dedup();
-        bail!("family `{family}` has no runs; the families present are: {}", fams.join(", "));
+        bail!(
+            "family `{family}` has no runs; the families present are: {}",
+            fams.join(", ")
+        );
     }
     let (fo, lo) = law_options(f)?;
-    let fit = fit_frontier(&mine, &fo, &lo).with_context(|| format!("fitting the frontier of `{family}`"))?;
+    let fit = fit_frontier(&mine, &fo, &lo)
+        .with_context(|| format!("fitting the frontier of `{family}`"))?;
     let lo_c = fit.points.first().map(|p| p.flops).unwrap_or(f64::NAN);
     let hi_c = fit.points.last().map(|p| p.flops).unwrap_or(f64::NAN);
-    Ok(FittedFamily { family: family.into(), law: fit.fit.law, range: (lo_c, hi_c), points: fit.points.len(), r2: fit.fit.r2 })
+    Ok(FittedFamily {
+        family: family.into(),
+        law: fit.fit.law,
+        range: (lo_c, hi_c),
+        points: fit.points.len(),
+        r2: fit.fit.r2,
+    })
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
@@ -393,7 +430,12 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push('\n');
-    out.push_str(&w.iter().map(|&k| "-".repeat(k)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &w.iter()
+            .map(|&k| "-".repeat(k))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     for r in rows {
         out.push('\n');
         out.push_str(&line(r.iter().map(String::as_str).collect()));
@@ -418,7 +460,10 @@ fn fx(x: f64) -> String {
     }
 }
 
-fn write_plot(path: &Path, draw: impl FnOnce(&Path) -> std::result::Result<(), algoprog_plot::ceg::PlotError>) -> Result<()> {
+fn write_plot(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), algoprog_plot::ceg::PlotError>,
+) -> Result<()> {
     draw(path).with_context(|| format!("writing the figure {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
@@ -439,7 +484,11 @@ struct MultiplierOutput {
 
 fn run_multiplier(a: MultiplierArgs) -> Result<()> {
     let curves = load(&a.curves)?;
-    let direction = if a.ablation { Direction::Ablation } else { Direction::VariantIsNew };
+    let direction = if a.ablation {
+        Direction::Ablation
+    } else {
+        Direction::VariantIsNew
+    };
     let opts = MultiplierOptions {
         threshold: parse_threshold(&a.threshold)?,
         direction,
@@ -449,13 +498,37 @@ fn run_multiplier(a: MultiplierArgs) -> Result<()> {
         include_diverged: false,
     };
     let rep = ceg_multipliers(&curves, &a.reference, &opts)?;
-    let mut out = MultiplierOutput { multipliers: rep, fitted_frontiers: None, frontier: None, envelope: None };
+    let mut out = MultiplierOutput {
+        multipliers: rep,
+        fitted_frontiers: None,
+        frontier: None,
+        envelope: None,
+    };
     if a.frontier {
-        let fams: Vec<String> = out.multipliers.variants.iter().map(|v| v.family.clone()).collect();
-        let fitted: Vec<FittedFamily> = fams.iter().map(|f| fit_family(&curves, f, &a.fit)).collect::<Result<_>>()?;
-        let laws: Vec<(String, PowerLaw)> = fitted.iter().map(|f| (f.family.clone(), f.law)).collect();
-        out.frontier = Some(frontier_multipliers(&laws, &a.reference, out.multipliers.threshold, direction)?);
-        out.envelope = Some(envelope_multipliers(&curves, &a.reference, out.multipliers.threshold, direction)?);
+        let fams: Vec<String> = out
+            .multipliers
+            .variants
+            .iter()
+            .map(|v| v.family.clone())
+            .collect();
+        let fitted: Vec<FittedFamily> = fams
+            .iter()
+            .map(|f| fit_family(&curves, f, &a.fit))
+            .collect::<Result<_>>()?;
+        let laws: Vec<(String, PowerLaw)> =
+            fitted.iter().map(|f| (f.family.clone(), f.law)).collect();
+        out.frontier = Some(frontier_multipliers(
+            &laws,
+            &a.reference,
+            out.multipliers.threshold,
+            direction,
+        )?);
+        out.envelope = Some(envelope_multipliers(
+            &curves,
+            &a.reference,
+            out.multipliers.threshold,
+            direction,
+        )?);
         out.fitted_frontiers = Some(fitted);
     }
     let rep = &out.multipliers;
@@ -489,18 +562,44 @@ fn run_multiplier(a: MultiplierArgs) -> Result<()> {
                 ]
             })
             .collect();
-        println!("{}", table(&["family", "reached", "C(L*) FLOPs", "CEG", "CI lo", "CI hi", "note"], &rows));
+        println!(
+            "{}",
+            table(
+                &[
+                    "family",
+                    "reached",
+                    "C(L*) FLOPs",
+                    "CEG",
+                    "CI lo",
+                    "CI hi",
+                    "note"
+                ],
+                &rows
+            )
+        );
         println!("\nper run:");
         let rows: Vec<Vec<String>> = rep
             .runs
             .iter()
-            .map(|r| vec![r.run_id.clone(), r.family.clone(), opt(r.seed.map(|s| s as f64), |s| format!("{s}")), r.crossing.describe()])
+            .map(|r| {
+                vec![
+                    r.run_id.clone(),
+                    r.family.clone(),
+                    opt(r.seed.map(|s| s as f64), |s| format!("{s}")),
+                    r.crossing.describe(),
+                ]
+            })
             .collect();
-        println!("{}", table(&["run", "family", "seed", "C(L*) FLOPs"], &rows));
+        println!(
+            "{}",
+            table(&["run", "family", "seed", "C(L*) FLOPs"], &rows)
+        );
         if !rep.excluded_diverged.is_empty() {
             println!("excluded (diverged): {}", rep.excluded_diverged.join(", "));
         }
-        if let (Some(fr), Some(env), Some(fit)) = (&out.frontier, &out.envelope, &out.fitted_frontiers) {
+        if let (Some(fr), Some(env), Some(fit)) =
+            (&out.frontier, &out.envelope, &out.fitted_frontiers)
+        {
             println!("\nfrontier-based (compute at L* on each family's frontier):");
             let rows: Vec<Vec<String>> = fr
                 .iter()
@@ -520,7 +619,18 @@ fn run_multiplier(a: MultiplierArgs) -> Result<()> {
                 .collect();
             println!(
                 "{}",
-                table(&["family", "fitted frontier L(C)", "fit range", "C(L*) fit", "CEG fit", "C(L*) envelope", "CEG envelope"], &rows)
+                table(
+                    &[
+                        "family",
+                        "fitted frontier L(C)",
+                        "fit range",
+                        "C(L*) fit",
+                        "CEG fit",
+                        "C(L*) envelope",
+                        "CEG envelope"
+                    ],
+                    &rows
+                )
             );
         }
     }
@@ -529,7 +639,14 @@ fn run_multiplier(a: MultiplierArgs) -> Result<()> {
             .variants
             .iter()
             .filter(|v| v.family != rep.reference)
-            .filter_map(|v| v.ceg.map(|c| plot::Bar { label: v.family.clone(), value: c, lo: v.ci.map(|i| i.lo), hi: v.ci.map(|i| i.hi) }))
+            .filter_map(|v| {
+                v.ceg.map(|c| plot::Bar {
+                    label: v.family.clone(),
+                    value: c,
+                    lo: v.ci.map(|i| i.lo),
+                    hi: v.ci.map(|i| i.hi),
+                })
+            })
             .collect();
         let title = format!("CEG at L* = {:.3} vs {}", rep.threshold, rep.reference);
         write_plot(p, |path| plot::ceg_bars(path, &title, &bars))?;
@@ -573,7 +690,10 @@ fn run_function(a: FunctionArgs) -> Result<()> {
         (None, None) => bail!("give the reference frontier: --reference FAMILY (fitted from --input) or --ref-law E,A,GAMMA"),
     };
     let (nname, nlaw) = match (&a.new_law, &a.new) {
-        (Some(s), name) => (name.clone().unwrap_or_else(|| "new".into()), parse_power_law(s, "--new-law")?),
+        (Some(s), name) => (
+            name.clone().unwrap_or_else(|| "new".into()),
+            parse_power_law(s, "--new-law")?,
+        ),
         (None, Some(name)) => {
             let curves = load(&a.curves)?;
             let f = fit_family(&curves, name, &a.fit)?;
@@ -581,15 +701,23 @@ fn run_function(a: FunctionArgs) -> Result<()> {
             fitted.push(f);
             (name.clone(), l)
         }
-        (None, None) => bail!("give the new frontier: --new FAMILY (fitted from --input) or --new-law E,A,GAMMA"),
+        (None, None) => bail!(
+            "give the new frontier: --new FAMILY (fitted from --input) or --new-law E,A,GAMMA"
+        ),
     };
     let f = CegFunction::new(rlaw, nlaw)?;
     let fitted_range = if fitted.is_empty() {
         None
     } else {
         Some((
-            fitted.iter().map(|f| f.range.0).fold(f64::INFINITY, f64::min),
-            fitted.iter().map(|f| f.range.1).fold(f64::NEG_INFINITY, f64::max),
+            fitted
+                .iter()
+                .map(|f| f.range.0)
+                .fold(f64::INFINITY, f64::min),
+            fitted
+                .iter()
+                .map(|f| f.range.1)
+                .fold(f64::NEG_INFINITY, f64::max),
         ))
     };
     let lo = a.from.or(fitted_range.map(|r| r.0)).unwrap_or(1e15);
@@ -605,7 +733,15 @@ fn run_function(a: FunctionArgs) -> Result<()> {
         })
         .collect();
     let x = f.extrapolate(a.target, fitted_range)?;
-    let out = FunctionOutput { reference: rname, new: nname, reference_law: rlaw, new_law: nlaw, fitted, rows, extrapolation: x };
+    let out = FunctionOutput {
+        reference: rname,
+        new: nname,
+        reference_law: rlaw,
+        new_law: nlaw,
+        fitted,
+        rows,
+        extrapolation: x,
+    };
     if a.out.json {
         print_json(&out)?;
     } else {
@@ -614,7 +750,10 @@ fn run_function(a: FunctionArgs) -> Result<()> {
             out.new, out.reference, rlaw.e, rlaw.a, rlaw.gamma, nlaw.e, nlaw.a, nlaw.gamma
         );
         for ff in &out.fitted {
-            println!("  `{}` fitted on {} frontier points in [{:.2e}, {:.2e}] FLOPs, R² = {:.4}", ff.family, ff.points, ff.range.0, ff.range.1, ff.r2);
+            println!(
+                "  `{}` fitted on {} frontier points in [{:.2e}, {:.2e}] FLOPs, R² = {:.4}",
+                ff.family, ff.points, ff.range.0, ff.range.1, ff.r2
+            );
         }
         let rows: Vec<Vec<String>> = out
             .rows
@@ -626,18 +765,32 @@ fn run_function(a: FunctionArgs) -> Result<()> {
                     fx(r.loss_new),
                     opt(r.ceg, fx),
                     opt(r.local_exponent, |e| format!("{e:+.4}")),
-                    if r.ceg.is_none() { "reference never reaches L_new".into() } else { String::new() },
+                    if r.ceg.is_none() {
+                        "reference never reaches L_new".into()
+                    } else {
+                        String::new()
+                    },
                 ]
             })
             .collect();
-        println!("{}", table(&["C FLOPs", "L_ref", "L_new", "CEG", "dlnCEG/dlnC", ""], &rows));
+        println!(
+            "{}",
+            table(
+                &["C FLOPs", "L_ref", "L_new", "CEG", "dlnCEG/dlnC", ""],
+                &rows
+            )
+        );
         let x = &out.extrapolation;
         println!(
             "\nat the target {:.1e} FLOPs: CEG = {} (local exponent {:+.4}; {})",
             x.target,
             fx(x.ceg),
             x.local_exponent,
-            if x.scale_invariant { "scale-invariant" } else { "scale-dependent" }
+            if x.scale_invariant {
+                "scale-invariant"
+            } else {
+                "scale-dependent"
+            }
         );
         println!("assumptions:");
         for s in &x.assumptions {
@@ -646,9 +799,17 @@ fn run_function(a: FunctionArgs) -> Result<()> {
     }
     if let Some(p) = &a.out.plot {
         let grid = algoprog_ceg::function::log_grid(lo, hi, 200)?;
-        let pts: Vec<(f64, f64)> = grid.into_iter().filter_map(|c| f.eval(c).ok().map(|v| (c, v))).collect();
-        let series = vec![plot::Series { label: format!("{} over {}", out.new, out.reference), points: pts }];
-        write_plot(p, |path| plot::ceg_curves(path, "CEG(C) = C_ref(L_new(C)) / C", &series, fitted_range))?;
+        let pts: Vec<(f64, f64)> = grid
+            .into_iter()
+            .filter_map(|c| f.eval(c).ok().map(|v| (c, v)))
+            .collect();
+        let series = vec![plot::Series {
+            label: format!("{} over {}", out.new, out.reference),
+            points: pts,
+        }];
+        write_plot(p, |path| {
+            plot::ceg_curves(path, "CEG(C) = C_ref(L_new(C)) / C", &series, fitted_range)
+        })?;
     }
     Ok(())
 }
@@ -659,7 +820,11 @@ fn run_combine(a: CombineArgs) -> Result<()> {
     let curves = load(&a.curves)?;
     let opts = MultiplierOptions {
         threshold: parse_threshold(&a.threshold)?,
-        direction: if a.ablation { Direction::Ablation } else { Direction::VariantIsNew },
+        direction: if a.ablation {
+            Direction::Ablation
+        } else {
+            Direction::VariantIsNew
+        },
         bootstrap: 0,
         level: a.level,
         rng_seed: a.seed,
@@ -667,7 +832,11 @@ fn run_combine(a: CombineArgs) -> Result<()> {
     };
     let compared: Vec<Curve> = curves
         .into_iter()
-        .filter(|c| c.meta.family == a.reference || c.meta.family == a.combined || a.singles.contains(&c.meta.family))
+        .filter(|c| {
+            c.meta.family == a.reference
+                || c.meta.family == a.combined
+                || a.singles.contains(&c.meta.family)
+        })
         .collect();
     let rep = ceg_multipliers(&compared, &a.reference, &opts)?;
     let singles: Vec<&str> = a.singles.iter().map(String::as_str).collect();
@@ -684,7 +853,13 @@ fn run_combine(a: CombineArgs) -> Result<()> {
             c.bootstrap
         );
         let row = |n: &algoprog_ceg::combine::NamedCeg, kind: &str| {
-            vec![kind.to_string(), n.name.clone(), fx(n.ceg), opt(n.ci.map(|i| i.lo), fx), opt(n.ci.map(|i| i.hi), fx)]
+            vec![
+                kind.to_string(),
+                n.name.clone(),
+                fx(n.ceg),
+                opt(n.ci.map(|i| i.lo), fx),
+                opt(n.ci.map(|i| i.hi), fx),
+            ]
         };
         let mut rows: Vec<Vec<String>> = c.singles.iter().map(|s| row(s, "single")).collect();
         rows.push(row(&c.predicted, "predicted (multiplicative)"));
@@ -694,17 +869,30 @@ fn run_combine(a: CombineArgs) -> Result<()> {
         let i = c.interaction.ceg;
         println!(
             "gains are {} (measured {:.3}x vs {:.3}x predicted)",
-            if i < 1.0 { "sub-multiplicative" } else if i > 1.0 { "super-multiplicative" } else { "multiplicative" },
+            if i < 1.0 {
+                "sub-multiplicative"
+            } else if i > 1.0 {
+                "super-multiplicative"
+            } else {
+                "multiplicative"
+            },
             c.measured.ceg,
             c.predicted.ceg
         );
     }
     if let Some(p) = &a.out.plot {
-        let mk = |n: &algoprog_ceg::combine::NamedCeg| plot::Bar { label: n.name.clone(), value: n.ceg, lo: n.ci.map(|i| i.lo), hi: n.ci.map(|i| i.hi) };
+        let mk = |n: &algoprog_ceg::combine::NamedCeg| plot::Bar {
+            label: n.name.clone(),
+            value: n.ceg,
+            lo: n.ci.map(|i| i.lo),
+            hi: n.ci.map(|i| i.hi),
+        };
         let mut bars: Vec<plot::Bar> = c.singles.iter().map(mk).collect();
         bars.push(mk(&c.predicted));
         bars.push(mk(&c.measured));
-        write_plot(p, |path| plot::ceg_bars(path, "single, predicted and measured combined CEGs", &bars))?;
+        write_plot(p, |path| {
+            plot::ceg_bars(path, "single, predicted and measured combined CEGs", &bars)
+        })?;
     }
     Ok(())
 }
@@ -755,8 +943,15 @@ fn run_kaplan_closed_form(a: &KaplanArgs, rule: KaplanRule) -> Result<()> {
         bail!("--plot needs an allocation rule (appendix or kaplan2020): the closed form has no loss paths to draw");
     }
     let grid = algoprog_ceg::function::log_grid(a.from, a.to, a.points)?;
-    let points = grid.into_iter().map(|c| Ok((c, rule.ceg(c)?, KaplanRule::Kaplan2020.ceg(c)?))).collect::<Result<Vec<_>>>()?;
-    let out = ClosedFormOutput { rule, description: rule.description(), points };
+    let points = grid
+        .into_iter()
+        .map(|c| Ok((c, rule.ceg(c)?, KaplanRule::Kaplan2020.ceg(c)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let out = ClosedFormOutput {
+        rule,
+        description: rule.description(),
+        points,
+    };
     if a.out.json {
         print_json(&out)?;
     } else {
@@ -764,9 +959,27 @@ fn run_kaplan_closed_form(a: &KaplanArgs, rule: KaplanRule) -> Result<()> {
         let rows: Vec<Vec<String>> = out
             .points
             .iter()
-            .map(|(c, cf, ex)| vec![sci(*c), format!("{cf:.4}"), format!("{ex:.4}"), format!("{:+.3}%", 100.0 * (cf / ex - 1.0))])
+            .map(|(c, cf, ex)| {
+                vec![
+                    sci(*c),
+                    format!("{cf:.4}"),
+                    format!("{ex:.4}"),
+                    format!("{:+.3}%", 100.0 * (cf / ex - 1.0)),
+                ]
+            })
             .collect();
-        println!("{}", table(&["C FLOPs", "CEG closed form", "CEG kaplan2020 (exact)", "difference"], &rows));
+        println!(
+            "{}",
+            table(
+                &[
+                    "C FLOPs",
+                    "CEG closed form",
+                    "CEG kaplan2020 (exact)",
+                    "difference"
+                ],
+                &rows
+            )
+        );
     }
     Ok(())
 }
@@ -778,19 +991,47 @@ fn run_kaplan(a: KaplanArgs) -> Result<()> {
     };
     let (law, source) = if !a.curves.input.is_empty() {
         let curves = load(&a.curves)?;
-        let tokens = if a.tokens_from_compute { TokensSource::FromCompute { k: a.k } } else { TokensSource::Column };
+        let tokens = if a.tokens_from_compute {
+            TokensSource::FromCompute { k: a.k }
+        } else {
+            TokensSource::Column
+        };
         let data = ChinchillaData::from_curves(&curves, tokens)?;
         eprintln!("fitting L(N, D) to {} points of {} runs (Huber, L-BFGS from the published start grid)...", data.len(), data.n_runs());
         let fit = fit_chinchilla(&data, &ChinchillaOptions::default())?;
-        (fit.law, format!("fitted to {} points of {} runs (R² of log L = {:.4})", data.len(), data.n_runs(), fit.r2_log))
+        (
+            fit.law,
+            format!(
+                "fitted to {} points of {} runs (R² of log L = {:.4})",
+                data.len(),
+                data.n_runs(),
+                fit.r2_log
+            ),
+        )
     } else if let Some(s) = &a.law {
         let [e, aa, b, alpha, beta] = parse_list::<5>(s, "--law", "E,A,B,ALPHA,BETA")?;
-        (ChinchillaLaw { e, a: aa, b, alpha, beta }, "given with --law".into())
+        (
+            ChinchillaLaw {
+                e,
+                a: aa,
+                b,
+                alpha,
+                beta,
+            },
+            "given with --law".into(),
+        )
     } else {
-        (hoffmann_law(), "Hoffmann et al. (2022) approach 3 fit".into())
+        (
+            hoffmann_law(),
+            "Hoffmann et al. (2022) approach 3 fit".into(),
+        )
     };
     let report = compare_allocations(&law, worse, better, a.from, a.to, a.points, a.k)?;
-    let out = KaplanOutput { law_source: source, rule, report };
+    let out = KaplanOutput {
+        law_source: source,
+        rule,
+        report,
+    };
     let r = &out.report;
     if a.out.json {
         print_json(&out)?;
@@ -828,8 +1069,26 @@ fn run_kaplan(a: KaplanArgs) -> Result<()> {
                 ]
             })
             .collect();
-        println!("{}", table(&["C FLOPs", "N worse", "D/N worse", "L worse", "N better", "D/N better", "L better", "CEG"], &rows));
-        println!("smallest CEG on the grid: {:.4} at {:.3e} FLOPs", r.min_ceg.1, r.min_ceg.0);
+        println!(
+            "{}",
+            table(
+                &[
+                    "C FLOPs",
+                    "N worse",
+                    "D/N worse",
+                    "L worse",
+                    "N better",
+                    "D/N better",
+                    "L better",
+                    "CEG"
+                ],
+                &rows
+            )
+        );
+        println!(
+            "smallest CEG on the grid: {:.4} at {:.3e} FLOPs",
+            r.min_ceg.1, r.min_ceg.0
+        );
         if let Some(c) = r.crossing_compute {
             println!("the worse rule picks the optimal (N, D) at {c:.3e} FLOPs (CEG = 1): the gap converges towards it and diverges beyond");
         }
@@ -841,8 +1100,18 @@ fn run_kaplan(a: KaplanArgs) -> Result<()> {
     if let Some(p) = &a.out.plot {
         let r = &compare_allocations(&law, worse, better, a.from, a.to, 200, a.k)?;
         let loss = vec![
-            plot::Series { label: worse.label(), points: r.points.iter().map(|p| (p.compute, p.loss_worse)).collect() },
-            plot::Series { label: better.label(), points: r.points.iter().map(|p| (p.compute, p.loss_better)).collect() },
+            plot::Series {
+                label: worse.label(),
+                points: r.points.iter().map(|p| (p.compute, p.loss_worse)).collect(),
+            },
+            plot::Series {
+                label: better.label(),
+                points: r
+                    .points
+                    .iter()
+                    .map(|p| (p.compute, p.loss_better))
+                    .collect(),
+            },
         ];
         let ceg: Vec<(f64, f64)> = r.points.iter().map(|p| (p.compute, p.ceg)).collect();
         write_plot(p, |path| plot::allocation_chart(path, &loss, &ceg))?;
@@ -863,12 +1132,22 @@ fn read_timeline(path: &Path) -> Result<Timeline> {
     if path.as_os_str() == "paper" && !path.exists() {
         return Ok(Timeline::paper());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the timeline {}", path.display()))?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the timeline {}", path.display()))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
-        "toml" => toml::from_str(&text).with_context(|| format!("parsing the timeline {} as TOML", path.display())),
-        "json" => serde_json::from_str(&text).with_context(|| format!("parsing the timeline {} as JSON", path.display())),
-        _ => bail!("timeline {}: expected a .json or .toml file", path.display()),
+        "toml" => toml::from_str(&text)
+            .with_context(|| format!("parsing the timeline {} as TOML", path.display())),
+        "json" => serde_json::from_str(&text)
+            .with_context(|| format!("parsing the timeline {} as JSON", path.display())),
+        _ => bail!(
+            "timeline {}: expected a .json or .toml file",
+            path.display()
+        ),
     }
 }
 
@@ -881,8 +1160,15 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
         t.target_year = Some(y);
     }
     let d = decompose(&t)?;
-    let rd = t.reference_dependence.as_ref().map(|s| reference_dependence(s, &t.trend)).transpose()?;
-    let out = DecomposeOutput { decomposition: d, reference_dependence: rd };
+    let rd = t
+        .reference_dependence
+        .as_ref()
+        .map(|s| reference_dependence(s, &t.trend))
+        .transpose()?;
+    let out = DecomposeOutput {
+        decomposition: d,
+        reference_dependence: rd,
+    };
     let d = &out.decomposition;
     if a.out.json {
         print_json(&out)?;
@@ -895,7 +1181,9 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
             d.compute,
             d.total_gain,
             d.log_total,
-            d.annual_growth.map(|g| format!(", {g:.4}x per year")).unwrap_or_default()
+            d.annual_growth
+                .map(|g| format!(", {g:.4}x per year"))
+                .unwrap_or_default()
         );
         let rows: Vec<Vec<String>> = d
             .items
@@ -903,16 +1191,42 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
             .map(|s| {
                 vec![
                     s.label.clone(),
-                    if s.year.is_finite() { format!("{}", s.year) } else { "-".into() },
+                    if s.year.is_finite() {
+                        format!("{}", s.year)
+                    } else {
+                        "-".into()
+                    },
                     fx(s.ceg),
-                    if s.normalised { fx(s.raw_ceg) } else { "-".into() },
+                    if s.normalised {
+                        fx(s.raw_ceg)
+                    } else {
+                        "-".into()
+                    },
                     format!("{:.2}%", 100.0 * s.share),
-                    if s.scale_invariant { "invariant".into() } else { "dependent".into() },
+                    if s.scale_invariant {
+                        "invariant".into()
+                    } else {
+                        "dependent".into()
+                    },
                     s.source.name().into(),
                 ]
             })
             .collect();
-        println!("{}", table(&["innovation", "year", "CEG at target", "before normalisation", "share", "scale", "source"], &rows));
+        println!(
+            "{}",
+            table(
+                &[
+                    "innovation",
+                    "year",
+                    "CEG at target",
+                    "before normalisation",
+                    "share",
+                    "scale",
+                    "source"
+                ],
+                &rows
+            )
+        );
         println!(
             "scale-invariant {:.2}x ({:.2}%), scale-dependent {:.2}x ({:.2}%)",
             d.scale_invariant_gain,
@@ -925,18 +1239,54 @@ fn run_decompose(a: DecomposeArgs) -> Result<()> {
             println!("  - {s}");
         }
         if let Some(r) = &out.reference_dependence {
-            println!("\nprogress measured against `{}`: {:+.1}% per year (ln CEG slope {:.4}/yr)", r.reference, 100.0 * r.annual_growth, r.log_slope);
-            let rows: Vec<Vec<String>> =
-                r.points.iter().map(|p| vec![format!("{}", p.year), sci(p.compute), p.sota.clone(), fx(p.ceg)]).collect();
-            println!("{}", table(&["year", "C FLOPs", "state of the art", "CEG vs reference"], &rows));
+            println!(
+                "\nprogress measured against `{}`: {:+.1}% per year (ln CEG slope {:.4}/yr)",
+                r.reference,
+                100.0 * r.annual_growth,
+                r.log_slope
+            );
+            let rows: Vec<Vec<String>> = r
+                .points
+                .iter()
+                .map(|p| {
+                    vec![
+                        format!("{}", p.year),
+                        sci(p.compute),
+                        p.sota.clone(),
+                        fx(p.ceg),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &["year", "C FLOPs", "state of the art", "CEG vs reference"],
+                    &rows
+                )
+            );
         }
     }
     if let Some(p) = &a.out.plot {
-        let shares: Vec<plot::Bar> =
-            d.items.iter().map(|s| plot::Bar { label: s.label.clone(), value: s.ceg, lo: None, hi: None }).collect();
+        let shares: Vec<plot::Bar> = d
+            .items
+            .iter()
+            .map(|s| plot::Bar {
+                label: s.label.clone(),
+                value: s.ceg,
+                lo: None,
+                hi: None,
+            })
+            .collect();
         let by_year: Vec<(f64, f64)> = d.by_year.iter().map(|y| (y.year, y.gain)).collect();
-        let title = format!("gain at {:.0}: {:.2e}x ({:.0}% scale-dependent)", d.target_year, d.total_gain, 100.0 * d.scale_dependent_share);
-        write_plot(p, |path| plot::decomposition_chart(path, &title, &shares, &by_year))?;
+        let title = format!(
+            "gain at {:.0}: {:.2e}x ({:.0}% scale-dependent)",
+            d.target_year,
+            d.total_gain,
+            100.0 * d.scale_dependent_share
+        );
+        write_plot(p, |path| {
+            plot::decomposition_chart(path, &title, &shares, &by_year)
+        })?;
     }
     Ok(())
 }
@@ -949,10 +1299,25 @@ mod tests {
     fn allocations_parse() {
         assert_eq!(parse_allocation("kaplan").unwrap(), Allocation::kaplan());
         assert_eq!(parse_allocation("Optimal").unwrap(), Allocation::Optimal);
-        assert_eq!(parse_allocation("power:0.5:3").unwrap(), Allocation::PowerRule { coef: 3.0, exponent: 0.5 });
-        assert_eq!(parse_allocation("power:0.8").unwrap(), Allocation::PowerRule { coef: 1.0, exponent: 0.8 });
+        assert_eq!(
+            parse_allocation("power:0.5:3").unwrap(),
+            Allocation::PowerRule {
+                coef: 3.0,
+                exponent: 0.5
+            }
+        );
+        assert_eq!(
+            parse_allocation("power:0.8").unwrap(),
+            Allocation::PowerRule {
+                coef: 1.0,
+                exponent: 0.8
+            }
+        );
         assert!(parse_allocation("kaplan2").is_err());
-        assert_eq!(parse_allocation("kaplan2020").unwrap(), Allocation::kaplan2020());
+        assert_eq!(
+            parse_allocation("kaplan2020").unwrap(),
+            Allocation::kaplan2020()
+        );
     }
 
     #[test]
@@ -960,8 +1325,13 @@ mod tests {
         assert_eq!(parse_threshold("auto").unwrap(), Threshold::Auto);
         assert_eq!(parse_threshold("5.3").unwrap(), Threshold::Fixed(5.3));
         assert!(parse_threshold("five").is_err());
-        assert_eq!(parse_power_law("1.8, 100, 0.1", "--ref-law").unwrap(), PowerLaw::new(1.8, 100.0, 0.1));
-        let e = parse_power_law("1.8,100", "--ref-law").unwrap_err().to_string();
+        assert_eq!(
+            parse_power_law("1.8, 100, 0.1", "--ref-law").unwrap(),
+            PowerLaw::new(1.8, 100.0, 0.1)
+        );
+        let e = parse_power_law("1.8,100", "--ref-law")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected 3 numbers"), "{e}");
     }
 
@@ -973,7 +1343,8 @@ mod tests {
 
     fn kaplan_args(args: &[&str]) -> std::result::Result<KaplanArgs, clap::Error> {
         use clap::Parser;
-        KaplanCli::try_parse_from(std::iter::once("kaplan").chain(args.iter().copied())).map(|k| k.a)
+        KaplanCli::try_parse_from(std::iter::once("kaplan").chain(args.iter().copied()))
+            .map(|k| k.a)
     }
 
     #[test]
@@ -982,15 +1353,36 @@ mod tests {
         assert_eq!(r, Some(KaplanRule::Kaplan2020));
         assert_eq!(al, Some((Allocation::kaplan2020(), Allocation::Optimal)));
         let (r, al) = kaplan_choice(&kaplan_args(&["--rule", "appendix"]).unwrap()).unwrap();
-        assert_eq!((r, al), (Some(KaplanRule::Appendix), Some((Allocation::kaplan(), Allocation::chinchilla()))));
-        let (r, al) = kaplan_choice(&kaplan_args(&["--rule", "kaplan2020-closed-form"]).unwrap()).unwrap();
+        assert_eq!(
+            (r, al),
+            (
+                Some(KaplanRule::Appendix),
+                Some((Allocation::kaplan(), Allocation::chinchilla()))
+            )
+        );
+        let (r, al) =
+            kaplan_choice(&kaplan_args(&["--rule", "kaplan2020-closed-form"]).unwrap()).unwrap();
         assert_eq!((r, al), (Some(KaplanRule::Kaplan2020ClosedForm), None));
         let (r, al) = kaplan_choice(&kaplan_args(&["--better", "chinchilla"]).unwrap()).unwrap();
-        assert_eq!((r, al), (None, Some((Allocation::kaplan(), Allocation::chinchilla()))));
-        let e = kaplan_choice(&kaplan_args(&["--rule", "kaplan2019"]).unwrap()).unwrap_err().to_string();
-        assert!(e.contains("--rule") && e.contains("kaplan2020-closed-form"), "{e}");
-        assert!(kaplan_args(&["--rule", "appendix", "--worse", "kaplan"]).is_err(), "--rule conflicts with --worse");
-        let e = run_kaplan_closed_form(&kaplan_args(&["--rule", "closed-form", "--k", "5"]).unwrap(), KaplanRule::Kaplan2020ClosedForm);
+        assert_eq!(
+            (r, al),
+            (None, Some((Allocation::kaplan(), Allocation::chinchilla())))
+        );
+        let e = kaplan_choice(&kaplan_args(&["--rule", "kaplan2019"]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--rule") && e.contains("kaplan2020-closed-form"),
+            "{e}"
+        );
+        assert!(
+            kaplan_args(&["--rule", "appendix", "--worse", "kaplan"]).is_err(),
+            "--rule conflicts with --worse"
+        );
+        let e = run_kaplan_closed_form(
+            &kaplan_args(&["--rule", "closed-form", "--k", "5"]).unwrap(),
+            KaplanRule::Kaplan2020ClosedForm,
+        );
         assert!(e.unwrap_err().to_string().contains("Hoffmann"));
     }
 

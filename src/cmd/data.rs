@@ -12,7 +12,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use algoprog_data::{C4Spec, CorpusSpec, DataConfig, Dataset, DirSpec, PrepareObserver, TokenizerSpec};
+use algoprog_data::{
+    C4Spec, CorpusSpec, DataConfig, Dataset, DirSpec, PrepareObserver, TokenizerSpec,
+};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -102,14 +104,19 @@ pub struct SourceArgs {
 }
 
 fn parse_tokenizer(s: &str) -> Result<TokenizerSpec, String> {
-    s.parse().map_err(|e: algoprog_data::DataError| e.to_string())
+    s.parse()
+        .map_err(|e: algoprog_data::DataError| e.to_string())
 }
 
 impl SourceArgs {
     /// The data config: the run config's `[data]` (or the defaults) with the flags applied.
     pub fn data_config(&self) -> anyhow::Result<DataConfig> {
         let mut cfg = match &self.config {
-            Some(p) => algoprog_train::RunConfig::from_file(p).with_context(|| format!("reading {}", p.display()))?.data,
+            Some(p) => {
+                algoprog_train::RunConfig::from_file(p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .data
+            }
             None => DataConfig::default(),
         };
         let kind = self.source.unwrap_or(match cfg.corpus {
@@ -246,7 +253,9 @@ fn peak_rss() -> Option<u64> {
 }
 
 fn describe(data: &Dataset) {
-    let size = std::fs::metadata(data.cache_path()).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(data.cache_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!("corpus               {}", data.corpus_identity());
     println!(
         "split                {}",
@@ -261,16 +270,30 @@ fn describe(data: &Dataset) {
         data.train_document_count(),
         data.val_documents().len()
     );
-    println!("text                 {:.1} MB", data.text_bytes() as f64 / 1e6);
-    println!("tokens train/val     {} / {}", data.train_tokens(), data.val_tokens());
-    println!("tokenizer            {} (vocab {})", data.fingerprint(), data.vocab_size());
+    println!(
+        "text                 {:.1} MB",
+        data.text_bytes() as f64 / 1e6
+    );
+    println!(
+        "tokens train/val     {} / {}",
+        data.train_tokens(),
+        data.val_tokens()
+    );
+    println!(
+        "tokenizer            {} (vocab {})",
+        data.fingerprint(),
+        data.vocab_size()
+    );
     println!(
         "cache                {} ({:.1} MB, {:?})",
         data.cache_path().display(),
         size as f64 / 1e6,
         data.cache_outcome()
     );
-    println!("unigram CE (val)     {:.4} nats/token", data.unigram_entropy());
+    println!(
+        "unigram CE (val)     {:.4} nats/token",
+        data.unigram_entropy()
+    );
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -283,11 +306,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     let cfg = args.source.data_config()?;
     let start = Instant::now();
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"));
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let obs = Bar { bar, start };
-    obs.bar.set_message(format!("opening corpus {}", cfg.corpus.kind()));
+    obs.bar
+        .set_message(format!("opening corpus {}", cfg.corpus.kind()));
     let corpus = cfg.corpus.open()?;
     let data = Dataset::prepare_observed(&cfg, corpus.as_ref(), &obs)?;
     obs.bar.finish_and_clear();

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use algoprog_plot::charts::{write_log_log, LogLogChart, Mark, Series};
 use algoprog_scaling::{
-    bootstrap_chinchilla_from, bootstrap_frontier, drop_leading_fraction, families, family_curves, fit_chinchilla,
-    fit_frontier, frontier, isoflop, load_curves, BootstrapOptions, Budgets, ChinchillaBootstrap, ChinchillaData,
-    ChinchillaFit, ChinchillaOptions, ColumnMap, Curve, FitSpace, FrontierFit, FrontierOptions, Interval, Irreducible,
-    IsoFlopOptions, IsoFlopResult, LoadOptions, LoadReport, NonFinitePolicy, PowerLawBootstrap, PowerLawOptions,
-    Pruning, RefitStarts, Resample, RobustLoss, TokensSource,
+    bootstrap_chinchilla_from, bootstrap_frontier, drop_leading_fraction, families, family_curves,
+    fit_chinchilla, fit_frontier, frontier, isoflop, load_curves, BootstrapOptions, Budgets,
+    ChinchillaBootstrap, ChinchillaData, ChinchillaFit, ChinchillaOptions, ColumnMap, Curve,
+    FitSpace, FrontierFit, FrontierOptions, Interval, Irreducible, IsoFlopOptions, IsoFlopResult,
+    LoadOptions, LoadReport, NonFinitePolicy, PowerLawBootstrap, PowerLawOptions, Pruning,
+    RefitStarts, Resample, RobustLoss, TokensSource,
 };
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -263,11 +264,18 @@ pub fn run(args: Args) -> Result<()> {
 
 fn load(input: &InputArgs) -> Result<(Vec<Curve>, LoadReport)> {
     if !(0.0..1.0).contains(&input.drop_fraction) {
-        bail!("--drop-fraction must be in [0, 1), got {}", input.drop_fraction);
+        bail!(
+            "--drop-fraction must be in [0, 1), got {}",
+            input.drop_fraction
+        );
     }
     let cols = ColumnMap::from(&input.columns);
     let opts = LoadOptions {
-        non_finite: if input.nan_as_diverged { NonFinitePolicy::MarkDiverged } else { NonFinitePolicy::Error },
+        non_finite: if input.nan_as_diverged {
+            NonFinitePolicy::MarkDiverged
+        } else {
+            NonFinitePolicy::Error
+        },
         ..Default::default()
     };
     let (mut curves, report) = load_curves(&input.input, &cols, &opts)?;
@@ -275,7 +283,11 @@ fn load(input: &InputArgs) -> Result<(Vec<Curve>, LoadReport)> {
         let have: Vec<String> = families(&curves).into_keys().collect();
         curves = family_curves(&curves, f);
         if curves.is_empty() {
-            bail!("{}: no runs of family `{f}`; families present: {}", input.input.display(), have.join(", "));
+            bail!(
+                "{}: no runs of family `{f}`; families present: {}",
+                input.input.display(),
+                have.join(", ")
+            );
         }
     }
     if input.include_diverged {
@@ -293,8 +305,19 @@ fn load(input: &InputArgs) -> Result<(Vec<Curve>, LoadReport)> {
             curves.len(),
             curves.iter().map(|c| c.points.len()).sum::<usize>(),
             input.input.display(),
-            if diverged > 0 { format!("; {diverged} diverged runs excluded (--include-diverged to keep)") } else { String::new() },
-            if report.empty_loss_rows > 0 { format!("; {} rows without a validation loss skipped", report.empty_loss_rows) } else { String::new() },
+            if diverged > 0 {
+                format!("; {diverged} diverged runs excluded (--include-diverged to keep)")
+            } else {
+                String::new()
+            },
+            if report.empty_loss_rows > 0 {
+                format!(
+                    "; {} rows without a validation loss skipped",
+                    report.empty_loss_rows
+                )
+            } else {
+                String::new()
+            },
         );
     }
     Ok((curves, report))
@@ -319,8 +342,16 @@ struct FrontierFitOut {
 
 fn run_frontier(a: FrontierArgs) -> Result<()> {
     let (curves, _) = load(&a.input)?;
-    let fopts = FrontierOptions { min_compute: a.min_compute, max_compute: a.max_compute, ..Default::default() };
-    let irr = if a.fit_e { Irreducible::Fitted } else { Irreducible::Fixed(a.e) };
+    let fopts = FrontierOptions {
+        min_compute: a.min_compute,
+        max_compute: a.max_compute,
+        ..Default::default()
+    };
+    let irr = if a.fit_e {
+        Irreducible::Fitted
+    } else {
+        Irreducible::Fixed(a.e)
+    };
     let spaces = match a.space {
         SpaceArg::Linear => vec![FitSpace::Linear],
         SpaceArg::Log => vec![FitSpace::Log],
@@ -332,14 +363,23 @@ fn run_frontier(a: FrontierArgs) -> Result<()> {
         let fc: Vec<Curve> = idx.iter().map(|&i| curves[i].clone()).collect();
         let mut fits = Vec::new();
         for &space in &spaces {
-            let lopts = PowerLawOptions { irreducible: irr, space };
+            let lopts = PowerLawOptions {
+                irreducible: irr,
+                space,
+            };
             let ctx = || format!("family `{fam}`");
             let out = match &boot {
                 Some(b) => {
                     let (fit, bs) = bootstrap_frontier(&fc, &fopts, &lopts, b).with_context(ctx)?;
-                    FrontierFitOut { fit, bootstrap: Some(bs) }
+                    FrontierFitOut {
+                        fit,
+                        bootstrap: Some(bs),
+                    }
                 }
-                None => FrontierFitOut { fit: fit_frontier(&fc, &fopts, &lopts).with_context(ctx)?, bootstrap: None },
+                None => FrontierFitOut {
+                    fit: fit_frontier(&fc, &fopts, &lopts).with_context(ctx)?,
+                    bootstrap: None,
+                },
             };
             fits.push(out);
         }
@@ -363,7 +403,11 @@ fn run_frontier(a: FrontierArgs) -> Result<()> {
                         b.a.lo,
                         b.a.hi,
                         fmt_iv(&b.gamma),
-                        if b.failed > 0 { format!(" ({} refits failed)", b.failed) } else { String::new() }
+                        if b.failed > 0 {
+                            format!(" ({} refits failed)", b.failed)
+                        } else {
+                            String::new()
+                        }
                     )
                 });
                 println!(
@@ -381,15 +425,31 @@ fn run_frontier(a: FrontierArgs) -> Result<()> {
         }
     }
     if let Some(stem) = &a.input.plot {
-        let mut chart = LogLogChart::new("Compute-optimal frontier", "training compute (FLOPs)", "loss");
+        let mut chart = LogLogChart::new(
+            "Compute-optimal frontier",
+            "training compute (FLOPs)",
+            "loss",
+        );
         for (k, o) in outs.iter().enumerate() {
             let fc = family_curves(&curves, &o.family);
-            let all: Vec<(f64, f64)> = fc.iter().filter(|c| !c.meta.diverged).flat_map(|c| c.points.iter().map(|p| (p.flops, p.loss))).collect();
-            chart = chart.with(Series::new(format!("{} points", o.family), all, Mark::Points).color(k));
-            let fr: Vec<(f64, f64)> = frontier(&fc, &fopts).iter().map(|p| (p.flops, p.loss)).collect();
-            chart = chart.with(Series::new(format!("{} frontier", o.family), fr, Mark::Rings).color(k));
+            let all: Vec<(f64, f64)> = fc
+                .iter()
+                .filter(|c| !c.meta.diverged)
+                .flat_map(|c| c.points.iter().map(|p| (p.flops, p.loss)))
+                .collect();
+            chart =
+                chart.with(Series::new(format!("{} points", o.family), all, Mark::Points).color(k));
+            let fr: Vec<(f64, f64)> = frontier(&fc, &fopts)
+                .iter()
+                .map(|p| (p.flops, p.loss))
+                .collect();
+            chart =
+                chart.with(Series::new(format!("{} frontier", o.family), fr, Mark::Rings).color(k));
             for f in &o.fits {
-                let (c0, c1) = (f.fit.points[0].flops, f.fit.points[f.fit.points.len() - 1].flops);
+                let (c0, c1) = (
+                    f.fit.points[0].flops,
+                    f.fit.points[f.fit.points.len() - 1].flops,
+                );
                 let line: Vec<(f64, f64)> = (0..=60)
                     .map(|i| {
                         let c = (c0.ln() + (c1.ln() - c0.ln()) * i as f64 / 60.0).exp();
@@ -397,9 +457,21 @@ fn run_frontier(a: FrontierArgs) -> Result<()> {
                     })
                     .collect();
                 let l = f.fit.fit.law;
-                let mark = if f.fit.fit.space == FitSpace::Linear { Mark::Line } else { Mark::Dashed };
+                let mark = if f.fit.fit.space == FitSpace::Linear {
+                    Mark::Line
+                } else {
+                    Mark::Dashed
+                };
                 chart = chart.with(
-                    Series::new(format!("{} fit: {:.3} + {:.3e}·C^-{:.4}", o.family, l.e, l.a, l.gamma), line, mark).color(k),
+                    Series::new(
+                        format!(
+                            "{} fit: {:.3} + {:.3e}·C^-{:.4}",
+                            o.family, l.e, l.a, l.gamma
+                        ),
+                        line,
+                        mark,
+                    )
+                    .color(k),
                 );
             }
         }
@@ -460,8 +532,19 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
     };
     let data = ChinchillaData::from_curves(&curves, tokens)?;
     let opts = ChinchillaOptions {
-        loss: if a.least_squares { RobustLoss::Squared } else { RobustLoss::Huber { delta: a.delta } },
-        pruning: if a.prune { Pruning::Screen { screen_iters: 10, keep: 64 } } else { Pruning::None },
+        loss: if a.least_squares {
+            RobustLoss::Squared
+        } else {
+            RobustLoss::Huber { delta: a.delta }
+        },
+        pruning: if a.prune {
+            Pruning::Screen {
+                screen_iters: 10,
+                keep: 64,
+            }
+        } else {
+            Pruning::None
+        },
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
@@ -469,7 +552,12 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let k = a.tokens_from_compute.unwrap_or(6.0);
     let budgets: Vec<f64> = if a.at_compute.is_empty() {
-        let cmax = data.n.iter().zip(&data.d).map(|(n, d)| k * n * d).fold(0.0, f64::max);
+        let cmax = data
+            .n
+            .iter()
+            .zip(&data.d)
+            .map(|(n, d)| k * n * d)
+            .fold(0.0, f64::max);
         (0..4).map(|i| cmax * 10f64.powi(i)).collect()
     } else {
         a.at_compute.clone()
@@ -478,12 +566,28 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
     let (n_exponent, d_exponent) = fit.allocation_exponents();
     let bootstrap = match a.boot.options() {
         Some(b) => {
-            let starts = if a.refit_full_grid { RefitStarts::Grid } else { RefitStarts::LocalOptima };
-            Some(ChinchillaBootstrapOut::from(&bootstrap_chinchilla_from(&data, fit.clone(), &opts, &b, &starts)?))
+            let starts = if a.refit_full_grid {
+                RefitStarts::Grid
+            } else {
+                RefitStarts::LocalOptima
+            };
+            Some(ChinchillaBootstrapOut::from(&bootstrap_chinchilla_from(
+                &data,
+                fit.clone(),
+                &opts,
+                &b,
+                &starts,
+            )?))
         }
         None => None,
     };
-    let out = ChinchillaOut { fit, n_exponent, d_exponent, allocations, bootstrap };
+    let out = ChinchillaOut {
+        fit,
+        n_exponent,
+        d_exponent,
+        allocations,
+        bootstrap,
+    };
     if a.input.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -498,26 +602,50 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
             f.failed_starts,
             f.starts_at_best
         );
-        println!("objective {:.6e} ({:?}), R2 (log L) {:.5}", f.objective, opts.loss, f.r2_log);
+        println!(
+            "objective {:.6e} ({:?}), R2 (log L) {:.5}",
+            f.objective, opts.loss, f.r2_log
+        );
         let iv = |x: Option<Interval>| x.map_or(String::new(), |i| fmt_iv(&i));
         let b = out.bootstrap.as_ref();
         if let Some(b) = b {
-            println!("{:.0}% percentile intervals from {} bootstrap refits ({} failed)", b.level * 100.0, b.reps, b.failed);
+            println!(
+                "{:.0}% percentile intervals from {} bootstrap refits ({} failed)",
+                b.level * 100.0,
+                b.reps,
+                b.failed
+            );
         }
         println!("  E      {:>12.5}  {}", l.e, iv(b.map(|b| b.e)));
         println!("  A      {:>12.4}  {}", l.a, iv(b.map(|b| b.a)));
         println!("  B      {:>12.4}  {}", l.b, iv(b.map(|b| b.b)));
         println!("  alpha  {:>12.5}  {}", l.alpha, iv(b.map(|b| b.alpha)));
         println!("  beta   {:>12.5}  {}", l.beta, iv(b.map(|b| b.beta)));
-        println!("  N_opt ∝ C^{:.4} {}   D_opt ∝ C^{:.4} {}", out.n_exponent, iv(b.map(|b| b.n_exponent)), out.d_exponent, iv(b.map(|b| b.d_exponent)));
-        println!("{:>12} {:>12} {:>12} {:>10} {:>9}", "C", "N_opt", "D_opt", "D/N", "loss");
+        println!(
+            "  N_opt ∝ C^{:.4} {}   D_opt ∝ C^{:.4} {}",
+            out.n_exponent,
+            iv(b.map(|b| b.n_exponent)),
+            out.d_exponent,
+            iv(b.map(|b| b.d_exponent))
+        );
+        println!(
+            "{:>12} {:>12} {:>12} {:>10} {:>9}",
+            "C", "N_opt", "D_opt", "D/N", "loss"
+        );
         for al in &out.allocations {
-            println!("{:>12.3e} {:>12.3e} {:>12.3e} {:>10.2} {:>9.4}", al.compute, al.n_opt, al.d_opt, al.tokens_per_param, al.loss);
+            println!(
+                "{:>12.3e} {:>12.3e} {:>12.3e} {:>10.2} {:>9.4}",
+                al.compute, al.n_opt, al.d_opt, al.tokens_per_param, al.loss
+            );
         }
     }
     if let Some(stem) = &a.input.plot {
-        let pts: Vec<(f64, f64)> = (0..data.len()).map(|i| (k * data.n[i] * data.d[i], data.loss[i])).collect();
-        let (c0, c1) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        let pts: Vec<(f64, f64)> = (0..data.len())
+            .map(|i| (k * data.n[i] * data.d[i], data.loss[i]))
+            .collect();
+        let (c0, c1) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
         let line: Vec<(f64, f64)> = (0..=60)
             .map(|i| {
                 let c = (c0.ln() + (c1.ln() - c0.ln()) * i as f64 / 60.0).exp();
@@ -526,7 +654,11 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
             .collect();
         let chart = LogLogChart::new("Chinchilla fit", "training compute (FLOPs)", "loss")
             .with(Series::new("points", pts, Mark::Points))
-            .with(Series::new("compute-optimal loss L(N_opt(C), D_opt(C))", line, Mark::Line));
+            .with(Series::new(
+                "compute-optimal loss L(N_opt(C), D_opt(C))",
+                line,
+                Mark::Line,
+            ));
         let (svg, png) = write_log_log(&chart, stem)?;
         eprintln!("wrote {} and {}", svg.display(), png.display());
     }
@@ -536,7 +668,11 @@ fn run_chinchilla(a: ChinchillaArgs) -> Result<()> {
 fn run_isoflop(a: IsoflopArgs) -> Result<()> {
     let (curves, _) = load(&a.input)?;
     let opts = IsoFlopOptions {
-        budgets: if a.budget_list.is_empty() { Budgets::Count(a.budgets) } else { Budgets::List(a.budget_list.clone()) },
+        budgets: if a.budget_list.is_empty() {
+            Budgets::Count(a.budgets)
+        } else {
+            Budgets::List(a.budget_list.clone())
+        },
         parabola: !a.no_parabola,
         k: a.k,
     };
@@ -544,7 +680,10 @@ fn run_isoflop(a: IsoflopArgs) -> Result<()> {
     if a.input.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!("{:>12} {:>6} {:>12} {:>12} {:>9} {:>9}", "C", "sizes", "N*", "D*", "loss", "interior");
+        println!(
+            "{:>12} {:>6} {:>12} {:>12} {:>9} {:>9}",
+            "C", "sizes", "N*", "D*", "loss", "interior"
+        );
         for b in &r.budgets {
             println!(
                 "{:>12.3e} {:>6} {:>12.4e} {:>12.4e} {:>9.4} {:>9}",
@@ -562,13 +701,42 @@ fn run_isoflop(a: IsoflopArgs) -> Result<()> {
         );
     }
     if let Some(stem) = &a.input.plot {
-        let used: Vec<&algoprog_scaling::IsoFlopBudget> = r.budgets.iter().filter(|b| b.interior).collect();
+        let used: Vec<&algoprog_scaling::IsoFlopBudget> =
+            r.budgets.iter().filter(|b| b.interior).collect();
         let cs: Vec<f64> = used.iter().map(|b| b.compute).collect();
         let chart = LogLogChart::new("IsoFLOP optima", "training compute (FLOPs)", "N*, D*")
-            .with(Series::new("N*", used.iter().map(|b| (b.compute, b.n_opt)).collect(), Mark::Rings).color(0))
-            .with(Series::new(format!("N* fit ∝ C^{:.3}", r.n_opt.exponent), cs.iter().map(|&c| (c, r.n_opt.at(c))).collect(), Mark::Line).color(0))
-            .with(Series::new("D*", used.iter().map(|b| (b.compute, b.d_opt)).collect(), Mark::Rings).color(1))
-            .with(Series::new(format!("D* fit ∝ C^{:.3}", r.d_opt.exponent), cs.iter().map(|&c| (c, r.d_opt.at(c))).collect(), Mark::Line).color(1));
+            .with(
+                Series::new(
+                    "N*",
+                    used.iter().map(|b| (b.compute, b.n_opt)).collect(),
+                    Mark::Rings,
+                )
+                .color(0),
+            )
+            .with(
+                Series::new(
+                    format!("N* fit ∝ C^{:.3}", r.n_opt.exponent),
+                    cs.iter().map(|&c| (c, r.n_opt.at(c))).collect(),
+                    Mark::Line,
+                )
+                .color(0),
+            )
+            .with(
+                Series::new(
+                    "D*",
+                    used.iter().map(|b| (b.compute, b.d_opt)).collect(),
+                    Mark::Rings,
+                )
+                .color(1),
+            )
+            .with(
+                Series::new(
+                    format!("D* fit ∝ C^{:.3}", r.d_opt.exponent),
+                    cs.iter().map(|&c| (c, r.d_opt.at(c))).collect(),
+                    Mark::Line,
+                )
+                .color(1),
+            );
         let (svg, png) = write_log_log(&chart, stem)?;
         eprintln!("wrote {} and {}", svg.display(), png.display());
     }

@@ -25,10 +25,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let spec = store.spec(&args.spec)?;
     let mut obs = BarObserver::new(args.quiet);
     match run_one(&store, &spec, &DataCache::default(), &mut obs) {
-        RunOutcome::Finished { final_val_loss } => println!("{} finished: val loss {final_val_loss:.4}", spec.id),
+        RunOutcome::Finished { final_val_loss } => {
+            println!("{} finished: val loss {final_val_loss:.4}", spec.id)
+        }
         RunOutcome::Diverged { at_step } => println!("{} diverged at step {at_step}", spec.id),
         RunOutcome::AlreadyDone => println!("{} was already finished; nothing to do", spec.id),
-        RunOutcome::HeldElsewhere => println!("{} is being trained by another live process; nothing to do", spec.id),
+        RunOutcome::HeldElsewhere => println!(
+            "{} is being trained by another live process; nothing to do",
+            spec.id
+        ),
         RunOutcome::Failed { error } => anyhow::bail!("{} failed: {error}", spec.id),
     }
     Ok(())

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use algoprog_train::executor::{Executor, LocalExecutor, RunOutcome, SlurmExecutor, SweepObserver, SweepSummary};
+use algoprog_train::executor::{
+    Executor, LocalExecutor, RunOutcome, SlurmExecutor, SweepObserver, SweepSummary,
+};
 use algoprog_train::store::{RunState, Store};
 use algoprog_train::study::{RunSpec, Study};
 use algoprog_train::{EvalRow, Observer, RunRecord, StepInfo};
@@ -102,9 +104,18 @@ pub struct SweepBars {
 
 impl SweepBars {
     pub fn new(total: usize, quiet: bool) -> Self {
-        let multi = MultiProgress::with_draw_target(if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+        let multi = MultiProgress::with_draw_target(if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
         let study = multi.add(ProgressBar::new(total as u64));
-        study.set_style(ProgressStyle::with_template("study [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}").expect("template"));
+        study.set_style(
+            ProgressStyle::with_template(
+                "study [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}",
+            )
+            .expect("template"),
+        );
         Self {
             multi,
             study,
@@ -127,7 +138,10 @@ impl Observer for RunBar {
     }
     fn on_step(&mut self, s: &StepInfo) {
         self.bar.set_position(s.step);
-        self.bar.set_message(format!("loss {:.3}  {:.0} tok/s", s.loss, s.tokens_per_second));
+        self.bar.set_message(format!(
+            "loss {:.3}  {:.0} tok/s",
+            s.loss, s.tokens_per_second
+        ));
     }
     fn on_eval(&mut self, _r: &EvalRow) {}
     fn on_finish(&mut self, _r: &RunRecord) {
@@ -138,19 +152,34 @@ impl Observer for RunBar {
 impl SweepObserver for SweepBars {
     fn run_observer(&self, spec: &RunSpec) -> Box<dyn Observer + Send> {
         let bar = self.multi.add(ProgressBar::new(0));
-        bar.set_style(ProgressStyle::with_template("  {prefix:40} {bar:20} {pos}/{len} {msg}").expect("template"));
+        bar.set_style(
+            ProgressStyle::with_template("  {prefix:40} {bar:20} {pos}/{len} {msg}")
+                .expect("template"),
+        );
         bar.set_prefix(format!("{} {}", spec.id, spec.config.name));
         Box::new(RunBar { bar })
     }
     fn run_ended(&self, spec: &RunSpec, outcome: &RunOutcome) {
         self.study.inc(1);
         let line = match outcome {
-            RunOutcome::Finished { final_val_loss } => format!("{} {} finished: val loss {final_val_loss:.4}", spec.id, spec.config.name),
-            RunOutcome::Diverged { at_step } => format!("{} {} diverged at step {at_step} (excluded from fits)", spec.id, spec.config.name),
+            RunOutcome::Finished { final_val_loss } => format!(
+                "{} {} finished: val loss {final_val_loss:.4}",
+                spec.id, spec.config.name
+            ),
+            RunOutcome::Diverged { at_step } => format!(
+                "{} {} diverged at step {at_step} (excluded from fits)",
+                spec.id, spec.config.name
+            ),
             RunOutcome::AlreadyDone => return,
-            RunOutcome::HeldElsewhere => format!("{} {} is being trained by another live process; skipped", spec.id, spec.config.name),
+            RunOutcome::HeldElsewhere => format!(
+                "{} {} is being trained by another live process; skipped",
+                spec.id, spec.config.name
+            ),
             RunOutcome::Failed { error } => {
-                self.failures.lock().expect("lock").push(format!("{} {}: {error}", spec.id, spec.config.name));
+                self.failures
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{} {}: {error}", spec.id, spec.config.name));
                 format!("{} {} FAILED: {error}", spec.id, spec.config.name)
             }
         };
@@ -159,13 +188,20 @@ impl SweepObserver for SweepBars {
 }
 
 /// Run `specs` of `store` with the executor `exec` names.
-pub fn execute(store: &Store, specs: &[RunSpec], exec: &ExecArgs, quiet: bool) -> anyhow::Result<SweepSummary> {
+pub fn execute(
+    store: &Store,
+    specs: &[RunSpec],
+    exec: &ExecArgs,
+    quiet: bool,
+) -> anyhow::Result<SweepSummary> {
     let bars = SweepBars::new(specs.len(), quiet);
     let summary = match exec.executor.as_str() {
         "local" => {
             // Measured on 2 cores (README): two runs with one tensor thread each
             // beat one run with two threads by 1.7–1.8×; oversubscribing is slowest.
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             let jobs = if exec.jobs == 0 { cores } else { exec.jobs };
             if jobs > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
                 // Before any tensor work: rayon's global pool (used by candle's CPU kernels) reads it once.
@@ -176,7 +212,8 @@ pub fn execute(store: &Store, specs: &[RunSpec], exec: &ExecArgs, quiet: bool) -
         "slurm" => {
             let binary = match &exec.slurm_binary {
                 Some(b) => b.clone(),
-                None => std::env::current_exe().context("locating this binary for the Slurm script (pass --slurm-binary)")?,
+                None => std::env::current_exe()
+                    .context("locating this binary for the Slurm script (pass --slurm-binary)")?,
             };
             SlurmExecutor {
                 binary,
@@ -187,7 +224,9 @@ pub fn execute(store: &Store, specs: &[RunSpec], exec: &ExecArgs, quiet: bool) -
             }
             .execute(store, specs, &bars)?
         }
-        other => anyhow::bail!("unknown executor `{other}`; use --executor local or --executor slurm"),
+        other => {
+            anyhow::bail!("unknown executor `{other}`; use --executor local or --executor slurm")
+        }
     };
     bars.finish();
     Ok(summary)
@@ -196,14 +235,23 @@ pub fn execute(store: &Store, specs: &[RunSpec], exec: &ExecArgs, quiet: bool) -
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Sub::Run(a) => {
-            let text = std::fs::read_to_string(&a.study).with_context(|| format!("reading the study {} (examples in configs/studies/)", a.study.display()))?;
+            let text = std::fs::read_to_string(&a.study).with_context(|| {
+                format!(
+                    "reading the study {} (examples in configs/studies/)",
+                    a.study.display()
+                )
+            })?;
             let study = Study::from_file(&a.study)?;
             let (store, specs) = Store::init(&a.store, &text, &study)?;
             let s = execute(&store, &specs, &a.exec, a.quiet)?;
             print_summary(&s);
             print_status(&store, false)?;
             if s.failed > 0 {
-                anyhow::bail!("{} run(s) failed; see `algoprog sweep status --store {}`", s.failed, a.store.display());
+                anyhow::bail!(
+                    "{} run(s) failed; see `algoprog sweep status --store {}`",
+                    s.failed,
+                    a.store.display()
+                );
             }
             Ok(())
         }
@@ -220,7 +268,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     e.runs
                 );
             } else {
-                println!("wrote {} ({} evaluation rows of {} ended runs)", a.out.display(), e.rows, e.runs);
+                println!(
+                    "wrote {} ({} evaluation rows of {} ended runs)",
+                    a.out.display(),
+                    e.rows,
+                    e.runs
+                );
             }
             Ok(())
         }
@@ -230,9 +283,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn print_summary(s: &SweepSummary) {
     if let Some(p) = &s.script {
         if s.submitted {
-            println!("wrote and submitted {}; follow it with `algoprog sweep status --store DIR`", p.display());
+            println!(
+                "wrote and submitted {}; follow it with `algoprog sweep status --store DIR`",
+                p.display()
+            );
         } else {
-            println!("wrote {}; submit it with `sbatch {}` (or pass --submit)", p.display(), p.display());
+            println!(
+                "wrote {}; submit it with `sbatch {}` (or pass --submit)",
+                p.display(),
+                p.display()
+            );
         }
     }
     println!(
@@ -253,24 +313,62 @@ pub fn print_status_checked(store: &Store, all: bool, verify: bool) -> anyhow::R
     for (_, s) in &st {
         *counts.entry(s.label()).or_default() += 1;
     }
-    let order = ["done", "diverged", "running", "interrupted", "failed", "corrupt", "pending"];
-    let parts: Vec<String> = order.iter().map(|k| format!("{} {}", counts.get(k).copied().unwrap_or(0), k)).collect();
-    println!("{}: {} runs: {}", store.root.display(), st.len(), parts.join(", "));
+    let order = [
+        "done",
+        "diverged",
+        "running",
+        "interrupted",
+        "failed",
+        "corrupt",
+        "pending",
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .map(|k| format!("{} {}", counts.get(k).copied().unwrap_or(0), k))
+        .collect();
+    println!(
+        "{}: {} runs: {}",
+        store.root.display(),
+        st.len(),
+        parts.join(", ")
+    );
     for (spec, s) in &st {
         let detail = match s {
             RunState::Pending => String::new(),
             RunState::Running { steps_done } => format!("step {steps_done}"),
-            RunState::Interrupted { steps_done, checkpoint } => {
-                format!("step {steps_done}; resumes from {}", if *checkpoint { "its checkpoint" } else { "step 0" })
+            RunState::Interrupted {
+                steps_done,
+                checkpoint,
+            } => {
+                format!(
+                    "step {steps_done}; resumes from {}",
+                    if *checkpoint {
+                        "its checkpoint"
+                    } else {
+                        "step 0"
+                    }
+                )
             }
             RunState::Failed { error } => error.lines().next().unwrap_or("").to_string(),
             RunState::Finished => String::new(),
             RunState::Diverged { at_step } => format!("at step {at_step}"),
-            RunState::Corrupt { path, problem } => format!("{}: {problem}\n      fix: {}", path.display(), store.damage_fix(&spec.id)),
+            RunState::Corrupt { path, problem } => format!(
+                "{}: {problem}\n      fix: {}",
+                path.display(),
+                store.damage_fix(&spec.id)
+            ),
         };
-        let attention = matches!(s, RunState::Failed { .. } | RunState::Corrupt { .. } | RunState::Diverged { .. });
+        let attention = matches!(
+            s,
+            RunState::Failed { .. } | RunState::Corrupt { .. } | RunState::Diverged { .. }
+        );
         if all || attention {
-            println!("  {:12} {} {:32} {detail}", s.label(), spec.id, spec.config.name);
+            println!(
+                "  {:12} {} {:32} {detail}",
+                s.label(),
+                spec.id,
+                spec.config.name
+            );
         }
     }
     Ok(())

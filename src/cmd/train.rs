@@ -32,10 +32,16 @@ pub struct BarObserver {
 
 impl BarObserver {
     pub fn new(quiet: bool) -> Self {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
+            )
+            .expect("valid template"),
         );
         Self { bar }
     }
@@ -59,7 +65,10 @@ impl Observer for BarObserver {
     }
     fn on_step(&mut self, s: &StepInfo) {
         self.bar.set_position(s.step);
-        self.bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.0} tok/s", s.loss, s.lr, s.tokens_per_second));
+        self.bar.set_message(format!(
+            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+            s.loss, s.lr, s.tokens_per_second
+        ));
     }
     fn on_eval(&mut self, r: &EvalRow) {
         self.bar.println(format!(
@@ -78,7 +87,13 @@ impl Observer for BarObserver {
 pub fn file_name_of(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     let s = s.trim_start_matches('.');
@@ -100,7 +115,11 @@ const RUN_FILES: &[&str] = &[
 /// Refuses an output directory that already holds a run unless `overwrite`,
 /// which removes that run's files first (so no stale weights survive).
 fn prepare_out_dir(out: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
-    let present: Vec<&str> = RUN_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
+    let present: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|f| out.join(f).exists())
+        .collect();
     if present.is_empty() {
         return Ok(());
     }
@@ -113,7 +132,8 @@ fn prepare_out_dir(out: &std::path::Path, overwrite: bool) -> anyhow::Result<()>
     }
     for f in present {
         let p = out.join(f);
-        std::fs::remove_file(&p).with_context(|| format!("removing {} to overwrite the run", p.display()))?;
+        std::fs::remove_file(&p)
+            .with_context(|| format!("removing {} to overwrite the run", p.display()))?;
     }
     Ok(())
 }
@@ -123,13 +143,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", file_name_of(&cfg.name), cfg.run_id())));
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("{}-{}", file_name_of(&cfg.name), cfg.run_id()))
+    });
     prepare_out_dir(&out, args.overwrite)?;
     let dir = RunDir::create(&out)?;
     let mut obs = BarObserver::new(args.quiet);
-    let outcome = algoprog_train::train(&cfg, &dir, &mut obs).with_context(|| format!("training {}", args.config.display()))?;
+    let outcome = algoprog_train::train(&cfg, &dir, &mut obs)
+        .with_context(|| format!("training {}", args.config.display()))?;
     let r = &outcome.record;
     match r.status {
         RunStatus::Diverged => println!(

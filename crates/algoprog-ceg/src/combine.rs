@@ -50,7 +50,11 @@ pub struct CombinationReport {
 pub fn combine_multipliers(singles: &[f64], combined: f64) -> Result<(f64, f64)> {
     for &s in singles.iter().chain(std::iter::once(&combined)) {
         if !(s > 0.0 && s.is_finite()) {
-            return Err(CegError::BadParameter { name: "CEG".into(), value: s, why: "must be positive and finite".into() });
+            return Err(CegError::BadParameter {
+                name: "CEG".into(),
+                value: s,
+                why: "must be positive and finite".into(),
+            });
         }
     }
     let p: f64 = singles.iter().product();
@@ -73,9 +77,19 @@ pub fn combination_test(
             why: "name at least one single-change family".into(),
         });
     }
-    let present = || report.variants.iter().map(|v| v.family.as_str()).collect::<Vec<_>>().join(", ");
+    let present = || {
+        report
+            .variants
+            .iter()
+            .map(|v| v.family.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let logs = |f: &str| -> Result<&Vec<f64>> {
-        let v = report.variant(f).ok_or_else(|| CegError::UnknownFamily { family: f.into(), present: present() })?;
+        let v = report.variant(f).ok_or_else(|| CegError::UnknownFamily {
+            family: f.into(),
+            present: present(),
+        })?;
         if v.compute.is_none() {
             return Err(CegError::BadParameter {
                 name: format!("runs of `{f}` reaching L* = {}", report.threshold),
@@ -98,13 +112,20 @@ pub fn combination_test(
         let lc = dir.log_ceg(r, c);
         (ls, lp, lc, lc - lp)
     };
-    let (ls, lp, lc, li) = point(mean(r).unwrap(), &s.iter().map(|x| mean(x).unwrap()).collect::<Vec<_>>(), mean(c).unwrap());
+    let (ls, lp, lc, li) = point(
+        mean(r).unwrap(),
+        &s.iter().map(|x| mean(x).unwrap()).collect::<Vec<_>>(),
+        mean(c).unwrap(),
+    );
     let k = singles.len();
     let mut reps: Vec<Vec<f64>> = vec![Vec::with_capacity(bootstrap); k + 3];
     let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
     for _ in 0..bootstrap {
         let rb = mean(&resample(r, &mut rng)).unwrap();
-        let sb: Vec<f64> = s.iter().map(|x| mean(&resample(x, &mut rng)).unwrap()).collect();
+        let sb: Vec<f64> = s
+            .iter()
+            .map(|x| mean(&resample(x, &mut rng)).unwrap())
+            .collect();
         let cb = mean(&resample(c, &mut rng)).unwrap();
         let (bls, blp, blc, bli) = point(rb, &sb, cb);
         for (i, v) in bls.into_iter().enumerate() {
@@ -114,18 +135,40 @@ pub fn combination_test(
         reps[k + 1].push(blc.exp());
         reps[k + 2].push(bli.exp());
     }
-    let ci = |i: usize| if bootstrap > 0 { percentile_interval(&reps[i], report.level) } else { None };
+    let ci = |i: usize| {
+        if bootstrap > 0 {
+            percentile_interval(&reps[i], report.level)
+        } else {
+            None
+        }
+    };
     Ok(CombinationReport {
         threshold: report.threshold,
         reference: report.reference.clone(),
         singles: singles
             .iter()
             .enumerate()
-            .map(|(i, f)| NamedCeg { name: (*f).into(), ceg: ls[i].exp(), ci: ci(i) })
+            .map(|(i, f)| NamedCeg {
+                name: (*f).into(),
+                ceg: ls[i].exp(),
+                ci: ci(i),
+            })
             .collect(),
-        predicted: NamedCeg { name: "product of singles".into(), ceg: lp.exp(), ci: ci(k) },
-        measured: NamedCeg { name: combined.into(), ceg: lc.exp(), ci: ci(k + 1) },
-        interaction: NamedCeg { name: "interaction".into(), ceg: li.exp(), ci: ci(k + 2) },
+        predicted: NamedCeg {
+            name: "product of singles".into(),
+            ceg: lp.exp(),
+            ci: ci(k),
+        },
+        measured: NamedCeg {
+            name: combined.into(),
+            ceg: lc.exp(),
+            ci: ci(k + 1),
+        },
+        interaction: NamedCeg {
+            name: "interaction".into(),
+            ceg: li.exp(),
+            ci: ci(k + 2),
+        },
         bootstrap,
         level: report.level,
     })
@@ -140,11 +183,20 @@ mod tests {
     /// Loss falls by 1 per decade of compute from 6 at 1e9, shifted so it
     /// crosses 5.0 at 10^lc.
     fn run(id: &str, fam: &str, lc: f64) -> Curve {
-        let meta = RunMeta { run_id: id.into(), family: fam.into(), ..Default::default() };
+        let meta = RunMeta {
+            run_id: id.into(),
+            family: fam.into(),
+            ..Default::default()
+        };
         let pts = (0..=8)
             .map(|i| {
                 let x = 9.0 + 0.5 * i as f64;
-                Point { step: i, tokens: 0.0, flops: 10f64.powf(x), loss: 5.0 - (x - lc) }
+                Point {
+                    step: i,
+                    tokens: 0.0,
+                    flops: 10f64.powf(x),
+                    loss: 5.0 - (x - lc),
+                }
             })
             .collect();
         Curve::new(meta, pts)
@@ -163,7 +215,12 @@ mod tests {
         // Full model crosses L* = 5 at 1e10; reverting a → 10^10.3, reverting
         // b → 10^10.2, reverting both → 10^10.1 (seeds ±0.05 decades).
         let mut curves = Vec::new();
-        for (fam, lc) in [("modern", 10.0), ("no_a", 10.3), ("no_b", 10.2), ("retro", 10.1)] {
+        for (fam, lc) in [
+            ("modern", 10.0),
+            ("no_a", 10.3),
+            ("no_b", 10.2),
+            ("retro", 10.1),
+        ] {
             curves.push(run(&format!("{fam}0"), fam, lc - 0.05));
             curves.push(run(&format!("{fam}1"), fam, lc + 0.05));
         }
@@ -183,7 +240,10 @@ mod tests {
         // Every resampled mean moves by at most 0.05 decades per family, so
         // ln I moves by at most 4 · 0.05 decades.
         let ci = c.interaction.ci.unwrap();
-        assert!(ci.lo >= 10f64.powf(-0.6) - 1e-12 && ci.hi <= 10f64.powf(-0.2) + 1e-12, "{ci:?}");
+        assert!(
+            ci.lo >= 10f64.powf(-0.6) - 1e-12 && ci.hi <= 10f64.powf(-0.2) + 1e-12,
+            "{ci:?}"
+        );
         assert!(ci.hi < 1.0, "sub-multiplicative beyond seed noise");
         let e = combination_test(&rep, &["no_c"], "retro", 10, 0).unwrap_err();
         assert!(e.to_string().contains("no_c"));

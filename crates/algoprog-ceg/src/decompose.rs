@@ -81,7 +81,11 @@ pub struct ComputeTrend {
 impl Default for ComputeTrend {
     /// 1e16 FLOPs in 2013, growing 4.1× per year.
     fn default() -> Self {
-        Self { base_year: 2013.0, base_compute: 1e16, growth_per_year: 4.1 }
+        Self {
+            base_year: 2013.0,
+            base_compute: 1e16,
+            growth_per_year: 4.1,
+        }
     }
 }
 
@@ -133,7 +137,10 @@ pub enum Gain {
     /// A Kaplan → Chinchilla rule by name, under Hoffmann et al.'s law ([`KaplanRule::ceg`]).
     Kaplan { rule: KaplanRule },
     /// One gain divided by another, e.g. a frontier gain with an allocation gain divided out.
-    Ratio { numerator: Box<Gain>, denominator: Box<Gain> },
+    Ratio {
+        numerator: Box<Gain>,
+        denominator: Box<Gain>,
+    },
     /// The product of several gains (e.g. a state of the art against a reference: mixture of experts × rebalancing).
     Product { factors: Vec<Gain> },
 }
@@ -150,7 +157,10 @@ impl Gain {
 
     /// `numerator / denominator`.
     pub fn ratio(numerator: Gain, denominator: Gain) -> Self {
-        Gain::Ratio { numerator: Box::new(numerator), denominator: Box::new(denominator) }
+        Gain::Ratio {
+            numerator: Box::new(numerator),
+            denominator: Box::new(denominator),
+        }
     }
 
     /// The CEG at compute `c`.
@@ -163,7 +173,12 @@ impl Gain {
                 why: "must be positive and finite".into(),
             }),
             Gain::Function { reference, new } => CegFunction::new(*reference, *new)?.eval(c),
-            Gain::Allocation { law, worse, better, k } => allocation_ceg(law, *better, *worse, c, *k),
+            Gain::Allocation {
+                law,
+                worse,
+                better,
+                k,
+            } => allocation_ceg(law, *better, *worse, c, *k),
             Gain::Kaplan { rule } => rule.ceg(c),
             Gain::Product { factors } => {
                 let mut log = 0.0;
@@ -180,7 +195,10 @@ impl Gain {
                 }
                 Ok(p)
             }
-            Gain::Ratio { numerator, denominator } => {
+            Gain::Ratio {
+                numerator,
+                denominator,
+            } => {
                 let (n, d) = (numerator.at(c)?, denominator.at(c)?);
                 let r = n / d;
                 if !(r > 0.0 && r.is_finite()) {
@@ -199,10 +217,17 @@ impl Gain {
     pub fn is_scale_invariant(&self) -> bool {
         match self {
             Gain::Multiplier { .. } => true,
-            Gain::Function { reference, new } => CegFunction { reference: *reference, new: *new }.is_scale_invariant(1e-9),
+            Gain::Function { reference, new } => CegFunction {
+                reference: *reference,
+                new: *new,
+            }
+            .is_scale_invariant(1e-9),
             Gain::Allocation { worse, better, .. } => worse == better,
             Gain::Kaplan { .. } => false,
-            Gain::Ratio { numerator, denominator } => numerator.is_scale_invariant() && denominator.is_scale_invariant(),
+            Gain::Ratio {
+                numerator,
+                denominator,
+            } => numerator.is_scale_invariant() && denominator.is_scale_invariant(),
             Gain::Product { factors } => factors.iter().all(Gain::is_scale_invariant),
         }
     }
@@ -211,7 +236,10 @@ impl Gain {
     fn functions_mut(&mut self) -> Vec<&mut Gain> {
         match self {
             Gain::Function { .. } => vec![self],
-            Gain::Ratio { numerator, denominator } => {
+            Gain::Ratio {
+                numerator,
+                denominator,
+            } => {
                 let mut v = numerator.functions_mut();
                 v.extend(denominator.functions_mut());
                 v
@@ -229,10 +257,14 @@ impl Gain {
                 *self = with.clone();
                 1
             }
-            Gain::Ratio { numerator, denominator } => {
-                numerator.replace_rebalancing(with) + denominator.replace_rebalancing(with)
-            }
-            Gain::Product { factors } => factors.iter_mut().map(|f| f.replace_rebalancing(with)).sum(),
+            Gain::Ratio {
+                numerator,
+                denominator,
+            } => numerator.replace_rebalancing(with) + denominator.replace_rebalancing(with),
+            Gain::Product { factors } => factors
+                .iter_mut()
+                .map(|f| f.replace_rebalancing(with))
+                .sum(),
             _ => 0,
         }
     }
@@ -286,7 +318,15 @@ pub struct Innovation {
 impl Innovation {
     /// A counted, published innovation without label or note.
     pub fn new(name: impl Into<String>, year: f64, gain: Gain) -> Self {
-        Self { name: name.into(), year, gain, label: None, normalisation_only: false, source: Source::Published, note: None }
+        Self {
+            name: name.into(),
+            year,
+            gain,
+            label: None,
+            normalisation_only: false,
+            source: Source::Published,
+            note: None,
+        }
     }
 
     /// The label, or the name.
@@ -385,16 +425,27 @@ impl Timeline {
 
     /// The target year (given, or when the trend reaches 1e23 FLOPs).
     pub fn target_year(&self) -> f64 {
-        self.target_year.unwrap_or_else(|| self.trend.year_of(DEFAULT_TARGET_COMPUTE))
+        self.target_year
+            .unwrap_or_else(|| self.trend.year_of(DEFAULT_TARGET_COMPUTE))
     }
 
     /// The start year (given, or the earliest innovation's year rounded down).
     pub fn start_year(&self) -> f64 {
-        self.start_year.unwrap_or_else(|| self.innovations.iter().map(|i| i.year).fold(f64::INFINITY, f64::min).floor())
+        self.start_year.unwrap_or_else(|| {
+            self.innovations
+                .iter()
+                .map(|i| i.year)
+                .fold(f64::INFINITY, f64::min)
+                .floor()
+        })
     }
 
     fn names(&self) -> String {
-        self.innovations.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.innovations
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The innovation called `name`.
@@ -402,7 +453,12 @@ impl Timeline {
         self.innovations
             .iter()
             .find(|i| i.name == name)
-            .ok_or_else(|| CegError::BadTimeline(format!("no innovation `{name}`; the timeline has: {}", self.names())))
+            .ok_or_else(|| {
+                CegError::BadTimeline(format!(
+                    "no innovation `{name}`; the timeline has: {}",
+                    self.names()
+                ))
+            })
     }
 
     /// The innovation called `name`, to change.
@@ -411,11 +467,19 @@ impl Timeline {
         self.innovations
             .iter_mut()
             .find(|i| i.name == name)
-            .ok_or_else(|| CegError::BadTimeline(format!("no innovation `{name}`; the timeline has: {names}")))
+            .ok_or_else(|| {
+                CegError::BadTimeline(format!("no innovation `{name}`; the timeline has: {names}"))
+            })
     }
 
     /// Replace the gain of `name` and record where it comes from.
-    pub fn set_gain(&mut self, name: &str, gain: Gain, source: Source, note: Option<String>) -> Result<()> {
+    pub fn set_gain(
+        &mut self,
+        name: &str,
+        gain: Gain,
+        source: Source,
+        note: Option<String>,
+    ) -> Result<()> {
         let i = self.innovation_mut(name)?;
         i.gain = gain;
         i.source = source;
@@ -424,7 +488,13 @@ impl Timeline {
     }
 
     /// Replace the gain of `name` with a constant multiplier (e.g. a measured ablation CEG).
-    pub fn set_constant(&mut self, name: &str, value: f64, source: Source, note: Option<String>) -> Result<()> {
+    pub fn set_constant(
+        &mut self,
+        name: &str,
+        value: f64,
+        source: Source,
+        note: Option<String>,
+    ) -> Result<()> {
         self.set_gain(name, Gain::constant(value), source, note)
     }
 
@@ -440,7 +510,8 @@ impl Timeline {
         source: Source,
         note: Option<String>,
     ) -> Result<()> {
-        CegFunction::new(reference, new).map_err(|e| CegError::BadTimeline(format!("innovation `{name}`: {e}")))?;
+        CegFunction::new(reference, new)
+            .map_err(|e| CegError::BadTimeline(format!("innovation `{name}`: {e}")))?;
         let i = self.innovation_mut(name)?;
         let mut fs = i.gain.functions_mut();
         if fs.len() != 1 {
@@ -461,7 +532,12 @@ impl Timeline {
     /// replaced take `source`; items where only a part was replaced become
     /// [`Source::Mixed`] unless their source already equals `source`.
     /// Returns the number of replacements.
-    pub fn replace_rebalancing(&mut self, with: Gain, source: Source, note: Option<String>) -> Result<usize> {
+    pub fn replace_rebalancing(
+        &mut self,
+        with: Gain,
+        source: Source,
+        note: Option<String>,
+    ) -> Result<usize> {
         let mut n = 0;
         for i in &mut self.innovations {
             let whole = matches!(i.gain, Gain::Allocation { .. } | Gain::Kaplan { .. });
@@ -479,17 +555,23 @@ impl Timeline {
             }
         }
         if n == 0 {
-            return Err(CegError::BadTimeline("the timeline has no allocation gain to replace".into()));
+            return Err(CegError::BadTimeline(
+                "the timeline has no allocation gain to replace".into(),
+            ));
         }
         Ok(n)
     }
 
     /// Change the interaction normalisation's target (e.g. to a measured combined CEG).
-    pub fn set_normalisation_target(&mut self, target: f64, source: Source, note: Option<String>) -> Result<()> {
-        let n = self
-            .normalisation
-            .as_mut()
-            .ok_or_else(|| CegError::BadTimeline("the timeline has no interaction normalisation".into()))?;
+    pub fn set_normalisation_target(
+        &mut self,
+        target: f64,
+        source: Source,
+        note: Option<String>,
+    ) -> Result<()> {
+        let n = self.normalisation.as_mut().ok_or_else(|| {
+            CegError::BadTimeline("the timeline has no interaction normalisation".into())
+        })?;
         n.target = target;
         n.source = source;
         n.note = note;
@@ -503,21 +585,31 @@ impl Timeline {
             return Ok(None);
         };
         if !(n.target > 0.0 && n.target.is_finite()) {
-            return Err(CegError::BadTimeline(format!("normalisation target {} must be positive and finite", n.target)));
+            return Err(CegError::BadTimeline(format!(
+                "normalisation target {} must be positive and finite",
+                n.target
+            )));
         }
         if n.members.is_empty() {
-            return Err(CegError::BadTimeline("the normalisation names no members".into()));
+            return Err(CegError::BadTimeline(
+                "the normalisation names no members".into(),
+            ));
         }
         let mut log_product = 0.0;
         for m in &n.members {
-            let i = self.innovation(m).map_err(|e| CegError::BadTimeline(format!("normalisation member: {e}")))?;
+            let i = self
+                .innovation(m)
+                .map_err(|e| CegError::BadTimeline(format!("normalisation member: {e}")))?;
             if !i.gain.is_scale_invariant() {
                 return Err(CegError::BadTimeline(format!(
                     "normalisation member `{m}` has a scale-dependent gain; only constant (scale-invariant) gains can be normalised"
                 )));
             }
-            log_product +=
-                i.gain.at(compute).map_err(|e| CegError::BadTimeline(format!("normalisation member `{m}`: {e}")))?.ln();
+            log_product += i
+                .gain
+                .at(compute)
+                .map_err(|e| CegError::BadTimeline(format!("normalisation member `{m}`: {e}")))?
+                .ln();
         }
         if log_product == 0.0 || !log_product.is_finite() {
             return Err(CegError::BadTimeline(format!(
@@ -538,12 +630,23 @@ impl Timeline {
         self.trend.check()?;
         for (k, i) in self.innovations.iter().enumerate() {
             if !i.year.is_finite() {
-                return Err(CegError::BadTimeline(format!("innovation `{}`: year {} is not finite", i.name, i.year)));
+                return Err(CegError::BadTimeline(format!(
+                    "innovation `{}`: year {} is not finite",
+                    i.name, i.year
+                )));
             }
             if self.innovations[..k].iter().any(|j| j.name == i.name) {
-                return Err(CegError::BadTimeline(format!("innovation `{}` appears twice; names must be unique", i.name)));
+                return Err(CegError::BadTimeline(format!(
+                    "innovation `{}` appears twice; names must be unique",
+                    i.name
+                )));
             }
-            if i.normalisation_only && !self.normalisation.as_ref().is_some_and(|n| n.members.contains(&i.name)) {
+            if i.normalisation_only
+                && !self
+                    .normalisation
+                    .as_ref()
+                    .is_some_and(|n| n.members.contains(&i.name))
+            {
                 return Err(CegError::BadTimeline(format!(
                     "innovation `{}` is normalisation_only but not a member of the normalisation",
                     i.name
@@ -554,8 +657,15 @@ impl Timeline {
     }
 
     /// CEG of one innovation at compute `c` (after normalisation), and its raw value.
-    fn item_ceg(&self, i: &Innovation, c: f64, norm: &Option<NormalisationResult>) -> Result<(f64, f64)> {
-        let raw = i.gain.at(c).map_err(|e| CegError::BadTimeline(format!("innovation `{}` at {c:e} FLOPs: {e}", i.name)))?;
+    fn item_ceg(
+        &self,
+        i: &Innovation,
+        c: f64,
+        norm: &Option<NormalisationResult>,
+    ) -> Result<(f64, f64)> {
+        let raw = i.gain.at(c).map_err(|e| {
+            CegError::BadTimeline(format!("innovation `{}` at {c:e} FLOPs: {e}", i.name))
+        })?;
         Ok(match norm {
             Some(n) if n.members.contains(&i.name) => (raw.powf(n.exponent), raw),
             _ => (raw, raw),
@@ -673,7 +783,9 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
     t.check()?;
     let year = t.target_year();
     if !year.is_finite() {
-        return Err(CegError::BadTimeline(format!("target year {year} is not finite")));
+        return Err(CegError::BadTimeline(format!(
+            "target year {year} is not finite"
+        )));
     }
     let start = t.start_year();
     if !start.is_finite() {
@@ -682,9 +794,15 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
         )));
     }
     if start > year {
-        return Err(CegError::BadTimeline(format!("start year {start} is after the target year {year}")));
+        return Err(CegError::BadTimeline(format!(
+            "start year {start} is after the target year {year}"
+        )));
     }
-    let active: Vec<&Innovation> = t.innovations.iter().filter(|i| t.counted(i, year)).collect();
+    let active: Vec<&Innovation> = t
+        .innovations
+        .iter()
+        .filter(|i| t.counted(i, year))
+        .collect();
     if active.is_empty() {
         return Err(CegError::BadTimeline(format!(
             "no innovation is counted by the target year {year}; check the years or the target year"
@@ -713,7 +831,9 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
         .collect::<Result<_>>()?;
     let interaction = t.interaction.unwrap_or(1.0);
     if !(interaction > 0.0 && interaction.is_finite()) {
-        return Err(CegError::BadTimeline(format!("interaction factor {interaction} must be positive")));
+        return Err(CegError::BadTimeline(format!(
+            "interaction factor {interaction} must be positive"
+        )));
     }
     if interaction != 1.0 && items.len() > 1 {
         items.push(Share {
@@ -742,19 +862,37 @@ pub fn decompose(t: &Timeline) -> Result<Decomposition> {
     for s in &mut items {
         s.share = s.log_ceg / log_total;
     }
-    let si: f64 = items.iter().filter(|s| s.scale_invariant).map(|s| s.share).sum();
-    let log_si: f64 = items.iter().filter(|s| s.scale_invariant).map(|s| s.log_ceg).sum();
+    let si: f64 = items
+        .iter()
+        .filter(|s| s.scale_invariant)
+        .map(|s| s.share)
+        .sum();
+    let log_si: f64 = items
+        .iter()
+        .filter(|s| s.scale_invariant)
+        .map(|s| s.log_ceg)
+        .sum();
     let mut by_year = Vec::new();
     let mut y = start;
     while y <= year + 1e-9 {
-        by_year.push(YearGain { year: y, compute: t.trend.compute_at(y), gain: t.total_at(y)? });
+        by_year.push(YearGain {
+            year: y,
+            compute: t.trend.compute_at(y),
+            gain: t.total_at(y)?,
+        });
         y += 1.0;
     }
     if by_year.last().is_some_and(|l| (l.year - year).abs() > 1e-9) {
-        by_year.push(YearGain { year, compute, gain: log_total.exp() });
+        by_year.push(YearGain {
+            year,
+            compute,
+            gain: log_total.exp(),
+        });
     }
     let start_gain = t.total_at(start)?;
-    let annual_growth = (year > start).then(|| (log_total - start_gain.ln()) / (year - start)).map(f64::exp);
+    let annual_growth = (year > start)
+        .then(|| (log_total - start_gain.ln()) / (year - start))
+        .map(f64::exp);
     let mut assumptions = vec![
         format!(
             "frontier compute C(t) = {:.1e}·{}^(t − {}) FLOPs; C({start}) = {:.3e}, C({year}) = {compute:.3e}",
@@ -852,7 +990,9 @@ pub fn reference_growth(
         )));
     }
     if end_year - start_year > 1000.0 {
-        return Err(CegError::BadTimeline(format!("{start_year}..{end_year} spans more than 1000 years")));
+        return Err(CegError::BadTimeline(format!(
+            "{start_year}..{end_year} spans more than 1000 years"
+        )));
     }
     let h: f64 = 1e-4;
     references
@@ -862,17 +1002,31 @@ pub fn reference_growth(
             let mut y = start_year;
             while y <= end_year + 1e-9 {
                 let c = trend.compute_at(y);
-                let at = |c: f64| gain.at(c).map_err(|e| CegError::BadTimeline(format!("reference `{name}` in {y}: {e}")));
+                let at = |c: f64| {
+                    gain.at(c).map_err(|e| {
+                        CegError::BadTimeline(format!("reference `{name}` in {y}: {e}"))
+                    })
+                };
                 let ceg = at(c)?;
                 let log_growth = if gain.is_scale_invariant() {
                     0.0
                 } else {
-                    (at(c * h.exp())?.ln() - at(c * (-h).exp())?.ln()) / (2.0 * h) * trend.growth_per_year.ln()
+                    (at(c * h.exp())?.ln() - at(c * (-h).exp())?.ln()) / (2.0 * h)
+                        * trend.growth_per_year.ln()
                 };
-                points.push(GrowthPoint { year: y, compute: c, ceg, log_growth, annual_factor: log_growth.exp() });
+                points.push(GrowthPoint {
+                    year: y,
+                    compute: c,
+                    ceg,
+                    log_growth,
+                    annual_factor: log_growth.exp(),
+                });
                 y += 1.0;
             }
-            Ok(ReferenceGrowth { reference: name.clone(), points })
+            Ok(ReferenceGrowth {
+                reference: name.clone(),
+                points,
+            })
         })
         .collect()
 }
@@ -884,12 +1038,27 @@ pub fn reference_growth(
 /// closed-form rebalancing CEG) and `dense_transformer` (2.0).
 pub fn paper_references() -> Vec<(String, Gain)> {
     let moe = Gain::constant(2.0);
-    let lstm = Gain::Function { reference: PowerLaw::new(1.9, 36.3, 0.065), new: PowerLaw::new(1.9, 88.0, 0.094) };
+    let lstm = Gain::Function {
+        reference: PowerLaw::new(1.9, 36.3, 0.065),
+        new: PowerLaw::new(1.9, 88.0, 0.094),
+    };
     vec![
-        ("lstm".into(), Gain::Product { factors: vec![moe.clone(), lstm] }),
+        (
+            "lstm".into(),
+            Gain::Product {
+                factors: vec![moe.clone(), lstm],
+            },
+        ),
         (
             "kaplan_transformer".into(),
-            Gain::Product { factors: vec![moe.clone(), Gain::Kaplan { rule: KaplanRule::Kaplan2020ClosedForm }] },
+            Gain::Product {
+                factors: vec![
+                    moe.clone(),
+                    Gain::Kaplan {
+                        rule: KaplanRule::Kaplan2020ClosedForm,
+                    },
+                ],
+            },
         ),
         ("dense_transformer".into(), moe),
     ]
@@ -920,14 +1089,26 @@ pub struct ReferenceDependence {
 /// Measured progress of the yearly state of the art against a fixed
 /// reference, and its annual growth rate (module docs). Years run from
 /// `start_year` to `end_year` in steps of one.
-pub fn reference_dependence(spec: &ReferenceSpec, trend: &ComputeTrend) -> Result<ReferenceDependence> {
+pub fn reference_dependence(
+    spec: &ReferenceSpec,
+    trend: &ComputeTrend,
+) -> Result<ReferenceDependence> {
     trend.check()?;
-    let present = || spec.algorithms.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ");
+    let present = || {
+        spec.algorithms
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let reference = spec
         .algorithms
         .iter()
         .find(|a| a.name == spec.reference)
-        .ok_or_else(|| CegError::UnknownFamily { family: spec.reference.clone(), present: present() })?;
+        .ok_or_else(|| CegError::UnknownFamily {
+            family: spec.reference.clone(),
+            present: present(),
+        })?;
     if !(spec.end_year > spec.start_year) {
         return Err(CegError::BadTimeline(format!(
             "reference dependence needs end_year > start_year (got {} and {})",
@@ -947,7 +1128,9 @@ pub fn reference_dependence(spec: &ReferenceSpec, trend: &ComputeTrend) -> Resul
                 _ => Some(a),
             })
             .ok_or_else(|| {
-                CegError::BadTimeline(format!("no algorithm is available in {y}; the earliest year must be ≤ start_year"))
+                CegError::BadTimeline(format!(
+                    "no algorithm is available in {y}; the earliest year must be ≤ start_year"
+                ))
             })?;
         let c = trend.compute_at(y);
         let ceg = if sota.name == reference.name {
@@ -955,15 +1138,31 @@ pub fn reference_dependence(spec: &ReferenceSpec, trend: &ComputeTrend) -> Resul
         } else {
             CegFunction::new(reference.frontier, sota.frontier)
                 .and_then(|f| f.eval(c))
-                .map_err(|e| CegError::BadTimeline(format!("{} vs {} in {y}: {e}", sota.name, reference.name)))?
+                .map_err(|e| {
+                    CegError::BadTimeline(format!(
+                        "{} vs {} in {y}: {e}",
+                        sota.name, reference.name
+                    ))
+                })?
         };
-        points.push(ReferencePoint { year: y, compute: c, sota: sota.name.clone(), ceg });
+        points.push(ReferencePoint {
+            year: y,
+            compute: c,
+            sota: sota.name.clone(),
+            ceg,
+        });
         y += 1.0;
     }
     let xs: Vec<f64> = points.iter().map(|p| p.year).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.ceg.ln()).collect();
-    let (_, slope) = linear_fit(&xs, &ys).ok_or_else(|| CegError::BadTimeline("need at least two years".into()))?;
-    Ok(ReferenceDependence { reference: reference.name.clone(), points, log_slope: slope, annual_growth: slope.exp() - 1.0 })
+    let (_, slope) = linear_fit(&xs, &ys)
+        .ok_or_else(|| CegError::BadTimeline("need at least two years".into()))?;
+    Ok(ReferenceDependence {
+        reference: reference.name.clone(),
+        points,
+        log_slope: slope,
+        annual_growth: slope.exp() - 1.0,
+    })
 }
 
 #[cfg(test)]
@@ -978,7 +1177,10 @@ mod tests {
                 Innovation::new(
                     "transformer",
                     2017.0,
-                    Gain::Function { reference: PowerLaw::new(0.0, 30.0, 0.05), new: PowerLaw::new(0.0, 20.0, 0.06) },
+                    Gain::Function {
+                        reference: PowerLaw::new(0.0, 30.0, 0.05),
+                        new: PowerLaw::new(0.0, 20.0, 0.06),
+                    },
                 ),
                 Innovation::new("rotary", 2021.0, Gain::Multiplier { value: 2.5 }),
                 Innovation::new("swiglu", 2020.0, Gain::Multiplier { value: 1.2 }),
@@ -1061,9 +1263,21 @@ mod tests {
             start_year: 2018.0,
             end_year: 2024.0,
             algorithms: vec![
-                Algorithm { name: "lstm".into(), year: 2013.0, frontier: PowerLaw::new(0.0, 30.0, 0.04) },
-                Algorithm { name: "dense".into(), year: 2017.0, frontier: PowerLaw::new(0.0, 25.0, 0.06) },
-                Algorithm { name: "modern".into(), year: 2017.5, frontier: PowerLaw::new(0.0, 20.0, 0.06) },
+                Algorithm {
+                    name: "lstm".into(),
+                    year: 2013.0,
+                    frontier: PowerLaw::new(0.0, 30.0, 0.04),
+                },
+                Algorithm {
+                    name: "dense".into(),
+                    year: 2017.0,
+                    frontier: PowerLaw::new(0.0, 25.0, 0.06),
+                },
+                Algorithm {
+                    name: "modern".into(),
+                    year: 2017.5,
+                    frontier: PowerLaw::new(0.0, 20.0, 0.06),
+                },
             ],
         }
     }
@@ -1081,7 +1295,11 @@ mod tests {
     fn reference_with_a_smaller_exponent_shows_exponential_growth() {
         // CEG ∝ C^(0.06/0.04 − 1) = C^0.5 and C grows 4.1×/yr → 4.1^0.5 − 1 per year.
         let r = reference_dependence(&spec("lstm"), &ComputeTrend::default()).unwrap();
-        assert!((r.annual_growth - (4.1f64.sqrt() - 1.0)).abs() < 1e-9, "{}", r.annual_growth);
+        assert!(
+            (r.annual_growth - (4.1f64.sqrt() - 1.0)).abs() < 1e-9,
+            "{}",
+            r.annual_growth
+        );
         let e = reference_dependence(&spec("rnn"), &ComputeTrend::default()).unwrap_err();
         assert!(e.to_string().contains("lstm, dense, modern"));
     }
@@ -1092,7 +1310,11 @@ mod tests {
         let t: Timeline = serde_json::from_str(text).unwrap();
         // LSTM -> Transformer: 6.3x at 1e16 FLOPs, growing with compute.
         let g = &t.innovations[0].gain;
-        assert!((g.at(1e16).unwrap() / 6.3 - 1.0).abs() < 0.01, "{}", g.at(1e16).unwrap());
+        assert!(
+            (g.at(1e16).unwrap() / 6.3 - 1.0).abs() < 0.01,
+            "{}",
+            g.at(1e16).unwrap()
+        );
         assert!(g.at(1e20).unwrap() > g.at(1e16).unwrap());
         let d = decompose(&t).unwrap();
         assert!((d.items.iter().map(|s| s.share).sum::<f64>() - 1.0).abs() < 1e-12);
@@ -1102,7 +1324,11 @@ mod tests {
         spec.reference = "Transformer".into();
         spec.start_year = 2020.0;
         let flat = reference_dependence(&spec, &t.trend).unwrap();
-        assert!(flat.points.iter().all(|p| (p.ceg - 2.0).abs() < 0.01), "{:?}", flat.points);
+        assert!(
+            flat.points.iter().all(|p| (p.ceg - 2.0).abs() < 0.01),
+            "{:?}",
+            flat.points
+        );
         assert!(flat.annual_growth.abs() < 1e-9 && r.annual_growth > 0.1);
     }
 
@@ -1122,22 +1348,51 @@ mod tests {
             d.compute
         );
         assert!(rel(d.total_gain, 6926.35) < 5e-5, "total {}", d.total_gain);
-        assert!(rel(d.scale_dependent_gain, 2697.11) < 5e-5, "scale-dependent {}", d.scale_dependent_gain);
-        assert!((100.0 * d.scale_dependent_share - 89.33).abs() < 5e-3, "{}", d.scale_dependent_share);
+        assert!(
+            rel(d.scale_dependent_gain, 2697.11) < 5e-5,
+            "scale-dependent {}",
+            d.scale_dependent_gain
+        );
+        assert!(
+            (100.0 * d.scale_dependent_share - 89.33).abs() < 5e-3,
+            "{}",
+            d.scale_dependent_share
+        );
         let k = d.item("kaplan").unwrap();
-        assert!(rel(k.ceg, 726.15) < 5e-5 && (100.0 * k.share - 74.50).abs() < 5e-3, "{k:?}");
+        assert!(
+            rel(k.ceg, 726.15) < 5e-5 && (100.0 * k.share - 74.50).abs() < 5e-3,
+            "{k:?}"
+        );
         let c = d.item("chinchilla").unwrap();
-        assert!(rel(c.ceg, 3.7143) < 5e-5 && (100.0 * c.share - 14.84).abs() < 5e-3, "{c:?}");
-        assert!(rel(d.scale_invariant_gain, 2.568) < 5e-4 && (100.0 * d.scale_invariant_share - 10.67).abs() < 5e-3);
-        assert!(rel(d.annual_growth.unwrap(), 2.2343) < 5e-5, "{:?}", d.annual_growth);
+        assert!(
+            rel(c.ceg, 3.7143) < 5e-5 && (100.0 * c.share - 14.84).abs() < 5e-3,
+            "{c:?}"
+        );
+        assert!(
+            rel(d.scale_invariant_gain, 2.568) < 5e-4
+                && (100.0 * d.scale_invariant_share - 10.67).abs() < 5e-3
+        );
+        assert!(
+            rel(d.annual_growth.unwrap(), 2.2343) < 5e-5,
+            "{:?}",
+            d.annual_growth
+        );
         // Nothing counts in 2012 (stepwise), so the growth is total^(1/11).
         assert_eq!(d.start_gain, 1.0);
         // The normalisation: six singles (GeLU -> SwiGLU only here) multiply to 1.44·1.87·1.04·1.09·1.17 and become 1.33.
         let n = d.normalisation.as_ref().unwrap();
         assert!(rel(n.raw_product, 1.44 * 1.87 * 1.04 * 1.09 * 1.17) < 1e-12);
         assert!((n.exponent - 1.33f64.ln() / n.raw_product.ln()).abs() < 1e-15);
-        assert!(d.item("gelu_swiglu").is_none(), "normalisation-only items are not items");
-        let five: f64 = d.items.iter().filter(|s| s.normalised).map(|s| s.ceg).product();
+        assert!(
+            d.item("gelu_swiglu").is_none(),
+            "normalisation-only items are not items"
+        );
+        let five: f64 = d
+            .items
+            .iter()
+            .filter(|s| s.normalised)
+            .map(|s| s.ceg)
+            .product();
         assert!(rel(five * 1.17f64.powf(n.exponent), 1.33) < 1e-12);
         assert_eq!(d.items.len(), 8);
         assert!(d.items.iter().all(|s| s.source == Source::Published));
@@ -1160,7 +1415,11 @@ mod tests {
         // numbers.txt: "Total transformer growth (from 2013 to 2017.01)" 90.87x.
         t.target_year = Some(2017.01);
         let d = decompose(&t).unwrap();
-        assert!(rel(d.item("kaplan").unwrap().ceg, 90.87) < 5e-4, "{}", d.item("kaplan").unwrap().ceg);
+        assert!(
+            rel(d.item("kaplan").unwrap().ceg, 90.87) < 5e-4,
+            "{}",
+            d.item("kaplan").unwrap().ceg
+        );
     }
 
     #[test]
@@ -1168,28 +1427,59 @@ mod tests {
         let t = Timeline::paper();
         let d = decompose(&t).unwrap();
         let c = d.compute;
-        let frontier =
-            CegFunction::new(PowerLaw::new(1.9, 36.3, 0.065), PowerLaw::new(1.9, 81.7, 0.091)).unwrap().eval(c).unwrap();
+        let frontier = CegFunction::new(
+            PowerLaw::new(1.9, 36.3, 0.065),
+            PowerLaw::new(1.9, 81.7, 0.091),
+        )
+        .unwrap()
+        .eval(c)
+        .unwrap();
         let rebalance = crate::kaplan::rebalancing_closed_form(c);
         assert!(rel(d.item("kaplan").unwrap().ceg, frontier / rebalance) < 1e-12);
         // Their product is the frontier gain: the scale-dependent part does not depend on the rebalancing law.
         assert!(rel(d.scale_dependent_gain, frontier) < 1e-12);
         // Exact Kaplan 2020 curve in place of the closed form: same total, shares move by < 0.1 %.
         let mut exact = t.clone();
-        let n = exact.replace_rebalancing(Gain::Kaplan { rule: KaplanRule::Kaplan2020 }, Source::Published, None).unwrap();
+        let n = exact
+            .replace_rebalancing(
+                Gain::Kaplan {
+                    rule: KaplanRule::Kaplan2020,
+                },
+                Source::Published,
+                None,
+            )
+            .unwrap();
         assert_eq!(n, 2);
         let e = decompose(&exact).unwrap();
         assert!(rel(e.total_gain, d.total_gain) < 1e-12);
-        assert!(rel(e.item("chinchilla").unwrap().ceg, d.item("chinchilla").unwrap().ceg) < 1e-3);
+        assert!(
+            rel(
+                e.item("chinchilla").unwrap().ceg,
+                d.item("chinchilla").unwrap().ceg
+            ) < 1e-3
+        );
     }
 
     #[test]
     fn overrides_record_their_source() {
         let mut t = Timeline::paper();
-        t.set_constant("pre_layer", 1.5, Source::Measured, Some("study ablation".into())).unwrap();
-        t.set_frontiers("kaplan", PowerLaw::new(1.9, 30.0, 0.06), PowerLaw::new(1.9, 80.0, 0.09), Source::Measured, None)
+        t.set_constant(
+            "pre_layer",
+            1.5,
+            Source::Measured,
+            Some("study ablation".into()),
+        )
+        .unwrap();
+        t.set_frontiers(
+            "kaplan",
+            PowerLaw::new(1.9, 30.0, 0.06),
+            PowerLaw::new(1.9, 80.0, 0.09),
+            Source::Measured,
+            None,
+        )
+        .unwrap();
+        t.set_normalisation_target(1.2, Source::Measured, None)
             .unwrap();
-        t.set_normalisation_target(1.2, Source::Measured, None).unwrap();
         let d = decompose(&t).unwrap();
         assert_eq!(d.item("pre_layer").unwrap().source, Source::Measured);
         assert_eq!(d.item("pre_layer").unwrap().raw_ceg, 1.5);
@@ -1199,26 +1489,67 @@ mod tests {
         let n = d.normalisation.as_ref().unwrap();
         assert!(rel(n.raw_product, 1.44 * 1.5 * 1.04 * 1.09 * 1.17) < 1e-12);
         // The frontier part changed, the division by the rebalancing CEG stayed.
-        let f = CegFunction::new(PowerLaw::new(1.9, 30.0, 0.06), PowerLaw::new(1.9, 80.0, 0.09))
-            .unwrap()
-            .eval(d.compute)
-            .unwrap();
-        assert!(rel(d.item("kaplan").unwrap().ceg, f / crate::kaplan::rebalancing_closed_form(d.compute)) < 1e-12);
+        let f = CegFunction::new(
+            PowerLaw::new(1.9, 30.0, 0.06),
+            PowerLaw::new(1.9, 80.0, 0.09),
+        )
+        .unwrap()
+        .eval(d.compute)
+        .unwrap();
+        assert!(
+            rel(
+                d.item("kaplan").unwrap().ceg,
+                f / crate::kaplan::rebalancing_closed_form(d.compute)
+            ) < 1e-12
+        );
         // A measured law for the allocation replaces both places; the kaplan item is now measured throughout.
-        let law = ChinchillaLaw { e: 1.8, a: 300.0, b: 400.0, alpha: 0.3, beta: 0.3 };
-        let g = Gain::Allocation { law, worse: Allocation::kaplan2020(), better: Allocation::Optimal, k: 6.0 };
+        let law = ChinchillaLaw {
+            e: 1.8,
+            a: 300.0,
+            b: 400.0,
+            alpha: 0.3,
+            beta: 0.3,
+        };
+        let g = Gain::Allocation {
+            law,
+            worse: Allocation::kaplan2020(),
+            better: Allocation::Optimal,
+            k: 6.0,
+        };
         assert_eq!(t.replace_rebalancing(g, Source::Measured, None).unwrap(), 2);
         let d = decompose(&t).unwrap();
         assert_eq!(d.item("chinchilla").unwrap().source, Source::Measured);
         assert_eq!(d.item("kaplan").unwrap().source, Source::Measured);
         let mut p = Timeline::paper();
-        p.set_frontiers("kaplan", PowerLaw::new(1.9, 30.0, 0.06), PowerLaw::new(1.9, 80.0, 0.09), Source::Measured, None)
-            .unwrap();
-        p.replace_rebalancing(Gain::Kaplan { rule: KaplanRule::Kaplan2020 }, Source::Published, None).unwrap();
-        assert_eq!(decompose(&p).unwrap().item("kaplan").unwrap().source, Source::Mixed);
+        p.set_frontiers(
+            "kaplan",
+            PowerLaw::new(1.9, 30.0, 0.06),
+            PowerLaw::new(1.9, 80.0, 0.09),
+            Source::Measured,
+            None,
+        )
+        .unwrap();
+        p.replace_rebalancing(
+            Gain::Kaplan {
+                rule: KaplanRule::Kaplan2020,
+            },
+            Source::Published,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            decompose(&p).unwrap().item("kaplan").unwrap().source,
+            Source::Mixed
+        );
         // Errors name what exists.
-        let e = t.set_constant("swiglu", 1.1, Source::Measured, None).unwrap_err().to_string();
-        assert!(e.contains("no innovation `swiglu`") && e.contains("gelu_swiglu"), "{e}");
+        let e = t
+            .set_constant("swiglu", 1.1, Source::Measured, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no innovation `swiglu`") && e.contains("gelu_swiglu"),
+            "{e}"
+        );
         let e = t.set_frontiers(
             "rotary",
             PowerLaw::new(1.9, 30.0, 0.06),
@@ -1239,9 +1570,17 @@ mod tests {
         assert_eq!(d.by_year.first().unwrap().year, 2015.0);
         let g15 = t.total_at(2015.0).unwrap();
         assert!(rel(d.start_gain, g15) < 1e-12 && g15 > 100.0);
-        assert!(rel(d.annual_growth.unwrap(), (d.total_gain / g15).powf(1.0 / 8.0)) < 1e-12);
+        assert!(
+            rel(
+                d.annual_growth.unwrap(),
+                (d.total_gain / g15).powf(1.0 / 8.0)
+            ) < 1e-12
+        );
         t.start_year = Some(2024.0);
-        assert!(decompose(&t).unwrap_err().to_string().contains("after the target year"));
+        assert!(decompose(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("after the target year"));
     }
 
     #[test]
@@ -1253,17 +1592,32 @@ mod tests {
             source: Source::Published,
             note: None,
         });
-        assert!(decompose(&t).unwrap_err().to_string().contains("scale-dependent"));
+        assert!(decompose(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("scale-dependent"));
         t.normalisation.as_mut().unwrap().members = vec!["rotary".into(), "nope".into()];
-        assert!(decompose(&t).unwrap_err().to_string().contains("no innovation `nope`"));
+        assert!(decompose(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("no innovation `nope`"));
         t.normalisation = None;
         t.innovations[1].normalisation_only = true;
-        assert!(decompose(&t).unwrap_err().to_string().contains("not a member"));
+        assert!(decompose(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("not a member"));
     }
 
     #[test]
     fn progress_grows_against_an_lstm_and_not_against_a_dense_transformer() {
-        let r = reference_growth(&paper_references(), &ComputeTrend::default(), 2018.0, 2028.0).unwrap();
+        let r = reference_growth(
+            &paper_references(),
+            &ComputeTrend::default(),
+            2018.0,
+            2028.0,
+        )
+        .unwrap();
         assert_eq!(
             r.iter().map(|g| g.reference.as_str()).collect::<Vec<_>>(),
             ["lstm", "kaplan_transformer", "dense_transformer"]
@@ -1271,15 +1625,33 @@ mod tests {
         // Against the LSTM (equal E, pure power laws in y = L − E): CEG ∝ C^(0.094/0.065 − 1), so
         // d ln CEG / d year = ln 4.1 · (0.094/0.065 − 1) ≈ 0.629 every year.
         let want = 4.1f64.ln() * (0.094 / 0.065 - 1.0);
-        assert!(r[0].points.iter().all(|p| (p.log_growth - want).abs() < 1e-6), "{:?}", r[0].points[0]);
+        assert!(
+            r[0].points
+                .iter()
+                .all(|p| (p.log_growth - want).abs() < 1e-6),
+            "{:?}",
+            r[0].points[0]
+        );
         let c = r[0].points[0].compute;
-        let f = CegFunction::new(PowerLaw::new(1.9, 36.3, 0.065), PowerLaw::new(1.9, 88.0, 0.094)).unwrap().eval(c).unwrap();
+        let f = CegFunction::new(
+            PowerLaw::new(1.9, 36.3, 0.065),
+            PowerLaw::new(1.9, 88.0, 0.094),
+        )
+        .unwrap()
+        .eval(c)
+        .unwrap();
         assert!(rel(r[0].points[0].ceg, 2.0 * f) < 1e-12);
         // Against a dense Transformer: the constant 2.0, zero growth.
-        assert!(r[2].points.iter().all(|p| p.ceg == 2.0 && p.log_growth == 0.0 && p.annual_factor == 1.0));
+        assert!(r[2]
+            .points
+            .iter()
+            .all(|p| p.ceg == 2.0 && p.log_growth == 0.0 && p.annual_factor == 1.0));
         // Against a Kaplan-allocated Transformer: growth that itself grows with compute (gap converges then diverges).
         let k = &r[1].points;
-        assert!(k.windows(2).all(|w| w[1].log_growth > w[0].log_growth) && k.last().unwrap().log_growth > 0.2);
+        assert!(
+            k.windows(2).all(|w| w[1].log_growth > w[0].log_growth)
+                && k.last().unwrap().log_growth > 0.2
+        );
         let y = 2024.0;
         let c = ComputeTrend::default().compute_at(y);
         let h: f64 = 1e-3;
@@ -1288,7 +1660,13 @@ mod tests {
             / (2.0 * h)
             * 4.1f64.ln();
         assert!((k[6].log_growth - fd).abs() < 1e-5 && k[6].year == y);
-        assert!(reference_growth(&paper_references(), &ComputeTrend::default(), 2020.0, 2019.0).is_err());
+        assert!(reference_growth(
+            &paper_references(),
+            &ComputeTrend::default(),
+            2020.0,
+            2019.0
+        )
+        .is_err());
     }
 
     #[test]

@@ -11,13 +11,22 @@ pub enum CegError {
         "run `{run_id}`: compute decreases from {prev:e} to {next:e} FLOPs at evaluation {index}; \
          sort the curve by step and make sure the compute column is cumulative"
     )]
-    UnsortedCompute { run_id: String, index: usize, prev: f64, next: f64 },
+    UnsortedCompute {
+        run_id: String,
+        index: usize,
+        prev: f64,
+        next: f64,
+    },
 
     /// A compute value is NaN, infinite or negative.
     #[error(
         "run `{run_id}`: compute at evaluation {index} is {value}; every evaluation needs a finite, non-negative cumulative FLOP count"
     )]
-    BadCompute { run_id: String, index: usize, value: f64 },
+    BadCompute {
+        run_id: String,
+        index: usize,
+        value: f64,
+    },
 
     /// A loss threshold that is not a finite number.
     #[error("loss threshold {0} is not a finite number; pass a threshold such as 5.3 or use the automatic threshold")]
@@ -29,7 +38,13 @@ pub enum CegError {
          so a CEG there would only measure how fast a model leaves the plateau; runs that get no lower than {ceiling:.4}: {runs}. \
          Train those runs longer, leave them out of the comparison, or pass a fixed threshold at most {ceiling:.4}"
     )]
-    ThresholdNearPlateau { threshold: f64, margin: f64, what: String, ceiling: f64, runs: String },
+    ThresholdNearPlateau {
+        threshold: f64,
+        margin: f64,
+        what: String,
+        ceiling: f64,
+        runs: String,
+    },
 
     /// No curves were given where some are required.
     #[error("no curves for {what}; check the input files and the family/column mapping")]
@@ -49,7 +64,12 @@ pub enum CegError {
     #[error(
         "{which} law L(C) = {e} + {a}·C^-{gamma} is degenerate; amplitude and exponent must be positive (refit the frontier)"
     )]
-    DegenerateLaw { which: String, e: f64, a: f64, gamma: f64 },
+    DegenerateLaw {
+        which: String,
+        e: f64,
+        a: f64,
+        gamma: f64,
+    },
 
     /// The loss asked for lies at or below a law's irreducible loss.
     #[error(
@@ -64,7 +84,11 @@ pub enum CegError {
 
     /// A parameter outside its domain.
     #[error("{name} = {value} is invalid: {why}")]
-    BadParameter { name: String, value: f64, why: String },
+    BadParameter {
+        name: String,
+        value: f64,
+        why: String,
+    },
 
     /// Logs of CEGs sum to zero, so shares of the total are undefined.
     #[error("the innovations' log CEGs sum to zero at {compute:e} FLOPs, so shares of the total gain are undefined")]
@@ -72,7 +96,11 @@ pub enum CegError {
 
     /// A name (of a rule, mode, ...) that is not one of the known ones.
     #[error("unknown {what} `{name}`; expected one of: {expected}")]
-    BadName { what: String, name: String, expected: String },
+    BadName {
+        what: String,
+        name: String,
+        expected: String,
+    },
 
     /// A timeline that cannot be evaluated.
     #[error("timeline: {0}")]
@@ -80,7 +108,11 @@ pub enum CegError {
 
     /// A bisection that could not bracket the answer.
     #[error("could not find the compute at which the {which} path reaches loss {loss}: {why}")]
-    NoSolution { which: String, loss: f64, why: String },
+    NoSolution {
+        which: String,
+        loss: f64,
+        why: String,
+    },
 }
 
 /// Result type of this crate.

@@ -32,7 +32,12 @@ pub const DEFAULT_TARGET_COMPUTE: f64 = 1e23;
 
 fn check_law(which: &str, l: &PowerLaw) -> Result<()> {
     if !(l.a > 0.0 && l.gamma > 0.0 && l.e.is_finite() && l.a.is_finite() && l.gamma.is_finite()) {
-        return Err(CegError::DegenerateLaw { which: which.into(), e: l.e, a: l.a, gamma: l.gamma });
+        return Err(CegError::DegenerateLaw {
+            which: which.into(),
+            e: l.e,
+            a: l.a,
+            gamma: l.gamma,
+        });
     }
     Ok(())
 }
@@ -56,13 +61,21 @@ impl CegFunction {
     /// reach the new algorithm's loss at C (L_new(C) ≤ E_ref).
     pub fn eval(&self, c: f64) -> Result<f64> {
         if !(c > 0.0 && c.is_finite()) {
-            return Err(CegError::BadParameter { name: "compute".into(), value: c, why: "must be positive and finite".into() });
+            return Err(CegError::BadParameter {
+                name: "compute".into(),
+                value: c,
+                why: "must be positive and finite".into(),
+            });
         }
         let l = self.new.loss(c);
         let r = &self.reference;
         let excess = l - r.e;
         if !(excess > 0.0) {
-            return Err(CegError::Unreachable { which: "reference".into(), loss: l, e: r.e });
+            return Err(CegError::Unreachable {
+                which: "reference".into(),
+                loss: l,
+                e: r.e,
+            });
         }
         // ln CEG = (ln A_r − ln(L − E_r)) / γ_r − ln C, computed in logs to
         // stay finite far beyond f64's range of C_ref.
@@ -75,9 +88,16 @@ impl CegFunction {
         let l = self.new.loss(c);
         let excess = l - self.reference.e;
         if !(excess > 0.0) {
-            return Err(CegError::Unreachable { which: "reference".into(), loss: l, e: self.reference.e });
+            return Err(CegError::Unreachable {
+                which: "reference".into(),
+                loss: l,
+                e: self.reference.e,
+            });
         }
-        Ok(self.new.gamma * self.new.a * c.powf(-self.new.gamma) / (self.reference.gamma * excess) - 1.0)
+        Ok(
+            self.new.gamma * self.new.a * c.powf(-self.new.gamma) / (self.reference.gamma * excess)
+                - 1.0,
+        )
     }
 
     /// Closed form for pure power laws (both E = 0): (A_r/A_n)^(1/γ_r)·C^(γ_n/γ_r − 1).
@@ -89,7 +109,10 @@ impl CegFunction {
     /// CEG(C) on `n` log-spaced computes from `lo` to `hi` inclusive. Points
     /// where the reference cannot reach the new loss are `None`.
     pub fn curve(&self, lo: f64, hi: f64, n: usize) -> Result<Vec<(f64, Option<f64>)>> {
-        Ok(log_grid(lo, hi, n)?.into_iter().map(|c| (c, self.eval(c).ok())).collect())
+        Ok(log_grid(lo, hi, n)?
+            .into_iter()
+            .map(|c| (c, self.eval(c).ok()))
+            .collect())
     }
 
     /// Whether CEG is constant in C: both laws share the exponent (within
@@ -102,7 +125,11 @@ impl CegFunction {
 
     /// CEG at `target` with the assumptions it rests on; `fitted_range` is the
     /// compute range the frontiers were fitted on, if known.
-    pub fn extrapolate(&self, target: f64, fitted_range: Option<(f64, f64)>) -> Result<Extrapolation> {
+    pub fn extrapolate(
+        &self,
+        target: f64,
+        fitted_range: Option<(f64, f64)>,
+    ) -> Result<Extrapolation> {
         let ceg = self.eval(target)?;
         let local_exponent = self.local_exponent(target)?;
         let beyond = fitted_range.map(|(lo, hi)| target > hi || target < lo);
@@ -117,11 +144,15 @@ impl CegFunction {
             "CEG(C) = C_ref(L_new(C)) / C: the reference's compute to match the new algorithm's loss at C".into(),
         ];
         match (fitted_range, beyond) {
-            (Some((lo, hi)), Some(true)) => assumptions.push(format!(
+            (Some((lo, hi)), Some(true)) => {
+                assumptions.push(format!(
                 "the target lies outside the fitted range [{lo:.1e}, {hi:.1e}] by a factor {:.1e}",
                 if target > hi { target / hi } else { lo / target }
+            ))
+            }
+            (Some((lo, hi)), _) => assumptions.push(format!(
+                "the target lies inside the fitted range [{lo:.1e}, {hi:.1e}]"
             )),
-            (Some((lo, hi)), _) => assumptions.push(format!("the target lies inside the fitted range [{lo:.1e}, {hi:.1e}]")),
             (None, _) => assumptions.push("the fitted compute range was not given".into()),
         }
         Ok(Extrapolation {
@@ -155,10 +186,16 @@ pub fn log_grid(lo: f64, hi: f64, n: usize) -> Result<Vec<f64>> {
         return Err(CegError::BadRange { lo, hi });
     }
     if n < 2 {
-        return Err(CegError::BadParameter { name: "number of points".into(), value: n as f64, why: "need at least 2".into() });
+        return Err(CegError::BadParameter {
+            name: "number of points".into(),
+            value: n as f64,
+            why: "need at least 2".into(),
+        });
     }
     let (a, b) = (lo.ln(), hi.ln());
-    Ok((0..n).map(|i| (a + (b - a) * i as f64 / (n - 1) as f64).exp()).collect())
+    Ok((0..n)
+        .map(|i| (a + (b - a) * i as f64 / (n - 1) as f64).exp())
+        .collect())
 }
 
 #[cfg(test)]
@@ -171,7 +208,11 @@ mod tests {
 
     #[test]
     fn pure_power_laws_match_the_closed_form() {
-        let f = CegFunction::new(PowerLaw::new(0.0, 30.0, 0.05), PowerLaw::new(0.0, 20.0, 0.08)).unwrap();
+        let f = CegFunction::new(
+            PowerLaw::new(0.0, 30.0, 0.05),
+            PowerLaw::new(0.0, 20.0, 0.08),
+        )
+        .unwrap();
         for c in log_grid(1e12, 1e24, 13).unwrap() {
             let want = (30.0f64 / 20.0).powf(1.0 / 0.05) * c.powf(0.08 / 0.05 - 1.0);
             assert!(rel(f.eval(c).unwrap(), want) < 1e-9, "C = {c:e}");
@@ -179,21 +220,34 @@ mod tests {
             assert!((f.local_exponent(c).unwrap() - 0.6).abs() < 1e-12);
         }
         // Grows as C^0.6: ten times the compute is 10^0.6 times the CEG.
-        assert!(rel(f.eval(1e22).unwrap() / f.eval(1e21).unwrap(), 10f64.powf(0.6)) < 1e-9);
+        assert!(
+            rel(
+                f.eval(1e22).unwrap() / f.eval(1e21).unwrap(),
+                10f64.powf(0.6)
+            ) < 1e-9
+        );
         assert!(!f.is_scale_invariant(1e-9));
     }
 
     #[test]
     fn equal_exponents_give_a_constant_ceg() {
-        let f = CegFunction::new(PowerLaw::new(0.0, 40.0, 0.1), PowerLaw::new(0.0, 20.0, 0.1)).unwrap();
+        let f =
+            CegFunction::new(PowerLaw::new(0.0, 40.0, 0.1), PowerLaw::new(0.0, 20.0, 0.1)).unwrap();
         for c in log_grid(1e10, 1e25, 16).unwrap() {
             assert!(rel(f.eval(c).unwrap(), 1024.0) < 1e-9, "C = {c:e}");
             assert!(f.local_exponent(c).unwrap().abs() < 1e-12);
         }
         assert!(f.is_scale_invariant(1e-9));
-        let x = f.extrapolate(DEFAULT_TARGET_COMPUTE, Some((1e15, 1e18))).unwrap();
-        assert!(rel(x.ceg, 1024.0) < 1e-9 && x.scale_invariant && x.beyond_fitted_range == Some(true));
-        assert!(x.assumptions.iter().any(|a| a.contains("outside the fitted range")));
+        let x = f
+            .extrapolate(DEFAULT_TARGET_COMPUTE, Some((1e15, 1e18)))
+            .unwrap();
+        assert!(
+            rel(x.ceg, 1024.0) < 1e-9 && x.scale_invariant && x.beyond_fitted_range == Some(true)
+        );
+        assert!(x
+            .assumptions
+            .iter()
+            .any(|a| a.contains("outside the fitted range")));
     }
 
     #[test]
@@ -204,17 +258,23 @@ mod tests {
         let f = CegFunction::new(r, n).unwrap();
         assert!(rel(f.eval(1e15).unwrap(), 2f64.powf(5.0)) < 1e-9);
         // A new law with lower E eventually goes below the reference's E.
-        let f = CegFunction::new(PowerLaw::new(2.0, 10.0, 0.1), PowerLaw::new(1.0, 10.0, 0.1)).unwrap();
+        let f =
+            CegFunction::new(PowerLaw::new(2.0, 10.0, 0.1), PowerLaw::new(1.0, 10.0, 0.1)).unwrap();
         assert!(matches!(f.eval(1e20), Err(CegError::Unreachable { .. })));
         assert!(CegFunction::new(PowerLaw::new(0.0, -1.0, 0.1), n).is_err());
     }
 
     #[test]
     fn local_exponent_matches_finite_difference() {
-        let f = CegFunction::new(PowerLaw::new(1.5, 60.0, 0.07), PowerLaw::new(1.7, 40.0, 0.11)).unwrap();
+        let f = CegFunction::new(
+            PowerLaw::new(1.5, 60.0, 0.07),
+            PowerLaw::new(1.7, 40.0, 0.11),
+        )
+        .unwrap();
         let c = 1e17;
         let h: f64 = 1e-4;
-        let fd = (f.eval(c * h.exp()).unwrap().ln() - f.eval(c * (-h).exp()).unwrap().ln()) / (2.0 * h);
+        let fd =
+            (f.eval(c * h.exp()).unwrap().ln() - f.eval(c * (-h).exp()).unwrap().ln()) / (2.0 * h);
         assert!((f.local_exponent(c).unwrap() - fd).abs() < 1e-6);
     }
 }

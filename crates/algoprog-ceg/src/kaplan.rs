@@ -68,7 +68,13 @@ pub const KAPLAN2020_PARAMS_EXPONENT: f64 = 0.73;
 /// The Chinchilla fit of Hoffmann et al. (2022), approach 3:
 /// L = 1.69 + 406.4·N^−0.34 + 410.7·D^−0.28.
 pub fn hoffmann_law() -> ChinchillaLaw {
-    ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 }
+    ChinchillaLaw {
+        e: 1.69,
+        a: 406.4,
+        b: 410.7,
+        alpha: 0.34,
+        beta: 0.28,
+    }
 }
 
 /// How a compute budget is split between parameters N and tokens D.
@@ -86,33 +92,57 @@ pub enum Allocation {
 impl Allocation {
     /// Kaplan as the authors' code used it: D = 831.4·N^0.74.
     pub fn kaplan() -> Self {
-        Allocation::PowerRule { coef: KAPLAN_COEF, exponent: KAPLAN_EXPONENT }
+        Allocation::PowerRule {
+            coef: KAPLAN_COEF,
+            exponent: KAPLAN_EXPONENT,
+        }
     }
 
     /// Kaplan et al. (2020): N = 1.3e9·(C / 8.64e19)^0.73, D = C/(k·N).
     pub fn kaplan2020() -> Self {
-        Allocation::ParamsRule { coef: KAPLAN2020_PARAMS_COEF, unit: PETAFLOP_DAY, exponent: KAPLAN2020_PARAMS_EXPONENT }
+        Allocation::ParamsRule {
+            coef: KAPLAN2020_PARAMS_COEF,
+            unit: PETAFLOP_DAY,
+            exponent: KAPLAN2020_PARAMS_EXPONENT,
+        }
     }
 
     /// Chinchilla's rule of thumb: D = 20·N.
     pub fn chinchilla() -> Self {
-        Allocation::PowerRule { coef: CHINCHILLA_TOKENS_PER_PARAM, exponent: 1.0 }
+        Allocation::PowerRule {
+            coef: CHINCHILLA_TOKENS_PER_PARAM,
+            exponent: 1.0,
+        }
     }
 
     /// A short label for tables and plots.
     pub fn label(&self) -> String {
         match *self {
-            Allocation::PowerRule { coef, exponent } if coef == KAPLAN_COEF && exponent == KAPLAN_EXPONENT => {
+            Allocation::PowerRule { coef, exponent }
+                if coef == KAPLAN_COEF && exponent == KAPLAN_EXPONENT =>
+            {
                 "Kaplan D=831.4·N^0.74".into()
             }
-            Allocation::PowerRule { coef, exponent: 1.0 } => format!("D={coef}·N"),
+            Allocation::PowerRule {
+                coef,
+                exponent: 1.0,
+            } => format!("D={coef}·N"),
             Allocation::PowerRule { coef, exponent } => format!("D={coef}·N^{exponent}"),
-            Allocation::ParamsRule { coef, unit, exponent }
-                if coef == KAPLAN2020_PARAMS_COEF && unit == PETAFLOP_DAY && exponent == KAPLAN2020_PARAMS_EXPONENT =>
+            Allocation::ParamsRule {
+                coef,
+                unit,
+                exponent,
+            } if coef == KAPLAN2020_PARAMS_COEF
+                && unit == PETAFLOP_DAY
+                && exponent == KAPLAN2020_PARAMS_EXPONENT =>
             {
                 "Kaplan 2020 N=1.3e9·C_PFd^0.73".into()
             }
-            Allocation::ParamsRule { coef, unit, exponent } => format!("N={coef:e}·(C/{unit:e})^{exponent}"),
+            Allocation::ParamsRule {
+                coef,
+                unit,
+                exponent,
+            } => format!("N={coef:e}·(C/{unit:e})^{exponent}"),
             Allocation::Optimal => "optimal (law)".into(),
         }
     }
@@ -134,8 +164,16 @@ impl Allocation {
                 });
             }
         }
-        if let Allocation::ParamsRule { coef, unit, exponent } = *self {
-            for (name, v) in [("parameter-rule coefficient", coef), ("parameter-rule compute unit", unit)] {
+        if let Allocation::ParamsRule {
+            coef,
+            unit,
+            exponent,
+        } = *self
+        {
+            for (name, v) in [
+                ("parameter-rule coefficient", coef),
+                ("parameter-rule compute unit", unit),
+            ] {
                 if !(v > 0.0 && v.is_finite()) {
                     return Err(CegError::BadParameter {
                         name: name.into(),
@@ -148,7 +186,8 @@ impl Allocation {
                 return Err(CegError::BadParameter {
                     name: "parameter-rule exponent a in N ∝ C^a".into(),
                     value: exponent,
-                    why: "must lie strictly between 0 and 1 (N and D = C/(kN) both grow with C)".into(),
+                    why: "must lie strictly between 0 and 1 (N and D = C/(kN) both grow with C)"
+                        .into(),
                 });
             }
         }
@@ -162,7 +201,11 @@ impl Allocation {
                 let n = (c / (k * coef)).powf(1.0 / (1.0 + exponent));
                 (n, coef * n.powf(exponent))
             }
-            Allocation::ParamsRule { coef, unit, exponent } => {
+            Allocation::ParamsRule {
+                coef,
+                unit,
+                exponent,
+            } => {
                 let n = coef * (c / unit).powf(exponent);
                 (n, c / (k * n))
             }
@@ -176,7 +219,9 @@ impl Allocation {
         match *self {
             Allocation::PowerRule { exponent, .. } => gamma_of_path(law.alpha, law.beta, exponent),
             // N ∝ C^a, D ∝ C^(1−a): D ∝ N^p with p = (1 − a)/a.
-            Allocation::ParamsRule { exponent, .. } => gamma_of_path(law.alpha, law.beta, (1.0 - exponent) / exponent),
+            Allocation::ParamsRule { exponent, .. } => {
+                gamma_of_path(law.alpha, law.beta, (1.0 - exponent) / exponent)
+            }
             Allocation::Optimal => gamma_star(law.alpha, law.beta),
         }
     }
@@ -198,7 +243,12 @@ pub fn gamma_star(alpha: f64, beta: f64) -> f64 {
 }
 
 fn check_law(law: &ChinchillaLaw) -> Result<()> {
-    for (name, v) in [("A", law.a), ("B", law.b), ("alpha", law.alpha), ("beta", law.beta)] {
+    for (name, v) in [
+        ("A", law.a),
+        ("B", law.b),
+        ("alpha", law.alpha),
+        ("beta", law.beta),
+    ] {
         if !(v > 0.0 && v.is_finite()) {
             return Err(CegError::BadParameter {
                 name: format!("Chinchilla law {name}"),
@@ -208,7 +258,11 @@ fn check_law(law: &ChinchillaLaw) -> Result<()> {
         }
     }
     if !law.e.is_finite() {
-        return Err(CegError::BadParameter { name: "Chinchilla law E".into(), value: law.e, why: "must be finite".into() });
+        return Err(CegError::BadParameter {
+            name: "Chinchilla law E".into(),
+            value: law.e,
+            why: "must be finite".into(),
+        });
     }
     Ok(())
 }
@@ -239,10 +293,19 @@ pub fn path_loss(law: &ChinchillaLaw, alloc: Allocation, c: f64, k: f64) -> f64 
 /// ln of the compute at which `alloc` reaches reducible loss `excess` > 0.
 /// Closed form for the optimal path; bisection in ln C for a power or
 /// parameter rule (its loss falls monotonically with C because N and D both grow).
-fn ln_compute_for_excess(law: &ChinchillaLaw, alloc: Allocation, excess: f64, k: f64) -> Result<f64> {
+fn ln_compute_for_excess(
+    law: &ChinchillaLaw,
+    alloc: Allocation,
+    excess: f64,
+    k: f64,
+) -> Result<f64> {
     let which = alloc.label();
     if !(excess > 0.0 && excess.is_finite()) {
-        return Err(CegError::Unreachable { which, loss: law.e + excess, e: law.e });
+        return Err(CegError::Unreachable {
+            which,
+            loss: law.e + excess,
+            e: law.e,
+        });
     }
     match alloc {
         Allocation::Optimal => {
@@ -299,7 +362,13 @@ pub fn compute_for_loss(law: &ChinchillaLaw, alloc: Allocation, loss: f64, k: f6
 }
 
 /// CEG of `better` over `worse` at compute `c`: C / C_better(L_worse(C)).
-pub fn allocation_ceg(law: &ChinchillaLaw, better: Allocation, worse: Allocation, c: f64, k: f64) -> Result<f64> {
+pub fn allocation_ceg(
+    law: &ChinchillaLaw,
+    better: Allocation,
+    worse: Allocation,
+    c: f64,
+    k: f64,
+) -> Result<f64> {
     check_law(law)?;
     check_k(k)?;
     better.check()?;
@@ -328,7 +397,11 @@ pub fn allocation_crossing(law: &ChinchillaLaw, coef: f64, p: f64, k: f64) -> Op
 pub fn optimal_crossing(law: &ChinchillaLaw, alloc: Allocation, k: f64) -> Option<f64> {
     match alloc {
         Allocation::PowerRule { coef, exponent } => allocation_crossing(law, coef, exponent, k),
-        Allocation::ParamsRule { coef, unit, exponent } => {
+        Allocation::ParamsRule {
+            coef,
+            unit,
+            exponent,
+        } => {
             // coef·(C/unit)^a = G·(C/k)^(β/s)  ⇒  ln C = (ln G − ln coef + a ln unit − (β/s) ln k) / (a − β/s)
             let s = law.alpha + law.beta;
             let denom = exponent - law.beta / s;
@@ -336,7 +409,9 @@ pub fn optimal_crossing(law: &ChinchillaLaw, alloc: Allocation, k: f64) -> Optio
                 return None;
             }
             let g = (law.alpha * law.a / (law.beta * law.b)).powf(1.0 / s);
-            Some(((g.ln() - coef.ln() + exponent * unit.ln() - law.beta / s * k.ln()) / denom).exp())
+            Some(
+                ((g.ln() - coef.ln() + exponent * unit.ln() - law.beta / s * k.ln()) / denom).exp(),
+            )
         }
         Allocation::Optimal => None,
     }
@@ -368,13 +443,21 @@ pub enum KaplanRule {
     Kaplan2020,
     /// The authors' closed-form fit of [`KaplanRule::Kaplan2020`]'s curve
     /// ([`rebalancing_closed_form`]); what their decomposition evaluates.
-    #[serde(alias = "kaplan2020-closed-form", alias = "closed-form", alias = "closed_form")]
+    #[serde(
+        alias = "kaplan2020-closed-form",
+        alias = "closed-form",
+        alias = "closed_form"
+    )]
     Kaplan2020ClosedForm,
 }
 
 impl KaplanRule {
     /// Every rule, in the order above.
-    pub const ALL: [KaplanRule; 3] = [KaplanRule::Appendix, KaplanRule::Kaplan2020, KaplanRule::Kaplan2020ClosedForm];
+    pub const ALL: [KaplanRule; 3] = [
+        KaplanRule::Appendix,
+        KaplanRule::Kaplan2020,
+        KaplanRule::Kaplan2020ClosedForm,
+    ];
 
     /// The rule's name (as parsed by [`KaplanRule::from_name`]).
     pub fn name(self) -> &'static str {
@@ -405,12 +488,18 @@ impl KaplanRule {
         Ok(match t.as_str() {
             "appendix" | "kaplan-appendix" => KaplanRule::Appendix,
             "kaplan2020" | "kaplan-2020" => KaplanRule::Kaplan2020,
-            "kaplan2020-closed-form" | "kaplan-2020-closed-form" | "closed-form" => KaplanRule::Kaplan2020ClosedForm,
+            "kaplan2020-closed-form" | "kaplan-2020-closed-form" | "closed-form" => {
+                KaplanRule::Kaplan2020ClosedForm
+            }
             _ => {
                 return Err(CegError::BadName {
                     what: "Kaplan rule".into(),
                     name: s.into(),
-                    expected: KaplanRule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
+                    expected: KaplanRule::ALL
+                        .iter()
+                        .map(|r| r.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         })
@@ -541,7 +630,11 @@ pub fn compare_allocations(
             ceg: allocation_ceg(law, better, worse, c, k)?,
         });
     }
-    let min = points.iter().min_by(|a, b| a.ceg.total_cmp(&b.ceg)).map(|p| (p.compute, p.ceg)).unwrap();
+    let min = points
+        .iter()
+        .min_by(|a, b| a.ceg.total_cmp(&b.ceg))
+        .map(|p| (p.compute, p.ceg))
+        .unwrap();
     let gw = worse.gamma(law);
     let gb = better.gamma(law);
     let crossing_compute = match better {
@@ -587,7 +680,10 @@ mod tests {
             assert!((gs - gamma_star(a, b)).abs() < 1e-15);
             for i in 1..=2000 {
                 let p = i as f64 * 0.005;
-                assert!(gamma_of_path(a, b, p) <= gs + 1e-15, "p = {p} beats p* = {ps}");
+                assert!(
+                    gamma_of_path(a, b, p) <= gs + 1e-15,
+                    "p = {p} beats p* = {ps}"
+                );
             }
             // Strictly worse away from p*.
             assert!(gamma_of_path(a, b, ps * 0.9) < gs && gamma_of_path(a, b, ps * 1.1) < gs);
@@ -620,14 +716,24 @@ mod tests {
     #[test]
     fn compute_for_loss_inverts_both_paths() {
         let law = hoffmann_law();
-        for alloc in [Allocation::kaplan(), Allocation::Optimal, Allocation::chinchilla()] {
+        for alloc in [
+            Allocation::kaplan(),
+            Allocation::Optimal,
+            Allocation::chinchilla(),
+        ] {
             for c in [1e15, 1e19, 1e23] {
                 let l = path_loss(&law, alloc, c, K);
                 let back = compute_for_loss(&law, alloc, l, K).unwrap();
-                assert!((back / c - 1.0).abs() < 1e-9, "{alloc:?} at {c:e}: {back:e}");
+                assert!(
+                    (back / c - 1.0).abs() < 1e-9,
+                    "{alloc:?} at {c:e}: {back:e}"
+                );
             }
         }
-        assert!(matches!(compute_for_loss(&law, Allocation::Optimal, 1.6, K), Err(CegError::Unreachable { .. })));
+        assert!(matches!(
+            compute_for_loss(&law, Allocation::Optimal, 1.6, K),
+            Err(CegError::Unreachable { .. })
+        ));
     }
 
     #[test]
@@ -638,27 +744,56 @@ mod tests {
         let (nk, dk) = Allocation::kaplan().split(&law, cx, K);
         let (no, d_o) = law.optimal_allocation(cx, K);
         assert!((nk / no - 1.0).abs() < 1e-9 && (dk / d_o - 1.0).abs() < 1e-9);
-        let ceg = |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), c, K).unwrap();
+        let ceg =
+            |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), c, K).unwrap();
         assert!((ceg(cx) - 1.0).abs() < 1e-9);
         // Converges then diverges: decreasing towards the crossing, increasing after.
         let below: Vec<f64> = (1..=6).map(|i| ceg(cx / 10f64.powi(i))).collect();
         let above: Vec<f64> = (1..=6).map(|i| ceg(cx * 10f64.powi(i))).collect();
         assert!(below.windows(2).all(|w| w[1] > w[0]) && above.windows(2).all(|w| w[1] > w[0]));
         assert!(below[0] > 1.0 && above[0] > 1.0);
-        let r = compare_allocations(&law, Allocation::kaplan(), Allocation::Optimal, cx / 1e4, cx * 1e4, 81, K).unwrap();
+        let r = compare_allocations(
+            &law,
+            Allocation::kaplan(),
+            Allocation::Optimal,
+            cx / 1e4,
+            cx * 1e4,
+            81,
+            K,
+        )
+        .unwrap();
         assert!((r.min_ceg.0 / cx - 1.0).abs() < 1e-9 && (r.min_ceg.1 - 1.0).abs() < 1e-9);
-        assert!(r.points.iter().all(|p| p.ceg >= 1.0 - 1e-12 && p.loss_better <= p.loss_worse + 1e-12));
+        assert!(r
+            .points
+            .iter()
+            .all(|p| p.ceg >= 1.0 - 1e-12 && p.loss_better <= p.loss_worse + 1e-12));
     }
 
     #[test]
     fn ceg_grows_as_c_to_one_minus_gamma_ratio_far_out() {
         // a = b = 0.3, p_K = 0.74: CEG ∝ C^(1 − 2p/(1+p)) = C^0.1494 asymptotically.
-        let law = ChinchillaLaw { e: 2.0, a: 400.0, b: 400.0, alpha: 0.3, beta: 0.3 };
-        let ceg = |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), c, K).unwrap();
+        let law = ChinchillaLaw {
+            e: 2.0,
+            a: 400.0,
+            b: 400.0,
+            alpha: 0.3,
+            beta: 0.3,
+        };
+        let ceg =
+            |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), c, K).unwrap();
         let (c1, c2) = (1e200, 1e210);
         let slope = (ceg(c2).ln() - ceg(c1).ln()) / (c2.ln() - c1.ln());
         assert!((slope - (1.0 - 2.0 * 0.74 / 1.74)).abs() < 1e-3, "{slope}");
-        let r = compare_allocations(&law, Allocation::kaplan(), Allocation::Optimal, 1e15, 1e25, 5, K).unwrap();
+        let r = compare_allocations(
+            &law,
+            Allocation::kaplan(),
+            Allocation::Optimal,
+            1e15,
+            1e25,
+            5,
+            K,
+        )
+        .unwrap();
         assert!((r.asymptotic_ceg_exponent - (1.0 - 2.0 * 0.74 / 1.74)).abs() < 1e-12);
     }
 
@@ -680,8 +815,14 @@ mod tests {
         let cf = KaplanRule::Kaplan2020ClosedForm.ceg(1e23).unwrap();
         assert!((cf - 7.2876).abs() < 5e-5, "{cf}");
         for c in [1e15, 1e17, 1e19, 1e21, 1e23, 1e25] {
-            let (x, y) = (KaplanRule::Kaplan2020.ceg(c).unwrap(), rebalancing_closed_form(c));
-            assert!((x / y - 1.0).abs() < 2e-3, "{c:e}: exact {x} closed form {y}");
+            let (x, y) = (
+                KaplanRule::Kaplan2020.ceg(c).unwrap(),
+                rebalancing_closed_form(c),
+            );
+            assert!(
+                (x / y - 1.0).abs() < 2e-3,
+                "{c:e}: exact {x} closed form {y}"
+            );
         }
     }
 
@@ -689,7 +830,9 @@ mod tests {
     fn kaplan2020_path_crosses_the_optimum_once_and_has_the_expected_gamma() {
         let law = hoffmann_law();
         let cx = optimal_crossing(&law, Allocation::kaplan2020(), K).unwrap();
-        let ceg = |c: f64| allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan2020(), c, K).unwrap();
+        let ceg = |c: f64| {
+            allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan2020(), c, K).unwrap()
+        };
         assert!((ceg(cx) - 1.0).abs() < 1e-9, "{cx:e}");
         assert!(ceg(cx * 100.0) > 1.0 && ceg(cx / 100.0) > 1.0);
         // N ∝ C^0.73 means D ∝ N^(0.27/0.73).
@@ -703,20 +846,38 @@ mod tests {
             assert_eq!(KaplanRule::from_name(r.name()).unwrap(), r);
         }
         assert_eq!(KaplanRule::default(), KaplanRule::Kaplan2020);
-        assert_eq!("Kaplan_2020".parse::<KaplanRule>().unwrap(), KaplanRule::Kaplan2020);
+        assert_eq!(
+            "Kaplan_2020".parse::<KaplanRule>().unwrap(),
+            KaplanRule::Kaplan2020
+        );
         let e = KaplanRule::from_name("kaplan2019").unwrap_err().to_string();
-        assert!(e.contains("kaplan2019") && e.contains("appendix, kaplan2020, kaplan2020-closed-form"), "{e}");
+        assert!(
+            e.contains("kaplan2019") && e.contains("appendix, kaplan2020, kaplan2020-closed-form"),
+            "{e}"
+        );
         // Appendix: D = 831.4·N^0.74 against D = 20·N, by hand at 1e22.
         let law = hoffmann_law();
-        let want = allocation_ceg(&law, Allocation::chinchilla(), Allocation::kaplan(), 1e22, K).unwrap();
+        let want = allocation_ceg(
+            &law,
+            Allocation::chinchilla(),
+            Allocation::kaplan(),
+            1e22,
+            K,
+        )
+        .unwrap();
         assert_eq!(KaplanRule::Appendix.ceg(1e22).unwrap(), want);
         let mut other = law;
         other.e = 1.8;
-        assert!(KaplanRule::Kaplan2020ClosedForm.ceg_under(&other, 1e22, K).is_err());
+        assert!(KaplanRule::Kaplan2020ClosedForm
+            .ceg_under(&other, 1e22, K)
+            .is_err());
         assert!(KaplanRule::Kaplan2020.ceg(-1.0).is_err());
         // Settings files: the snake_case name, or the CLI's names.
         for (json, r) in [
-            ("\"kaplan2020_closed_form\"", KaplanRule::Kaplan2020ClosedForm),
+            (
+                "\"kaplan2020_closed_form\"",
+                KaplanRule::Kaplan2020ClosedForm,
+            ),
             ("\"closed-form\"", KaplanRule::Kaplan2020ClosedForm),
             ("\"kaplan-2020\"", KaplanRule::Kaplan2020),
             ("\"appendix\"", KaplanRule::Appendix),
@@ -729,9 +890,13 @@ mod tests {
     fn bad_laws_and_rules_are_rejected() {
         let mut law = hoffmann_law();
         law.alpha = 0.0;
-        let e = allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), 1e20, K).unwrap_err();
+        let e =
+            allocation_ceg(&law, Allocation::Optimal, Allocation::kaplan(), 1e20, K).unwrap_err();
         assert!(e.to_string().contains("alpha"), "{e}");
-        let bad = Allocation::PowerRule { coef: 20.0, exponent: -1.0 };
+        let bad = Allocation::PowerRule {
+            coef: 20.0,
+            exponent: -1.0,
+        };
         assert!(allocation_ceg(&hoffmann_law(), Allocation::Optimal, bad, 1e20, K).is_err());
     }
 }

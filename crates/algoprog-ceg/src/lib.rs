@@ -31,20 +31,20 @@ pub mod threshold;
 
 pub use combine::{combination_test, combine_multipliers, CombinationReport};
 pub use decompose::{
-    decompose, paper_references, reference_dependence, reference_growth, ComputeTrend, Decomposition, Gain, Innovation,
-    Normalisation, ReferenceDependence, Source, Timeline,
+    decompose, paper_references, reference_dependence, reference_growth, ComputeTrend,
+    Decomposition, Gain, Innovation, Normalisation, ReferenceDependence, Source, Timeline,
 };
 pub use error::{CegError, Result};
 pub use function::{CegFunction, Extrapolation, DEFAULT_TARGET_COMPUTE};
 pub use kaplan::{
-    allocation_ceg, compare_allocations, gamma_of_path, gamma_star, optimal_p, rebalancing_closed_form, Allocation,
-    KaplanReport, KaplanRule,
+    allocation_ceg, compare_allocations, gamma_of_path, gamma_star, optimal_p,
+    rebalancing_closed_form, Allocation, KaplanReport, KaplanRule,
 };
 pub use multiplier::{
-    ceg_multipliers, frontier_ceg, frontier_multipliers, Direction, FrontierCegAt, MultiplierOptions, MultiplierReport,
-    Threshold,
+    ceg_multipliers, frontier_ceg, frontier_multipliers, Direction, FrontierCegAt,
+    MultiplierOptions, MultiplierReport, Threshold,
 };
 pub use threshold::{
-    auto_threshold, crossing, plateau, resolve_threshold, Crossing, Plateau, ResolvedThreshold, ThresholdSpec,
-    DEFAULT_AUTO_MARGIN,
+    auto_threshold, crossing, plateau, resolve_threshold, Crossing, Plateau, ResolvedThreshold,
+    ThresholdSpec, DEFAULT_AUTO_MARGIN,
 };

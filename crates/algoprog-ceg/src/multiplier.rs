@@ -156,7 +156,10 @@ fn families(curves: &[&Curve], reference: &str) -> Result<Vec<String>> {
         }
     }
     let Some(pos) = fams.iter().position(|f| f == reference) else {
-        return Err(CegError::UnknownFamily { family: reference.into(), present: fams.join(", ") });
+        return Err(CegError::UnknownFamily {
+            family: reference.into(),
+            present: fams.join(", "),
+        });
     };
     let r = fams.remove(pos);
     fams.insert(0, r);
@@ -165,7 +168,11 @@ fn families(curves: &[&Curve], reference: &str) -> Result<Vec<String>> {
 
 /// CEG multipliers of every family against `reference` at a loss threshold,
 /// with geometric means over seeds and bootstrap intervals (module docs).
-pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptions) -> Result<MultiplierReport> {
+pub fn ceg_multipliers(
+    curves: &[Curve],
+    reference: &str,
+    opts: &MultiplierOptions,
+) -> Result<MultiplierReport> {
     if !(opts.level > 0.0 && opts.level < 1.0) {
         return Err(CegError::BadParameter {
             name: "confidence level".into(),
@@ -173,10 +180,13 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
             why: "must lie strictly between 0 and 1 (e.g. 0.9)".into(),
         });
     }
-    let (used, excluded): (Vec<&Curve>, Vec<&Curve>) =
-        curves.iter().partition(|c| opts.include_diverged || !c.meta.diverged);
+    let (used, excluded): (Vec<&Curve>, Vec<&Curve>) = curves
+        .iter()
+        .partition(|c| opts.include_diverged || !c.meta.diverged);
     if used.is_empty() {
-        return Err(CegError::NoCurves { what: "the CEG multiplier (all runs diverged or none given)".into() });
+        return Err(CegError::NoCurves {
+            what: "the CEG multiplier (all runs diverged or none given)".into(),
+        });
     }
     let fams = families(&used, reference)?;
     let (threshold, auto) = match opts.threshold {
@@ -236,7 +246,9 @@ pub fn ceg_multipliers(curves: &[Curve], reference: &str, opts: &MultiplierOptio
             continue;
         }
         if !reference_ok {
-            v.note = Some(format!("the reference `{reference}` is not measured at L* for every run"));
+            v.note = Some(format!(
+                "the reference `{reference}` is not measured at L* for every run"
+            ));
             continue;
         }
         let lr = mean(&ref_logs).unwrap();
@@ -301,18 +313,37 @@ pub fn frontier_ceg(reference: &PowerLaw, new: &PowerLaw, threshold: f64) -> Res
         return Err(CegError::BadThreshold(threshold));
     }
     let at = |which: &str, l: &PowerLaw| -> Result<f64> {
-        if !(l.a > 0.0 && l.gamma > 0.0 && l.a.is_finite() && l.gamma.is_finite() && l.e.is_finite()) {
-            return Err(CegError::DegenerateLaw { which: which.into(), e: l.e, a: l.a, gamma: l.gamma });
+        if !(l.a > 0.0
+            && l.gamma > 0.0
+            && l.a.is_finite()
+            && l.gamma.is_finite()
+            && l.e.is_finite())
+        {
+            return Err(CegError::DegenerateLaw {
+                which: which.into(),
+                e: l.e,
+                a: l.a,
+                gamma: l.gamma,
+            });
         }
         let y = threshold - l.e;
         if !(y > 0.0) {
-            return Err(CegError::Unreachable { which: which.into(), loss: threshold, e: l.e });
+            return Err(CegError::Unreachable {
+                which: which.into(),
+                loss: threshold,
+                e: l.e,
+            });
         }
         // ln C = (ln A − ln y*) / γ, in logs so that far-off computes stay finite in the ratio.
         Ok((l.a.ln() - y.ln()) / l.gamma)
     };
     let (lr, ln) = (at("reference", reference)?, at("new", new)?);
-    Ok(FrontierCegAt { threshold, reference_compute: lr.exp(), new_compute: ln.exp(), ceg: (lr - ln).exp() })
+    Ok(FrontierCegAt {
+        threshold,
+        reference_compute: lr.exp(),
+        new_compute: ln.exp(),
+        ceg: (lr - ln).exp(),
+    })
 }
 
 /// Frontier-based CEG multipliers: the compute at L* on each family's
@@ -327,11 +358,19 @@ pub fn frontier_multipliers(
     if !threshold.is_finite() {
         return Err(CegError::BadThreshold(threshold));
     }
-    let present = || laws.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ");
-    let (_, rlaw) = laws
-        .iter()
-        .find(|(f, _)| f == reference)
-        .ok_or_else(|| CegError::UnknownFamily { family: reference.into(), present: present() })?;
+    let present = || {
+        laws.iter()
+            .map(|(f, _)| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (_, rlaw) =
+        laws.iter()
+            .find(|(f, _)| f == reference)
+            .ok_or_else(|| CegError::UnknownFamily {
+                family: reference.into(),
+                present: present(),
+            })?;
     let c_ref = rlaw.compute_at(threshold);
     Ok(laws
         .iter()
@@ -339,10 +378,27 @@ pub fn frontier_multipliers(
             let c = law.compute_at(threshold);
             let (ceg, note) = match (c_ref, c) {
                 (Some(r), Some(v)) => (Some(direction.log_ceg(r.ln(), v.ln()).exp()), None),
-                (None, _) => (None, Some(format!("the reference frontier never reaches L* = {threshold} (E = {})", rlaw.e))),
-                (_, None) => (None, Some(format!("this frontier never reaches L* = {threshold} (E = {})", law.e))),
+                (None, _) => (
+                    None,
+                    Some(format!(
+                        "the reference frontier never reaches L* = {threshold} (E = {})",
+                        rlaw.e
+                    )),
+                ),
+                (_, None) => (
+                    None,
+                    Some(format!(
+                        "this frontier never reaches L* = {threshold} (E = {})",
+                        law.e
+                    )),
+                ),
             };
-            FrontierCeg { family: f.clone(), compute: c, ceg, note }
+            FrontierCeg {
+                family: f.clone(),
+                compute: c,
+                ceg,
+                note,
+            }
         })
         .collect())
 }
@@ -361,10 +417,22 @@ pub fn envelope_multipliers(
     let fams = families(&used, reference)?;
     let mut out = Vec::new();
     for f in &fams {
-        let mine: Vec<Curve> = used.iter().filter(|c| &c.meta.family == f).map(|c| (*c).clone()).collect();
+        let mine: Vec<Curve> = used
+            .iter()
+            .filter(|c| &c.meta.family == f)
+            .map(|c| (*c).clone())
+            .collect();
         let (i, x) = envelope_crossing(&mine, threshold)?;
-        let note = x.compute().is_none().then(|| format!("run {}: {}", mine[i].meta.run_id, x.describe()));
-        out.push(FrontierCeg { family: f.clone(), compute: x.compute(), ceg: None, note });
+        let note = x
+            .compute()
+            .is_none()
+            .then(|| format!("run {}: {}", mine[i].meta.run_id, x.describe()));
+        out.push(FrontierCeg {
+            family: f.clone(),
+            compute: x.compute(),
+            ceg: None,
+            note,
+        });
     }
     let c_ref = out[0].compute;
     for v in &mut out {
@@ -390,18 +458,33 @@ mod tests {
     /// A straight line in (log10 C, loss): loss = l0 − slope·(log10 C − 9),
     /// evaluated at C = 1e9..1e13; crosses L at 10^(9 + (l0 − L)/slope).
     pub(crate) fn line(id: &str, fam: &str, l0: f64, slope: f64) -> Curve {
-        let meta = RunMeta { run_id: id.into(), family: fam.into(), seed: Some(0), ..Default::default() };
+        let meta = RunMeta {
+            run_id: id.into(),
+            family: fam.into(),
+            seed: Some(0),
+            ..Default::default()
+        };
         let points = (0..=8)
             .map(|i| {
                 let lc = 9.0 + 0.5 * i as f64;
-                Point { step: i, tokens: 0.0, flops: 10f64.powf(lc), loss: l0 - slope * (lc - 9.0) }
+                Point {
+                    step: i,
+                    tokens: 0.0,
+                    flops: 10f64.powf(lc),
+                    loss: l0 - slope * (lc - 9.0),
+                }
             })
             .collect();
         Curve::new(meta, points)
     }
 
     fn opts(t: f64, dir: Direction) -> MultiplierOptions {
-        MultiplierOptions { threshold: Threshold::Fixed(t), direction: dir, bootstrap: 200, ..Default::default() }
+        MultiplierOptions {
+            threshold: Threshold::Fixed(t),
+            direction: dir,
+            bootstrap: 200,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -422,7 +505,10 @@ mod tests {
         assert!((new.ceg.unwrap() - 10.0).abs() < 1e-9, "{:?}", new.ceg);
         let ci = new.ci.unwrap();
         // Resampled seed means range over 10^{10,10.25,10.5} vs 10^{11,11.25,11.5}.
-        assert!(ci.lo >= 10f64.powf(0.5) - 1e-9 && ci.hi <= 10f64.powf(1.5) + 1e-9, "{ci:?}");
+        assert!(
+            ci.lo >= 10f64.powf(0.5) - 1e-9 && ci.hi <= 10f64.powf(1.5) + 1e-9,
+            "{ci:?}"
+        );
         assert!(ci.lo <= 10.0 && ci.hi >= 10.0);
         // Ablation reading: the reference is the full model, CEG = C_v / C_ref.
         let rep = ceg_multipliers(&curves, "new", &opts(5.0, Direction::Ablation)).unwrap();
@@ -431,11 +517,19 @@ mod tests {
 
     #[test]
     fn unreached_runs_void_the_variant_and_are_named() {
-        let curves = vec![line("r0", "old", 7.0, 1.0), line("n0", "new", 6.0, 1.0), line("n1", "new", 20.0, 1.0)];
+        let curves = vec![
+            line("r0", "old", 7.0, 1.0),
+            line("n0", "new", 6.0, 1.0),
+            line("n1", "new", 20.0, 1.0),
+        ];
         let rep = ceg_multipliers(&curves, "old", &opts(5.0, Direction::VariantIsNew)).unwrap();
         let new = rep.variant("new").unwrap();
         assert_eq!((new.n_runs, new.n_reached, new.ceg), (2, 1, None));
-        assert!(new.note.as_ref().unwrap().ends_with(": n1"), "{:?}", new.note);
+        assert!(
+            new.note.as_ref().unwrap().ends_with(": n1"),
+            "{:?}",
+            new.note
+        );
         let n1 = rep.runs.iter().find(|r| r.run_id == "n1").unwrap();
         assert_eq!(n1.crossing, Crossing::Never { min_loss: 16.0 });
     }
@@ -457,14 +551,19 @@ mod tests {
     fn unknown_reference_names_the_families_present() {
         let curves = vec![line("r0", "old", 7.0, 1.0)];
         let e = ceg_multipliers(&curves, "lstm", &opts(5.0, Direction::VariantIsNew)).unwrap_err();
-        assert_eq!(e.to_string(), "family `lstm` has no runs; the families present are: old");
+        assert_eq!(
+            e.to_string(),
+            "family `lstm` has no runs; the families present are: old"
+        );
     }
 
     #[test]
     fn frontier_multiplier_inverts_the_fitted_laws() {
         // L = 2 + 100·C^-0.1 reaches 3 at C = 100^10 = 1e20; L = 2 + 50·C^-0.1 at 50^10.
-        let laws =
-            vec![("old".to_string(), PowerLaw::new(2.0, 100.0, 0.1)), ("new".to_string(), PowerLaw::new(2.0, 50.0, 0.1))];
+        let laws = vec![
+            ("old".to_string(), PowerLaw::new(2.0, 100.0, 0.1)),
+            ("new".to_string(), PowerLaw::new(2.0, 50.0, 0.1)),
+        ];
         let f = frontier_multipliers(&laws, "old", 3.0, Direction::VariantIsNew).unwrap();
         assert!((f[0].compute.unwrap() / 1e20 - 1.0).abs() < 1e-9);
         assert!((f[1].ceg.unwrap() - 1024.0).abs() < 1e-6, "{:?}", f[1].ceg);
@@ -493,7 +592,10 @@ mod tests {
         let y: f64 = 3.377;
         let c_l = (y / 36.3).powf(1.0 / -0.065);
         let c_m = (y / 88.0).powf(1.0 / -0.094);
-        assert!((r.reference_compute / c_l - 1.0).abs() < 1e-9 && (r.new_compute / c_m - 1.0).abs() < 1e-9);
+        assert!(
+            (r.reference_compute / c_l - 1.0).abs() < 1e-9
+                && (r.new_compute / c_m - 1.0).abs() < 1e-9
+        );
         assert!((r.ceg / (c_l / c_m) - 1.0).abs() < 1e-9);
         // The rounded published constants give 6.37 (published, from the unrounded fits: 6.28).
         assert!((r.ceg - 6.368).abs() < 1e-3, "{}", r.ceg);
@@ -506,7 +608,13 @@ mod tests {
         )
         .unwrap();
         assert!((v[1].ceg.unwrap() / r.ceg - 1.0).abs() < 1e-9);
-        assert!(matches!(frontier_ceg(&lstm, &modern, 1.8), Err(CegError::Unreachable { .. })));
-        assert!(matches!(frontier_ceg(&PowerLaw::new(1.9, -1.0, 0.1), &modern, 5.0), Err(CegError::DegenerateLaw { .. })));
+        assert!(matches!(
+            frontier_ceg(&lstm, &modern, 1.8),
+            Err(CegError::Unreachable { .. })
+        ));
+        assert!(matches!(
+            frontier_ceg(&PowerLaw::new(1.9, -1.0, 0.1), &modern, 5.0),
+            Err(CegError::DegenerateLaw { .. })
+        ));
     }
 }

@@ -55,12 +55,18 @@ pub fn percentile_interval(sample: &[f64], level: f64) -> Option<Interval> {
     }
     s.sort_by(f64::total_cmp);
     let a = (1.0 - level) / 2.0;
-    Some(Interval { lo: percentile_sorted(&s, a), hi: percentile_sorted(&s, 1.0 - a), level })
+    Some(Interval {
+        lo: percentile_sorted(&s, a),
+        hi: percentile_sorted(&s, 1.0 - a),
+        level,
+    })
 }
 
 /// One bootstrap resample (with replacement, same size) of `xs`.
 pub fn resample(xs: &[f64], rng: &mut ChaCha8Rng) -> Vec<f64> {
-    (0..xs.len()).map(|_| xs[rng.random_range(0..xs.len())]).collect()
+    (0..xs.len())
+        .map(|_| xs[rng.random_range(0..xs.len())])
+        .collect()
 }
 
 /// Ordinary least squares y = intercept + slope·x. Returns (intercept, slope);

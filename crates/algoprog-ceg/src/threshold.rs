@@ -58,7 +58,10 @@ impl Crossing {
     pub fn describe(&self) -> String {
         match *self {
             Crossing::Reached { compute, .. } => format!("{compute:.4e}"),
-            Crossing::BeforeFirstEval { first_compute, first_loss } => {
+            Crossing::BeforeFirstEval {
+                first_compute,
+                first_loss,
+            } => {
                 format!("below L* already at first eval ({first_loss:.4} at {first_compute:.3e})")
             }
             Crossing::Never { min_loss } => format!("never reached (min loss {min_loss:.4})"),
@@ -79,10 +82,19 @@ fn usable_indexed(curve: &Curve) -> Result<Vec<(usize, Point)>> {
     let mut out = Vec::with_capacity(curve.points.len());
     for (i, p) in curve.points.iter().enumerate() {
         if !p.flops.is_finite() || p.flops < 0.0 {
-            return Err(CegError::BadCompute { run_id: id.clone(), index: i, value: p.flops });
+            return Err(CegError::BadCompute {
+                run_id: id.clone(),
+                index: i,
+                value: p.flops,
+            });
         }
         if p.flops < prev {
-            return Err(CegError::UnsortedCompute { run_id: id.clone(), index: i, prev, next: p.flops });
+            return Err(CegError::UnsortedCompute {
+                run_id: id.clone(),
+                index: i,
+                prev,
+                next: p.flops,
+            });
         }
         prev = p.flops;
         if p.flops > 0.0 && p.loss.is_finite() {
@@ -99,12 +111,20 @@ pub fn crossing(curve: &Curve, threshold: f64) -> Result<Crossing> {
         return Err(CegError::BadThreshold(threshold));
     }
     let pts = usable_indexed(curve)?;
-    let &(i0, first) = pts.first().ok_or_else(|| CegError::EmptyCurve { run_id: curve.meta.run_id.clone() })?;
+    let &(i0, first) = pts.first().ok_or_else(|| CegError::EmptyCurve {
+        run_id: curve.meta.run_id.clone(),
+    })?;
     if first.loss < threshold {
-        return Ok(Crossing::BeforeFirstEval { first_compute: first.flops, first_loss: first.loss });
+        return Ok(Crossing::BeforeFirstEval {
+            first_compute: first.flops,
+            first_loss: first.loss,
+        });
     }
     if first.loss == threshold {
-        return Ok(Crossing::Reached { compute: first.flops, index: i0 });
+        return Ok(Crossing::Reached {
+            compute: first.flops,
+            index: i0,
+        });
     }
     for w in pts.windows(2) {
         let ((_, p0), (i, p1)) = (w[0], w[1]);
@@ -116,7 +136,10 @@ pub fn crossing(curve: &Curve, threshold: f64) -> Result<Crossing> {
             return Ok(Crossing::Reached { compute, index: i });
         }
     }
-    let min_loss = pts.iter().map(|(_, p)| p.loss).fold(f64::INFINITY, f64::min);
+    let min_loss = pts
+        .iter()
+        .map(|(_, p)| p.loss)
+        .fold(f64::INFINITY, f64::min);
     Ok(Crossing::Never { min_loss })
 }
 
@@ -131,10 +154,14 @@ pub fn auto_threshold<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> Result
             .iter()
             .map(|p| p.loss)
             .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))))
-            .ok_or_else(|| CegError::EmptyCurve { run_id: c.meta.run_id.clone() })?;
+            .ok_or_else(|| CegError::EmptyCurve {
+                run_id: c.meta.run_id.clone(),
+            })?;
         best = Some(best.map_or(m, |b| b.max(m)));
     }
-    best.ok_or_else(|| CegError::NoCurves { what: "the automatic threshold".into() })
+    best.ok_or_else(|| CegError::NoCurves {
+        what: "the automatic threshold".into(),
+    })
 }
 
 /// Default margin of the automatic threshold below the unigram entropy and
@@ -162,7 +189,9 @@ pub enum ThresholdSpec {
 impl Default for ThresholdSpec {
     /// `Auto` with the default margin of 0.5 nats.
     fn default() -> Self {
-        ThresholdSpec::Auto { margin: DEFAULT_AUTO_MARGIN }
+        ThresholdSpec::Auto {
+            margin: DEFAULT_AUTO_MARGIN,
+        }
     }
 }
 
@@ -299,7 +328,9 @@ pub fn plateau(curve: &Curve) -> Result<Option<Plateau>> {
         }
         if j > i && pts[j].1.flops.ln() - pts[i].1.flops.ln() >= min_span - 1e-12 {
             let level = pts[i..=j].iter().map(|(_, p)| p.loss).sum::<f64>() / (j - i + 1) as f64;
-            let left = pts[j + 1..].iter().any(|(_, p)| p.loss < lo - PLATEAU_FLAT_TOL);
+            let left = pts[j + 1..]
+                .iter()
+                .any(|(_, p)| p.loss < lo - PLATEAU_FLAT_TOL);
             return Ok(Some(Plateau {
                 run_id: curve.meta.run_id.clone(),
                 level,
@@ -332,12 +363,20 @@ pub struct ResolvedThreshold {
 
 /// The highest threshold that keeps `margin` below the unigram entropy and
 /// below every plateau, with what sets it.
-fn ceiling(plateaus: &[Plateau], unigram_entropy: Option<f64>, margin: f64) -> Option<(f64, String)> {
-    let mut best: Option<(f64, String)> = unigram_entropy.map(|h| (h - margin, format!("the unigram entropy {h:.4}")));
+fn ceiling(
+    plateaus: &[Plateau],
+    unigram_entropy: Option<f64>,
+    margin: f64,
+) -> Option<(f64, String)> {
+    let mut best: Option<(f64, String)> =
+        unigram_entropy.map(|h| (h - margin, format!("the unigram entropy {h:.4}")));
     for p in plateaus {
         let c = p.level - margin;
         if best.as_ref().is_none_or(|(b, _)| c < *b) {
-            best = Some((c, format!("the plateau of run `{}` at {:.4}", p.run_id, p.level)));
+            best = Some((
+                c,
+                format!("the plateau of run `{}` at {:.4}", p.run_id, p.level),
+            ));
         }
     }
     best
@@ -358,7 +397,9 @@ pub fn resolve_threshold<'a>(
 ) -> Result<ResolvedThreshold> {
     let curves: Vec<&Curve> = curves.into_iter().collect();
     if curves.is_empty() {
-        return Err(CegError::NoCurves { what: "the loss threshold".into() });
+        return Err(CegError::NoCurves {
+            what: "the loss threshold".into(),
+        });
     }
     if let Some(h) = unigram_entropy {
         if !(h > 0.0 && h.is_finite()) {
@@ -388,7 +429,14 @@ pub fn resolve_threshold<'a>(
                     ));
                 }
             }
-            Ok(ResolvedThreshold { value: x, auto: false, margin: None, unigram_entropy, plateaus, warnings })
+            Ok(ResolvedThreshold {
+                value: x,
+                auto: false,
+                margin: None,
+                unigram_entropy,
+                plateaus,
+                warnings,
+            })
         }
         ThresholdSpec::Auto { margin } => {
             if !(margin >= 0.0 && margin.is_finite()) {
@@ -404,14 +452,22 @@ pub fn resolve_threshold<'a>(
                     .iter()
                     .map(|p| p.loss)
                     .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))))
-                    .ok_or_else(|| CegError::EmptyCurve { run_id: c.meta.run_id.clone() })?;
+                    .ok_or_else(|| CegError::EmptyCurve {
+                        run_id: c.meta.run_id.clone(),
+                    })?;
                 mins.push((c.meta.run_id.clone(), m));
             }
-            let value = mins.iter().map(|(_, m)| *m).fold(f64::NEG_INFINITY, f64::max);
+            let value = mins
+                .iter()
+                .map(|(_, m)| *m)
+                .fold(f64::NEG_INFINITY, f64::max);
             if let Some((ceil, what)) = ceiling(&plateaus, unigram_entropy, margin) {
                 if value > ceil {
-                    let runs: Vec<String> =
-                        mins.iter().filter(|(_, m)| *m > ceil).map(|(r, m)| format!("`{r}` (lowest loss {m:.4})")).collect();
+                    let runs: Vec<String> = mins
+                        .iter()
+                        .filter(|(_, m)| *m > ceil)
+                        .map(|(r, m)| format!("`{r}` (lowest loss {m:.4})"))
+                        .collect();
                     return Err(CegError::ThresholdNearPlateau {
                         threshold: value,
                         margin,
@@ -443,11 +499,19 @@ pub fn resolve_threshold<'a>(
 /// censored and that run's [`Crossing::BeforeFirstEval`] is returned.
 pub fn envelope_crossing(curves: &[Curve], threshold: f64) -> Result<(usize, Crossing)> {
     if curves.is_empty() {
-        return Err(CegError::NoCurves { what: "the frontier crossing".into() });
+        return Err(CegError::NoCurves {
+            what: "the frontier crossing".into(),
+        });
     }
-    let xs: Vec<Crossing> = curves.iter().map(|c| crossing(c, threshold)).collect::<Result<_>>()?;
+    let xs: Vec<Crossing> = curves
+        .iter()
+        .map(|c| crossing(c, threshold))
+        .collect::<Result<_>>()?;
     let earliest = |f: &dyn Fn(&Crossing) -> Option<f64>| {
-        xs.iter().enumerate().filter_map(|(i, x)| f(x).map(|c| (i, c))).min_by(|a, b| a.1.total_cmp(&b.1))
+        xs.iter()
+            .enumerate()
+            .filter_map(|(i, x)| f(x).map(|c| (i, c)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
     };
     let reached = earliest(&|x| x.compute());
     let censored = earliest(&|x| match *x {
@@ -479,11 +543,20 @@ mod tests {
     use algoprog_scaling::RunMeta;
 
     fn curve(pts: &[(f64, f64)]) -> Curve {
-        let meta = RunMeta { run_id: "r".into(), family: "f".into(), ..Default::default() };
+        let meta = RunMeta {
+            run_id: "r".into(),
+            family: "f".into(),
+            ..Default::default()
+        };
         let points = pts
             .iter()
             .enumerate()
-            .map(|(i, &(flops, loss))| Point { step: i as u64, tokens: i as f64, flops, loss })
+            .map(|(i, &(flops, loss))| Point {
+                step: i as u64,
+                tokens: i as f64,
+                flops,
+                loss,
+            })
             .collect();
         Curve::new(meta, points)
     }
@@ -492,9 +565,17 @@ mod tests {
     fn interpolates_in_log_compute_between_bracketing_rows() {
         // Between (1e10, 6.0) and (1e12, 4.0): L* = 5.0 is half way in loss,
         // so half way in log-compute: 1e11 exactly (not a logged row).
-        let c = curve(&[(0.0, 10.8), (1e9, 7.0), (1e10, 6.0), (1e12, 4.0), (1e13, 3.5)]);
+        let c = curve(&[
+            (0.0, 10.8),
+            (1e9, 7.0),
+            (1e10, 6.0),
+            (1e12, 4.0),
+            (1e13, 3.5),
+        ]);
         let x = crossing(&c, 5.0).unwrap();
-        let Crossing::Reached { compute, index } = x else { panic!("{x:?}") };
+        let Crossing::Reached { compute, index } = x else {
+            panic!("{x:?}")
+        };
         assert!((compute / 1e11 - 1.0).abs() < 1e-12, "{compute}");
         assert_eq!(index, 3);
         // A quarter of the way: ln C = ln 1e10 + 0.25·ln 100 → 10^10.5.
@@ -508,37 +589,70 @@ mod tests {
     fn first_crossing_counts_when_curve_crosses_rises_and_crosses_again() {
         // Crosses 5.0 between 1e10 and 1e11 (t = 0.5 → 10^10.5), rises to 5.5
         // and crosses again between 1e13 and 1e14.
-        let c = curve(&[(1e9, 7.0), (1e10, 6.0), (1e11, 4.0), (1e12, 5.5), (1e13, 5.2), (1e14, 4.2)]);
+        let c = curve(&[
+            (1e9, 7.0),
+            (1e10, 6.0),
+            (1e11, 4.0),
+            (1e12, 5.5),
+            (1e13, 5.2),
+            (1e14, 4.2),
+        ]);
         let x = crossing(&c, 5.0).unwrap();
-        let Crossing::Reached { compute, index } = x else { panic!("{x:?}") };
-        assert!((compute / 10f64.powf(10.5) - 1.0).abs() < 1e-12, "{compute}");
+        let Crossing::Reached { compute, index } = x else {
+            panic!("{x:?}")
+        };
+        assert!(
+            (compute / 10f64.powf(10.5) - 1.0).abs() < 1e-12,
+            "{compute}"
+        );
         assert_eq!(index, 2);
     }
 
     #[test]
     fn never_crossing_is_reported_with_its_minimum() {
         let c = curve(&[(1e9, 7.0), (1e10, 6.0), (1e11, 5.3), (1e12, 5.6)]);
-        assert_eq!(crossing(&c, 5.0).unwrap(), Crossing::Never { min_loss: 5.3 });
+        assert_eq!(
+            crossing(&c, 5.0).unwrap(),
+            Crossing::Never { min_loss: 5.3 }
+        );
         assert_eq!(crossing(&c, 5.0).unwrap().compute(), None);
     }
 
     #[test]
     fn already_below_at_first_eval_is_censored_not_approximated() {
         let c = curve(&[(0.0, 10.0), (1e9, 4.0), (1e10, 3.0)]);
-        assert_eq!(crossing(&c, 5.0).unwrap(), Crossing::BeforeFirstEval { first_compute: 1e9, first_loss: 4.0 });
+        assert_eq!(
+            crossing(&c, 5.0).unwrap(),
+            Crossing::BeforeFirstEval {
+                first_compute: 1e9,
+                first_loss: 4.0
+            }
+        );
     }
 
     #[test]
     fn bad_curves_are_rejected_with_the_run_named() {
         let c = curve(&[(1e10, 6.0), (1e9, 5.0)]);
         let e = crossing(&c, 5.5).unwrap_err();
-        assert!(matches!(e, CegError::UnsortedCompute { index: 1, .. }), "{e}");
+        assert!(
+            matches!(e, CegError::UnsortedCompute { index: 1, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("run `r`"));
         let c = curve(&[(f64::NAN, 6.0)]);
-        assert!(matches!(crossing(&c, 5.5), Err(CegError::BadCompute { .. })));
+        assert!(matches!(
+            crossing(&c, 5.5),
+            Err(CegError::BadCompute { .. })
+        ));
         let c = curve(&[(0.0, 6.0)]);
-        assert!(matches!(crossing(&c, 5.5), Err(CegError::EmptyCurve { .. })));
-        assert!(matches!(crossing(&curve(&[(1.0, 2.0)]), f64::NAN), Err(CegError::BadThreshold(_))));
+        assert!(matches!(
+            crossing(&c, 5.5),
+            Err(CegError::EmptyCurve { .. })
+        ));
+        assert!(matches!(
+            crossing(&curve(&[(1.0, 2.0)]), f64::NAN),
+            Err(CegError::BadThreshold(_))
+        ));
     }
 
     #[test]
@@ -579,7 +693,10 @@ mod tests {
         }
         if deep {
             for k in 1..=12 {
-                p.push((1e11 * 10f64.powf(k as f64 * 0.25), level - 2.5 * k as f64 / 12.0));
+                p.push((
+                    1e11 * 10f64.powf(k as f64 * 0.25),
+                    level - 2.5 * k as f64 / 12.0,
+                ));
             }
         }
         named(id, &p)
@@ -590,14 +707,31 @@ mod tests {
         let c = lm_curve("a", 7.6, true);
         let p = plateau(&c).unwrap().unwrap();
         assert_eq!((p.start_index, p.end_index), (2, 10));
-        assert!((p.start_compute / 1e9 - 1.0).abs() < 1e-12 && (p.end_compute / 1e11 - 1.0).abs() < 1e-12);
-        let want = (0..=8).map(|k| 7.6 + 0.04 * ((k % 3) as f64 - 1.0)).sum::<f64>() / 9.0;
+        assert!(
+            (p.start_compute / 1e9 - 1.0).abs() < 1e-12
+                && (p.end_compute / 1e11 - 1.0).abs() < 1e-12
+        );
+        let want = (0..=8)
+            .map(|k| 7.6 + 0.04 * ((k % 3) as f64 - 1.0))
+            .sum::<f64>()
+            / 9.0;
         assert!((p.level - want).abs() < 1e-12, "{}", p.level);
         assert!(p.left);
         let stuck = plateau(&lm_curve("b", 7.6, false)).unwrap().unwrap();
         assert!(!stuck.left && stuck.end_index == 10);
         // A steadily falling curve that flattens only at its end has no plateau.
-        let conv = named("c", &[(1e9, 9.0), (1e10, 7.0), (1e11, 5.5), (1e12, 4.6), (1e13, 4.2), (2e13, 4.15), (4e13, 4.12)]);
+        let conv = named(
+            "c",
+            &[
+                (1e9, 9.0),
+                (1e10, 7.0),
+                (1e11, 5.5),
+                (1e12, 4.6),
+                (1e13, 4.2),
+                (2e13, 4.15),
+                (4e13, 4.12),
+            ],
+        );
         assert_eq!(plateau(&conv).unwrap(), None);
     }
 
@@ -605,21 +739,39 @@ mod tests {
     fn auto_threshold_is_refused_for_runs_that_stop_at_the_plateau() {
         let good = lm_curve("modern", 7.6, true);
         let stuck = lm_curve("retro-short", 7.6, false);
-        let e = resolve_threshold(ThresholdSpec::default(), [&good, &stuck], Some(7.62)).unwrap_err();
+        let e =
+            resolve_threshold(ThresholdSpec::default(), [&good, &stuck], Some(7.62)).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, CegError::ThresholdNearPlateau { .. }), "{msg}");
         // The lowest ceiling is set by the plateau (7.6 − 0.5 < 7.62 − 0.5); only the run stuck on it is blamed.
         assert!(msg.contains("plateau of run `modern` at 7.6000"), "{msg}");
-        assert!(msg.contains("runs that get no lower than 7.1000: `retro-short` (lowest loss 7.5600)."), "{msg}");
-        assert!(msg.contains("Train those runs longer") && msg.contains("fixed threshold at most 7.1000"), "{msg}");
+        assert!(
+            msg.contains("runs that get no lower than 7.1000: `retro-short` (lowest loss 7.5600)."),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Train those runs longer")
+                && msg.contains("fixed threshold at most 7.1000"),
+            "{msg}"
+        );
         // Without the unigram entropy the run's own plateau still refuses it.
-        let e = resolve_threshold(ThresholdSpec::default(), [&good, &stuck], None).unwrap_err().to_string();
+        let e = resolve_threshold(ThresholdSpec::default(), [&good, &stuck], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("plateau of run"), "{e}");
         // The quick-report case: every run's best loss 5.2656 against a unigram entropy of 5.2814.
-        let a = named("a", &[(1e9, 8.0), (1e10, 6.0), (1e11, 5.30), (1e12, 5.2656)]);
+        let a = named(
+            "a",
+            &[(1e9, 8.0), (1e10, 6.0), (1e11, 5.30), (1e12, 5.2656)],
+        );
         let b = named("b", &[(1e9, 8.0), (1e10, 6.0), (1e11, 5.20), (1e12, 4.50)]);
-        let e = resolve_threshold(ThresholdSpec::Auto { margin: 0.5 }, [&a, &b], Some(5.2814)).unwrap_err().to_string();
-        assert!(e.contains("`a` (lowest loss 5.2656)") && !e.contains("`b`"), "{e}");
+        let e = resolve_threshold(ThresholdSpec::Auto { margin: 0.5 }, [&a, &b], Some(5.2814))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`a` (lowest loss 5.2656)") && !e.contains("`b`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -635,16 +787,37 @@ mod tests {
         // A fixed threshold is kept, with a warning when it sits on the plateau.
         let f = resolve_threshold(ThresholdSpec::Fixed(7.5), [&a, &b], Some(7.65)).unwrap();
         assert_eq!(f.value, 7.5);
-        assert!(f.warnings.len() == 1 && f.warnings[0].contains("plateau"), "{:?}", f.warnings);
-        assert!(resolve_threshold(ThresholdSpec::Fixed(5.277), [&a, &b], Some(7.65)).unwrap().warnings.is_empty());
+        assert!(
+            f.warnings.len() == 1 && f.warnings[0].contains("plateau"),
+            "{:?}",
+            f.warnings
+        );
+        assert!(
+            resolve_threshold(ThresholdSpec::Fixed(5.277), [&a, &b], Some(7.65))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
     }
 
     #[test]
     fn threshold_specs_parse() {
-        assert_eq!(ThresholdSpec::parse("auto").unwrap(), ThresholdSpec::Auto { margin: 0.5 });
-        assert_eq!(ThresholdSpec::parse("auto:0.8").unwrap(), ThresholdSpec::Auto { margin: 0.8 });
-        assert_eq!(ThresholdSpec::parse("5.277").unwrap(), ThresholdSpec::Fixed(5.277));
-        assert!(ThresholdSpec::parse("five").unwrap_err().to_string().contains("auto:MARGIN"));
+        assert_eq!(
+            ThresholdSpec::parse("auto").unwrap(),
+            ThresholdSpec::Auto { margin: 0.5 }
+        );
+        assert_eq!(
+            ThresholdSpec::parse("auto:0.8").unwrap(),
+            ThresholdSpec::Auto { margin: 0.8 }
+        );
+        assert_eq!(
+            ThresholdSpec::parse("5.277").unwrap(),
+            ThresholdSpec::Fixed(5.277)
+        );
+        assert!(ThresholdSpec::parse("five")
+            .unwrap_err()
+            .to_string()
+            .contains("auto:MARGIN"));
         assert!(ThresholdSpec::parse("auto:-1").is_err());
         assert!(ThresholdSpec::parse("nan").is_err());
         // Settings files: a number or a string, written back the same way.
@@ -652,11 +825,21 @@ mod tests {
         assert_eq!(t, ThresholdSpec::Fixed(5.277));
         let t: ThresholdSpec = serde_json::from_str("\"auto\"").unwrap();
         assert_eq!(t, ThresholdSpec::Auto { margin: 0.5 });
-        assert_eq!(serde_json::to_string(&ThresholdSpec::Auto { margin: 0.8 }).unwrap(), "\"auto:0.8\"");
-        let back: ThresholdSpec = serde_json::from_str(&serde_json::to_string(&ThresholdSpec::Fixed(5.3)).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&ThresholdSpec::Auto { margin: 0.8 }).unwrap(),
+            "\"auto:0.8\""
+        );
+        let back: ThresholdSpec =
+            serde_json::from_str(&serde_json::to_string(&ThresholdSpec::Fixed(5.3)).unwrap())
+                .unwrap();
         assert_eq!(back, ThresholdSpec::Fixed(5.3));
-        let e = serde_json::from_str::<ThresholdSpec>("\"automatic\"").unwrap_err().to_string();
+        let e = serde_json::from_str::<ThresholdSpec>("\"automatic\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("automatic") && e.contains("auto:MARGIN"), "{e}");
-        assert_eq!("auto:0.25".parse::<ThresholdSpec>().unwrap().to_string(), "auto:0.25");
+        assert_eq!(
+            "auto:0.25".parse::<ThresholdSpec>().unwrap().to_string(),
+            "auto:0.25"
+        );
     }
 }

@@ -25,9 +25,14 @@ const BATCH: usize = 32;
 const SEQ: usize = 128;
 
 fn tokens(rng: &mut rand_chacha::ChaCha8Rng, dev: &Device) -> (Tensor, Tensor) {
-    let v: Vec<u32> = (0..BATCH * (SEQ + 1)).map(|_| rng.random_range(0..VOCAB as u32)).collect();
+    let v: Vec<u32> = (0..BATCH * (SEQ + 1))
+        .map(|_| rng.random_range(0..VOCAB as u32))
+        .collect();
     let all = Tensor::from_vec(v, (BATCH, SEQ + 1), dev).unwrap();
-    (all.narrow(1, 0, SEQ).unwrap().contiguous().unwrap(), all.narrow(1, 1, SEQ).unwrap().flatten_all().unwrap())
+    (
+        all.narrow(1, 0, SEQ).unwrap().contiguous().unwrap(),
+        all.narrow(1, 1, SEQ).unwrap().flatten_all().unwrap(),
+    )
 }
 
 fn secs(t: Instant) -> f64 {
@@ -36,13 +41,31 @@ fn secs(t: Instant) -> f64 {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let dev = Device::Cpu;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "load average: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "{:<22} {:>10} {:>10} | split per step (ms): {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
-        "model", "tokens/s", "ms/step", "in-proj", "loop", "fwd", "loss", "bwd", "bwd-lstm", "optim"
+        "model",
+        "tokens/s",
+        "ms/step",
+        "in-proj",
+        "loop",
+        "fwd",
+        "loss",
+        "bwd",
+        "bwd-lstm",
+        "optim"
     );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     for d in [64usize, 128] {
@@ -51,12 +74,24 @@ fn main() {
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
                 continue;
             }
-            let cfg = LstmConfig { kernel, ..LstmConfig::paper_no_dropout(d) };
+            let cfg = LstmConfig {
+                kernel,
+                ..LstmConfig::paper_no_dropout(d)
+            };
             let model = cfg.build(VOCAB, 0, &dev, DType::F32).unwrap();
             let mut opt = OptimizerConfig::adam_w().build(model.params()).unwrap();
             // the input projections alone: one (T·B, d)·(d, 4H) matmul per layer
-            let w_ih: Vec<Tensor> =
-                (0..cfg.n_layers).map(|l| model.params().get(&format!("layers.{l}.w_ih")).unwrap().var.as_tensor().clone()).collect();
+            let w_ih: Vec<Tensor> = (0..cfg.n_layers)
+                .map(|l| {
+                    model
+                        .params()
+                        .get(&format!("layers.{l}.w_ih"))
+                        .unwrap()
+                        .var
+                        .as_tensor()
+                        .clone()
+                })
+                .collect();
             let x = Tensor::randn(0f32, 1.0, (SEQ * BATCH, d), &dev).unwrap();
             // per-step times: all, forward (hidden), loss, backward, optimiser, input projections, head backward
             let mut rows: Vec<[f64; 7]> = Vec::new();
@@ -66,7 +101,12 @@ fn main() {
                 let h = model.hidden(&inp, true).unwrap();
                 let f = secs(t0);
                 let t1 = Instant::now();
-                let loss = cross_entropy(&h.reshape((BATCH * SEQ, d)).unwrap(), model.output_weight(), &tgt).unwrap();
+                let loss = cross_entropy(
+                    &h.reshape((BATCH * SEQ, d)).unwrap(),
+                    model.output_weight(),
+                    &tgt,
+                )
+                .unwrap();
                 let _ = loss.to_scalar::<f32>().unwrap();
                 let l = secs(t1);
                 let t2 = Instant::now();
@@ -84,7 +124,12 @@ fn main() {
                 let p = secs(t4);
                 // the output layer and loss backward alone, from a detached hidden state
                 let hv = candle_core::Var::from_tensor(&h.detach()).unwrap();
-                let head = cross_entropy(&hv.as_tensor().reshape((BATCH * SEQ, d)).unwrap(), model.output_weight(), &tgt).unwrap();
+                let head = cross_entropy(
+                    &hv.as_tensor().reshape((BATCH * SEQ, d)).unwrap(),
+                    model.output_weight(),
+                    &tgt,
+                )
+                .unwrap();
                 let t5 = Instant::now();
                 let _ = head.backward().unwrap();
                 let hb = secs(t5);

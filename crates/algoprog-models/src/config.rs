@@ -26,8 +26,8 @@ use crate::lstm::LstmConfig;
 use crate::transformer::{default_depth, validate_shape, Transformer, TransformerSpec};
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::{
-    ConfigError, DynFeedForward, DynNorm, DynPositional, FeedForwardKind, FeedForwardSpec, GatedHidden,
-    InitKind, NormKind, Placement, PositionalKind,
+    ConfigError, DynFeedForward, DynNorm, DynPositional, FeedForwardKind, FeedForwardSpec,
+    GatedHidden, InitKind, NormKind, Placement, PositionalKind,
 };
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
@@ -191,22 +191,48 @@ impl TransformerConfig {
     /// Sizes are bounded (see [`MAX_D_MODEL`] and the other limits) before
     /// anything is built.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_shape(self.d_model, self.n_layers, self.head_dim, self.ff_ratio, self.max_seq_len)?;
+        validate_shape(
+            self.d_model,
+            self.n_layers,
+            self.head_dim,
+            self.ff_ratio,
+            self.max_seq_len,
+        )?;
         if self.d_model > MAX_D_MODEL {
-            return Err(too_large("model.d_model", self.d_model, MAX_D_MODEL, "3.5 times the widest published model; try 64 to 4096"));
+            return Err(too_large(
+                "model.d_model",
+                self.d_model,
+                MAX_D_MODEL,
+                "3.5 times the widest published model; try 64 to 4096",
+            ));
         }
         if self.depth() > MAX_LAYERS {
             let shown = match self.n_layers {
                 Some(n) => n.to_string(),
                 None => format!("{} (d_model/16, as n_layers is not set)", self.depth()),
             };
-            return Err(too_large("model.n_layers", shown, MAX_LAYERS, "8 times the deepest published language models"));
+            return Err(too_large(
+                "model.n_layers",
+                shown,
+                MAX_LAYERS,
+                "8 times the deepest published language models",
+            ));
         }
         if self.ff_ratio > MAX_FF_RATIO {
-            return Err(too_large("model.ff_ratio", self.ff_ratio, MAX_FF_RATIO, "16 times the usual 4"));
+            return Err(too_large(
+                "model.ff_ratio",
+                self.ff_ratio,
+                MAX_FF_RATIO,
+                "16 times the usual 4",
+            ));
         }
         if self.max_seq_len > MAX_SEQ_LEN {
-            return Err(too_large("model.max_seq_len", self.max_seq_len, MAX_SEQ_LEN, "the longest data.seq_len the data accepts"));
+            return Err(too_large(
+                "model.max_seq_len",
+                self.max_seq_len,
+                MAX_SEQ_LEN,
+                "the longest data.seq_len the data accepts",
+            ));
         }
         if self.positional == PositionalKind::Rotary && !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::new(
@@ -234,14 +260,24 @@ impl TransformerConfig {
             max_seq_len: self.max_seq_len,
             tie_embeddings: self.tie_embeddings,
             positional: self.positional,
-            feed_forward: FeedForwardSpec { kind: self.feed_forward, gated_hidden: self.gated_hidden },
+            feed_forward: FeedForwardSpec {
+                kind: self.feed_forward,
+                gated_hidden: self.gated_hidden,
+            },
             norm: self.norm,
         }
     }
 
     /// Builds the run-time model (after [`ModelConfig::check_size`]'s bound with this vocabulary).
-    pub fn build(&self, vocab_size: usize, seed: u64, device: &Device, dtype: DType) -> candle_core::Result<DynTransformer> {
-        self.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    pub fn build(
+        &self,
+        vocab_size: usize,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<DynTransformer> {
+        self.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         ModelConfig::Transformer(self.clone())
             .check_size(vocab_size)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {}", e.key, e.message)))?;

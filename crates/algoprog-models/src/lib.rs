@@ -58,7 +58,9 @@ pub trait LanguageModel: Send + Sync {
         let h = self.hidden(tokens, train)?;
         let (b, t, d) = h.dims3()?;
         let w = self.output_weight();
-        h.reshape((b * t, d))?.matmul(&w.t()?)?.reshape((b, t, w.dim(0)?))
+        h.reshape((b * t, d))?
+            .matmul(&w.t()?)?
+            .reshape((b, t, w.dim(0)?))
     }
 
     fn vocab_size(&self) -> usize;

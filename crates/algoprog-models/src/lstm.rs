@@ -86,7 +86,9 @@
 
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::fused::lstm::{LstmCell, LstmWindow};
-use algoprog_nn::{ConfigError, Init, LayerNorm, Norm, NormConfig, ParamBuilder, ParamRole, ParamStore};
+use algoprog_nn::{
+    ConfigError, Init, LayerNorm, Norm, NormConfig, ParamBuilder, ParamRole, ParamStore,
+};
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -208,7 +210,12 @@ impl LstmConfig {
     /// comparison with the Transformer (appendix 11.1.2, dropout 0 as in
     /// Chinchilla) and the `lstm` preset.
     pub fn paper_no_dropout(d_model: usize) -> Self {
-        Self { dropout_input: 0.0, dropout_hidden: 0.0, dropout_output: 0.0, ..Self::paper(d_model) }
+        Self {
+            dropout_input: 0.0,
+            dropout_hidden: 0.0,
+            dropout_output: 0.0,
+            ..Self::paper(d_model)
+        }
     }
 
     /// The hidden width actually used.
@@ -219,10 +226,16 @@ impl LstmConfig {
     /// Checks the config; errors name the `model.*` key and the fix.
     pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         if self.d_model == 0 {
-            return Err(ConfigError::new("model.d_model", "model.d_model = 0: choose a positive width, e.g. 64"));
+            return Err(ConfigError::new(
+                "model.d_model",
+                "model.d_model = 0: choose a positive width, e.g. 64",
+            ));
         }
         if self.n_layers == 0 {
-            return Err(ConfigError::new("model.n_layers", "model.n_layers = 0: choose 2 (the papers') or 1"));
+            return Err(ConfigError::new(
+                "model.n_layers",
+                "model.n_layers = 0: choose 2 (the papers') or 1",
+            ));
         }
         if self.hidden == Some(0) {
             return Err(ConfigError::new(
@@ -268,9 +281,14 @@ impl LstmConfig {
     /// Parameter counts without building (see the module docs).
     pub fn param_counts(&self, vocab_size: usize) -> ParamCounts {
         let h = self.hidden_size();
-        let per_layer =
-            |l: usize| 4 * h * (self.layer_in(l) + h) + 4 * h + if self.layer_norm { 2 * h } else { 0 };
-        let proj = if h != self.d_model { self.d_model * h } else { 0 };
+        let per_layer = |l: usize| {
+            4 * h * (self.layer_in(l) + h) + 4 * h + if self.layer_norm { 2 * h } else { 0 }
+        };
+        let proj = if h != self.d_model {
+            self.d_model * h
+        } else {
+            0
+        };
         ParamCounts {
             embedding: vocab_size * self.d_model,
             non_embedding: (0..self.n_layers).map(per_layer).sum::<usize>() + proj,
@@ -282,11 +300,24 @@ impl LstmConfig {
     /// 3 × forward; breakdown `lstm.input`, `lstm.recurrent`, `projection`,
     /// `output`.
     pub fn flops(&self, vocab_size: usize, seq_len: usize) -> FlopReport {
-        let (d, h, v) = (self.d_model as f64, self.hidden_size() as f64, vocab_size as f64);
-        let input: f64 = (0..self.n_layers).map(|l| 2.0 * self.layer_in(l) as f64 * 4.0 * h).sum();
+        let (d, h, v) = (
+            self.d_model as f64,
+            self.hidden_size() as f64,
+            vocab_size as f64,
+        );
+        let input: f64 = (0..self.n_layers)
+            .map(|l| 2.0 * self.layer_in(l) as f64 * 4.0 * h)
+            .sum();
         let recurrent = self.n_layers as f64 * 2.0 * h * 4.0 * h;
-        let proj = if self.hidden_size() != self.d_model { 2.0 * h * d } else { 0.0 };
-        let mut breakdown = vec![("lstm.input".to_string(), input), ("lstm.recurrent".to_string(), recurrent)];
+        let proj = if self.hidden_size() != self.d_model {
+            2.0 * h * d
+        } else {
+            0.0
+        };
+        let mut breakdown = vec![
+            ("lstm.input".to_string(), input),
+            ("lstm.recurrent".to_string(), recurrent),
+        ];
         if proj > 0.0 {
             breakdown.push(("projection".to_string(), proj));
         }
@@ -303,7 +334,13 @@ impl LstmConfig {
     }
 
     /// Validates, then builds the model with seeded initialisation.
-    pub fn build(&self, vocab_size: usize, seed: u64, device: &Device, dtype: DType) -> Result<Lstm> {
+    pub fn build(
+        &self,
+        vocab_size: usize,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Lstm> {
         Lstm::new(self, vocab_size, seed, device, dtype)
     }
 }
@@ -333,7 +370,9 @@ pub struct Lstm {
 /// `a` is row-major n×n; the result is row-major.
 pub fn orthogonalize(a: &[f64], n: usize) -> Vec<f64> {
     // columns as vectors
-    let mut cols: Vec<Vec<f64>> = (0..n).map(|j| (0..n).map(|i| a[i * n + j]).collect()).collect();
+    let mut cols: Vec<Vec<f64>> = (0..n)
+        .map(|j| (0..n).map(|i| a[i * n + j]).collect())
+        .collect();
     for j in 0..n {
         for k in 0..j {
             let (done, rest) = cols.split_at_mut(j);
@@ -343,7 +382,12 @@ pub fn orthogonalize(a: &[f64], n: usize) -> Vec<f64> {
                 *x -= dot * q;
             }
         }
-        let norm = cols[j].iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+        let norm = cols[j]
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-300);
         for x in cols[j].iter_mut() {
             *x /= norm;
         }
@@ -359,26 +403,48 @@ pub fn orthogonalize(a: &[f64], n: usize) -> Vec<f64> {
 
 impl Lstm {
     /// Builds the model with parameters drawn from a ChaCha8 stream seeded by `seed`.
-    pub fn new(cfg: &LstmConfig, vocab_size: usize, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    pub fn new(
+        cfg: &LstmConfig,
+        vocab_size: usize,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         if vocab_size == 0 {
-            return Err(candle_core::Error::Msg("vocabulary size is 0: the tokenizer produced no ids".into()));
+            return Err(candle_core::Error::Msg(
+                "vocabulary size is 0: the tokenizer produced no ids".into(),
+            ));
         }
         let pb = ParamBuilder::new(seed, device, dtype);
         let model = Self::from_builder(cfg, vocab_size, &pb, seed)?;
         // Orthogonal recurrent blocks and the forget-gate bias, set in place.
         let (params, h) = (&model.params, cfg.hidden_size());
         for l in 0..cfg.n_layers {
-            let p = params.get(&format!("layers.{l}.w_hh")).expect("w_hh was created");
-            let g: Vec<f64> = p.var.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let p = params
+                .get(&format!("layers.{l}.w_hh"))
+                .expect("w_hh was created");
+            let g: Vec<f64> = p
+                .var
+                .as_tensor()
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1()?;
             let mut w = Vec::with_capacity(g.len());
             for block in g.chunks(h * h) {
                 w.extend(orthogonalize(block, h));
             }
-            p.var.set(&Tensor::from_vec(w, (4 * h, h), device)?.to_dtype(dtype)?)?;
-            let b = params.get(&format!("layers.{l}.bias")).expect("bias was created");
-            let vals: Vec<f64> = (0..4 * h).map(|i| if (h..2 * h).contains(&i) { 1.0 } else { 0.0 }).collect();
-            b.var.set(&Tensor::from_vec(vals, 4 * h, device)?.to_dtype(dtype)?)?;
+            p.var
+                .set(&Tensor::from_vec(w, (4 * h, h), device)?.to_dtype(dtype)?)?;
+            let b = params
+                .get(&format!("layers.{l}.bias"))
+                .expect("bias was created");
+            let vals: Vec<f64> = (0..4 * h)
+                .map(|i| if (h..2 * h).contains(&i) { 1.0 } else { 0.0 })
+                .collect();
+            b.var
+                .set(&Tensor::from_vec(vals, 4 * h, device)?.to_dtype(dtype)?)?;
         }
         Ok(model)
     }
@@ -386,23 +452,60 @@ impl Lstm {
     /// Creates the parameters through `pb` (fresh draws before the in-place
     /// orthogonal/forget-bias setup of [`Lstm::new`], or a
     /// [`ParamBuilder::view_of`] an existing model) with dropout stream `seed`.
-    pub fn from_builder(cfg: &LstmConfig, vocab_size: usize, pb: &ParamBuilder, seed: u64) -> Result<Self> {
+    pub fn from_builder(
+        cfg: &LstmConfig,
+        vocab_size: usize,
+        pb: &ParamBuilder,
+        seed: u64,
+    ) -> Result<Self> {
         let (d, h) = (cfg.d_model, cfg.hidden_size());
-        let xavier = |fan_in: usize, fan_out: usize| Init::Uniform { bound: (6.0 / (fan_in + fan_out) as f64).sqrt() };
-        let embed = pb.pp("embed").param_with("weight", &[vocab_size, d], ParamRole::Embedding, xavier(vocab_size, d))?;
+        let xavier = |fan_in: usize, fan_out: usize| Init::Uniform {
+            bound: (6.0 / (fan_in + fan_out) as f64).sqrt(),
+        };
+        let embed = pb.pp("embed").param_with(
+            "weight",
+            &[vocab_size, d],
+            ParamRole::Embedding,
+            xavier(vocab_size, d),
+        )?;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let lb = pb.pp(format!("layers.{l}"));
             let d_in = cfg.layer_in(l);
-            let w_ih = lb.param_with("w_ih", &[4 * h, d_in], ParamRole::RecurrentInput, xavier(d_in, 4 * h))?;
+            let w_ih = lb.param_with(
+                "w_ih",
+                &[4 * h, d_in],
+                ParamRole::RecurrentInput,
+                xavier(d_in, 4 * h),
+            )?;
             // Gaussian draws, orthogonalised per gate block below.
-            let w_hh = lb.param_with("w_hh", &[4 * h, h], ParamRole::Recurrent, Init::Normal { std: 1.0 })?;
+            let w_hh = lb.param_with(
+                "w_hh",
+                &[4 * h, h],
+                ParamRole::Recurrent,
+                Init::Normal { std: 1.0 },
+            )?;
             let bias = lb.param_with("bias", &[4 * h], ParamRole::Bias, Init::Zeros)?;
-            let norm =
-                if cfg.layer_norm { Some(LayerNorm::new(&NormConfig::default(), h, &lb.pp("norm"))?) } else { None };
-            layers.push(Layer { w_ih, w_hh, bias, norm });
+            let norm = if cfg.layer_norm {
+                Some(LayerNorm::new(&NormConfig::default(), h, &lb.pp("norm"))?)
+            } else {
+                None
+            };
+            layers.push(Layer {
+                w_ih,
+                w_hh,
+                bias,
+                norm,
+            });
         }
-        let proj = if h != d { Some(pb.pp("proj").param_with("weight", &[d, h], ParamRole::Other, xavier(h, d))?) } else { None };
+        let proj = if h != d {
+            Some(
+                pb.pp("proj")
+                    .param_with("weight", &[d, h], ParamRole::Other, xavier(h, d))?,
+            )
+        } else {
+            None
+        };
         let params = pb.finish();
         Ok(Self {
             cfg: cfg.clone(),
@@ -424,7 +527,9 @@ impl Lstm {
         let n = shape.0 * shape.1;
         let keep = 1.0 / (1.0 - p);
         let mut rng = self.rng.lock().unwrap();
-        let v: Vec<f64> = (0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
+        let v: Vec<f64> = (0..n)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
         Tensor::from_vec(v, shape, like.device())?.to_dtype(like.dtype())
     }
 
@@ -487,9 +592,16 @@ impl Lstm {
     /// All layers window by window (the `cell` and `composite` kernels, and
     /// any kernel off the CPU): x (T, B, d) → (T, B, H), the state detached
     /// between windows.
-    fn windows_by_layer(&self, x: Tensor, zeros: &Tensor, mask_h: &[Option<Tensor>], mask_o: &[Option<Tensor>]) -> Result<Tensor> {
+    fn windows_by_layer(
+        &self,
+        x: Tensor,
+        zeros: &Tensor,
+        mask_h: &[Option<Tensor>],
+        mask_o: &[Option<Tensor>],
+    ) -> Result<Tensor> {
         let (t, n) = (x.dim(0)?, self.layers.len());
-        let mut state: Vec<(Tensor, Tensor)> = (0..n).map(|_| (zeros.clone(), zeros.clone())).collect();
+        let mut state: Vec<(Tensor, Tensor)> =
+            (0..n).map(|_| (zeros.clone(), zeros.clone())).collect();
         let mut windows = Vec::new();
         let mut start = 0;
         while start < t {
@@ -505,7 +617,11 @@ impl Lstm {
             windows.push(y);
             start += len;
         }
-        if windows.len() == 1 { Ok(windows.pop().unwrap()) } else { Tensor::cat(&windows, 0) }
+        if windows.len() == 1 {
+            Ok(windows.pop().unwrap())
+        } else {
+            Tensor::cat(&windows, 0)
+        }
     }
 }
 
@@ -514,7 +630,9 @@ impl LanguageModel for Lstm {
     /// (dropout is off in evaluation, so the view's own mask stream is unused).
     fn eval_view(&self) -> Option<Box<dyn LanguageModel>> {
         let pb = ParamBuilder::view_of(&self.params, self.embed.device(), self.embed.dtype());
-        Lstm::from_builder(&self.cfg, self.vocab_size, &pb, 0).ok().map(|m| Box::new(m) as Box<dyn LanguageModel>)
+        Lstm::from_builder(&self.cfg, self.vocab_size, &pb, 0)
+            .ok()
+            .map(|m| Box::new(m) as Box<dyn LanguageModel>)
     }
 
     fn hidden(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
@@ -531,15 +649,26 @@ impl LanguageModel for Lstm {
         let mut x = self.embed.index_select(&ids, 0)?.reshape((t, b, d))?;
         let active = |p: f64| train && p > 0.0;
         if active(self.cfg.dropout_input) {
-            x = x.broadcast_mul(&self.mask(self.cfg.dropout_input, (b, d), &x)?.unsqueeze(0)?)?;
+            x = x.broadcast_mul(
+                &self
+                    .mask(self.cfg.dropout_input, (b, d), &x)?
+                    .unsqueeze(0)?,
+            )?;
         }
         let n = self.layers.len();
         let mut mask_h = Vec::with_capacity(n);
         let mut mask_o = Vec::with_capacity(n);
         for _ in 0..n {
-            mask_h.push(if active(self.cfg.dropout_hidden) { Some(self.mask(self.cfg.dropout_hidden, (b, h), &x)?) } else { None });
+            mask_h.push(if active(self.cfg.dropout_hidden) {
+                Some(self.mask(self.cfg.dropout_hidden, (b, h), &x)?)
+            } else {
+                None
+            });
             mask_o.push(if active(self.cfg.dropout_output) {
-                Some(self.mask(self.cfg.dropout_output, (b, h), &x)?.unsqueeze(0)?)
+                Some(
+                    self.mask(self.cfg.dropout_output, (b, h), &x)?
+                        .unsqueeze(0)?,
+                )
             } else {
                 None
             });
@@ -557,7 +686,8 @@ impl LanguageModel for Lstm {
                     None => Tensor::ones((b, h), y.dtype(), y.device())?,
                 };
                 let s0 = Tensor::cat(&[&zeros, &zeros, &mask], 1)?;
-                let out = xp.apply_op3(&layer.w_hh, &s0, LstmWindow::with_tbptt(self.cfg.tbptt_len))?;
+                let out =
+                    xp.apply_op3(&layer.w_hh, &s0, LstmWindow::with_tbptt(self.cfg.tbptt_len))?;
                 y = self.layer_output(l, out, mask_o[l].as_ref())?;
             }
             y

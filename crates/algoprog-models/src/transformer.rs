@@ -112,10 +112,18 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
         self.d_model / self.head_dim.max(1)
     }
     pub fn attention_dims(&self) -> AttentionDims {
-        AttentionDims { d_model: self.d_model, head_dim: self.head_dim, bias: self.bias }
+        AttentionDims {
+            d_model: self.d_model,
+            head_dim: self.head_dim,
+            bias: self.bias,
+        }
     }
     pub fn ff_dims(&self) -> FfDims {
-        FfDims { d_model: self.d_model, ff_ratio: self.ff_ratio, bias: self.bias }
+        FfDims {
+            d_model: self.d_model,
+            ff_ratio: self.ff_ratio,
+            bias: self.bias,
+        }
     }
     pub fn pos_dims(&self) -> PosDims {
         PosDims {
@@ -128,7 +136,13 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
 
     /// Checks the shape; errors name the `model.*` key and the fix.
     pub fn validate(&self) -> std::result::Result<(), ConfigError> {
-        validate_shape(self.d_model, Some(self.n_layers), self.head_dim, self.ff_ratio, self.max_seq_len)
+        validate_shape(
+            self.d_model,
+            Some(self.n_layers),
+            self.head_dim,
+            self.ff_ratio,
+            self.max_seq_len,
+        )
     }
 
     /// Parameter counts without building. Embedding: the token table, any
@@ -138,13 +152,24 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
         let d = self.d_model;
         let embedding = vocab_size * d
             + P::num_params(&self.positional, &self.pos_dims())
-            + if self.tie_embeddings { 0 } else { vocab_size * d };
+            + if self.tie_embeddings {
+                0
+            } else {
+                vocab_size * d
+            };
         let per_layer = CausalSelfAttention::num_params(&self.attention_dims())
             + F::num_params(&self.feed_forward, &self.ff_dims())
             + 2 * N::num_params(&self.norm, d);
-        let non_embedding =
-            self.n_layers * per_layer + if self.final_norm { N::num_params(&self.norm, d) } else { 0 };
-        ParamCounts { embedding, non_embedding }
+        let non_embedding = self.n_layers * per_layer
+            + if self.final_norm {
+                N::num_params(&self.norm, d)
+            } else {
+                0
+            };
+        ParamCounts {
+            embedding,
+            non_embedding,
+        }
     }
 
     /// Forward FLOPs per component for one sequence of `seq_len` tokens
@@ -154,11 +179,23 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
         let (l, t, d) = (self.n_layers as f64, seq_len, self.d_model);
         let norms = 2.0 * l + if self.final_norm { 1.0 } else { 0.0 };
         vec![
-            ("attention".into(), CausalSelfAttention::flops(&self.attention_dims(), 1, t).scale(l)),
-            ("positional".into(), P::flops(&self.positional, &self.pos_dims(), 1, t)),
-            ("feed_forward".into(), F::flops(&self.feed_forward, &self.ff_dims(), t).scale(l)),
+            (
+                "attention".into(),
+                CausalSelfAttention::flops(&self.attention_dims(), 1, t).scale(l),
+            ),
+            (
+                "positional".into(),
+                P::flops(&self.positional, &self.pos_dims(), 1, t),
+            ),
+            (
+                "feed_forward".into(),
+                F::flops(&self.feed_forward, &self.ff_dims(), t).scale(l),
+            ),
             ("norms".into(), N::flops(&self.norm, d, t).scale(norms)),
-            ("output".into(), Flops::new(2.0 * (t * d * vocab_size) as f64, 0.0)),
+            (
+                "output".into(),
+                Flops::new(2.0 * (t * d * vocab_size) as f64, 0.0),
+            ),
         ]
     }
 
@@ -167,12 +204,22 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     /// 3hT² + 2T²d + 2Td²) + L·2T·(m·d·h) + 2TdV, with m the number of
     /// feed-forward matrices (2 for an MLP, 3 gated) and h their hidden size.
     pub fn chinchilla_train_per_token(&self, vocab_size: usize, seq_len: usize) -> f64 {
-        let (t, d, v, l) = (seq_len as f64, self.d_model as f64, vocab_size as f64, self.n_layers as f64);
+        let (t, d, v, l) = (
+            seq_len as f64,
+            self.d_model as f64,
+            vocab_size as f64,
+            self.n_layers as f64,
+        );
         let h = self.n_heads() as f64;
         let ffh = F::hidden_size(&self.feed_forward, &self.ff_dims()) as f64;
         // number of d×h matrices m, recovered from the feed-forward's matmul FLOPs (2·m·d·h per token)
-        let mats = ((F::flops(&self.feed_forward, &self.ff_dims(), 1).matmul) / (2.0 * d * ffh)).round();
-        let attn = 2.0 * 3.0 * t * d * d + 2.0 * t * t * d + 3.0 * h * t * t + 2.0 * t * t * d + 2.0 * t * d * d;
+        let mats =
+            ((F::flops(&self.feed_forward, &self.ff_dims(), 1).matmul) / (2.0 * d * ffh)).round();
+        let attn = 2.0 * 3.0 * t * d * d
+            + 2.0 * t * t * d
+            + 3.0 * h * t * t
+            + 2.0 * t * t * d
+            + 2.0 * t * d * d;
         let dense = 2.0 * t * mats * d * ffh;
         let fwd = 2.0 * t * v * d + l * (attn + dense) + 2.0 * t * d * v;
         3.0 * fwd / t
@@ -182,8 +229,11 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     pub fn flops(&self, vocab_size: usize, seq_len: usize) -> FlopReport {
         let t = seq_len.max(1) as f64;
         let parts = self.component_flops(vocab_size, seq_len.max(1));
-        let breakdown: Vec<(String, f64)> =
-            parts.iter().filter(|(_, f)| f.matmul > 0.0).map(|(n, f)| (n.clone(), f.matmul / t)).collect();
+        let breakdown: Vec<(String, f64)> = parts
+            .iter()
+            .filter(|(_, f)| f.matmul > 0.0)
+            .map(|(n, f)| (n.clone(), f.matmul / t))
+            .collect();
         let forward: f64 = breakdown.iter().map(|(_, x)| x).sum();
         let counts = self.param_counts(vocab_size);
         FlopReport {
@@ -206,10 +256,16 @@ pub(crate) fn validate_shape(
     max_seq_len: usize,
 ) -> std::result::Result<(), ConfigError> {
     if d_model == 0 {
-        return Err(ConfigError::new("model.d_model", "model.d_model = 0: choose a positive width, e.g. 64"));
+        return Err(ConfigError::new(
+            "model.d_model",
+            "model.d_model = 0: choose a positive width, e.g. 64",
+        ));
     }
     if head_dim == 0 {
-        return Err(ConfigError::new("model.head_dim", "model.head_dim = 0: choose a positive head size, e.g. 16"));
+        return Err(ConfigError::new(
+            "model.head_dim",
+            "model.head_dim = 0: choose a positive head size, e.g. 16",
+        ));
     }
     if !d_model.is_multiple_of(head_dim) {
         return Err(ConfigError::new(
@@ -269,20 +325,32 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        spec.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        spec.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         if vocab_size == 0 {
-            return Err(candle_core::Error::Msg("vocabulary size is 0: the tokenizer produced no ids".into()));
+            return Err(candle_core::Error::Msg(
+                "vocabulary size is 0: the tokenizer produced no ids".into(),
+            ));
         }
-        let init = Arc::new(InitScheme { kind: spec.init, n_layers: spec.n_layers });
+        let init = Arc::new(InitScheme {
+            kind: spec.init,
+            n_layers: spec.n_layers,
+        });
         let pb = ParamBuilder::with_initializer(seed, device, dtype, init);
         Self::from_builder(spec, vocab_size, &pb)
     }
 
     /// Builds the model's parameters through `pb` (fresh ones, or a
     /// [`ParamBuilder::view_of`] an existing model).
-    pub fn from_builder(spec: &TransformerSpec<P, F, N>, vocab_size: usize, pb: &ParamBuilder) -> Result<Self> {
+    pub fn from_builder(
+        spec: &TransformerSpec<P, F, N>,
+        vocab_size: usize,
+        pb: &ParamBuilder,
+    ) -> Result<Self> {
         let d = spec.d_model;
-        let embed = pb.pp("embed").param("weight", &[vocab_size, d], ParamRole::Embedding)?;
+        let embed = pb
+            .pp("embed")
+            .param("weight", &[vocab_size, d], ParamRole::Embedding)?;
         let pos = P::new(&spec.positional, &spec.pos_dims(), &pb.pp("pos"))?;
         let mut blocks = Vec::with_capacity(spec.n_layers);
         for i in 0..spec.n_layers {
@@ -294,14 +362,29 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
                 mlp: F::new(&spec.feed_forward, &spec.ff_dims(), &b.pp("mlp"))?,
             });
         }
-        let final_norm =
-            if spec.final_norm { Some(N::new(&spec.norm, d, &pb.pp("final_norm"))?) } else { None };
+        let final_norm = if spec.final_norm {
+            Some(N::new(&spec.norm, d, &pb.pp("final_norm"))?)
+        } else {
+            None
+        };
         let lm_head = if spec.tie_embeddings {
             None
         } else {
-            Some(pb.pp("lm_head").param("weight", &[vocab_size, d], ParamRole::Output)?)
+            Some(
+                pb.pp("lm_head")
+                    .param("weight", &[vocab_size, d], ParamRole::Output)?,
+            )
         };
-        Ok(Self { spec: spec.clone(), vocab_size, embed, pos, blocks, final_norm, lm_head, params: pb.finish() })
+        Ok(Self {
+            spec: spec.clone(),
+            vocab_size,
+            embed,
+            pos,
+            blocks,
+            final_norm,
+            lm_head,
+            params: pb.finish(),
+        })
     }
 
     pub fn spec(&self) -> &TransformerSpec<P, F, N> {
@@ -309,11 +392,15 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
     }
 }
 
-impl<P: PositionalEncoding + 'static, F: FeedForward + 'static, N: Norm + 'static> LanguageModel for Transformer<P, F, N> {
+impl<P: PositionalEncoding + 'static, F: FeedForward + 'static, N: Norm + 'static> LanguageModel
+    for Transformer<P, F, N>
+{
     /// The same model over detached parameters: evaluation records no graph.
     fn eval_view(&self) -> Option<Box<dyn LanguageModel>> {
         let pb = ParamBuilder::view_of(&self.params, self.embed.device(), self.embed.dtype());
-        Transformer::from_builder(&self.spec, self.vocab_size, &pb).ok().map(|m| Box::new(m) as Box<dyn LanguageModel>)
+        Transformer::from_builder(&self.spec, self.vocab_size, &pb)
+            .ok()
+            .map(|m| Box::new(m) as Box<dyn LanguageModel>)
     }
 
     /// Dropout is 0 (the paper's table 2), so `train` has no effect.
@@ -330,7 +417,9 @@ impl<P: PositionalEncoding + 'static, F: FeedForward + 'static, N: Norm + 'stati
                     (&x + blk.mlp.forward(&blk.norm2.forward(&x)?)?)?
                 }
                 Placement::Post => {
-                    let x = blk.norm1.forward(&(&x + blk.attn.forward(&x, &self.pos)?)?)?;
+                    let x = blk
+                        .norm1
+                        .forward(&(&x + blk.attn.forward(&x, &self.pos)?)?)?;
                     blk.norm2.forward(&(&x + blk.mlp.forward(&x)?)?)?
                 }
             };

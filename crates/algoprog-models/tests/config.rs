@@ -12,21 +12,52 @@ fn retro_and_modern_differ_in_exactly_their_named_seams() {
     let r = serde_json::to_value(TransformerConfig::retro(64)).unwrap();
     let (m, r) = (m.as_object().unwrap(), r.as_object().unwrap());
     assert_eq!(m.keys().collect::<Vec<_>>(), r.keys().collect::<Vec<_>>());
-    let differ: BTreeSet<&str> = m.keys().filter(|k| m[*k] != r[*k]).map(|k| k.as_str()).collect();
+    let differ: BTreeSet<&str> = m
+        .keys()
+        .filter(|k| m[*k] != r[*k])
+        .map(|k| k.as_str())
+        .collect();
     // positional (rotary vs sinusoidal), feed-forward (SwiGLU vs GeLU), norm
     // (RMS vs Layer) and its placement (pre + final norm vs post, no final norm)
-    assert_eq!(differ, BTreeSet::from(["positional", "feed_forward", "norm", "placement", "final_norm"]));
+    assert_eq!(
+        differ,
+        BTreeSet::from([
+            "positional",
+            "feed_forward",
+            "norm",
+            "placement",
+            "final_norm"
+        ])
+    );
     assert_eq!(m["positional"], "rotary");
     assert_eq!(r["positional"], "sinusoidal");
     assert_eq!(m["feed_forward"], "swiglu");
     assert_eq!(r["feed_forward"], "gelu");
     assert_eq!(m["norm"], "rms_norm");
     assert_eq!(r["norm"], "layer_norm");
-    assert_eq!((m["placement"].as_str(), r["placement"].as_str()), (Some("pre"), Some("post")));
+    assert_eq!(
+        (m["placement"].as_str(), r["placement"].as_str()),
+        (Some("pre"), Some("post"))
+    );
     // the resolved specs agree on everything else
-    let (ms, rs) = (TransformerConfig::modern(64).spec(), TransformerConfig::retro(64).spec());
-    assert_eq!((ms.n_layers, ms.head_dim, ms.ff_ratio, ms.max_seq_len), (rs.n_layers, rs.head_dim, rs.ff_ratio, rs.max_seq_len));
-    assert_eq!((ms.n_layers, ms.head_dim, ms.ff_ratio, ms.max_seq_len, ms.tie_embeddings), (4, 16, 4.0, 128, true));
+    let (ms, rs) = (
+        TransformerConfig::modern(64).spec(),
+        TransformerConfig::retro(64).spec(),
+    );
+    assert_eq!(
+        (ms.n_layers, ms.head_dim, ms.ff_ratio, ms.max_seq_len),
+        (rs.n_layers, rs.head_dim, rs.ff_ratio, rs.max_seq_len)
+    );
+    assert_eq!(
+        (
+            ms.n_layers,
+            ms.head_dim,
+            ms.ff_ratio,
+            ms.max_seq_len,
+            ms.tie_embeddings
+        ),
+        (4, 16, 4.0, 128, true)
+    );
 }
 
 #[derive(Deserialize)]
@@ -37,27 +68,56 @@ struct File {
 #[test]
 fn toml_model_sections_parse_with_modern_defaults() {
     let f: File = toml::from_str("[model]\nkind = \"transformer\"\nd_model = 64\n").unwrap();
-    assert_eq!(f.model, ModelConfig::Transformer(TransformerConfig::modern(64)));
+    assert_eq!(
+        f.model,
+        ModelConfig::Transformer(TransformerConfig::modern(64))
+    );
     let f: File = toml::from_str(
         "[model]\nkind = \"transformer\"\nd_model = 64\npositional = \"sinusoidal\"\nfeed_forward = \"gelu\"\nnorm = \"layer_norm\"\nplacement = \"post\"\nfinal_norm = false\n",
     )
     .unwrap();
-    assert_eq!(f.model, ModelConfig::Transformer(TransformerConfig::retro(64)));
+    assert_eq!(
+        f.model,
+        ModelConfig::Transformer(TransformerConfig::retro(64))
+    );
     let f: File = toml::from_str(
         "[model]\nkind = \"transformer\"\nd_model = 32\nn_layers = 3\nff_ratio = 2\npositional = \"nope\"\nfeed_forward = \"geglu\"\ngated_hidden = \"param_matched\"\ninit = \"xavier_uniform\"\n",
     )
     .unwrap();
-    let ModelConfig::Transformer(c) = f.model else { panic!("kind = \"transformer\" parsed as another model") };
-    assert_eq!((c.n_layers, c.ff_ratio, c.positional, c.feed_forward), (Some(3), 2.0, PositionalKind::None, FeedForwardKind::GeGlu));
+    let ModelConfig::Transformer(c) = f.model else {
+        panic!("kind = \"transformer\" parsed as another model")
+    };
+    assert_eq!(
+        (c.n_layers, c.ff_ratio, c.positional, c.feed_forward),
+        (Some(3), 2.0, PositionalKind::None, FeedForwardKind::GeGlu)
+    );
     // unknown keys and values are errors that name them
-    let e = toml::from_str::<File>("[model]\nkind = \"transformer\"\nd_model = 64\nwidth = 3\n").err().unwrap().to_string();
+    let e = toml::from_str::<File>("[model]\nkind = \"transformer\"\nd_model = 64\nwidth = 3\n")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("width"), "{e}");
-    let e = toml::from_str::<File>("[model]\nkind = \"transformer\"\nd_model = 64\nnorm = \"batch_norm\"\n").err().unwrap().to_string();
+    let e = toml::from_str::<File>(
+        "[model]\nkind = \"transformer\"\nd_model = 64\nnorm = \"batch_norm\"\n",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("batch_norm"), "{e}");
     // round trip
-    let c = TransformerConfig { norm: NormKind::LayerNorm, placement: Placement::Post, ..TransformerConfig::modern(48) };
-    let s = toml::to_string(&File2 { model: ModelConfig::Transformer(c.clone()) }).unwrap();
-    assert_eq!(toml::from_str::<File>(&s).unwrap().model, ModelConfig::Transformer(c));
+    let c = TransformerConfig {
+        norm: NormKind::LayerNorm,
+        placement: Placement::Post,
+        ..TransformerConfig::modern(48)
+    };
+    let s = toml::to_string(&File2 {
+        model: ModelConfig::Transformer(c.clone()),
+    })
+    .unwrap();
+    assert_eq!(
+        toml::from_str::<File>(&s).unwrap().model,
+        ModelConfig::Transformer(c)
+    );
 }
 
 #[derive(serde::Serialize)]
@@ -75,13 +135,51 @@ fn validation_names_the_key_and_the_fix() {
         "model.d_model = 100 is not divisible by model.head_dim = 16: choose d_model as a multiple of 16"
     );
     assert_eq!(bad(TransformerConfig::modern(0)).key, "model.d_model");
-    assert_eq!(bad(TransformerConfig { n_layers: Some(0), ..TransformerConfig::modern(32) }).key, "model.n_layers");
-    assert_eq!(bad(TransformerConfig { head_dim: 0, ..TransformerConfig::modern(32) }).key, "model.head_dim");
-    assert_eq!(bad(TransformerConfig { ff_ratio: -1.0, ..TransformerConfig::modern(32) }).key, "model.ff_ratio");
-    assert_eq!(bad(TransformerConfig { max_seq_len: 0, ..TransformerConfig::modern(32) }).key, "model.max_seq_len");
-    let e = bad(TransformerConfig { head_dim: 5, d_model: 35, ..TransformerConfig::modern(32) });
-    assert!(e.key == "model.head_dim" && e.to_string().contains("even"), "{e}");
-    let err = ModelConfig::Transformer(TransformerConfig::modern(100)).build(10, 0, &Device::Cpu, DType::F32).err().unwrap();
+    assert_eq!(
+        bad(TransformerConfig {
+            n_layers: Some(0),
+            ..TransformerConfig::modern(32)
+        })
+        .key,
+        "model.n_layers"
+    );
+    assert_eq!(
+        bad(TransformerConfig {
+            head_dim: 0,
+            ..TransformerConfig::modern(32)
+        })
+        .key,
+        "model.head_dim"
+    );
+    assert_eq!(
+        bad(TransformerConfig {
+            ff_ratio: -1.0,
+            ..TransformerConfig::modern(32)
+        })
+        .key,
+        "model.ff_ratio"
+    );
+    assert_eq!(
+        bad(TransformerConfig {
+            max_seq_len: 0,
+            ..TransformerConfig::modern(32)
+        })
+        .key,
+        "model.max_seq_len"
+    );
+    let e = bad(TransformerConfig {
+        head_dim: 5,
+        d_model: 35,
+        ..TransformerConfig::modern(32)
+    });
+    assert!(
+        e.key == "model.head_dim" && e.to_string().contains("even"),
+        "{e}"
+    );
+    let err = ModelConfig::Transformer(TransformerConfig::modern(100))
+        .build(10, 0, &Device::Cpu, DType::F32)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("multiple of 16"));
     assert_eq!(TransformerConfig::modern(8).depth(), 1);
     assert_eq!(TransformerConfig::modern(64).depth(), 4);
@@ -113,14 +211,19 @@ fn seeding_is_bit_identical_and_checkpoints_round_trip() {
     a.params().save_safetensors(&p).unwrap();
     c.params().load_safetensors(&p).unwrap();
     assert_eq!(logits_of(a.as_ref()), logits_of(c.as_ref()));
-    let other = ModelConfig::Transformer(TransformerConfig::retro(32)).build(11, 5, &Device::Cpu, DType::F32).unwrap();
+    let other = ModelConfig::Transformer(TransformerConfig::retro(32))
+        .build(11, 5, &Device::Cpu, DType::F32)
+        .unwrap();
     let e = other.params().load_safetensors(&p).unwrap_err().to_string();
     assert!(e.contains("blocks.0.norm1.bias"), "{e}");
 }
 
 #[test]
 fn sequences_longer_than_max_seq_len_are_refused_with_the_key() {
-    let cfg = ModelConfig::Transformer(TransformerConfig { max_seq_len: 3, ..TransformerConfig::modern(16) });
+    let cfg = ModelConfig::Transformer(TransformerConfig {
+        max_seq_len: 3,
+        ..TransformerConfig::modern(16)
+    });
     let m = cfg.build(11, 0, &Device::Cpu, DType::F32).unwrap();
     let e = logits_of_err(m.as_ref());
     assert!(e.contains("model.max_seq_len"), "{e}");

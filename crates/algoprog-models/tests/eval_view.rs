@@ -6,7 +6,12 @@ use algoprog_nn::OptimizerConfig;
 use candle_core::{DType, Device, Tensor};
 
 fn tokens(device: &Device) -> Tensor {
-    Tensor::from_vec((0u32..24).map(|i| (i * 7) % 50).collect::<Vec<_>>(), (2, 12), device).unwrap()
+    Tensor::from_vec(
+        (0u32..24).map(|i| (i * 7) % 50).collect::<Vec<_>>(),
+        (2, 12),
+        device,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -18,13 +23,22 @@ fn eval_view_matches_the_model_without_a_graph_and_follows_updates() {
         ModelConfig::Lstm(LstmConfig::paper(32)),
     ] {
         let model = cfg.build(50, 1, &device, DType::F32).unwrap();
-        let view = model.eval_view().expect("every architecture has an evaluation view");
+        let view = model
+            .eval_view()
+            .expect("every architecture has an evaluation view");
         let x = tokens(&device);
         let a = model.hidden(&x, false).unwrap();
         let b = view.hidden(&x, false).unwrap();
         assert!(a.track_op(), "the model's forward records a graph");
         assert!(!b.track_op(), "the view's forward must record no graph");
-        let diff = (&a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0);
 
         // One optimiser step on the model; the view must see the new weights.
@@ -34,9 +48,23 @@ fn eval_view_matches_the_model_without_a_graph_and_follows_updates() {
         opt.step(&grads, 1e-2).unwrap();
         let a2 = model.hidden(&x, false).unwrap();
         let b2 = view.hidden(&x, false).unwrap();
-        let moved = (&a2 - &a).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let moved = (&a2 - &a)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(moved > 0.0, "the step must change the model");
-        let diff2 = (&a2 - &b2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff2 = (&a2 - &b2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff2, 0.0, "the view must follow the trained values");
     }
 }

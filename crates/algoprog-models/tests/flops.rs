@@ -29,10 +29,16 @@ fn forward_flops_per_token_match_the_hand_derivation() {
     assert_eq!(r.forward_per_token, 104_704.0);
     assert_eq!(r.train_per_token, 314_112.0);
     let get = |k: &str| r.breakdown.iter().find(|(n, _)| n == k).unwrap().1;
-    assert_eq!(get("attention"), 2.0 * (6_144.0 + 8_192.0 + 8_192.0 + 2_048.0));
+    assert_eq!(
+        get("attention"),
+        2.0 * (6_144.0 + 8_192.0 + 8_192.0 + 2_048.0)
+    );
     assert_eq!(get("feed_forward"), 2.0 * 24_576.0);
     assert_eq!(get("output"), 6_400.0);
-    assert_eq!(r.breakdown.iter().map(|(_, x)| x).sum::<f64>(), r.forward_per_token);
+    assert_eq!(
+        r.breakdown.iter().map(|(_, x)| x).sum::<f64>(),
+        r.forward_per_token
+    );
 
     // Parameters: embedding V·d = 3 200.
     // Non-embedding per layer: attention 4d² + 4d = 4 224; SwiGLU 3·d·h_ff + 2h_ff + d
@@ -64,7 +70,10 @@ fn training_flops_agree_with_6n_plus_12ldt() {
     assert_eq!(approx - r.train_per_token, 6.0 * 992.0);
     assert!((r.train_per_token / approx - 1.0).abs() < 0.02);
     // Without biases the only gap is the norm gains (160 parameters): 0.31 % (< 0.5 %).
-    let nb = ModelConfig::Transformer(TransformerConfig { bias: false, ..TransformerConfig::modern(32) });
+    let nb = ModelConfig::Transformer(TransformerConfig {
+        bias: false,
+        ..TransformerConfig::modern(32)
+    });
     let (rb, cb) = (nb.flops(V, T), nb.param_counts(V));
     let approx = 6.0 * (cb.non_embedding + V * 32) as f64 + 12.0 * l * d * T as f64;
     assert_eq!(approx - rb.train_per_token, 6.0 * 160.0);
@@ -112,7 +121,9 @@ fn built_model_reports_the_same_counts_as_its_config() {
             .filter(|p| {
                 matches!(
                     p.role,
-                    algoprog_nn::ParamRole::Embedding | algoprog_nn::ParamRole::PositionalEmbedding | algoprog_nn::ParamRole::Output
+                    algoprog_nn::ParamRole::Embedding
+                        | algoprog_nn::ParamRole::PositionalEmbedding
+                        | algoprog_nn::ParamRole::Output
                 )
             })
             .map(|p| p.var.elem_count())

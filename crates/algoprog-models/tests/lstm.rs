@@ -12,15 +12,27 @@ use candle_core::{DType, Device, Tensor, Var, D};
 const VOCAB: usize = 11;
 
 fn tiny(d: usize) -> LstmConfig {
-    LstmConfig { tbptt_len: 64, max_seq_len: 16, ..LstmConfig::paper_no_dropout(d) }
+    LstmConfig {
+        tbptt_len: 64,
+        max_seq_len: 16,
+        ..LstmConfig::paper_no_dropout(d)
+    }
 }
 
 fn vals(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    vals(a).iter().zip(vals(b)).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    vals(a)
+        .iter()
+        .zip(vals(b))
+        .fold(0.0, |m, (x, y)| m.max((x - y).abs()))
 }
 
 fn lm_loss(m: &Lstm, x: &Tensor, y: &Tensor, train: bool) -> candle_core::Result<Tensor> {
@@ -64,11 +76,24 @@ fn one_cell_matches_finite_differences_fused_and_composite() {
         };
         let res = check(&[gates.clone(), c0.clone()], &loss, 1e-6).unwrap();
         assert_eq!(res.checked, b * 4 * h + b * h);
-        assert!(res.max_abs_grad > 0.05, "fused={fused}: {}", res.max_abs_grad);
-        assert!(res.max_rel_err < 1e-7, "fused={fused}: {} at {:?} {:?}", res.max_rel_err, res.worst, res.worst_values);
+        assert!(
+            res.max_abs_grad > 0.05,
+            "fused={fused}: {}",
+            res.max_abs_grad
+        );
+        assert!(
+            res.max_rel_err < 1e-7,
+            "fused={fused}: {} at {:?} {:?}",
+            res.max_rel_err,
+            res.worst,
+            res.worst_values
+        );
     }
     // fused forward equals the composite forward
-    let hc = gates.as_tensor().apply_op2(c0.as_tensor(), LstmCell).unwrap();
+    let hc = gates
+        .as_tensor()
+        .apply_op2(c0.as_tensor(), LstmCell)
+        .unwrap();
     let (hn, cn) = lstm_cell_composite(gates.as_tensor(), c0.as_tensor()).unwrap();
     assert!(max_abs_diff(&hc, &Tensor::cat(&[hn, cn], 1).unwrap()) < 1e-14);
 }
@@ -89,16 +114,30 @@ fn fused_cell_accepts_strided_state_and_f32() {
 fn check_model(cfg: LstmConfig, x: &Tensor, what: &str) {
     let m = cfg.build(VOCAB, 7, &dev(), DType::F64).unwrap();
     let (b, t) = x.dims2().unwrap();
-    let y = Tensor::from_vec((0..(b * t) as u32).map(|i| (i * 5 + 3) % VOCAB as u32).collect::<Vec<_>>(), b * t, &dev())
-        .unwrap();
+    let y = Tensor::from_vec(
+        (0..(b * t) as u32)
+            .map(|i| (i * 5 + 3) % VOCAB as u32)
+            .collect::<Vec<_>>(),
+        b * t,
+        &dev(),
+    )
+    .unwrap();
     let loss = || lm_loss(&m, x, &y, true);
     let res = check(&m.params().vars(), &loss, 1e-5).unwrap();
     assert_eq!(res.checked, m.params().num_elements(), "{what}");
     assert_eq!(res.checked, m.param_counts().total(), "{what}");
-    assert!(res.max_rel_err < 1e-5, "{what}: FD mismatch {} at {:?}: {:?}", res.max_rel_err, res.worst, res.worst_values);
+    assert!(
+        res.max_rel_err < 1e-5,
+        "{what}: FD mismatch {} at {:?}: {:?}",
+        res.max_rel_err,
+        res.worst,
+        res.worst_values
+    );
     let grads = loss().unwrap().backward().unwrap();
     for p in m.params().iter() {
-        let g = grads.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{what}: no gradient for {}", p.name));
+        let g = grads
+            .get(p.var.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: no gradient for {}", p.name));
         let max = vals(g).iter().fold(0f64, |a, v| a.max(v.abs()));
         assert!(max > 1e-6, "{what}: zero gradient for {}", p.name);
     }
@@ -108,13 +147,36 @@ fn check_model(cfg: LstmConfig, x: &Tensor, what: &str) {
 fn two_step_two_layer_unroll_matches_finite_differences() {
     let x = Tensor::new(&[[1u32, 5], [3, 9]], &dev()).unwrap();
     check_model(tiny(4), &x, "2-layer window kernel, layer norm");
-    check_model(LstmConfig { kernel: LstmKernel::Cell, ..tiny(4) }, &x, "2-layer fused cell");
-    check_model(LstmConfig { kernel: LstmKernel::Composite, ..tiny(4) }, &x, "2-layer composite");
+    check_model(
+        LstmConfig {
+            kernel: LstmKernel::Cell,
+            ..tiny(4)
+        },
+        &x,
+        "2-layer fused cell",
+    );
+    check_model(
+        LstmConfig {
+            kernel: LstmKernel::Composite,
+            ..tiny(4)
+        },
+        &x,
+        "2-layer composite",
+    );
     // hidden ≠ d_model (projection), no layer norm, 1 layer, 3 steps. (The
     // window length covers the sequence: across a TBPTT boundary the
     // analytic gradient is truncated on purpose and differs from the FD.)
     let x3 = Tensor::new(&[[1u32, 5, 2], [3, 9, 0]], &dev()).unwrap();
-    check_model(LstmConfig { n_layers: 1, hidden: Some(3), layer_norm: false, ..tiny(4) }, &x3, "1-layer projected");
+    check_model(
+        LstmConfig {
+            n_layers: 1,
+            hidden: Some(3),
+            layer_norm: false,
+            ..tiny(4)
+        },
+        &x3,
+        "1-layer projected",
+    );
 }
 
 /// The three kernels compute the same outputs and gradients, with every
@@ -124,24 +186,43 @@ fn kernels_agree_on_outputs_and_gradients() {
     let x = Tensor::new(&[[1u32, 5, 2, 7, 3], [3, 9, 0, 4, 4]], &dev()).unwrap();
     let y = Tensor::new(&[5u32, 2, 7, 3, 1, 9, 0, 4, 4, 6], &dev()).unwrap();
     let run = |kernel: LstmKernel| {
-        let cfg = LstmConfig { kernel, tbptt_len: 2, hidden: Some(6), max_seq_len: 16, ..LstmConfig::paper(4) };
+        let cfg = LstmConfig {
+            kernel,
+            tbptt_len: 2,
+            hidden: Some(6),
+            max_seq_len: 16,
+            ..LstmConfig::paper(4)
+        };
         let m = cfg.build(VOCAB, 2, &dev(), DType::F64).unwrap();
         let h = m.hidden(&x, true).unwrap();
         let loss = cross_entropy(&h.reshape((10, 4)).unwrap(), m.output_weight(), &y).unwrap();
         let grads = loss.backward().unwrap();
-        let g: Vec<Vec<f64>> = m.params().iter().map(|p| vals(grads.get(p.var.as_tensor()).unwrap())).collect();
+        let g: Vec<Vec<f64>> = m
+            .params()
+            .iter()
+            .map(|p| vals(grads.get(p.var.as_tensor()).unwrap()))
+            .collect();
         (vals(&h), g)
     };
     let (h_ref, g_ref) = run(LstmKernel::Composite);
     for k in [LstmKernel::Window, LstmKernel::Cell] {
         let (h, g) = run(k);
-        let dh = h.iter().zip(&h_ref).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        let dh = h
+            .iter()
+            .zip(&h_ref)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
         assert!(dh < 1e-12, "{k:?}: hidden differs by {dh}");
         for (gi, gr) in g.iter().zip(&g_ref) {
             let scale = gr.iter().fold(0f64, |m, v| m.max(v.abs()));
             assert!(scale > 0.0);
-            let dg = gi.iter().zip(gr).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-            assert!(dg < 1e-10 * (1.0 + scale), "{k:?}: gradient differs by {dg}");
+            let dg = gi
+                .iter()
+                .zip(gr)
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                dg < 1e-10 * (1.0 + scale),
+                "{k:?}: gradient differs by {dg}"
+            );
         }
     }
 }
@@ -159,22 +240,40 @@ fn window_kernel_in_f32_matches_composite_and_fast_exp_is_accurate() {
     let x = Tensor::new(&[[1u32, 5, 2, 7, 3, 8], [3, 9, 0, 4, 4, 1]], &dev()).unwrap();
     let y = Tensor::new(&[5u32, 2, 7, 3, 1, 2, 9, 0, 4, 4, 6, 3], &dev()).unwrap();
     let run = |kernel: LstmKernel| {
-        let cfg = LstmConfig { kernel, tbptt_len: 4, max_seq_len: 16, ..LstmConfig::paper_no_dropout(16) };
+        let cfg = LstmConfig {
+            kernel,
+            tbptt_len: 4,
+            max_seq_len: 16,
+            ..LstmConfig::paper_no_dropout(16)
+        };
         let m = cfg.build(VOCAB, 2, &dev(), DType::F32).unwrap();
         let h = m.hidden(&x, true).unwrap();
         let loss = cross_entropy(&h.reshape((12, 16)).unwrap(), m.output_weight(), &y).unwrap();
         let grads = loss.backward().unwrap();
-        let g: Vec<Vec<f64>> = m.params().iter().map(|p| vals(grads.get(p.var.as_tensor()).unwrap())).collect();
+        let g: Vec<Vec<f64>> = m
+            .params()
+            .iter()
+            .map(|p| vals(grads.get(p.var.as_tensor()).unwrap()))
+            .collect();
         (vals(&h), g)
     };
     let (h_ref, g_ref) = run(LstmKernel::Composite);
     let (h, g) = run(LstmKernel::Window);
-    let dh = h.iter().zip(&h_ref).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let dh = h
+        .iter()
+        .zip(&h_ref)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(dh < 1e-5, "hidden differs by {dh}");
     for (gi, gr) in g.iter().zip(&g_ref) {
         let scale = gr.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let dg = gi.iter().zip(gr).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(dg < 1e-4 * scale, "gradient differs by {dg} (scale {scale})");
+        let dg = gi
+            .iter()
+            .zip(gr)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            dg < 1e-4 * scale,
+            "gradient differs by {dg} (scale {scale})"
+        );
     }
 }
 
@@ -187,12 +286,26 @@ fn no_gradient_crosses_a_tbptt_boundary() {
     let w = fixed(2, d, 1.0, 9);
     let window2_loss = |m: &Lstm| -> f64 {
         let h = m.hidden(&x, false).unwrap();
-        vals(&(h.narrow(1, 2, 2).unwrap().squeeze(0).unwrap() * &w).unwrap().sum_all().unwrap())[0]
+        vals(
+            &(h.narrow(1, 2, 2).unwrap().squeeze(0).unwrap() * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap(),
+        )[0]
     };
     let grad_of_row1 = |tbptt: usize| -> (Vec<f64>, f64) {
-        let m = LstmConfig { tbptt_len: tbptt, layer_norm: false, ..tiny(d) }.build(VOCAB, 3, &dev(), DType::F64).unwrap();
+        let m = LstmConfig {
+            tbptt_len: tbptt,
+            layer_norm: false,
+            ..tiny(d)
+        }
+        .build(VOCAB, 3, &dev(), DType::F64)
+        .unwrap();
         let h = m.hidden(&x, false).unwrap();
-        let loss = (h.narrow(1, 2, 2).unwrap().squeeze(0).unwrap() * &w).unwrap().sum_all().unwrap();
+        let loss = (h.narrow(1, 2, 2).unwrap().squeeze(0).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(m.output_weight()).unwrap();
         // token 1 appears only in window 1; the loss has no output layer, so
@@ -201,7 +314,10 @@ fn no_gradient_crosses_a_tbptt_boundary() {
         // finite difference of the window-2 loss in the first coordinate of row 1
         let var = &m.params().get("embed.weight").unwrap().var;
         let orig = var.as_tensor().copy().unwrap();
-        let bump = Tensor::zeros((VOCAB, d), DType::F64, &dev()).unwrap().slice_assign(&[1..2, 0..1], &Tensor::new(&[[1e-5f64]], &dev()).unwrap()).unwrap();
+        let bump = Tensor::zeros((VOCAB, d), DType::F64, &dev())
+            .unwrap()
+            .slice_assign(&[1..2, 0..1], &Tensor::new(&[[1e-5f64]], &dev()).unwrap())
+            .unwrap();
         var.set(&(&orig + &bump).unwrap()).unwrap();
         let lp = window2_loss(&m);
         var.set(&(&orig - &bump).unwrap()).unwrap();
@@ -212,48 +328,93 @@ fn no_gradient_crosses_a_tbptt_boundary() {
     let (g_trunc, fd_trunc) = grad_of_row1(2);
     let (g_full, fd_full) = grad_of_row1(4);
     // the state is carried: the window-2 loss depends on the window-1 input ...
-    assert!(fd_trunc.abs() > 1e-4, "window-2 loss does not depend on window 1: {fd_trunc}");
-    assert!((fd_trunc - fd_full).abs() < 1e-9, "forward differs with tbptt: {fd_trunc} vs {fd_full}");
+    assert!(
+        fd_trunc.abs() > 1e-4,
+        "window-2 loss does not depend on window 1: {fd_trunc}"
+    );
+    assert!(
+        (fd_trunc - fd_full).abs() < 1e-9,
+        "forward differs with tbptt: {fd_trunc} vs {fd_full}"
+    );
     // ... but no gradient reaches window 1 through it
-    assert!(g_trunc.iter().all(|v| *v == 0.0), "gradient crossed the boundary: {g_trunc:?}");
+    assert!(
+        g_trunc.iter().all(|v| *v == 0.0),
+        "gradient crossed the boundary: {g_trunc:?}"
+    );
     // without the boundary the same gradient is the full one and matches the FD
     assert!(g_full.iter().any(|v| v.abs() > 1e-4), "{g_full:?}");
-    assert!((g_full[0] - fd_full).abs() < 1e-6 * (1.0 + fd_full.abs()), "{} vs FD {fd_full}", g_full[0]);
+    assert!(
+        (g_full[0] - fd_full).abs() < 1e-6 * (1.0 + fd_full.abs()),
+        "{} vs FD {fd_full}",
+        g_full[0]
+    );
 }
 
 #[test]
 fn recurrent_weights_are_orthogonal_and_forget_bias_is_one() {
     for (d, hidden, n_layers) in [(16, None, 2), (8, Some(12), 1)] {
-        let cfg = LstmConfig { hidden, n_layers, ..LstmConfig::paper(d) };
+        let cfg = LstmConfig {
+            hidden,
+            n_layers,
+            ..LstmConfig::paper(d)
+        };
         let h = cfg.hidden_size();
         let m = cfg.build(VOCAB, 5, &dev(), DType::F32).unwrap();
         for l in 0..n_layers {
-            let w = m.params().get(&format!("layers.{l}.w_hh")).unwrap().var.as_tensor().to_dtype(DType::F64).unwrap();
+            let w = m
+                .params()
+                .get(&format!("layers.{l}.w_hh"))
+                .unwrap()
+                .var
+                .as_tensor()
+                .to_dtype(DType::F64)
+                .unwrap();
             assert_eq!(w.dims(), &[4 * h, h]);
             let eye = Tensor::eye(h, DType::F64, &dev()).unwrap();
             for g in 0..4 {
                 let block = w.narrow(0, g * h, h).unwrap();
                 let wtw = block.t().unwrap().matmul(&block).unwrap();
                 let wwt = block.matmul(&block.t().unwrap()).unwrap();
-                assert!(max_abs_diff(&wtw, &eye) < 1e-5, "layer {l} gate {g}: WᵀW − I = {}", max_abs_diff(&wtw, &eye));
+                assert!(
+                    max_abs_diff(&wtw, &eye) < 1e-5,
+                    "layer {l} gate {g}: WᵀW − I = {}",
+                    max_abs_diff(&wtw, &eye)
+                );
                 assert!(max_abs_diff(&wwt, &eye) < 1e-5);
             }
             // not a permutation or identity: entries spread out
             let v = vals(&w);
             assert!(v.iter().filter(|x| x.abs() > 1e-3).count() > v.len() * 9 / 10);
-            let b = vals(m.params().get(&format!("layers.{l}.bias")).unwrap().var.as_tensor());
+            let b = vals(
+                m.params()
+                    .get(&format!("layers.{l}.bias"))
+                    .unwrap()
+                    .var
+                    .as_tensor(),
+            );
             for (i, x) in b.iter().enumerate() {
                 let want = if (h..2 * h).contains(&i) { 1.0 } else { 0.0 };
                 assert_eq!(*x, want, "layer {l} bias[{i}]");
             }
-            let wih = vals(m.params().get(&format!("layers.{l}.w_ih")).unwrap().var.as_tensor());
+            let wih = vals(
+                m.params()
+                    .get(&format!("layers.{l}.w_ih"))
+                    .unwrap()
+                    .var
+                    .as_tensor(),
+            );
             let d_in = if l == 0 { d } else { h };
             let bound = (6.0 / (d_in + 4 * h) as f64).sqrt();
-            assert!(wih.iter().all(|x| x.abs() <= bound) && wih.iter().any(|x| x.abs() > 0.8 * bound));
+            assert!(
+                wih.iter().all(|x| x.abs() <= bound) && wih.iter().any(|x| x.abs() > 0.8 * bound)
+            );
         }
         let e = vals(m.output_weight());
         let bound = (6.0 / (VOCAB + d) as f64).sqrt();
-        assert!(e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > 0.8 * bound), "Xavier embedding");
+        assert!(
+            e.iter().all(|x| x.abs() <= bound) && e.iter().any(|x| x.abs() > 0.8 * bound),
+            "Xavier embedding"
+        );
     }
 }
 
@@ -271,7 +432,11 @@ fn same_seed_same_model_and_no_dropout_is_deterministic() {
     let m3 = tiny(8).build(VOCAB, 2, &dev(), DType::F32).unwrap();
     assert!(max_abs_diff(&a, &m3.hidden(&x, true).unwrap()) > 1e-3);
     // dropout > 0 is inactive at evaluation, active (and seeded) in training
-    let p = LstmConfig { tbptt_len: 64, max_seq_len: 16, ..LstmConfig::paper(8) };
+    let p = LstmConfig {
+        tbptt_len: 64,
+        max_seq_len: 16,
+        ..LstmConfig::paper(8)
+    };
     let d1 = p.build(VOCAB, 1, &dev(), DType::F32).unwrap();
     assert_eq!(vals(&d1.hidden(&x, false).unwrap()), vals(&c));
     let t1 = d1.hidden(&x, true).unwrap();
@@ -279,7 +444,11 @@ fn same_seed_same_model_and_no_dropout_is_deterministic() {
     assert!(max_abs_diff(&t1, &c) > 1e-3, "dropout had no effect");
     assert!(max_abs_diff(&t1, &t2) > 1e-3, "masks repeated across calls");
     let d2 = p.build(VOCAB, 1, &dev(), DType::F32).unwrap();
-    assert_eq!(vals(&d2.hidden(&x, true).unwrap()), vals(&t1), "same seed, same masks");
+    assert_eq!(
+        vals(&d2.hidden(&x, true).unwrap()),
+        vals(&t1),
+        "same seed, same masks"
+    );
 }
 
 /// Columns of `name`'s gradient that are exactly zero. With batch 1, a unit
@@ -291,7 +460,9 @@ fn zero_grad_columns(cfg: LstmConfig, name: &str) -> (usize, usize) {
     let x = Tensor::new(&[[1u32, 5, 2, 7, 3, 9, 0, 4]], &dev()).unwrap();
     let y = Tensor::new(&[5u32, 2, 7, 3, 9, 0, 4, 6], &dev()).unwrap();
     let grads = lm_loss(&m, &x, &y, true).unwrap().backward().unwrap();
-    let g = grads.get(m.params().get(name).unwrap().var.as_tensor()).unwrap();
+    let g = grads
+        .get(m.params().get(name).unwrap().var.as_tensor())
+        .unwrap();
     let colmax = g.abs().unwrap().max(D::Minus2).unwrap();
     let v = vals(&colmax);
     (v.iter().filter(|x| **x == 0.0).count(), v.len())
@@ -299,20 +470,51 @@ fn zero_grad_columns(cfg: LstmConfig, name: &str) -> (usize, usize) {
 
 #[test]
 fn dropout_masks_are_shared_across_time_steps() {
-    let base = LstmConfig { tbptt_len: 4, max_seq_len: 16, ..LstmConfig::paper_no_dropout(16) };
+    let base = LstmConfig {
+        tbptt_len: 4,
+        max_seq_len: 16,
+        ..LstmConfig::paper_no_dropout(16)
+    };
     // no dropout: no zero columns
     assert_eq!(zero_grad_columns(base.clone(), "layers.0.w_ih").0, 0);
     assert_eq!(zero_grad_columns(base.clone(), "layers.0.w_hh").0, 0);
     assert_eq!(zero_grad_columns(base.clone(), "layers.1.w_ih").0, 0);
     // input dropout: embedding features dropped at every step (and across the TBPTT windows)
-    let (z, n) = zero_grad_columns(LstmConfig { dropout_input: 0.5, ..base.clone() }, "layers.0.w_ih");
-    assert!((3..=13).contains(&z), "input dropout zeroed {z} of {n} columns");
+    let (z, n) = zero_grad_columns(
+        LstmConfig {
+            dropout_input: 0.5,
+            ..base.clone()
+        },
+        "layers.0.w_ih",
+    );
+    assert!(
+        (3..=13).contains(&z),
+        "input dropout zeroed {z} of {n} columns"
+    );
     // hidden dropout: recurrent units dropped at every step
-    let (z, n) = zero_grad_columns(LstmConfig { dropout_hidden: 0.5, ..base.clone() }, "layers.0.w_hh");
-    assert!((3..=13).contains(&z), "hidden dropout zeroed {z} of {n} columns");
+    let (z, n) = zero_grad_columns(
+        LstmConfig {
+            dropout_hidden: 0.5,
+            ..base.clone()
+        },
+        "layers.0.w_hh",
+    );
+    assert!(
+        (3..=13).contains(&z),
+        "hidden dropout zeroed {z} of {n} columns"
+    );
     // output dropout: layer-0 outputs dropped at every step before layer 1
-    let (z, n) = zero_grad_columns(LstmConfig { dropout_output: 0.5, ..base }, "layers.1.w_ih");
-    assert!((3..=13).contains(&z), "output dropout zeroed {z} of {n} columns");
+    let (z, n) = zero_grad_columns(
+        LstmConfig {
+            dropout_output: 0.5,
+            ..base
+        },
+        "layers.1.w_ih",
+    );
+    assert!(
+        (3..=13).contains(&z),
+        "output dropout zeroed {z} of {n} columns"
+    );
 }
 
 #[test]
@@ -332,15 +534,35 @@ fn parameter_and_flop_counts_match_the_formulas() {
     assert_eq!(f.train_per_token, 3.0 * 655_360.0);
     assert_eq!(f.six_n_per_token, 6.0 * 66_304.0);
     assert_eq!(f.chinchilla_per_token, 0.0);
-    assert_eq!(f.breakdown.iter().map(|(_, x)| x).sum::<f64>(), f.forward_per_token);
+    assert_eq!(
+        f.breakdown.iter().map(|(_, x)| x).sum::<f64>(),
+        f.forward_per_token
+    );
     assert_eq!(m.flops(128), f);
     // hidden ≠ d: projection d·H params and 2·H·d FLOPs; layer 1 reads H
-    let p = LstmConfig { hidden: Some(96), layer_norm: false, n_layers: 2, ..LstmConfig::paper(d) };
+    let p = LstmConfig {
+        hidden: Some(96),
+        layer_norm: false,
+        n_layers: 2,
+        ..LstmConfig::paper(d)
+    };
     let c = p.param_counts(v);
-    assert_eq!(c.non_embedding, (4 * 96 * (64 + 96) + 384) + (4 * 96 * (96 + 96) + 384) + 64 * 96);
-    assert_eq!(p.build(v, 0, &dev(), DType::F32).unwrap().params().num_elements(), c.total());
+    assert_eq!(
+        c.non_embedding,
+        (4 * 96 * (64 + 96) + 384) + (4 * 96 * (96 + 96) + 384) + 64 * 96
+    );
+    assert_eq!(
+        p.build(v, 0, &dev(), DType::F32)
+            .unwrap()
+            .params()
+            .num_elements(),
+        c.total()
+    );
     let f = p.flops(v, 128);
-    assert_eq!(f.forward_per_token, 8.0 * 96.0 * (64.0 + 96.0) + 8.0 * 96.0 * 192.0 + 2.0 * 96.0 * 64.0 + 2.0 * 64.0 * 4096.0);
+    assert_eq!(
+        f.forward_per_token,
+        8.0 * 96.0 * (64.0 + 96.0) + 8.0 * 96.0 * 192.0 + 2.0 * 96.0 * 64.0 + 2.0 * 64.0 * 4096.0
+    );
 }
 
 #[test]
@@ -351,23 +573,73 @@ fn toml_parses_with_defaults_and_validation_names_keys() {
         toml::from_str("kind = \"lstm\"\nd_model = 32\nn_layers = 1\nhidden = 48\ntbptt_len = 32\ndropout_input = 0\ndropout_hidden = 0\ndropout_output = 0\nlayer_norm = false")
             .unwrap();
     let ModelConfig::Lstm(c) = &cfg else { panic!() };
-    assert_eq!((c.n_layers, c.hidden_size(), c.tbptt_len, c.layer_norm), (1, 48, 32, false));
+    assert_eq!(
+        (c.n_layers, c.hidden_size(), c.tbptt_len, c.layer_norm),
+        (1, 48, 32, false)
+    );
     assert_eq!(c.dropout_input + c.dropout_hidden + c.dropout_output, 0.0);
-    let err = toml::from_str::<ModelConfig>("kind = \"lstm\"\nd_model = 32\nhead_dim = 16").unwrap_err().to_string();
+    let err = toml::from_str::<ModelConfig>("kind = \"lstm\"\nd_model = 32\nhead_dim = 16")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("head_dim"), "{err}");
     for (bad, key) in [
-        (LstmConfig { dropout_hidden: 1.0, ..LstmConfig::paper(8) }, "model.dropout_hidden"),
-        (LstmConfig { dropout_input: -0.1, ..LstmConfig::paper(8) }, "model.dropout_input"),
-        (LstmConfig { tbptt_len: 0, ..LstmConfig::paper(8) }, "model.tbptt_len"),
-        (LstmConfig { n_layers: 0, ..LstmConfig::paper(8) }, "model.n_layers"),
-        (LstmConfig { hidden: Some(0), ..LstmConfig::paper(8) }, "model.hidden"),
-        (LstmConfig { d_model: 0, ..LstmConfig::paper(8) }, "model.d_model"),
+        (
+            LstmConfig {
+                dropout_hidden: 1.0,
+                ..LstmConfig::paper(8)
+            },
+            "model.dropout_hidden",
+        ),
+        (
+            LstmConfig {
+                dropout_input: -0.1,
+                ..LstmConfig::paper(8)
+            },
+            "model.dropout_input",
+        ),
+        (
+            LstmConfig {
+                tbptt_len: 0,
+                ..LstmConfig::paper(8)
+            },
+            "model.tbptt_len",
+        ),
+        (
+            LstmConfig {
+                n_layers: 0,
+                ..LstmConfig::paper(8)
+            },
+            "model.n_layers",
+        ),
+        (
+            LstmConfig {
+                hidden: Some(0),
+                ..LstmConfig::paper(8)
+            },
+            "model.hidden",
+        ),
+        (
+            LstmConfig {
+                d_model: 0,
+                ..LstmConfig::paper(8)
+            },
+            "model.d_model",
+        ),
     ] {
         let e = ModelConfig::Lstm(bad).validate().unwrap_err();
         assert_eq!(e.key, key);
         assert!(e.message.contains(key), "{}", e.message);
     }
-    let m = ModelConfig::Lstm(LstmConfig { max_seq_len: 4, ..LstmConfig::paper(8) }).build(VOCAB, 0, &dev(), DType::F32).unwrap();
+    let m = ModelConfig::Lstm(LstmConfig {
+        max_seq_len: 4,
+        ..LstmConfig::paper(8)
+    })
+    .build(VOCAB, 0, &dev(), DType::F32)
+    .unwrap();
     let long = Tensor::zeros((1, 5), DType::U32, &dev()).unwrap();
-    assert!(m.hidden(&long, false).unwrap_err().to_string().contains("model.max_seq_len"));
+    assert!(m
+        .hidden(&long, false)
+        .unwrap_err()
+        .to_string()
+        .contains("model.max_seq_len"));
 }

@@ -19,7 +19,10 @@ fn main() -> Result<()> {
     let dev = Device::Cpu;
     let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, 3, h, hd), &dev)?)?;
     let w = Tensor::randn(0f32, 1.0, (b, t, h * hd), &dev)?;
-    let slopes: Vec<f32> = algoprog_nn::Alibi::slopes(h).iter().map(|&m| m as f32).collect();
+    let slopes: Vec<f32> = algoprog_nn::Alibi::slopes(h)
+        .iter()
+        .map(|&m| m as f32)
+        .collect();
     let bias = {
         let mut v = vec![0f32; h * t * t];
         for (hh, m) in slopes.iter().enumerate() {
@@ -35,7 +38,10 @@ fn main() -> Result<()> {
         let f = |i| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2);
         Ok((f(0)?, f(1)?, f(2)?))
     };
-    let reps: usize = std::env::var("ATTENTION_SPEED_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let reps: usize = std::env::var("ATTENTION_SPEED_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     // ATTENTION_SPEED_CASE=<name> runs one case only (for a profiler)
     let only = std::env::var("ATTENTION_SPEED_CASE").ok();
     let time = |name: &str, f: &dyn Fn() -> Result<Tensor>| -> Result<()> {
@@ -53,17 +59,29 @@ fn main() -> Result<()> {
             fwd = fwd.min((t1 - t0).as_secs_f64() * 1e3);
             total = total.min((t2 - t0).as_secs_f64() * 1e3);
         }
-        println!("{name:<22} forward {fwd:7.2} ms   forward+backward {total:7.2} ms  (best of {})", reps + 2);
+        println!(
+            "{name:<22} forward {fwd:7.2} ms   forward+backward {total:7.2} ms  (best of {})",
+            reps + 2
+        );
         Ok(())
     };
-    println!("causal attention b={b} h={h} T={t} d_h={hd}, {} threads", rayon_threads());
+    println!(
+        "causal attention b={b} h={h} T={t} d_h={hd}, {} threads",
+        rayon_threads()
+    );
     time("fused", &|| {
         let (q, k, v) = split()?;
         causal_attention(&q, &k, &v, None)
     })?;
     let (qc, kc, vc) = split()?;
-    let (qc, kc, vc) = (Var::from_tensor(&qc.contiguous()?)?, Var::from_tensor(&kc.contiguous()?)?, Var::from_tensor(&vc.contiguous()?)?);
-    time("fused, contiguous vars", &|| causal_attention(&qc, &kc, &vc, None))?;
+    let (qc, kc, vc) = (
+        Var::from_tensor(&qc.contiguous()?)?,
+        Var::from_tensor(&kc.contiguous()?)?,
+        Var::from_tensor(&vc.contiguous()?)?,
+    );
+    time("fused, contiguous vars", &|| {
+        causal_attention(&qc, &kc, &vc, None)
+    })?;
     time("composite", &|| {
         let (q, k, v) = split()?;
         causal_attention_composite(&q, &k, &v, &|s: &Tensor| Ok(s.clone()))

@@ -25,7 +25,10 @@ fn time(f: &dyn Fn() -> Result<Tensor>, probe: &Var) -> Result<(f64, f64, f64)> 
         let y = f()?;
         let t1 = Instant::now();
         let g = y.backward()?;
-        std::hint::black_box(g.get(probe.as_tensor()).expect("gradient reaches the input"));
+        std::hint::black_box(
+            g.get(probe.as_tensor())
+                .expect("gradient reaches the input"),
+        );
         drop(g);
         drop(y);
         let t2 = Instant::now();
@@ -52,7 +55,11 @@ fn row(name: &str, fused: (f64, f64, f64), comp: (f64, f64, f64)) {
 
 fn main() -> Result<()> {
     let dev = Device::Cpu;
-    println!("ms, best of {} (median of fwd+bwd in brackets), rayon threads {}", REPS + 3, rayon_threads());
+    println!(
+        "ms, best of {} (median of fwd+bwd in brackets), rayon threads {}",
+        REPS + 3,
+        rayon_threads()
+    );
 
     let (rows, d) = (4096, 128);
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, d), &dev)?)?;
@@ -64,7 +71,11 @@ fn main() -> Result<()> {
         time(&|| layer_norm(&x, &g, &b, 1e-5), &x)?,
         time(&|| layer_norm_composite(&x, &g, &b, 1e-5), &x)?,
     );
-    row("rms_norm", time(&|| rms_norm(&x, &g, 1e-5), &x)?, time(&|| rms_norm_composite(&x, &g, 1e-5), &x)?);
+    row(
+        "rms_norm",
+        time(&|| rms_norm(&x, &g, 1e-5), &x)?,
+        time(&|| rms_norm_composite(&x, &g, 1e-5), &x)?,
+    );
 
     let (rows, h) = (4096, 512);
     let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, h), &dev)?)?;
@@ -84,10 +95,22 @@ fn main() -> Result<()> {
     };
     println!("floor        ones + zeros + add, one input gradient: {floor:6.2}");
     row("gelu", time(&|| gelu(&a), &a)?, time(&|| a.gelu_erf(), &a)?);
-    row("gelu_tanh", time(&|| gelu_tanh(&a), &a)?, time(&|| a.gelu(), &a)?);
+    row(
+        "gelu_tanh",
+        time(&|| gelu_tanh(&a), &a)?,
+        time(&|| a.gelu(), &a)?,
+    );
     row("relu", time(&|| relu(&a), &a)?, time(&|| a.relu(), &a)?);
-    row("swiglu", time(&|| swiglu(&a, &u), &a)?, time(&|| a.silu()? * u.as_tensor(), &a)?);
-    row("geglu", time(&|| geglu(&a, &u), &a)?, time(&|| a.gelu_erf()? * u.as_tensor(), &a)?);
+    row(
+        "swiglu",
+        time(&|| swiglu(&a, &u), &a)?,
+        time(&|| a.silu()? * u.as_tensor(), &a)?,
+    );
+    row(
+        "geglu",
+        time(&|| geglu(&a, &u), &a)?,
+        time(&|| a.gelu_erf()? * u.as_tensor(), &a)?,
+    );
     Ok(())
 }
 

@@ -22,9 +22,12 @@
 //! but the FLOP count above keeps the full T×T by convention, so both paths
 //! report the same FLOPs.
 
+use crate::fused::{
+    self, attention::causal_attention, attention::causal_attention_composite,
+    attention::causal_attention_packed,
+};
 use crate::loss::linear;
 use crate::params::{ParamBuilder, ParamRole};
-use crate::fused::{self, attention::causal_attention, attention::causal_attention_composite, attention::causal_attention_packed};
 use crate::positional::{FusedRotation, FusedScoreBias, PositionalEncoding};
 use crate::Flops;
 use candle_core::{Result, Tensor};
@@ -65,9 +68,17 @@ impl CausalSelfAttention {
         let (pq, po) = (pb.pp("qkv"), pb.pp("out"));
         Ok(Self {
             qkv_w: pq.param("weight", &[3 * d, d], ParamRole::AttentionQkv)?,
-            qkv_b: if dims.bias { Some(pq.param("bias", &[3 * d], ParamRole::Bias)?) } else { None },
+            qkv_b: if dims.bias {
+                Some(pq.param("bias", &[3 * d], ParamRole::Bias)?)
+            } else {
+                None
+            },
             out_w: po.param("weight", &[d, d], ParamRole::AttentionOut)?,
-            out_b: if dims.bias { Some(po.param("bias", &[d], ParamRole::Bias)?) } else { None },
+            out_b: if dims.bias {
+                Some(po.param("bias", &[d], ParamRole::Bias)?)
+            } else {
+                None
+            },
             n_heads: dims.n_heads(),
             head_dim: dims.head_dim,
         })
@@ -76,7 +87,13 @@ impl CausalSelfAttention {
     /// The additive causal mask (T, T): 0 on and below the diagonal, −∞ above.
     pub fn causal_mask(t: usize, like: &Tensor) -> Result<Tensor> {
         let v: Vec<f64> = (0..t * t)
-            .map(|ij| if ij % t > ij / t { f64::NEG_INFINITY } else { 0.0 })
+            .map(|ij| {
+                if ij % t > ij / t {
+                    f64::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Tensor::from_vec(v, (t, t), like.device())?.to_dtype(like.dtype())
     }
@@ -86,7 +103,11 @@ impl CausalSelfAttention {
         let (b, t, _) = x.dims3()?;
         let (h, hd) = (self.n_heads, self.head_dim);
         let qkv_packed = linear(x, &self.qkv_w, self.qkv_b.as_ref())?;
-        let bias = if fused::fusable(x) { pos.fused_score_bias() } else { FusedScoreBias::Unsupported };
+        let bias = if fused::fusable(x) {
+            pos.fused_score_bias()
+        } else {
+            FusedScoreBias::Unsupported
+        };
         let fused = bias != FusedScoreBias::Unsupported;
         if fused {
             // the packed op: no views, rotation inside, gradient back packed
@@ -120,7 +141,9 @@ impl CausalSelfAttention {
         let y = match &bias {
             FusedScoreBias::None => causal_attention(&q, &k, &v, None)?,
             FusedScoreBias::Alibi(m) => causal_attention(&q, &k, &v, Some(m))?,
-            FusedScoreBias::Unsupported => causal_attention_composite(&q, &k, &v, &|s: &Tensor| pos.score_bias(s))?,
+            FusedScoreBias::Unsupported => {
+                causal_attention_composite(&q, &k, &v, &|s: &Tensor| pos.score_bias(s))?
+            }
         };
         linear(&y, &self.out_w, self.out_b.as_ref())
     }
@@ -133,7 +156,12 @@ impl CausalSelfAttention {
 
     /// Forward FLOPs for `batch` sequences of length `seq_len` (see the module docs).
     pub fn flops(dims: &AttentionDims, batch: usize, seq_len: usize) -> Flops {
-        let (b, t, d, h) = (batch as f64, seq_len as f64, dims.d_model as f64, dims.n_heads() as f64);
+        let (b, t, d, h) = (
+            batch as f64,
+            seq_len as f64,
+            dims.d_model as f64,
+            dims.n_heads() as f64,
+        );
         let matmul = 8.0 * b * t * d * d + 4.0 * b * t * t * d;
         let bias = if dims.bias { 4.0 * b * t * d } else { 0.0 };
         Flops::new(matmul, 7.0 * b * h * t * t + bias)
@@ -185,18 +213,41 @@ mod tests {
     }
 
     fn max_abs(t: &Tensor) -> f64 {
-        t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
     }
 
     fn fused_matches_composite<P: PositionalEncoding>(name: &str, cfg: &P::Config) {
         let (b, t, d, hd) = (2, 19, 32, 8);
-        let dims = AttentionDims { d_model: d, head_dim: hd, bias: true };
-        let pd = PosDims { d_model: d, n_heads: d / hd, head_dim: hd, max_seq_len: 32 };
+        let dims = AttentionDims {
+            d_model: d,
+            head_dim: hd,
+            bias: true,
+        };
+        let pd = PosDims {
+            d_model: d,
+            n_heads: d / hd,
+            head_dim: hd,
+            max_seq_len: 32,
+        };
         let pb = ParamBuilder::new(7, &Device::Cpu, DType::F32);
         let pos = P::new(cfg, &pd, &pb.pp("pos")).unwrap();
         let attn = CausalSelfAttention::new(&dims, &pb.pp("attn")).unwrap();
         let xb = ParamBuilder::new(8, &Device::Cpu, DType::F32);
-        let x = xb.param_with("x", &[b, t, d], crate::params::ParamRole::Other, crate::init::Init::Normal { std: 1.0 }).unwrap();
+        let x = xb
+            .param_with(
+                "x",
+                &[b, t, d],
+                crate::params::ParamRole::Other,
+                crate::init::Init::Normal { std: 1.0 },
+            )
+            .unwrap();
         let x = Var::from_tensor(&x).unwrap();
         let r = (x.as_tensor().detach().sin().unwrap() + 0.5).unwrap();
         let composite = Composite(pos);
@@ -210,7 +261,10 @@ mod tests {
         let mut vars: Vec<Var> = pb.finish().vars();
         vars.push(x);
         for (i, v) in vars.iter().enumerate() {
-            let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
+            let (a, c) = (
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+            );
             let scale = max_abs(c);
             assert!(scale > 0.0, "{name}: zero gradient for variable {i}");
             let e = max_abs(&(a - c).unwrap()) / scale;
@@ -223,7 +277,10 @@ mod tests {
         fused_matches_composite::<NoPe>("nope", &());
         fused_matches_composite::<Rotary>("rotary", &RotaryConfig::default());
         fused_matches_composite::<Alibi>("alibi", &());
-        fused_matches_composite::<RotateOutside<Rotary>>("rotary outside the packed op", &RotaryConfig::default());
+        fused_matches_composite::<RotateOutside<Rotary>>(
+            "rotary outside the packed op",
+            &RotaryConfig::default(),
+        );
         fused_matches_composite::<RotateOutside<Alibi>>("alibi unpacked", &());
     }
 }

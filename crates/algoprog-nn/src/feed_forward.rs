@@ -111,7 +111,9 @@ impl<A: Activation> FeedForward for Mlp<A> {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.act.forward(&linear(x, &self.w_in, self.b_in.as_ref())?)?;
+        let h = self
+            .act
+            .forward(&linear(x, &self.w_in, self.b_in.as_ref())?)?;
         linear(&h, &self.w_out, self.b_out.as_ref())
     }
     fn hidden_size(_: &(), dims: &FfDims) -> usize {
@@ -122,9 +124,16 @@ impl<A: Activation> FeedForward for Mlp<A> {
         2 * d * h + if dims.bias { h + d } else { 0 }
     }
     fn flops(_: &(), dims: &FfDims, tokens: usize) -> Flops {
-        let (d, h, n) = (dims.d_model as f64, plain_hidden(dims) as f64, tokens as f64);
+        let (d, h, n) = (
+            dims.d_model as f64,
+            plain_hidden(dims) as f64,
+            tokens as f64,
+        );
         let bias = if dims.bias { h + d } else { 0.0 };
-        Flops::new(n * 4.0 * d * h, n * (A::default().flops_per_element() * h + bias))
+        Flops::new(
+            n * 4.0 * d * h,
+            n * (A::default().flops_per_element() * h + bias),
+        )
     }
 }
 
@@ -176,7 +185,10 @@ impl<A: Activation> FeedForward for GatedFeedForward<A> {
     fn flops(cfg: &GatedHidden, dims: &FfDims, tokens: usize) -> Flops {
         let (d, h, n) = (dims.d_model as f64, cfg.hidden(dims) as f64, tokens as f64);
         let bias = if dims.bias { 2.0 * h + d } else { 0.0 };
-        Flops::new(n * 6.0 * d * h, n * ((A::default().flops_per_element() + 1.0) * h + bias))
+        Flops::new(
+            n * 6.0 * d * h,
+            n * ((A::default().flops_per_element() + 1.0) * h + bias),
+        )
     }
 }
 
@@ -207,7 +219,10 @@ pub struct FeedForwardSpec {
 
 impl Default for FeedForwardSpec {
     fn default() -> Self {
-        Self { kind: FeedForwardKind::SwiGlu, gated_hidden: GatedHidden::Paper }
+        Self {
+            kind: FeedForwardKind::SwiGlu,
+            gated_hidden: GatedHidden::Paper,
+        }
     }
 }
 
@@ -275,7 +290,9 @@ mod tests {
         use rand_distr::{Distribution, Normal};
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let n = Normal::new(0.0, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| n.sample(&mut r) as f32).collect();
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| n.sample(&mut r) as f32)
+            .collect();
         Tensor::from_vec(v, shape, &Device::Cpu)
     }
 
@@ -284,13 +301,22 @@ mod tests {
         let a: Vec<f32> = a.flatten_all()?.to_vec1()?;
         let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
         assert_eq!(a.len(), b.len());
-        Ok(a.iter().zip(&b).map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0)).fold(0.0, f64::max))
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0))
+            .fold(0.0, f64::max))
     }
 
     /// The block written with candle's composite ops from the parameters in `store`.
     fn composite(kind: FeedForwardKind, store: &ParamStore, x: &Tensor) -> Result<Tensor> {
         let p = |n: &str| store.get(n).unwrap().var.as_tensor().clone();
-        let lin = |x: &Tensor, name: &str| linear(x, &p(&format!("{name}.weight")), Some(&p(&format!("{name}.bias"))));
+        let lin = |x: &Tensor, name: &str| {
+            linear(
+                x,
+                &p(&format!("{name}.weight")),
+                Some(&p(&format!("{name}.bias"))),
+            )
+        };
         let h = match kind {
             FeedForwardKind::Relu => lin(x, "in")?.relu()?,
             FeedForwardKind::Gelu => lin(x, "in")?.gelu_erf()?,
@@ -306,13 +332,20 @@ mod tests {
     /// composite block with the same parameters.
     #[test]
     fn fused_blocks_match_composite_blocks() -> Result<()> {
-        let dims = FfDims { d_model: 12, ff_ratio: 2.0, bias: true };
+        let dims = FfDims {
+            d_model: 12,
+            ff_ratio: 2.0,
+            bias: true,
+        };
         let x = Var::from_tensor(&randn(&[2, 5, 12], 1.5, 1)?)?;
         let w = randn(&[2, 5, 12], 1.0, 2)?;
         use FeedForwardKind::*;
         for kind in [Relu, Gelu, GeluTanh, SwiGlu, GeGlu] {
             let pb = ParamBuilder::new(3, &Device::Cpu, DType::F32);
-            let spec = FeedForwardSpec { kind, gated_hidden: GatedHidden::Paper };
+            let spec = FeedForwardSpec {
+                kind,
+                gated_hidden: GatedHidden::Paper,
+            };
             let block = DynFeedForward::new(&spec, &dims, &pb)?;
             let store = pb.finish();
             // O(1) weights and non-zero biases, so every gradient is sizeable
@@ -325,11 +358,22 @@ mod tests {
             let gf = (&yf * &w)?.sum_all()?.backward()?;
             let gc = (&yc * &w)?.sum_all()?.backward()?;
             let mut tracked = vec![("x".to_string(), x.as_tensor().clone())];
-            tracked.extend(store.iter().map(|p| (p.name.clone(), p.var.as_tensor().clone())));
+            tracked.extend(
+                store
+                    .iter()
+                    .map(|p| (p.name.clone(), p.var.as_tensor().clone())),
+            );
             for (name, t) in tracked {
                 let (a, b) = (gf.get(&t).unwrap(), gc.get(&t).unwrap());
-                assert!(max_err(a, b)? < 1e-5, "{kind:?}: gradient of {name}: {}", max_err(a, b)?);
-                assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-2, "{kind:?}: {name} gradient is degenerate");
+                assert!(
+                    max_err(a, b)? < 1e-5,
+                    "{kind:?}: gradient of {name}: {}",
+                    max_err(a, b)?
+                );
+                assert!(
+                    b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-2,
+                    "{kind:?}: {name} gradient is degenerate"
+                );
             }
         }
         Ok(())

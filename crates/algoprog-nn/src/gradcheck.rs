@@ -46,7 +46,11 @@ pub fn check(vars: &[Var], loss: &dyn Fn() -> Result<Tensor>, h: f64) -> Result<
             Some(g) => g.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
             None => vec![0.0; v.elem_count()],
         };
-        let orig: Vec<f64> = v.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let orig: Vec<f64> = v
+            .as_tensor()
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
         let mut fd = vec![0.0; orig.len()];
         for i in 0..orig.len() {
             let mut x = orig.clone();

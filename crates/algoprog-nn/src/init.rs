@@ -28,9 +28,13 @@ pub enum Init {
     Ones,
     Constant(f64),
     /// N(0, std²).
-    Normal { std: f64 },
+    Normal {
+        std: f64,
+    },
     /// U(−bound, bound).
-    Uniform { bound: f64 },
+    Uniform {
+        bound: f64,
+    },
 }
 
 /// Maps (role, shape) to an [`Init`]. Implement it to add a scheme.
@@ -76,7 +80,11 @@ impl Initializer for InitScheme {
         match role {
             Bias => return Init::Zeros,
             Norm => return Init::Ones,
-            Embedding | PositionalEmbedding => return Init::Normal { std: TRANSFORMER_STD },
+            Embedding | PositionalEmbedding => {
+                return Init::Normal {
+                    std: TRANSFORMER_STD,
+                }
+            }
             _ => {}
         }
         let (fan_in, fan_out) = fans(shape);
@@ -85,10 +93,16 @@ impl Initializer for InitScheme {
                 AttentionOut | MlpOut => Init::Normal {
                     std: TRANSFORMER_STD / (2.0 * self.n_layers.max(1) as f64).sqrt(),
                 },
-                _ => Init::Normal { std: TRANSFORMER_STD },
+                _ => Init::Normal {
+                    std: TRANSFORMER_STD,
+                },
             },
-            InitKind::XavierUniform => Init::Uniform { bound: (6.0 / (fan_in + fan_out)).sqrt() },
-            InitKind::KaimingNormal => Init::Normal { std: (2.0 / fan_in).sqrt() },
+            InitKind::XavierUniform => Init::Uniform {
+                bound: (6.0 / (fan_in + fan_out)).sqrt(),
+            },
+            InitKind::KaimingNormal => Init::Normal {
+                std: (2.0 / fan_in).sqrt(),
+            },
         }
     }
 }

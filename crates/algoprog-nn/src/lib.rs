@@ -77,7 +77,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { key: key.into(), message: message.into() }
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -94,9 +97,15 @@ pub struct Flops {
 }
 
 impl Flops {
-    pub const ZERO: Flops = Flops { matmul: 0.0, elementwise: 0.0 };
+    pub const ZERO: Flops = Flops {
+        matmul: 0.0,
+        elementwise: 0.0,
+    };
     pub fn new(matmul: f64, elementwise: f64) -> Self {
-        Self { matmul, elementwise }
+        Self {
+            matmul,
+            elementwise,
+        }
     }
     /// matmul + elementwise.
     pub fn total(&self) -> f64 {
@@ -104,14 +113,20 @@ impl Flops {
     }
     /// Both parts multiplied by `k`.
     pub fn scale(&self, k: f64) -> Self {
-        Self { matmul: self.matmul * k, elementwise: self.elementwise * k }
+        Self {
+            matmul: self.matmul * k,
+            elementwise: self.elementwise * k,
+        }
     }
 }
 
 impl std::ops::Add for Flops {
     type Output = Flops;
     fn add(self, o: Flops) -> Flops {
-        Flops { matmul: self.matmul + o.matmul, elementwise: self.elementwise + o.elementwise }
+        Flops {
+            matmul: self.matmul + o.matmul,
+            elementwise: self.elementwise + o.elementwise,
+        }
     }
 }
 

@@ -19,7 +19,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// [`linear`] from composite candle ops (the reference and the GPU path).
 pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let inp = *dims.last().expect("linear input needs at least one dimension");
+    let inp = *dims
+        .last()
+        .expect("linear input needs at least one dimension");
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let y = crate::precision::matmul(&x.reshape((rows, inp))?, &w.t()?)?;
     let y = match b {
@@ -51,7 +53,11 @@ pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) 
 
 /// [`cross_entropy`] from composite candle ops (the reference the fused
 /// kernel is tested against; the path on GPUs and for f64).
-pub fn cross_entropy_composite(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+pub fn cross_entropy_composite(
+    hidden: &Tensor,
+    output_weight: &Tensor,
+    targets: &Tensor,
+) -> Result<Tensor> {
     let logits = crate::precision::matmul(hidden, &output_weight.t()?)?;
     let max = logits.max_keepdim(D::Minus1)?.detach();
     let shifted = logits.broadcast_sub(&max)?;
@@ -71,7 +77,11 @@ pub fn clip_grad_norm(params: &ParamStore, grads: &mut GradStore, max_norm: f64)
         if let Some(g) = grads.get(p.var.as_tensor()) {
             sq += match crate::fused::adamw::sum_sq(g)? {
                 Some(s) => s,
-                None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?,
+                None => g
+                    .to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?,
             };
         }
     }

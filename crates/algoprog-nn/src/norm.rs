@@ -79,7 +79,10 @@ pub struct RmsNorm {
 impl Norm for RmsNorm {
     type Config = NormConfig;
     fn new(cfg: &NormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
-        Ok(Self { weight: pb.param_with("weight", &[d], ParamRole::Norm, Init::Ones)?, eps: cfg.eps })
+        Ok(Self {
+            weight: pb.param_with("weight", &[d], ParamRole::Norm, Init::Ones)?,
+            eps: cfg.eps,
+        })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::norm::rms_norm(x, &self.weight, self.eps)
@@ -170,12 +173,16 @@ mod tests {
             }
             let p = |n: &str| store.get(n).unwrap().var.as_tensor().clone();
             let yc = match kind {
-                NormKind::LayerNorm => fused::norm::layer_norm_composite(&x, &p("weight"), &p("bias"), 1e-5)?,
+                NormKind::LayerNorm => {
+                    fused::norm::layer_norm_composite(&x, &p("weight"), &p("bias"), 1e-5)?
+                }
                 NormKind::RmsNorm => fused::norm::rms_norm_composite(&x, &p("weight"), 1e-5)?,
             };
             let yf = norm.forward(&x)?;
             let err = |a: &Tensor, b: &Tensor| -> Result<f32> {
-                ((a - b)?.abs()? / (b.abs()? + 1.0)?)?.max_all()?.to_scalar::<f32>()
+                ((a - b)?.abs()? / (b.abs()? + 1.0)?)?
+                    .max_all()?
+                    .to_scalar::<f32>()
             };
             assert!(err(&yf, &yc)? < 1e-5, "{kind:?}: values");
             let gf = (&yf * &w)?.sum_all()?.backward()?;

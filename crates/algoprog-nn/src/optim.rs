@@ -146,18 +146,41 @@ impl Default for OptimizerConfig {
 impl OptimizerConfig {
     /// AdamW with β = (0.9, 0.999), ε = 1e-8, λ = 0.01 on every parameter (modern).
     pub fn adam_w() -> Self {
-        Self::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decay_mask: DecayMask::default() }
+        Self::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            decay_mask: DecayMask::default(),
+        }
     }
     /// Adam without weight decay (retro).
     pub fn adam() -> Self {
-        Self::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decay_mask: DecayMask::default() }
+        Self::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decay_mask: DecayMask::default(),
+        }
     }
     /// SGD with momentum 0.9.
     pub fn sgd() -> Self {
-        Self::Sgd { momentum: 0.9, nesterov: false, weight_decay: 0.0, decay_mask: DecayMask::default() }
+        Self::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            decay_mask: DecayMask::default(),
+        }
     }
     pub fn rms_prop() -> Self {
-        Self::RmsProp { alpha: 0.99, eps: 1e-8, momentum: 0.0, weight_decay: 0.0, decay_mask: DecayMask::default() }
+        Self::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            decay_mask: DecayMask::default(),
+        }
     }
 
     /// Checks ranges; errors name the key (`train.optimizer.*`) and the fix.
@@ -181,17 +204,40 @@ impl OptimizerConfig {
             Ok(())
         };
         match self {
-            Self::AdamW { beta1, beta2, eps, weight_decay, .. } | Self::Adam { beta1, beta2, eps, weight_decay, .. } => {
+            Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            }
+            | Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
                 in01("beta1", *beta1)?;
                 in01("beta2", *beta2)?;
                 nonneg("eps", *eps)?;
                 nonneg("weight_decay", *weight_decay)
             }
-            Self::Sgd { momentum, weight_decay, .. } => {
+            Self::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => {
                 in01("momentum", *momentum)?;
                 nonneg("weight_decay", *weight_decay)
             }
-            Self::RmsProp { alpha, eps, momentum, weight_decay, .. } => {
+            Self::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+                ..
+            } => {
                 in01("alpha", *alpha)?;
                 in01("momentum", *momentum)?;
                 nonneg("eps", *eps)?;
@@ -205,25 +251,71 @@ impl OptimizerConfig {
         let slots = |mask: &DecayMask| -> Vec<Slot> {
             params
                 .iter()
-                .map(|p| Slot { name: p.name.clone(), var: p.var.clone(), decay: mask.decays(p.role), s1: None, s2: None })
+                .map(|p| Slot {
+                    name: p.name.clone(),
+                    var: p.var.clone(),
+                    decay: mask.decays(p.role),
+                    s1: None,
+                    s2: None,
+                })
                 .collect()
         };
         Ok(match self {
-            Self::AdamW { beta1, beta2, eps, weight_decay, decay_mask } => Box::new(AdamW {
-                slots: slots(decay_mask), beta1: *beta1, beta2: *beta2, eps: *eps,
-                weight_decay: *weight_decay, decoupled: true, t: 0,
+            Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decay_mask,
+            } => Box::new(AdamW {
+                slots: slots(decay_mask),
+                beta1: *beta1,
+                beta2: *beta2,
+                eps: *eps,
+                weight_decay: *weight_decay,
+                decoupled: true,
+                t: 0,
             }),
-            Self::Adam { beta1, beta2, eps, weight_decay, decay_mask } => Box::new(AdamW {
-                slots: slots(decay_mask), beta1: *beta1, beta2: *beta2, eps: *eps,
-                weight_decay: *weight_decay, decoupled: false, t: 0,
+            Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decay_mask,
+            } => Box::new(AdamW {
+                slots: slots(decay_mask),
+                beta1: *beta1,
+                beta2: *beta2,
+                eps: *eps,
+                weight_decay: *weight_decay,
+                decoupled: false,
+                t: 0,
             }),
-            Self::Sgd { momentum, nesterov, weight_decay, decay_mask } => Box::new(Sgd {
-                slots: slots(decay_mask), momentum: *momentum, nesterov: *nesterov,
-                weight_decay: *weight_decay, t: 0,
+            Self::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                decay_mask,
+            } => Box::new(Sgd {
+                slots: slots(decay_mask),
+                momentum: *momentum,
+                nesterov: *nesterov,
+                weight_decay: *weight_decay,
+                t: 0,
             }),
-            Self::RmsProp { alpha, eps, momentum, weight_decay, decay_mask } => Box::new(RmsProp {
-                slots: slots(decay_mask), alpha: *alpha, eps: *eps, momentum: *momentum,
-                weight_decay: *weight_decay, t: 0,
+            Self::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+                decay_mask,
+            } => Box::new(RmsProp {
+                slots: slots(decay_mask),
+                alpha: *alpha,
+                eps: *eps,
+                momentum: *momentum,
+                weight_decay: *weight_decay,
+                t: 0,
             }),
         })
     }
@@ -255,7 +347,10 @@ fn zeros_if_none(s: &Option<Tensor>, like: &Tensor) -> Result<Tensor> {
 
 fn state_out(slots: &[Slot], t: usize, names: [&str; 2]) -> Result<HashMap<String, Tensor>> {
     let mut m = HashMap::new();
-    let dev = slots.first().map(|s| s.var.device().clone()).unwrap_or(candle_core::Device::Cpu);
+    let dev = slots
+        .first()
+        .map(|s| s.var.device().clone())
+        .unwrap_or(candle_core::Device::Cpu);
     m.insert("step".to_string(), Tensor::new(t as f64, &dev)?);
     for s in slots {
         if let Some(a) = &s.s1 {
@@ -269,7 +364,12 @@ fn state_out(slots: &[Slot], t: usize, names: [&str; 2]) -> Result<HashMap<Strin
     Ok(m)
 }
 
-fn state_in(slots: &mut [Slot], t: &mut usize, names: [&str; 2], st: &HashMap<String, Tensor>) -> Result<()> {
+fn state_in(
+    slots: &mut [Slot],
+    t: &mut usize,
+    names: [&str; 2],
+    st: &HashMap<String, Tensor>,
+) -> Result<()> {
     let step = st
         .get("step")
         .ok_or_else(|| candle_core::Error::Msg("optimizer state has no `step` entry".into()))?;
@@ -279,10 +379,14 @@ fn state_in(slots: &mut [Slot], t: &mut usize, names: [&str; 2], st: &HashMap<St
         let get = |n: &str| -> Result<Option<Tensor>> {
             match st.get(&format!("{}.{n}", s.name)) {
                 // a private contiguous copy: the fused AdamW writes into it
-                Some(x) if x.dims() == s.var.dims() => Ok(Some(x.to_dtype(dt)?.contiguous()?.copy()?)),
+                Some(x) if x.dims() == s.var.dims() => {
+                    Ok(Some(x.to_dtype(dt)?.contiguous()?.copy()?))
+                }
                 Some(x) => Err(candle_core::Error::Msg(format!(
                     "optimizer state `{}.{n}` has shape {:?}, the parameter has {:?}",
-                    s.name, x.dims(), s.var.dims()
+                    s.name,
+                    x.dims(),
+                    s.var.dims()
                 ))),
                 None => Ok(None),
             }
@@ -310,18 +414,33 @@ impl Optimizer for AdamW {
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(s.var.as_tensor()) else {
+                continue;
+            };
             // f32 on the CPU with decoupled (or no) decay: one in-place kernel
-            if (self.decoupled || self.weight_decay == 0.0) && crate::fused::fusable(s.var.as_tensor()) && s.var.as_tensor().is_contiguous() {
+            if (self.decoupled || self.weight_decay == 0.0)
+                && crate::fused::fusable(s.var.as_tensor())
+                && s.var.as_tensor().is_contiguous()
+            {
                 for slot in [&mut s.s1, &mut s.s2] {
                     if slot.is_none() {
                         *slot = Some(s.var.as_tensor().zeros_like()?);
                     }
                 }
                 let wd = if s.decay { self.weight_decay } else { 0.0 };
-                let step = crate::fused::adamw::AdamStep::new(self.t, lr, wd, self.beta1, self.beta2, self.eps);
+                let step = crate::fused::adamw::AdamStep::new(
+                    self.t, lr, wd, self.beta1, self.beta2, self.eps,
+                );
                 let (m, v) = (s.s1.as_ref().unwrap(), s.s2.as_ref().unwrap());
-                crate::fused::adamw::adamw_step(s.var.as_tensor(), m, v, g, self.beta1, self.beta2, step)?;
+                crate::fused::adamw::adamw_step(
+                    s.var.as_tensor(),
+                    m,
+                    v,
+                    g,
+                    self.beta1,
+                    self.beta2,
+                    step,
+                )?;
                 continue;
             }
             let g = g.detach();
@@ -368,11 +487,17 @@ impl Optimizer for Sgd {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.t += 1;
         for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(s.var.as_tensor()) else {
+                continue;
+            };
             let g = l2(s, &g.detach(), self.weight_decay)?;
             let step = if self.momentum != 0.0 {
                 let b = ((zeros_if_none(&s.s1, &g)? * self.momentum)? + &g)?;
-                let st = if self.nesterov { (&g + (&b * self.momentum)?)? } else { b.clone() };
+                let st = if self.nesterov {
+                    (&g + (&b * self.momentum)?)?
+                } else {
+                    b.clone()
+                };
                 s.s1 = Some(b.detach());
                 st
             } else {
@@ -390,7 +515,12 @@ impl Optimizer for Sgd {
         state_out(&self.slots, self.t, ["momentum_buffer", "unused"])
     }
     fn load_state_dict(&mut self, st: &HashMap<String, Tensor>) -> Result<()> {
-        state_in(&mut self.slots, &mut self.t, ["momentum_buffer", "unused"], st)
+        state_in(
+            &mut self.slots,
+            &mut self.t,
+            ["momentum_buffer", "unused"],
+            st,
+        )
     }
 }
 
@@ -408,7 +538,9 @@ impl Optimizer for RmsProp {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.t += 1;
         for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(s.var.as_tensor()) else {
+                continue;
+            };
             let g = l2(s, &g.detach(), self.weight_decay)?;
             let v = ((zeros_if_none(&s.s2, &g)? * self.alpha)? + (g.sqr()? * (1.0 - self.alpha))?)?;
             let u = (&g / (v.sqrt()? + self.eps)?)?;
@@ -432,6 +564,11 @@ impl Optimizer for RmsProp {
         state_out(&self.slots, self.t, ["momentum_buffer", "square_avg"])
     }
     fn load_state_dict(&mut self, st: &HashMap<String, Tensor>) -> Result<()> {
-        state_in(&mut self.slots, &mut self.t, ["momentum_buffer", "square_avg"], st)
+        state_in(
+            &mut self.slots,
+            &mut self.t,
+            ["momentum_buffer", "square_avg"],
+            st,
+        )
     }
 }

@@ -74,7 +74,11 @@ impl ParamStore {
     }
     /// Scalar parameters with the given role.
     pub fn num_elements_with_role(&self, role: ParamRole) -> usize {
-        self.params.iter().filter(|p| p.role == role).map(|p| p.var.elem_count()).sum()
+        self.params
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.var.elem_count())
+            .sum()
     }
     /// The variables (cheap clones sharing storage), in creation order.
     pub fn vars(&self) -> Vec<Var> {
@@ -85,8 +89,11 @@ impl ParamStore {
     }
     /// Writes every parameter under its name.
     pub fn save_safetensors<P: AsRef<Path>>(&self, path: P) -> Result<()> {
-        let map: HashMap<String, Tensor> =
-            self.params.iter().map(|p| (p.name.clone(), p.var.as_tensor().clone())).collect();
+        let map: HashMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+            .collect();
         candle_core::safetensors::save(&map, path)
     }
     /// Copies values from a safetensors file into the existing variables.
@@ -95,7 +102,9 @@ impl ParamStore {
     /// parameter of this model. Values are converted to each variable's dtype.
     pub fn load_safetensors<P: AsRef<Path>>(&self, path: P) -> Result<()> {
         let path = path.as_ref();
-        let Some(first) = self.params.first() else { return Ok(()) };
+        let Some(first) = self.params.first() else {
+            return Ok(());
+        };
         let loaded = candle_core::safetensors::load(path, first.var.device())?;
         for p in &self.params {
             let t = loaded.get(&p.name).ok_or_else(|| {
@@ -165,7 +174,10 @@ impl ParamBuilder {
             seed,
             device,
             dtype,
-            Arc::new(InitScheme { kind: InitKind::TransformerScaled, n_layers: 1 }),
+            Arc::new(InitScheme {
+                kind: InitKind::TransformerScaled,
+                n_layers: 1,
+            }),
         )
     }
 
@@ -202,9 +214,15 @@ impl ParamBuilder {
     /// A builder for the sub-module `name`.
     pub fn pp(&self, name: impl AsRef<str>) -> Self {
         let name = name.as_ref();
-        let prefix =
-            if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Self { prefix, inner: self.inner.clone() }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Self {
+            prefix,
+            inner: self.inner.clone(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -224,15 +242,29 @@ impl ParamBuilder {
     }
 
     /// A parameter with an explicit initialisation.
-    pub fn param_with(&self, name: &str, shape: &[usize], role: ParamRole, init: Init) -> Result<Tensor> {
-        let full = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+    pub fn param_with(
+        &self,
+        name: &str,
+        shape: &[usize],
+        role: ParamRole,
+        init: Init,
+    ) -> Result<Tensor> {
+        let full = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
         let mut inner = self.inner.lock().unwrap();
         if inner.params.iter().any(|p| p.name == full) {
-            return Err(candle_core::Error::Msg(format!("parameter `{full}` is created twice")));
+            return Err(candle_core::Error::Msg(format!(
+                "parameter `{full}` is created twice"
+            )));
         }
         if let Some(source) = &inner.source {
             let p = source.get(&full).cloned().ok_or_else(|| {
-                candle_core::Error::Msg(format!("view of a model: the source has no parameter `{full}`"))
+                candle_core::Error::Msg(format!(
+                    "view of a model: the source has no parameter `{full}`"
+                ))
             })?;
             if p.var.dims() != shape {
                 return Err(candle_core::Error::Msg(format!(
@@ -255,13 +287,23 @@ impl ParamBuilder {
                 (0..n).map(|_| normal.sample(&mut inner.rng)).collect()
             }
             Init::Uniform { bound } => (0..n)
-                .map(|_| if bound > 0.0 { inner.rng.random_range(-bound..bound) } else { 0.0 })
+                .map(|_| {
+                    if bound > 0.0 {
+                        inner.rng.random_range(-bound..bound)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect(),
         };
         let t = Tensor::from_vec(values, shape, &inner.device)?.to_dtype(inner.dtype)?;
         let var = Var::from_tensor(&t)?;
         let out = var.as_tensor().clone();
-        inner.params.push(Param { name: full, role, var });
+        inner.params.push(Param {
+            name: full,
+            role,
+            var,
+        });
         Ok(out)
     }
 

@@ -185,7 +185,11 @@ pub struct Learned {
 impl PositionalEncoding for Learned {
     type Config = ();
     fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
-        let table = pb.param("weight", &[dims.max_seq_len, dims.d_model], ParamRole::PositionalEmbedding)?;
+        let table = pb.param(
+            "weight",
+            &[dims.max_seq_len, dims.d_model],
+            ParamRole::PositionalEmbedding,
+        )?;
         Ok(Self { table })
     }
     fn embed(&self, x: &Tensor) -> Result<Tensor> {
@@ -279,7 +283,11 @@ impl PositionalEncoding for Rotary {
         let dev = pb.device();
         let cos = Tensor::from_vec(c, (t, half), &dev)?.to_dtype(pb.dtype())?;
         let sin = Tensor::from_vec(s, (t, half), &dev)?.to_dtype(pb.dtype())?;
-        let fused = if crate::fused::fusable(&cos) { Some(crate::fused::rotary::RotaryTables::new(&cos, &sin)?) } else { None };
+        let fused = if crate::fused::fusable(&cos) {
+            Some(crate::fused::rotary::RotaryTables::new(&cos, &sin)?)
+        } else {
+            None
+        };
         Ok(Self { cos, sin, fused })
     }
     fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -342,7 +350,10 @@ impl PositionalEncoding for Alibi {
             }
         }
         let bias = Tensor::from_vec(v, (h, t, t), &pb.device())?.to_dtype(pb.dtype())?;
-        Ok(Self { bias, slopes: slopes.iter().map(|&m| m as f32).collect() })
+        Ok(Self {
+            bias,
+            slopes: slopes.iter().map(|&m| m as f32).collect(),
+        })
     }
     /// Checks the length here too: the fused attention kernel computes the
     /// bias from the slopes and never calls `score_bias`.
@@ -397,7 +408,9 @@ impl PositionalEncoding for DynPositional {
             PositionalKind::None => Self::None(NoPe::new(&(), dims, pb)?),
             PositionalKind::Sinusoidal => Self::Sinusoidal(Sinusoidal::new(&(), dims, pb)?),
             PositionalKind::Learned => Self::Learned(Learned::new(&(), dims, pb)?),
-            PositionalKind::Rotary => Self::Rotary(Rotary::new(&RotaryConfig::default(), dims, pb)?),
+            PositionalKind::Rotary => {
+                Self::Rotary(Rotary::new(&RotaryConfig::default(), dims, pb)?)
+            }
             PositionalKind::Alibi => Self::Alibi(Alibi::new(&(), dims, pb)?),
         })
     }

@@ -29,7 +29,10 @@ pub fn matmul_bf16() -> bool {
 /// result is cast back to f32, so gradients flow in f32 to f32 parameters).
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if matmul_bf16() && a.dtype() == DType::F32 && b.dtype() == DType::F32 {
-        return a.to_dtype(DType::BF16)?.matmul(&b.to_dtype(DType::BF16)?)?.to_dtype(DType::F32);
+        return a
+            .to_dtype(DType::BF16)?
+            .matmul(&b.to_dtype(DType::BF16)?)?
+            .to_dtype(DType::F32);
     }
     a.matmul(b)
 }
@@ -52,13 +55,34 @@ mod tests {
         let low = matmul(a.as_tensor(), &b).unwrap();
         assert!(set_matmul_bf16(false));
         assert_eq!(low.dtype(), DType::F32);
-        let err = (&low - &exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let err = (&low - &exact)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = exact
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         // bf16 keeps 8 significant bits: errors of about 2⁻⁸ relative, never 0 here
-        assert!(err > 0.0 && err < 0.02 * scale, "bf16 error {err} vs scale {scale}");
+        assert!(
+            err > 0.0 && err < 0.02 * scale,
+            "bf16 error {err} vs scale {scale}"
+        );
         // the gradient reaches the f32 parameter in f32
         set_matmul_bf16(true);
-        let g = matmul(a.as_tensor(), &b).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = matmul(a.as_tensor(), &b)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         set_matmul_bf16(false);
         assert_eq!(g.get(a.as_tensor()).unwrap().dtype(), DType::F32);
     }

@@ -94,7 +94,10 @@ pub fn progress(step: usize, start: usize, total: usize) -> f64 {
 impl ScheduleConfig {
     /// The modern default: cosine, 10 % warmup, floor 0.1×.
     pub fn cosine() -> Self {
-        Self::Cosine { warmup_frac: 0.1, min_ratio: 0.1 }
+        Self::Cosine {
+            warmup_frac: 0.1,
+            min_ratio: 0.1,
+        }
     }
     /// The retro default: inverse square root with 10 % warmup.
     pub fn inverse_sqrt() -> Self {
@@ -125,8 +128,14 @@ impl ScheduleConfig {
         };
         frac("warmup_frac", self.warmup_frac())?;
         match self {
-            Self::Cosine { min_ratio, .. } | Self::LinearDecay { min_ratio, .. } => frac("min_ratio", *min_ratio)?,
-            Self::Wsd { warmup_frac, decay_frac, min_ratio } => {
+            Self::Cosine { min_ratio, .. } | Self::LinearDecay { min_ratio, .. } => {
+                frac("min_ratio", *min_ratio)?
+            }
+            Self::Wsd {
+                warmup_frac,
+                decay_frac,
+                min_ratio,
+            } => {
                 frac("decay_frac", *decay_frac)?;
                 frac("min_ratio", *min_ratio)?;
                 if warmup_frac + decay_frac > 1.0 {
@@ -153,10 +162,16 @@ impl LrSchedule for ScheduleConfig {
                 let p = progress(step, w, total);
                 peak * (r + (1.0 - r) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
             }
-            Self::LinearDecay { min_ratio: r, .. } => peak * (1.0 - (1.0 - r) * progress(step, w, total)),
+            Self::LinearDecay { min_ratio: r, .. } => {
+                peak * (1.0 - (1.0 - r) * progress(step, w, total))
+            }
             Self::InverseSqrt { .. } => peak * (w.max(1) as f64 / (step + 1) as f64).sqrt(),
             Self::Constant { .. } => peak,
-            Self::Wsd { decay_frac, min_ratio: r, .. } => {
+            Self::Wsd {
+                decay_frac,
+                min_ratio: r,
+                ..
+            } => {
                 let s = total - warmup_steps(decay_frac, total);
                 let s = s.max(w);
                 if step < s {

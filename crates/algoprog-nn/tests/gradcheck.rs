@@ -21,10 +21,12 @@ fn builder(seed: u64) -> ParamBuilder {
 /// A fixed input Var and a fixed random weighting R; the loss is sum(f(x) ⊙ R).
 fn input(shape: &[usize], seed: u64) -> (Var, Tensor) {
     let pb = builder(seed + 100);
-    pb.param_with("x", shape, ParamRole::Other, Init::Normal { std: 1.0 }).unwrap();
+    pb.param_with("x", shape, ParamRole::Other, Init::Normal { std: 1.0 })
+        .unwrap();
     let mut out_shape = shape.to_vec();
     *out_shape.last_mut().unwrap() = shape[shape.len() - 1];
-    pb.param_with("r", &out_shape, ParamRole::Other, Init::Normal { std: 1.0 }).unwrap();
+    pb.param_with("r", &out_shape, ParamRole::Other, Init::Normal { std: 1.0 })
+        .unwrap();
     let st = pb.finish();
     let x = st.get("x").unwrap().var.clone();
     let r = st.get("r").unwrap().var.as_tensor().detach();
@@ -39,12 +41,26 @@ fn run(name: &str, store: ParamStore, x: &Var, f: &dyn Fn(&Tensor) -> Result<Ten
     let loss = || (f(x.as_tensor())? * r)?.sum_all();
     let res = check(&vars, &loss, 1e-5).unwrap();
     assert!(res.checked > 0);
-    assert!(res.max_abs_grad > 1e-3, "{name}: gradients vanish ({})", res.max_abs_grad);
-    assert!(res.max_rel_err < TOL, "{name}: FD mismatch {} at {:?}: {:?}", res.max_rel_err, res.worst, res.worst_values);
+    assert!(
+        res.max_abs_grad > 1e-3,
+        "{name}: gradients vanish ({})",
+        res.max_abs_grad
+    );
+    assert!(
+        res.max_rel_err < TOL,
+        "{name}: FD mismatch {} at {:?}: {:?}",
+        res.max_rel_err,
+        res.worst,
+        res.worst_values
+    );
 }
 
 fn check_ff<F: FeedForward>(name: &str, cfg: &F::Config) {
-    let dims = FfDims { d_model: 4, ff_ratio: 2.0, bias: true };
+    let dims = FfDims {
+        d_model: 4,
+        ff_ratio: 2.0,
+        bias: true,
+    };
     let pb = builder(1);
     let ff = F::new(cfg, &dims, &pb).unwrap();
     let (x, r) = input(&[3, 4], 1);
@@ -66,7 +82,9 @@ fn check_norm<N: Norm>(name: &str) {
     // perturb gains and shifts away from 1 and 0 through the optimiser-free path
     let store = pb.finish();
     for p in store.iter() {
-        let v = (p.var.as_tensor() + Tensor::new(&[0.3f64, -0.2, 0.1, 0.5, -0.4], &Device::Cpu).unwrap()).unwrap();
+        let v = (p.var.as_tensor()
+            + Tensor::new(&[0.3f64, -0.2, 0.1, 0.5, -0.4], &Device::Cpu).unwrap())
+        .unwrap();
         p.var.set(&v).unwrap();
     }
     let (x, r) = input(&[2, 3, 5], 2);
@@ -80,13 +98,28 @@ fn norms_match_finite_differences() {
 }
 
 fn check_attention<P: PositionalEncoding>(name: &str, cfg: &P::Config) {
-    let dims = AttentionDims { d_model: 8, head_dim: 4, bias: true };
-    let pd = PosDims { d_model: 8, n_heads: 2, head_dim: 4, max_seq_len: 6 };
+    let dims = AttentionDims {
+        d_model: 8,
+        head_dim: 4,
+        bias: true,
+    };
+    let pd = PosDims {
+        d_model: 8,
+        n_heads: 2,
+        head_dim: 4,
+        max_seq_len: 6,
+    };
     let pb = builder(3);
     let pos = P::new(cfg, &pd, &pb.pp("pos")).unwrap();
     let attn = CausalSelfAttention::new(&dims, &pb.pp("attn")).unwrap();
     let (x, r) = input(&[2, 5, 8], 3);
-    run(name, pb.finish(), &x, &|x| attn.forward(&pos.embed(x)?, &pos), &r);
+    run(
+        name,
+        pb.finish(),
+        &x,
+        &|x| attn.forward(&pos.embed(x)?, &pos),
+        &r,
+    );
 }
 
 #[test]
@@ -110,9 +143,18 @@ fn cross_entropy_matches_finite_differences() {
     let loss = || cross_entropy(h.as_tensor(), &w, &targets);
     let res = check(&vars, &loss, 1e-5).unwrap();
     assert!(res.max_abs_grad > 1e-3);
-    assert!(res.max_rel_err < TOL, "cross entropy FD mismatch {}", res.max_rel_err);
+    assert!(
+        res.max_rel_err < TOL,
+        "cross entropy FD mismatch {}",
+        res.max_rel_err
+    );
     // and the value is the mean NLL computed by hand from the logits
-    let logits: Vec<Vec<f64>> = h.as_tensor().matmul(&w.t().unwrap()).unwrap().to_vec2().unwrap();
+    let logits: Vec<Vec<f64>> = h
+        .as_tensor()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let t = [0usize, 6, 3, 3, 1];
     let expected: f64 = logits
         .iter()

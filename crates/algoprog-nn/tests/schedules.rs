@@ -13,7 +13,10 @@ fn close(a: f64, b: f64) {
 
 #[test]
 fn cosine_with_warmup_and_floor() {
-    let s = ScheduleConfig::Cosine { warmup_frac: 0.1, min_ratio: 0.1 };
+    let s = ScheduleConfig::Cosine {
+        warmup_frac: 0.1,
+        min_ratio: 0.1,
+    };
     close(s.lr(0, T, PEAK), PEAK / 10.0); // (0+1)/10
     close(s.lr(4, T, PEAK), PEAK * 0.5); // (4+1)/10
     close(s.lr(9, T, PEAK), PEAK); // end of warmup
@@ -39,12 +42,18 @@ fn inverse_sqrt() {
 
 #[test]
 fn linear_warmup_linear_decay() {
-    let s = ScheduleConfig::LinearDecay { warmup_frac: 0.1, min_ratio: 0.0 };
+    let s = ScheduleConfig::LinearDecay {
+        warmup_frac: 0.1,
+        min_ratio: 0.0,
+    };
     close(s.lr(0, T, PEAK), PEAK / 10.0);
     close(s.lr(9, T, PEAK), PEAK);
     close(s.lr(55, T, PEAK), PEAK * 0.5);
     close(s.lr(100, T, PEAK), 0.0);
-    let s = ScheduleConfig::LinearDecay { warmup_frac: 0.1, min_ratio: 0.1 };
+    let s = ScheduleConfig::LinearDecay {
+        warmup_frac: 0.1,
+        min_ratio: 0.1,
+    };
     close(s.lr(55, T, PEAK), PEAK * 0.55);
     close(s.lr(100, T, PEAK), PEAK * 0.1);
 }
@@ -64,7 +73,11 @@ fn constant() {
 #[test]
 fn warmup_stable_decay() {
     // decay steps round(0.21·101) = 21 → decay starts at S = 80, denominator 100 − 80 = 20
-    let s = ScheduleConfig::Wsd { warmup_frac: 0.1, decay_frac: 0.21, min_ratio: 0.1 };
+    let s = ScheduleConfig::Wsd {
+        warmup_frac: 0.1,
+        decay_frac: 0.21,
+        min_ratio: 0.1,
+    };
     close(s.lr(0, T, PEAK), PEAK / 10.0);
     close(s.lr(9, T, PEAK), PEAK);
     close(s.lr(50, T, PEAK), PEAK); // stable
@@ -76,15 +89,39 @@ fn warmup_stable_decay() {
 #[test]
 fn configs_parse_from_toml_with_defaults_and_reject_unknown_keys() {
     let s: ScheduleConfig = toml::from_str("name = \"cosine\"").unwrap();
-    assert_eq!(s, ScheduleConfig::Cosine { warmup_frac: 0.1, min_ratio: 0.1 });
+    assert_eq!(
+        s,
+        ScheduleConfig::Cosine {
+            warmup_frac: 0.1,
+            min_ratio: 0.1
+        }
+    );
     let s: ScheduleConfig = toml::from_str("name = \"wsd\"\ndecay_frac = 0.3").unwrap();
-    assert_eq!(s, ScheduleConfig::Wsd { warmup_frac: 0.1, decay_frac: 0.3, min_ratio: 0.1 });
+    assert_eq!(
+        s,
+        ScheduleConfig::Wsd {
+            warmup_frac: 0.1,
+            decay_frac: 0.3,
+            min_ratio: 0.1
+        }
+    );
     let s: ScheduleConfig = toml::from_str("name = \"constant\"").unwrap();
     assert_eq!(s, ScheduleConfig::Constant { warmup_frac: 0.0 });
     assert!(toml::from_str::<ScheduleConfig>("name = \"cosine\"\nwarmup = 0.1").is_err());
-    let e = ScheduleConfig::Cosine { warmup_frac: 1.5, min_ratio: 0.1 }.validate().unwrap_err();
+    let e = ScheduleConfig::Cosine {
+        warmup_frac: 1.5,
+        min_ratio: 0.1,
+    }
+    .validate()
+    .unwrap_err();
     assert_eq!(e.key, "train.schedule.warmup_frac");
     assert!(e.to_string().contains("1.5"));
-    let e = ScheduleConfig::Wsd { warmup_frac: 0.5, decay_frac: 0.6, min_ratio: 0.1 }.validate().unwrap_err();
+    let e = ScheduleConfig::Wsd {
+        warmup_frac: 0.5,
+        decay_frac: 0.6,
+        min_ratio: 0.1,
+    }
+    .validate()
+    .unwrap_err();
     assert_eq!(e.key, "train.schedule.decay_frac");
 }

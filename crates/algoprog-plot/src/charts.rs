@@ -29,7 +29,12 @@ static REGISTER: Once = Once::new();
 pub fn register_fonts() {
     REGISTER.call_once(|| {
         for name in ["sans-serif", "serif", "monospace"] {
-            for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            for style in [
+                FontStyle::Normal,
+                FontStyle::Bold,
+                FontStyle::Italic,
+                FontStyle::Oblique,
+            ] {
                 // the bytes are a valid TrueType font checked in with the crate
                 plotters::style::register_font(name, style, DEJAVU_SANS).ok();
             }
@@ -84,7 +89,12 @@ pub struct Series {
 impl Series {
     /// A series with the default colour.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>, mark: Mark) -> Self {
-        Self { name: name.into(), points, mark, color: None }
+        Self {
+            name: name.into(),
+            points,
+            mark,
+            color: None,
+        }
     }
 
     /// The same series with palette colour `i`.
@@ -107,8 +117,18 @@ pub struct LogLogChart {
 
 impl LogLogChart {
     /// An empty chart.
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
-        Self { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series: Vec::new(), size: (900, 600) }
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            series: Vec::new(),
+            size: (900, 600),
+        }
     }
 
     /// Add a series.
@@ -118,7 +138,11 @@ impl LogLogChart {
     }
 
     fn bounds(&self) -> Option<((f64, f64), (f64, f64))> {
-        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|p| ok(p.0) && ok(p.1));
+        let pts = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| ok(p.0) && ok(p.1));
         let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, 0.0f64, f64::INFINITY, 0.0f64);
         let mut any = false;
         for &(x, y) in pts {
@@ -132,7 +156,11 @@ impl LogLogChart {
             return None;
         }
         let pad = |lo: f64, hi: f64, f: f64| {
-            let (lo, hi) = if hi > lo { (lo, hi) } else { (lo * 0.9, hi * 1.1) };
+            let (lo, hi) = if hi > lo {
+                (lo, hi)
+            } else {
+                (lo * 0.9, hi * 1.1)
+            };
             let r = (hi / lo).powf(f);
             (lo / r, hi * r)
         };
@@ -163,7 +191,9 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &LogLogChart) -
 where
     DB::ErrorType: 'static,
 {
-    let ((x0, x1), (y0, y1)) = chart.bounds().ok_or_else(|| "no drawable points".to_string())?;
+    let ((x0, x1), (y0, y1)) = chart
+        .bounds()
+        .ok_or_else(|| "no drawable points".to_string())?;
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut cc = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 22))
@@ -188,23 +218,43 @@ where
     let mut legend = false;
     for (i, s) in chart.series.iter().enumerate() {
         let col = palette(s.color.unwrap_or(i));
-        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| ok(p.0) && ok(p.1)).collect();
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| ok(p.0) && ok(p.1))
+            .collect();
         let anno = match s.mark {
-            Mark::Points => cc.draw_series(pts.iter().map(|&p| Circle::new(p, 2, col.mix(0.6).filled()))),
-            Mark::Rings => cc.draw_series(pts.iter().map(|&p| Circle::new(p, 5, col.stroke_width(2)))),
+            Mark::Points => cc.draw_series(
+                pts.iter()
+                    .map(|&p| Circle::new(p, 2, col.mix(0.6).filled())),
+            ),
+            Mark::Rings => {
+                cc.draw_series(pts.iter().map(|&p| Circle::new(p, 5, col.stroke_width(2))))
+            }
             Mark::Line => cc.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2))),
-            Mark::Dashed => cc.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, col.stroke_width(2))),
+            Mark::Dashed => cc.draw_series(DashedLineSeries::new(
+                pts.clone(),
+                8,
+                5,
+                col.stroke_width(2),
+            )),
         }
         .map_err(|e| e.to_string())?;
         if !s.name.is_empty() {
             legend = true;
             let mark = s.mark;
-            anno.label(s.name.as_str()).legend(move |(x, y)| -> DynElement<'static, DB, (i32, i32)> {
-                match mark {
-                    Mark::Points | Mark::Rings => Circle::new((x + 8, y), 4, col.filled()).into_dyn(),
-                    _ => PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)).into_dyn(),
-                }
-            });
+            anno.label(s.name.as_str()).legend(
+                move |(x, y)| -> DynElement<'static, DB, (i32, i32)> {
+                    match mark {
+                        Mark::Points | Mark::Rings => {
+                            Circle::new((x + 8, y), 4, col.filled()).into_dyn()
+                        }
+                        _ => PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2))
+                            .into_dyn(),
+                    }
+                },
+            );
         }
     }
     if legend {
@@ -225,7 +275,11 @@ where
 /// range narrower than a decade gets at least a few labelled ticks.
 pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let (k0, k1) = (lo.log10().floor() as i32 - 1, hi.log10().ceil() as i32 + 1);
-    for mults in [&[1.0][..], &[1.0, 2.0, 5.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0][..]] {
+    for mults in [
+        &[1.0][..],
+        &[1.0, 2.0, 5.0][..],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0][..],
+    ] {
         let v: Vec<f64> = (k0..=k1)
             .flat_map(|k| mults.iter().map(move |m| m * 10f64.powi(k)))
             .filter(|&t| t >= lo && t <= hi)
@@ -235,7 +289,9 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         }
     }
     // narrower than one step of the finest ladder: five evenly spaced ticks in log space
-    (0..5).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 4.0).exp()).collect()
+    (0..5)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 4.0).exp())
+        .collect()
 }
 
 /// Tick label: scientific notation for large/small values, else up to 3 significant digits.
@@ -256,14 +312,27 @@ pub fn write_log_log(chart: &LogLogChart, stem: &Path) -> Result<(PathBuf, PathB
         return Err(PlotError::Empty(chart.title.clone()));
     }
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let svg = with_ext(stem, "svg");
     let png = with_ext(stem, "png");
-    draw(SVGBackend::new(&svg, chart.size).into_drawing_area(), chart)
-        .map_err(|message| PlotError::Draw { path: svg.clone(), message })?;
-    draw(BitMapBackend::new(&png, chart.size).into_drawing_area(), chart)
-        .map_err(|message| PlotError::Draw { path: png.clone(), message })?;
+    draw(SVGBackend::new(&svg, chart.size).into_drawing_area(), chart).map_err(|message| {
+        PlotError::Draw {
+            path: svg.clone(),
+            message,
+        }
+    })?;
+    draw(
+        BitMapBackend::new(&png, chart.size).into_drawing_area(),
+        chart,
+    )
+    .map_err(|message| PlotError::Draw {
+        path: png.clone(),
+        message,
+    })?;
     Ok((svg, png))
 }
 
@@ -282,14 +351,23 @@ mod tests {
     #[test]
     fn writes_svg_and_png_with_text() {
         let dir = tempfile::tempdir().unwrap();
-        let pts: Vec<(f64, f64)> = (0..20).map(|i| (1e15 * 10f64.powf(i as f64 / 4.0), 1.8 + 40.0 * (1e15 * 10f64.powf(i as f64 / 4.0)).powf(-0.08))).collect();
+        let pts: Vec<(f64, f64)> = (0..20)
+            .map(|i| {
+                (
+                    1e15 * 10f64.powf(i as f64 / 4.0),
+                    1.8 + 40.0 * (1e15 * 10f64.powf(i as f64 / 4.0)).powf(-0.08),
+                )
+            })
+            .collect();
         let chart = LogLogChart::new("Frontier (test)", "compute (FLOPs)", "loss")
             .with(Series::new("points", pts.clone(), Mark::Points))
             .with(Series::new("frontier", pts.clone(), Mark::Rings))
             .with(Series::new("fit", pts, Mark::Dashed));
         let (svg, png) = write_log_log(&chart, &dir.path().join("sub/chart")).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
-        assert!(s.starts_with("<svg") && s.contains("Frontier (test)") && s.contains("compute (FLOPs)"));
+        assert!(
+            s.starts_with("<svg") && s.contains("Frontier (test)") && s.contains("compute (FLOPs)")
+        );
         let p = std::fs::read(&png).unwrap();
         assert_eq!(&p[1..4], b"PNG");
         assert!(p.len() > 5000, "PNG is {} bytes", p.len());
@@ -308,8 +386,14 @@ mod tests {
     #[test]
     fn empty_chart_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let chart = LogLogChart::new("nothing", "x", "y").with(Series::new("zero", vec![(0.0, 1.0)], Mark::Points));
-        let e = write_log_log(&chart, &dir.path().join("c")).unwrap_err().to_string();
+        let chart = LogLogChart::new("nothing", "x", "y").with(Series::new(
+            "zero",
+            vec![(0.0, 1.0)],
+            Mark::Points,
+        ));
+        let e = write_log_log(&chart, &dir.path().join("c"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nothing"), "{e}");
     }
 }

@@ -41,7 +41,12 @@ pub struct BootstrapOptions {
 
 impl Default for BootstrapOptions {
     fn default() -> Self {
-        Self { reps: 1000, level: 0.9, seed: 0, resample: Resample::Points }
+        Self {
+            reps: 1000,
+            level: 0.9,
+            seed: 0,
+            resample: Resample::Points,
+        }
     }
 }
 
@@ -57,7 +62,10 @@ pub const MAX_BOOTSTRAP_REPS: usize = 100_000;
 impl BootstrapOptions {
     fn validate(&self) -> Result<()> {
         if self.reps < 2 {
-            return Err(ScalingError::InvalidOption(format!("bootstrap needs at least 2 replicates, got {}", self.reps)));
+            return Err(ScalingError::InvalidOption(format!(
+                "bootstrap needs at least 2 replicates, got {}",
+                self.reps
+            )));
         }
         if self.reps > MAX_BOOTSTRAP_REPS {
             return Err(ScalingError::InvalidOption(format!(
@@ -66,7 +74,10 @@ impl BootstrapOptions {
             )));
         }
         if !(self.level > 0.0 && self.level < 1.0) {
-            return Err(ScalingError::InvalidOption(format!("confidence level must be in (0, 1), got {}", self.level)));
+            return Err(ScalingError::InvalidOption(format!(
+                "confidence level must be in (0, 1), got {}",
+                self.level
+            )));
         }
         Ok(())
     }
@@ -101,7 +112,10 @@ pub fn percentile_interval(samples: &[f64], level: f64) -> Interval {
     let mut s: Vec<f64> = samples.to_vec();
     s.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0;
-    Interval { lo: quantile_sorted(&s, tail), hi: quantile_sorted(&s, 1.0 - tail) }
+    Interval {
+        lo: quantile_sorted(&s, tail),
+        hi: quantile_sorted(&s, 1.0 - tail),
+    }
 }
 
 /// Replicate `r`'s resample of `n` units (indices drawn with replacement).
@@ -148,7 +162,10 @@ where
     let failed = res.iter().filter(|r| r.is_none()).count();
     let samples: Vec<Vec<f64>> = res.into_iter().flatten().collect();
     if samples.len() < 2 {
-        return Err(ScalingError::FitFailed(format!("{failed} of {} bootstrap refits failed", opts.reps)));
+        return Err(ScalingError::FitFailed(format!(
+            "{failed} of {} bootstrap refits failed",
+            opts.reps
+        )));
     }
     Ok(BootstrapSamples { samples, failed })
 }
@@ -172,7 +189,11 @@ pub struct PowerLawBootstrap {
     pub failed: usize,
 }
 
-fn power_law_summary(fit: PowerLawFit, s: &BootstrapSamples, opts: &BootstrapOptions) -> PowerLawBootstrap {
+fn power_law_summary(
+    fit: PowerLawFit,
+    s: &BootstrapSamples,
+    opts: &BootstrapOptions,
+) -> PowerLawBootstrap {
     PowerLawBootstrap {
         fit,
         e: s.interval(0, opts.level),
@@ -307,7 +328,11 @@ pub fn bootstrap_chinchilla_from(
             refit(&data.subset(&idx))
         })?,
     };
-    let exps: Vec<(f64, f64)> = s.samples.iter().map(|v| (v[4] / (v[3] + v[4]), v[3] / (v[3] + v[4]))).collect();
+    let exps: Vec<(f64, f64)> = s
+        .samples
+        .iter()
+        .map(|v| (v[4] / (v[3] + v[4]), v[3] / (v[3] + v[4])))
+        .collect();
     let n_exp: Vec<f64> = exps.iter().map(|x| x.0).collect();
     let d_exp: Vec<f64> = exps.iter().map(|x| x.1).collect();
     Ok(ChinchillaBootstrap {
@@ -322,6 +347,10 @@ pub fn bootstrap_chinchilla_from(
         level: opts.level,
         reps: opts.reps,
         failed: s.failed,
-        samples: s.samples.iter().map(|v| [v[0], v[1], v[2], v[3], v[4]]).collect(),
+        samples: s
+            .samples
+            .iter()
+            .map(|v| [v[0], v[1], v[2], v[3], v[4]])
+            .collect(),
     })
 }

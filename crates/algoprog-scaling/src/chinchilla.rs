@@ -59,7 +59,9 @@ impl ChinchillaData {
     fn validate(&self) -> Result<()> {
         let len = self.n.len();
         if self.d.len() != len || self.loss.len() != len || self.run.len() != len {
-            return Err(ScalingError::InvalidData("N, D, loss and run vectors differ in length".into()));
+            return Err(ScalingError::InvalidData(
+                "N, D, loss and run vectors differ in length".into(),
+            ));
         }
         for i in 0..len {
             for (what, v) in [("N", self.n[i]), ("D", self.d[i]), ("loss", self.loss[i])] {
@@ -234,12 +236,24 @@ impl StartGrid {
         let ab: Vec<f64> = (0..6).map(|i| 5.0 * i as f64).collect();
         let exps: Vec<f64> = (0..5).map(|i| 0.5 * i as f64).collect();
         let es: Vec<f64> = (0..5).map(|i| -1.0 + 0.5 * i as f64).collect();
-        Self { a: ab.clone(), b: ab, e: es, alpha: exps.clone(), beta: exps }
+        Self {
+            a: ab.clone(),
+            b: ab,
+            e: es,
+            alpha: exps.clone(),
+            beta: exps,
+        }
     }
 
     /// A grid of single points (one start).
     pub fn single(theta: [f64; 5]) -> Self {
-        Self { a: vec![theta[0]], b: vec![theta[1]], e: vec![theta[2]], alpha: vec![theta[3]], beta: vec![theta[4]] }
+        Self {
+            a: vec![theta[0]],
+            b: vec![theta[1]],
+            e: vec![theta[2]],
+            alpha: vec![theta[3]],
+            beta: vec![theta[4]],
+        }
     }
 
     /// Every start, in a fixed order (α outermost, then β, e, a, b).
@@ -385,7 +399,13 @@ impl ChinchillaFit {
     /// ([`ChinchillaLaw::optimal_allocation`]).
     pub fn allocation(&self, c: f64, k: f64) -> Allocation {
         let (n, d) = self.law.optimal_allocation(c, k);
-        Allocation { compute: c, n_opt: n, d_opt: d, tokens_per_param: d / n, loss: self.law.loss(n, d) }
+        Allocation {
+            compute: c,
+            n_opt: n,
+            d_opt: d,
+            tokens_per_param: d / n,
+            loss: self.law.loss(n, d),
+        }
     }
 }
 
@@ -415,7 +435,14 @@ struct Objective<'a> {
 
 impl<'a> Objective<'a> {
     fn new(log_n: &'a [f64], log_d: &'a [f64], log_l: &'a [f64], loss: RobustLoss) -> Self {
-        Self { log_n, log_d, log_l, loss, cache: RefCell::new(([0.0; 5], 0.0, [0.0; 5], false)), evals: RefCell::new(0) }
+        Self {
+            log_n,
+            log_d,
+            log_l,
+            loss,
+            cache: RefCell::new(([0.0; 5], 0.0, [0.0; 5], false)),
+            evals: RefCell::new(0),
+        }
     }
 
     fn eval(&self, t: &[f64]) -> (f64, [f64; 5]) {
@@ -502,11 +529,25 @@ impl LogData {
 }
 
 /// Run L-BFGS from `theta0` for at most `max_iters` iterations.
-fn run_start(ld: &LogData, opts: &ChinchillaOptions, start: usize, theta0: [f64; 5], max_iters: u64) -> (StartResult, u64) {
+fn run_start(
+    ld: &LogData,
+    opts: &ChinchillaOptions,
+    start: usize,
+    theta0: [f64; 5],
+    max_iters: u64,
+) -> (StartResult, u64) {
     let obj = Objective::new(&ld.log_n, &ld.log_d, &ld.log_l, opts.loss);
     let f0 = obj.eval(&theta0).0;
     let failed = |evals| {
-        (StartResult { start, theta: theta0, objective: f64::NAN, iters: 0 }, evals)
+        (
+            StartResult {
+                start,
+                theta: theta0,
+                objective: f64::NAN,
+                iters: 0,
+            },
+            evals,
+        )
     };
     if !f0.is_finite() {
         return failed(1);
@@ -534,7 +575,12 @@ fn run_start(ld: &LogData, opts: &ChinchillaOptions, start: usize, theta0: [f64;
             let cost = st.get_best_cost();
             match best {
                 Some(p) if cost.is_finite() => (
-                    StartResult { start, theta: [p[0], p[1], p[2], p[3], p[4]], objective: cost, iters: st.get_iter() },
+                    StartResult {
+                        start,
+                        theta: [p[0], p[1], p[2], p[3], p[4]],
+                        objective: cost,
+                        iters: st.get_iter(),
+                    },
                     evals,
                 ),
                 _ => failed(evals),
@@ -562,7 +608,11 @@ pub fn fit_chinchilla(data: &ChinchillaData, opts: &ChinchillaOptions) -> Result
 
 /// Fit from explicit starting points θ = (a, b, e, α, β) (e.g. a previous
 /// optimum for bootstrap refits); otherwise as [`fit_chinchilla`].
-pub fn fit_from_starts(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]) -> Result<ChinchillaFit> {
+pub fn fit_from_starts(
+    data: &ChinchillaData,
+    opts: &ChinchillaOptions,
+    starts: &[[f64; 5]],
+) -> Result<ChinchillaFit> {
     fit_impl(data, opts, starts, true)
 }
 
@@ -576,7 +626,11 @@ pub fn fit_from_starts_sequential(
     fit_impl(data, opts, starts, false)
 }
 
-fn map_maybe_par<T: Send, F: Fn(usize) -> T + Sync + Send>(parallel: bool, n: usize, f: F) -> Vec<T> {
+fn map_maybe_par<T: Send, F: Fn(usize) -> T + Sync + Send>(
+    parallel: bool,
+    n: usize,
+    f: F,
+) -> Vec<T> {
     if parallel {
         (0..n).into_par_iter().map(f).collect()
     } else {
@@ -584,7 +638,12 @@ fn map_maybe_par<T: Send, F: Fn(usize) -> T + Sync + Send>(parallel: bool, n: us
     }
 }
 
-fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]], parallel: bool) -> Result<ChinchillaFit> {
+fn fit_impl(
+    data: &ChinchillaData,
+    opts: &ChinchillaOptions,
+    starts: &[[f64; 5]],
+    parallel: bool,
+) -> Result<ChinchillaFit> {
     data.validate()?;
     if data.len() < 5 {
         return Err(ScalingError::InsufficientData(format!(
@@ -593,30 +652,45 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
         )));
     }
     if starts.is_empty() {
-        return Err(ScalingError::InvalidOption("the start grid is empty".into()));
+        return Err(ScalingError::InvalidOption(
+            "the start grid is empty".into(),
+        ));
     }
     if let RobustLoss::Huber { delta } = opts.loss {
         if delta.is_nan() || delta <= 0.0 {
-            return Err(ScalingError::InvalidOption(format!("Huber delta must be positive, got {delta}")));
+            return Err(ScalingError::InvalidOption(format!(
+                "Huber delta must be positive, got {delta}"
+            )));
         }
     }
     check_identifiable(data)?;
     let ld = LogData::new(data);
     let (results, evaluations, full_starts) = match opts.pruning {
         Pruning::None => {
-            let r: Vec<(StartResult, u64)> =
-                map_maybe_par(parallel, starts.len(), |i| run_start(&ld, opts, i, starts[i], opts.max_iters));
+            let r: Vec<(StartResult, u64)> = map_maybe_par(parallel, starts.len(), |i| {
+                run_start(&ld, opts, i, starts[i], opts.max_iters)
+            });
             let ev = r.iter().map(|x| x.1).sum();
-            (r.into_iter().map(|x| x.0).collect::<Vec<_>>(), ev, starts.len())
+            (
+                r.into_iter().map(|x| x.0).collect::<Vec<_>>(),
+                ev,
+                starts.len(),
+            )
         }
         Pruning::Screen { screen_iters, keep } => {
-            let r: Vec<(StartResult, u64)> =
-                map_maybe_par(parallel, starts.len(), |i| run_start(&ld, opts, i, starts[i], screen_iters));
+            let r: Vec<(StartResult, u64)> = map_maybe_par(parallel, starts.len(), |i| {
+                run_start(&ld, opts, i, starts[i], screen_iters)
+            });
             let mut ev: u64 = r.iter().map(|x| x.1).sum();
             let mut screened: Vec<StartResult> = r.into_iter().map(|x| x.0).collect();
-            let mut order: Vec<usize> = (0..screened.len()).filter(|&i| screened[i].objective.is_finite()).collect();
+            let mut order: Vec<usize> = (0..screened.len())
+                .filter(|&i| screened[i].objective.is_finite())
+                .collect();
             order.sort_by(|&i, &j| {
-                screened[i].objective.total_cmp(&screened[j].objective).then(i.cmp(&j))
+                screened[i]
+                    .objective
+                    .total_cmp(&screened[j].objective)
+                    .then(i.cmp(&j))
             });
             let mut chosen: Vec<usize> = Vec::new();
             for i in order {
@@ -625,7 +699,11 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
                 }
                 let ti = screened[i].theta;
                 let dup = chosen.iter().any(|&j| {
-                    screened[j].theta.iter().zip(ti.iter()).all(|(x, y)| (x - y).abs() <= 1e-6)
+                    screened[j]
+                        .theta
+                        .iter()
+                        .zip(ti.iter())
+                        .all(|(x, y)| (x - y).abs() <= 1e-6)
                 });
                 if !dup {
                     chosen.push(i);
@@ -653,27 +731,52 @@ fn fit_impl(data: &ChinchillaData, opts: &ChinchillaOptions, starts: &[[f64; 5]]
         .reduce(|x, y| if better(&y, &x) { y } else { x })
         .expect("at least one start");
     if !best.objective.is_finite() {
-        return Err(ScalingError::FitFailed(format!("all {} starts failed (non-finite objective)", starts.len())));
+        return Err(ScalingError::FitFailed(format!(
+            "all {} starts failed (non-finite objective)",
+            starts.len()
+        )));
     }
     let failed_starts = results.iter().filter(|r| !r.objective.is_finite()).count();
     let starts_at_best = results
         .iter()
-        .filter(|r| r.objective.is_finite() && r.objective <= best.objective + 1e-9 * best.objective.abs().max(1e-300))
+        .filter(|r| {
+            r.objective.is_finite()
+                && r.objective <= best.objective + 1e-9 * best.objective.abs().max(1e-300)
+        })
         .count();
     // distinct local optima, best first (points within 1e-4 in every coordinate merge)
-    let mut sorted: Vec<StartResult> = results.iter().copied().filter(|r| r.objective.is_finite()).collect();
-    sorted.sort_by(|x, y| x.objective.total_cmp(&y.objective).then(x.start.cmp(&y.start)));
+    let mut sorted: Vec<StartResult> = results
+        .iter()
+        .copied()
+        .filter(|r| r.objective.is_finite())
+        .collect();
+    sorted.sort_by(|x, y| {
+        x.objective
+            .total_cmp(&y.objective)
+            .then(x.start.cmp(&y.start))
+    });
     let mut local_optima: Vec<StartResult> = Vec::new();
     for r in sorted {
         if local_optima.len() >= MAX_LOCAL_OPTIMA {
             break;
         }
-        if !local_optima.iter().any(|o| o.theta.iter().zip(&r.theta).all(|(x, y)| (x - y).abs() <= 1e-4)) {
+        if !local_optima.iter().any(|o| {
+            o.theta
+                .iter()
+                .zip(&r.theta)
+                .all(|(x, y)| (x - y).abs() <= 1e-4)
+        }) {
             local_optima.push(r);
         }
     }
     let th = best.theta;
-    let law = ChinchillaLaw { e: th[2].exp(), a: th[0].exp(), b: th[1].exp(), alpha: th[3], beta: th[4] };
+    let law = ChinchillaLaw {
+        e: th[2].exp(),
+        a: th[0].exp(),
+        b: th[1].exp(),
+        alpha: th[3],
+        beta: th[4],
+    };
     check_law(&law, data)?;
     let mean = ld.log_l.iter().sum::<f64>() / ld.log_l.len() as f64;
     let mut ss_res = 0.0;
@@ -759,7 +862,12 @@ fn check_law(law: &ChinchillaLaw, data: &ChinchillaData) -> Result<()> {
     // four decades above it (what `fit chinchilla` tabulates): exponents that
     // almost vanish (alpha + beta = 2e-5) put G = (αA/(βB))^(1/(α+β)) far
     // outside f64 and the table would read inf and 0.
-    let c: Vec<f64> = data.n.iter().zip(&data.d).map(|(n, d)| 6.0 * n * d).collect();
+    let c: Vec<f64> = data
+        .n
+        .iter()
+        .zip(&data.d)
+        .map(|(n, d)| 6.0 * n * d)
+        .collect();
     let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = 1e4 * c.iter().copied().fold(0.0, f64::max);
     for at in [lo, hi] {
@@ -793,7 +901,11 @@ pub fn objective_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) ->
 }
 
 /// Objective and analytic gradient at θ (exposed for gradient checks).
-pub fn objective_gradient_at(data: &ChinchillaData, loss: RobustLoss, theta: [f64; 5]) -> (f64, [f64; 5]) {
+pub fn objective_gradient_at(
+    data: &ChinchillaData,
+    loss: RobustLoss,
+    theta: [f64; 5],
+) -> (f64, [f64; 5]) {
     let ld = LogData::new(data);
     objective_and_gradient(&ld.log_n, &ld.log_d, &ld.log_l, loss, &theta)
 }
@@ -803,16 +915,30 @@ mod tests {
     use super::*;
 
     fn data() -> ChinchillaData {
-        ChinchillaData::new(vec![1e6, 1e7, 1e8], vec![1e9, 1e10, 1e11], vec![3.0, 2.5, 2.2]).unwrap()
+        ChinchillaData::new(
+            vec![1e6, 1e7, 1e8],
+            vec![1e9, 1e10, 1e11],
+            vec![3.0, 2.5, 2.2],
+        )
+        .unwrap()
     }
 
     #[test]
     fn log_space_allocation_matches_the_closed_form() {
-        let law = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
+        let law = ChinchillaLaw {
+            e: 1.69,
+            a: 406.4,
+            b: 410.7,
+            alpha: 0.34,
+            beta: 0.28,
+        };
         for c in [1e18, 1e21, 1e24] {
             let (n, d) = law.optimal_allocation(c, 6.0);
             let (ln_n, ln_d) = ln_allocation(&law, c, 6.0);
-            assert!((ln_n - n.ln()).abs() < 1e-12 && (ln_d - d.ln()).abs() < 1e-12, "C = {c:e}");
+            assert!(
+                (ln_n - n.ln()).abs() < 1e-12 && (ln_d - d.ln()).abs() < 1e-12,
+                "C = {c:e}"
+            );
         }
         assert!(check_law(&law, &data()).is_ok());
     }
@@ -820,11 +946,22 @@ mod tests {
     #[test]
     fn a_law_without_a_finite_allocation_is_refused() {
         // alpha + beta = 2e-5: ln G = ln(αA/(βB)) / (α+β) = ln(1000) / 2e-5 ≈ 3.5e5
-        let law = ChinchillaLaw { e: 1.0, a: 1.0, b: 1e-3, alpha: 1e-5, beta: 1e-5 };
+        let law = ChinchillaLaw {
+            e: 1.0,
+            a: 1.0,
+            b: 1e-3,
+            alpha: 1e-5,
+            beta: 1e-5,
+        };
         let e = check_law(&law, &data()).unwrap_err().to_string();
-        assert!(e.contains("no finite compute-optimal allocation at C = 6.000e15"), "{e}");
+        assert!(
+            e.contains("no finite compute-optimal allocation at C = 6.000e15"),
+            "{e}"
+        );
         // a non-positive exponent is named
-        let e = check_law(&ChinchillaLaw { beta: 0.0, ..law }, &data()).unwrap_err().to_string();
+        let e = check_law(&ChinchillaLaw { beta: 0.0, ..law }, &data())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("the best fit has beta = 0.0000e0"), "{e}");
     }
 }

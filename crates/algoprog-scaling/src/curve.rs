@@ -59,10 +59,13 @@ impl Curve {
 
     /// The lowest loss reached by the run, if it has any point.
     pub fn min_loss(&self) -> Option<f64> {
-        self.points.iter().map(|p| p.loss).fold(None, |m, l| match m {
-            None => Some(l),
-            Some(m) => Some(if l < m { l } else { m }),
-        })
+        self.points
+            .iter()
+            .map(|p| p.loss)
+            .fold(None, |m, l| match m {
+                None => Some(l),
+                Some(m) => Some(if l < m { l } else { m }),
+            })
     }
 
     /// The final point of the run.
@@ -76,17 +79,28 @@ impl Curve {
     /// the first third of training steps, as section 2.3 of the paper did.
     /// Panics unless 0 ≤ `fraction` ≤ 1.
     pub fn drop_leading_fraction(&self, fraction: f64) -> Curve {
-        assert!((0.0..=1.0).contains(&fraction), "fraction must be within [0, 1], got {fraction}");
+        assert!(
+            (0.0..=1.0).contains(&fraction),
+            "fraction must be within [0, 1], got {fraction}"
+        );
         let last = self.points.last().map_or(0, |p| p.step) as f64;
         let cut = fraction * last;
         Curve {
             meta: self.meta.clone(),
-            points: self.points.iter().copied().filter(|p| p.step as f64 >= cut).collect(),
+            points: self
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.step as f64 >= cut)
+                .collect(),
         }
     }
 }
 
 /// [`Curve::drop_leading_fraction`] applied to every curve.
 pub fn drop_leading_fraction(curves: &[Curve], fraction: f64) -> Vec<Curve> {
-    curves.iter().map(|c| c.drop_leading_fraction(fraction)).collect()
+    curves
+        .iter()
+        .map(|c| c.drop_leading_fraction(fraction))
+        .collect()
 }

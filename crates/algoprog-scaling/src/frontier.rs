@@ -55,7 +55,9 @@ impl RangeMode {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "before-pareto" | "before" => Ok(RangeMode::BeforePareto),
             "after-pareto" | "after" => Ok(RangeMode::AfterPareto),
-            _ => Err(ScalingError::InvalidOption(format!("range mode `{s}`: expected before-pareto or after-pareto"))),
+            _ => Err(ScalingError::InvalidOption(format!(
+                "range mode `{s}`: expected before-pareto or after-pareto"
+            ))),
         }
     }
 }
@@ -121,7 +123,13 @@ pub fn frontier(curves: &[Curve], opts: &FrontierOptions) -> Vec<FrontierPoint> 
         if loss < best {
             best = loss;
             if opts.in_range(flops) {
-                out.push(FrontierPoint { flops, loss, curve: ci, run_id: curves[ci].meta.run_id.clone(), step });
+                out.push(FrontierPoint {
+                    flops,
+                    loss,
+                    curve: ci,
+                    run_id: curves[ci].meta.run_id.clone(),
+                    step,
+                });
             }
         }
     }
@@ -139,7 +147,11 @@ pub fn families(curves: &[Curve]) -> BTreeMap<String, Vec<usize>> {
 
 /// The curves of one family (cloned).
 pub fn family_curves(curves: &[Curve], family: &str) -> Vec<Curve> {
-    curves.iter().filter(|c| c.meta.family == family).cloned().collect()
+    curves
+        .iter()
+        .filter(|c| c.meta.family == family)
+        .cloned()
+        .collect()
 }
 
 /// A frontier with its fitted power law.
@@ -161,13 +173,23 @@ pub struct FrontierFit {
 /// y = L − E ≤ 0; here that is an error naming the points, so that a wrong E
 /// does not shorten the frontier unnoticed), and degenerate fits (see
 /// [`fit_power_law`]).
-pub fn fit_frontier(curves: &[Curve], frontier_opts: &FrontierOptions, law_opts: &PowerLawOptions) -> Result<FrontierFit> {
+pub fn fit_frontier(
+    curves: &[Curve],
+    frontier_opts: &FrontierOptions,
+    law_opts: &PowerLawOptions,
+) -> Result<FrontierFit> {
     for c in curves {
         if c.meta.diverged && !frontier_opts.include_diverged {
             continue;
         }
-        let could_enter = |flops: f64| frontier_opts.range_mode == RangeMode::AfterPareto || frontier_opts.in_range(flops);
-        if let Some(p) = c.points.iter().find(|p| p.flops > 0.0 && p.loss <= 0.0 && could_enter(p.flops)) {
+        let could_enter = |flops: f64| {
+            frontier_opts.range_mode == RangeMode::AfterPareto || frontier_opts.in_range(flops)
+        };
+        if let Some(p) = c
+            .points
+            .iter()
+            .find(|p| p.flops > 0.0 && p.loss <= 0.0 && could_enter(p.flops))
+        {
             return Err(ScalingError::InvalidData(format!(
                 "run `{}`, step {}: loss {} at {:e} FLOPs is not positive; a cross-entropy loss is > 0. Fix or remove the row (is the column a loss?)",
                 c.meta.run_id, p.step, p.loss, p.flops
@@ -199,9 +221,9 @@ pub fn fit_frontier(curves: &[Curve], frontier_opts: &FrontierOptions, law_opts:
     let c: Vec<f64> = points.iter().map(|p| p.flops).collect();
     let l: Vec<f64> = points.iter().map(|p| p.loss).collect();
     let fit = fit_power_law(&c, &l, law_opts).map_err(|e| match e {
-        ScalingError::InsufficientData(m) => {
-            ScalingError::InsufficientData(format!("{m} (frontier points; widen the compute range or add runs)"))
-        }
+        ScalingError::InsufficientData(m) => ScalingError::InsufficientData(format!(
+            "{m} (frontier points; widen the compute range or add runs)"
+        )),
         other => other,
     })?;
     Ok(FrontierFit { points, fit })

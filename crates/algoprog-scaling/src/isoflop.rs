@@ -46,7 +46,11 @@ pub struct IsoFlopOptions {
 
 impl Default for IsoFlopOptions {
     fn default() -> Self {
-        Self { budgets: Budgets::Count(12), parabola: true, k: 6.0 }
+        Self {
+            budgets: Budgets::Count(12),
+            parabola: true,
+            k: 6.0,
+        }
     }
 }
 
@@ -111,7 +115,10 @@ pub fn interpolate_at(curve: &Curve, c: f64) -> Option<(f64, f64)> {
                 return Some((p.loss.min(q.loss), p.tokens));
             }
             let t = (c.ln() - p.flops.ln()) / (q.flops.ln() - p.flops.ln());
-            return Some((p.loss + t * (q.loss - p.loss), p.tokens + t * (q.tokens - p.tokens)));
+            return Some((
+                p.loss + t * (q.loss - p.loss),
+                p.tokens + t * (q.tokens - p.tokens),
+            ));
         }
     }
     (pts.len() == 1 && pts[0].flops == c).then(|| (pts[0].loss, pts[0].tokens))
@@ -128,8 +135,16 @@ fn log_fit(c: &[f64], y: &[f64]) -> ComputeScaling {
     let syy: f64 = ly.iter().map(|b| (b - my).powi(2)).sum();
     let slope = sxy / sxx;
     let icpt = my - slope * mx;
-    let ssr: f64 = x.iter().zip(&ly).map(|(a, b)| (b - icpt - slope * a).powi(2)).sum();
-    ComputeScaling { coef: icpt.exp(), exponent: slope, r2: if syy > 0.0 { 1.0 - ssr / syy } else { f64::NAN } }
+    let ssr: f64 = x
+        .iter()
+        .zip(&ly)
+        .map(|(a, b)| (b - icpt - slope * a).powi(2))
+        .sum();
+    ComputeScaling {
+        coef: icpt.exp(),
+        exponent: slope,
+        r2: if syy > 0.0 { 1.0 - ssr / syy } else { f64::NAN },
+    }
 }
 
 /// Most log-spaced budgets [`Budgets::Count`] may ask for. Each budget is a
@@ -205,7 +220,11 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
                 )));
             }
         }
-        by_size.entry(n.to_bits()).or_insert((n, Vec::new())).1.push(c);
+        by_size
+            .entry(n.to_bits())
+            .or_insert((n, Vec::new()))
+            .1
+            .push(c);
     }
     let mut sizes: Vec<(f64, Vec<&Curve>)> = by_size.into_values().collect();
     sizes.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -222,8 +241,17 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
             let mut ranges: Vec<(f64, f64)> = sizes
                 .iter()
                 .filter_map(|(_, cs)| {
-                    let lo = cs.iter().flat_map(|c| c.points.iter()).filter(|p| p.flops > 0.0).map(|p| p.flops).fold(f64::INFINITY, f64::min);
-                    let hi = cs.iter().flat_map(|c| c.points.iter()).map(|p| p.flops).fold(0.0, f64::max);
+                    let lo = cs
+                        .iter()
+                        .flat_map(|c| c.points.iter())
+                        .filter(|p| p.flops > 0.0)
+                        .map(|p| p.flops)
+                        .fold(f64::INFINITY, f64::min);
+                    let hi = cs
+                        .iter()
+                        .flat_map(|c| c.points.iter())
+                        .map(|p| p.flops)
+                        .fold(0.0, f64::max);
                     (lo < hi).then_some((lo, hi))
                 })
                 .collect();
@@ -234,9 +262,9 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
             let lo = cands.iter().copied().find(|&c| covered(c));
             let hi = cands.iter().rev().copied().find(|&c| covered(c));
             match (lo, hi) {
-                (Some(lo), Some(hi)) if hi > lo && *k >= 2 => {
-                    (0..*k).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (*k - 1) as f64).exp()).collect()
-                }
+                (Some(lo), Some(hi)) if hi > lo && *k >= 2 => (0..*k)
+                    .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (*k - 1) as f64).exp())
+                    .collect(),
                 _ => {
                     return Err(ScalingError::InsufficientData(
                         "no compute range is covered by at least 3 model sizes".into(),
@@ -260,9 +288,19 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
         if row.len() < 3 {
             continue;
         }
-        let (ib, _) = row.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap();
+        let (ib, _) = row
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .unwrap();
         let interior = ib > 0 && ib + 1 < row.len();
-        let tokens_or = |n: f64, t: f64| if t.is_finite() && t > 0.0 { t } else { c / (opts.k * n) };
+        let tokens_or = |n: f64, t: f64| {
+            if t.is_finite() && t > 0.0 {
+                t
+            } else {
+                c / (opts.k * n)
+            }
+        };
         let (n_opt, d_opt, loss_opt) = if opts.parabola && interior {
             let (x0, x1, x2) = (row[ib - 1].0.ln(), row[ib].0.ln(), row[ib + 1].0.ln());
             let (y0, y1, y2) = (row[ib - 1].1, row[ib].1, row[ib + 1].1);
@@ -271,18 +309,32 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
             let d12 = (y2 - y1) / (x2 - x1);
             let a2 = (d12 - d01) / (x2 - x0);
             let b1 = d01 - a2 * (x0 + x1);
-            let xv = if a2 > 0.0 { (-b1 / (2.0 * a2)).clamp(x0, x2) } else { x1 };
+            let xv = if a2 > 0.0 {
+                (-b1 / (2.0 * a2)).clamp(x0, x2)
+            } else {
+                x1
+            };
             let yv = a2 * xv * xv + b1 * xv + (y0 - a2 * x0 * x0 - b1 * x0);
             // tokens: interpolate log D in log N between the bracketing sizes
             let (ia, ibb) = if xv <= x1 { (ib - 1, ib) } else { (ib, ib + 1) };
             let (xa, xb) = (row[ia].0.ln(), row[ibb].0.ln());
-            let (da, db) = (tokens_or(row[ia].0, row[ia].2).ln(), tokens_or(row[ibb].0, row[ibb].2).ln());
+            let (da, db) = (
+                tokens_or(row[ia].0, row[ia].2).ln(),
+                tokens_or(row[ibb].0, row[ibb].2).ln(),
+            );
             let tt = if xb > xa { (xv - xa) / (xb - xa) } else { 0.0 };
             (xv.exp(), (da + tt * (db - da)).exp(), yv)
         } else {
             (row[ib].0, tokens_or(row[ib].0, row[ib].2), row[ib].1)
         };
-        out.push(IsoFlopBudget { compute: c, sizes: row, n_opt, d_opt, loss_opt, interior });
+        out.push(IsoFlopBudget {
+            compute: c,
+            sizes: row,
+            n_opt,
+            d_opt,
+            loss_opt,
+            interior,
+        });
     }
     let used: Vec<&IsoFlopBudget> = out.iter().filter(|b| b.interior).collect();
     if used.len() < 2 {
@@ -310,5 +362,10 @@ pub fn isoflop(curves: &[Curve], opts: &IsoFlopOptions) -> Result<IsoFlopResult>
             )));
         }
     }
-    Ok(IsoFlopResult { n_opt, d_opt, fitted_budgets: used.len(), budgets: out })
+    Ok(IsoFlopResult {
+        n_opt,
+        d_opt,
+        fitted_budgets: used.len(),
+        budgets: out,
+    })
 }

@@ -58,6 +58,9 @@ impl ChinchillaLaw {
         let s = self.alpha + self.beta;
         let ln_g = (self.alpha.ln() + self.a.ln() - self.beta.ln() - self.b.ln()) / s;
         let ln_x = (c / k).ln();
-        ((ln_g + self.beta / s * ln_x).exp(), (self.alpha / s * ln_x - ln_g).exp())
+        (
+            (ln_g + self.beta / s * ln_x).exp(),
+            (self.alpha / s * ln_x - ln_g).exp(),
+        )
     }
 }

@@ -27,18 +27,24 @@ pub mod law;
 pub mod powerlaw;
 
 pub use bootstrap::{
-    bootstrap, bootstrap_chinchilla, bootstrap_chinchilla_from, bootstrap_frontier, bootstrap_power_law,
-    percentile_interval, BootstrapOptions, BootstrapSamples, ChinchillaBootstrap, Interval, PowerLawBootstrap,
-    RefitStarts, Resample,
+    bootstrap, bootstrap_chinchilla, bootstrap_chinchilla_from, bootstrap_frontier,
+    bootstrap_power_law, percentile_interval, BootstrapOptions, BootstrapSamples,
+    ChinchillaBootstrap, Interval, PowerLawBootstrap, RefitStarts, Resample,
 };
 pub use chinchilla::{
-    fit_chinchilla, fit_from_starts, Allocation, ChinchillaData, ChinchillaFit, ChinchillaOptions, Pruning,
-    RobustLoss, StartGrid, TokensSource,
+    fit_chinchilla, fit_from_starts, Allocation, ChinchillaData, ChinchillaFit, ChinchillaOptions,
+    Pruning, RobustLoss, StartGrid, TokensSource,
 };
 pub use curve::{drop_leading_fraction, Curve, Point, RunMeta};
-pub use frontier::{families, family_curves, fit_frontier, frontier, FrontierFit, FrontierOptions, FrontierPoint, RangeMode};
-pub use powerlaw::{fit_power_law, FitSpace, Irreducible, PowerLawFit, PowerLawOptions};
 pub use error::{Result, ScalingError};
-pub use io::{load_csv, load_csv_with, load_curves, load_run_record, load_run_records, ColumnMap, LoadOptions, LoadReport, NonFinitePolicy};
+pub use frontier::{
+    families, family_curves, fit_frontier, frontier, FrontierFit, FrontierOptions, FrontierPoint,
+    RangeMode,
+};
+pub use io::{
+    load_csv, load_csv_with, load_curves, load_run_record, load_run_records, ColumnMap,
+    LoadOptions, LoadReport, NonFinitePolicy,
+};
 pub use isoflop::{isoflop, Budgets, ComputeScaling, IsoFlopBudget, IsoFlopOptions, IsoFlopResult};
 pub use law::{ChinchillaLaw, PowerLaw};
+pub use powerlaw::{fit_power_law, FitSpace, Irreducible, PowerLawFit, PowerLawOptions};

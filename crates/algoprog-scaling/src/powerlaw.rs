@@ -80,7 +80,10 @@ pub struct PowerLawOptions {
 
 impl Default for PowerLawOptions {
     fn default() -> Self {
-        Self { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Linear }
+        Self {
+            irreducible: Irreducible::Fixed(1.8),
+            space: FitSpace::Linear,
+        }
     }
 }
 
@@ -88,7 +91,10 @@ impl PowerLawOptions {
     /// The authors' frontier fit on C4 with the GPT-2 tokenizer: E = 1.9
     /// fixed, unweighted least squares on y = L − E.
     pub fn authors() -> Self {
-        Self { irreducible: Irreducible::Fixed(1.9), space: FitSpace::AUTHORS }
+        Self {
+            irreducible: Irreducible::Fixed(1.9),
+            space: FitSpace::AUTHORS,
+        }
     }
 }
 
@@ -113,14 +119,22 @@ pub struct PowerLawFit {
 
 fn check_points(c: &[f64], l: &[f64]) -> Result<()> {
     if c.len() != l.len() {
-        return Err(ScalingError::InvalidData(format!("{} compute values but {} losses", c.len(), l.len())));
+        return Err(ScalingError::InvalidData(format!(
+            "{} compute values but {} losses",
+            c.len(),
+            l.len()
+        )));
     }
     for (i, (&ci, &li)) in c.iter().zip(l).enumerate() {
         if !(ci.is_finite() && ci > 0.0) {
-            return Err(ScalingError::InvalidData(format!("point {i}: compute {ci} is not positive and finite")));
+            return Err(ScalingError::InvalidData(format!(
+                "point {i}: compute {ci} is not positive and finite"
+            )));
         }
         if !li.is_finite() {
-            return Err(ScalingError::InvalidData(format!("point {i}: loss {li} is not finite")));
+            return Err(ScalingError::InvalidData(format!(
+                "point {i}: loss {li} is not finite"
+            )));
         }
         if !(li > 0.0) {
             return Err(ScalingError::InvalidData(format!(
@@ -191,7 +205,10 @@ where
                 let sse_new: f64 = r_new.iter().map(|x| x * x).sum();
                 if sse_new.is_finite() && sse_new <= sse {
                     let rel = (sse - sse_new) / sse.max(1e-300);
-                    let small_step = step.iter().zip(&cand).all(|(s, t)| s.abs() <= 1e-12 * (t.abs() + 1e-12));
+                    let small_step = step
+                        .iter()
+                        .zip(&cand)
+                        .all(|(s, t)| s.abs() <= 1e-12 * (t.abs() + 1e-12));
                     theta = cand;
                     std::mem::swap(&mut r, &mut r_new);
                     std::mem::swap(&mut j, &mut j_new);
@@ -218,7 +235,8 @@ fn solve(m: &[f64], rhs: &[f64], p: usize) -> Option<Vec<f64>> {
     let mut a = m.to_vec();
     let mut b = rhs.to_vec();
     for col in 0..p {
-        let piv = (col..p).max_by(|&x, &y| a[x * p + col].abs().total_cmp(&a[y * p + col].abs()))?;
+        let piv =
+            (col..p).max_by(|&x, &y| a[x * p + col].abs().total_cmp(&a[y * p + col].abs()))?;
         if a[piv * p + col].abs() < 1e-300 || !a[piv * p + col].is_finite() {
             return None;
         }
@@ -270,7 +288,9 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
     let (e, a0, gamma) = match opts.irreducible {
         Irreducible::Fixed(e) => {
             if !e.is_finite() {
-                return Err(ScalingError::InvalidOption(format!("fixed irreducible loss E = {e} is not finite")));
+                return Err(ScalingError::InvalidOption(format!(
+                    "fixed irreducible loss E = {e} is not finite"
+                )));
             }
             let below: Vec<usize> = (0..n).filter(|&i| loss[i] <= e).collect();
             if let Some(&i) = below.first() {
@@ -283,9 +303,17 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
                 )));
             }
             // start (and, in log space, the answer): OLS of log(L − E) on x over points above E
-            let (xs, ys): (Vec<f64>, Vec<f64>) =
-                x.iter().zip(loss).filter(|(_, &l)| l > e).map(|(&xi, &l)| (xi, (l - e).ln())).unzip();
-            let (p, q) = if xs.len() >= 2 { ols(&xs, &ys) } else { ((min_l - e).abs().max(1e-3).ln(), -0.1) };
+            let (xs, ys): (Vec<f64>, Vec<f64>) = x
+                .iter()
+                .zip(loss)
+                .filter(|(_, &l)| l > e)
+                .map(|(&xi, &l)| (xi, (l - e).ln()))
+                .unzip();
+            let (p, q) = if xs.len() >= 2 {
+                ols(&xs, &ys)
+            } else {
+                ((min_l - e).abs().max(1e-3).ln(), -0.1)
+            };
             match opts.space {
                 FitSpace::Log => (e, p.exp(), -q),
                 FitSpace::Linear => {
@@ -310,7 +338,9 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
                 let e = min_l * (k as f64) / 200.0;
                 let ys: Vec<f64> = loss.iter().map(|l| (l - e).ln()).collect();
                 let (p, q) = ols(&x, &ys);
-                let sse: f64 = (0..n).map(|i| (e + (p + q * x[i]).exp() - loss[i]).powi(2)).sum();
+                let sse: f64 = (0..n)
+                    .map(|i| (e + (p + q * x[i]).exp() - loss[i]).powi(2))
+                    .sum();
                 if sse < best.0 {
                     best = (sse, e, p.exp(), -q);
                 }
@@ -347,9 +377,16 @@ pub fn fit_power_law(compute: &[f64], loss: &[f64], opts: &PowerLawOptions) -> R
             (th[0], th[1], th[2])
         }
     };
-    let law = PowerLaw { e, a: a0 * (gamma * lc0).exp(), gamma };
+    let law = PowerLaw {
+        e,
+        a: a0 * (gamma * lc0).exp(),
+        gamma,
+    };
     if !(law.a.is_finite() && law.gamma.is_finite() && law.e.is_finite()) {
-        return Err(ScalingError::FitFailed(format!("power-law fit diverged (E = {e}, A = {}, γ = {gamma})", law.a)));
+        return Err(ScalingError::FitFailed(format!(
+            "power-law fit diverged (E = {e}, A = {}, γ = {gamma})",
+            law.a
+        )));
     }
     if !(law.a > 0.0 && law.gamma > 0.0) {
         return Err(ScalingError::FitFailed(format!(

@@ -2,9 +2,9 @@
 
 use algoprog_scaling::bootstrap::{quantile_sorted, resample_indices};
 use algoprog_scaling::{
-    bootstrap_chinchilla, bootstrap_frontier, bootstrap_power_law, BootstrapOptions, ChinchillaData,
-    ChinchillaLaw, ChinchillaOptions, Curve, FitSpace, FrontierOptions, Irreducible, Point, PowerLawOptions,
-    RefitStarts, Resample, RunMeta, StartGrid,
+    bootstrap_chinchilla, bootstrap_frontier, bootstrap_power_law, BootstrapOptions,
+    ChinchillaData, ChinchillaLaw, ChinchillaOptions, Curve, FitSpace, FrontierOptions,
+    Irreducible, Point, PowerLawOptions, RefitStarts, Resample, RunMeta, StartGrid,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,13 +39,26 @@ fn power_law_intervals_cover_the_true_gamma_at_about_the_nominal_rate() {
     let mut covered_a = 0;
     for t in 0..trials {
         let mut rng = ChaCha8Rng::seed_from_u64(1000 + t);
-        let c: Vec<f64> = (0..25).map(|i| 10f64.powf(15.0 + 5.0 * i as f64 / 24.0)).collect();
-        let l: Vec<f64> = c.iter().map(|&c| 1.8 + 60.0 * c.powf(-0.1) * (0.01 * normal(&mut rng)).exp()).collect();
+        let c: Vec<f64> = (0..25)
+            .map(|i| 10f64.powf(15.0 + 5.0 * i as f64 / 24.0))
+            .collect();
+        let l: Vec<f64> = c
+            .iter()
+            .map(|&c| 1.8 + 60.0 * c.powf(-0.1) * (0.01 * normal(&mut rng)).exp())
+            .collect();
         let b = bootstrap_power_law(
             &c,
             &l,
-            &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Log },
-            &BootstrapOptions { reps: 200, level: 0.9, seed: t, resample: Resample::Points },
+            &PowerLawOptions {
+                irreducible: Irreducible::Fixed(1.8),
+                space: FitSpace::Log,
+            },
+            &BootstrapOptions {
+                reps: 200,
+                level: 0.9,
+                seed: t,
+                resample: Resample::Points,
+            },
         )
         .unwrap();
         assert_eq!(b.failed, 0);
@@ -62,9 +75,24 @@ fn power_law_intervals_cover_the_true_gamma_at_about_the_nominal_rate() {
 
 #[test]
 fn chinchilla_intervals_cover_the_true_exponents_at_about_the_nominal_rate() {
-    let law = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
-    let grid = StartGrid { a: vec![5.0], b: vec![5.0], e: vec![0.5], alpha: vec![0.5], beta: vec![0.5] };
-    let opts = ChinchillaOptions { grid, ..Default::default() };
+    let law = ChinchillaLaw {
+        e: 1.69,
+        a: 406.4,
+        b: 410.7,
+        alpha: 0.34,
+        beta: 0.28,
+    };
+    let grid = StartGrid {
+        a: vec![5.0],
+        b: vec![5.0],
+        e: vec![0.5],
+        alpha: vec![0.5],
+        beta: vec![0.5],
+    };
+    let opts = ChinchillaOptions {
+        grid,
+        ..Default::default()
+    };
     let trials = 40;
     let (mut cov_alpha, mut cov_beta) = (0, 0);
     for t in 0..trials {
@@ -83,14 +111,22 @@ fn chinchilla_intervals_cover_the_true_exponents_at_about_the_nominal_rate() {
         let b = bootstrap_chinchilla(
             &data,
             &opts,
-            &BootstrapOptions { reps: 100, level: 0.9, seed: t, resample: Resample::Points },
+            &BootstrapOptions {
+                reps: 100,
+                level: 0.9,
+                seed: t,
+                resample: Resample::Points,
+            },
             &RefitStarts::LocalOptima,
         )
         .unwrap();
         cov_alpha += b.alpha.contains(law.alpha) as usize;
         cov_beta += b.beta.contains(law.beta) as usize;
     }
-    let (ra, rb) = (cov_alpha as f64 / trials as f64, cov_beta as f64 / trials as f64);
+    let (ra, rb) = (
+        cov_alpha as f64 / trials as f64,
+        cov_beta as f64 / trials as f64,
+    );
     // n = 40 trials: binomial sd 0.047 around 0.9
     assert!((0.75..=1.0).contains(&ra), "coverage of alpha {ra}");
     assert!((0.75..=1.0).contains(&rb), "coverage of beta {rb}");
@@ -106,18 +142,41 @@ fn frontier_bootstrap_over_runs_brackets_the_estimate() {
                 .map(|i| {
                     let c = 1e15 * 10f64.powf(i as f64 * 0.15);
                     let base = 1.8 + 40.0 * c.min(stop).powf(-0.08);
-                    Point { step: i, tokens: c, flops: c, loss: base * (0.002 * normal(&mut rng)).exp() }
+                    Point {
+                        step: i,
+                        tokens: c,
+                        flops: c,
+                        loss: base * (0.002 * normal(&mut rng)).exp(),
+                    }
                 })
                 .collect();
-            Curve::new(RunMeta { run_id: format!("r{r}"), ..Default::default() }, pts)
+            Curve::new(
+                RunMeta {
+                    run_id: format!("r{r}"),
+                    ..Default::default()
+                },
+                pts,
+            )
         })
         .collect();
-    let lo = PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Linear };
-    let bo = BootstrapOptions { reps: 100, level: 0.9, seed: 1, resample: Resample::Runs };
+    let lo = PowerLawOptions {
+        irreducible: Irreducible::Fixed(1.8),
+        space: FitSpace::Linear,
+    };
+    let bo = BootstrapOptions {
+        reps: 100,
+        level: 0.9,
+        seed: 1,
+        resample: Resample::Runs,
+    };
     let (ff, b) = bootstrap_frontier(&curves, &FrontierOptions::default(), &lo, &bo).unwrap();
     let g = ff.fit.law.gamma;
     assert!((g - 0.08).abs() < 0.01, "gamma {g}");
-    assert!(b.gamma.lo <= g && g <= b.gamma.hi && b.gamma.hi - b.gamma.lo < 0.05, "{:?} vs {g}", b.gamma);
+    assert!(
+        b.gamma.lo <= g && g <= b.gamma.hi && b.gamma.hi - b.gamma.lo < 0.05,
+        "{:?} vs {g}",
+        b.gamma
+    );
     // same seed, same intervals
     let (_, b2) = bootstrap_frontier(&curves, &FrontierOptions::default(), &lo, &bo).unwrap();
     assert_eq!(b.gamma, b2.gamma);

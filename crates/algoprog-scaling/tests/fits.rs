@@ -3,8 +3,8 @@
 
 use algoprog_scaling::chinchilla::{objective_gradient_at, StartResult};
 use algoprog_scaling::{
-    fit_chinchilla, fit_power_law, ChinchillaData, ChinchillaLaw, ChinchillaOptions, FitSpace, Irreducible, PowerLawOptions,
-    Pruning, RobustLoss, StartGrid,
+    fit_chinchilla, fit_power_law, ChinchillaData, ChinchillaLaw, ChinchillaOptions, FitSpace,
+    Irreducible, PowerLawOptions, Pruning, RobustLoss, StartGrid,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,8 +18,13 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 /// 30 points, C from 1e15 to 1e20, L = 1.8 + 60·C^-0.1 with 0.3% log-normal noise.
 fn power_law_data(seed: u64) -> (Vec<f64>, Vec<f64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let c: Vec<f64> = (0..30).map(|i| 10f64.powf(15.0 + 5.0 * i as f64 / 29.0)).collect();
-    let l = c.iter().map(|&c| (1.8 + 60.0 * c.powf(-0.1)) * (0.003 * normal(&mut rng)).exp()).collect();
+    let c: Vec<f64> = (0..30)
+        .map(|i| 10f64.powf(15.0 + 5.0 * i as f64 / 29.0))
+        .collect();
+    let l = c
+        .iter()
+        .map(|&c| (1.8 + 60.0 * c.powf(-0.1)) * (0.003 * normal(&mut rng)).exp())
+        .collect();
     (c, l)
 }
 
@@ -27,10 +32,26 @@ fn power_law_data(seed: u64) -> (Vec<f64>, Vec<f64>) {
 fn power_law_fixed_e_recovers_gamma_and_a_in_both_spaces() {
     let (c, l) = power_law_data(1);
     for space in [FitSpace::Linear, FitSpace::Log] {
-        let f = fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space }).unwrap();
+        let f = fit_power_law(
+            &c,
+            &l,
+            &PowerLawOptions {
+                irreducible: Irreducible::Fixed(1.8),
+                space,
+            },
+        )
+        .unwrap();
         assert_eq!(f.law.e, 1.8);
-        assert!((f.law.gamma - 0.1).abs() < 0.004, "{space:?}: gamma {}", f.law.gamma);
-        assert!((f.law.a / 60.0 - 1.0).abs() < 0.15, "{space:?}: A {}", f.law.a);
+        assert!(
+            (f.law.gamma - 0.1).abs() < 0.004,
+            "{space:?}: gamma {}",
+            f.law.gamma
+        );
+        assert!(
+            (f.law.a / 60.0 - 1.0).abs() < 0.15,
+            "{space:?}: A {}",
+            f.law.a
+        );
         assert!(f.r2 > 0.99, "{space:?}: r2 {}", f.r2);
         assert_eq!(f.residuals.len(), 30);
         // residuals are observed minus fitted in the fit's space
@@ -52,10 +73,30 @@ fn power_law_exact_data_is_recovered_to_high_precision() {
         (Irreducible::Fitted, FitSpace::Linear),
         (Irreducible::Fitted, FitSpace::Log),
     ] {
-        let f = fit_power_law(&c, &l, &PowerLawOptions { irreducible: irr, space }).unwrap();
-        assert!((f.law.gamma - 0.15).abs() < 1e-5, "{irr:?} {space:?}: {:?}", f.law);
-        assert!((f.law.e - 1.9).abs() < 1e-4, "{irr:?} {space:?}: {:?}", f.law);
-        assert!((f.law.a / 350.0 - 1.0).abs() < 1e-3, "{irr:?} {space:?}: {:?}", f.law);
+        let f = fit_power_law(
+            &c,
+            &l,
+            &PowerLawOptions {
+                irreducible: irr,
+                space,
+            },
+        )
+        .unwrap();
+        assert!(
+            (f.law.gamma - 0.15).abs() < 1e-5,
+            "{irr:?} {space:?}: {:?}",
+            f.law
+        );
+        assert!(
+            (f.law.e - 1.9).abs() < 1e-4,
+            "{irr:?} {space:?}: {:?}",
+            f.law
+        );
+        assert!(
+            (f.law.a / 350.0 - 1.0).abs() < 1e-3,
+            "{irr:?} {space:?}: {:?}",
+            f.law
+        );
     }
 }
 
@@ -63,9 +104,21 @@ fn power_law_exact_data_is_recovered_to_high_precision() {
 fn power_law_fitted_e_recovers_e() {
     let (c, l) = power_law_data(2);
     for space in [FitSpace::Linear, FitSpace::Log] {
-        let f = fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fitted, space }).unwrap();
+        let f = fit_power_law(
+            &c,
+            &l,
+            &PowerLawOptions {
+                irreducible: Irreducible::Fitted,
+                space,
+            },
+        )
+        .unwrap();
         assert!((f.law.e - 1.8).abs() < 0.15, "{space:?}: E {}", f.law.e);
-        assert!((f.law.gamma - 0.1).abs() < 0.015, "{space:?}: gamma {}", f.law.gamma);
+        assert!(
+            (f.law.gamma - 0.1).abs() < 0.015,
+            "{space:?}: gamma {}",
+            f.law.gamma
+        );
     }
 }
 
@@ -73,10 +126,20 @@ fn power_law_fitted_e_recovers_e() {
 fn power_law_log_space_rejects_loss_below_fixed_e() {
     let c = vec![1e15, 1e16, 1e17, 1e18];
     let l = vec![3.0, 2.5, 2.1, 1.7];
-    let err = fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Log })
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("point 3") && err.contains("1.7") && err.contains("E = 1.8"), "{err}");
+    let err = fit_power_law(
+        &c,
+        &l,
+        &PowerLawOptions {
+            irreducible: Irreducible::Fixed(1.8),
+            space: FitSpace::Log,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("point 3") && err.contains("1.7") && err.contains("E = 1.8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -85,20 +148,43 @@ fn power_law_refuses_a_fixed_e_at_or_above_losses_in_both_spaces() {
     let c = vec![1e15, 1e16, 1e17, 1e18];
     let l = vec![3.0, 2.5, 2.1, 1.7];
     for space in [FitSpace::Linear, FitSpace::Log] {
-        let err =
-            fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space }).unwrap_err().to_string();
-        assert!(err.contains("1 of 4 points") && err.contains("E = 1.8") && err.contains("Lower E below 1.7"), "{err}");
-    }
-    // E above every loss (used to return A < 0 and γ < 0).
-    let err = fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(5.0), space: FitSpace::Linear })
+        let err = fit_power_law(
+            &c,
+            &l,
+            &PowerLawOptions {
+                irreducible: Irreducible::Fixed(1.8),
+                space,
+            },
+        )
         .unwrap_err()
         .to_string();
+        assert!(
+            err.contains("1 of 4 points")
+                && err.contains("E = 1.8")
+                && err.contains("Lower E below 1.7"),
+            "{err}"
+        );
+    }
+    // E above every loss (used to return A < 0 and γ < 0).
+    let err = fit_power_law(
+        &c,
+        &l,
+        &PowerLawOptions {
+            irreducible: Irreducible::Fixed(5.0),
+            space: FitSpace::Linear,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("4 of 4 points"), "{err}");
     // A loss exactly at E.
     assert!(fit_power_law(
         &c,
         &[3.0, 2.5, 2.1, 1.8],
-        &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::Linear }
+        &PowerLawOptions {
+            irreducible: Irreducible::Fixed(1.8),
+            space: FitSpace::Linear
+        }
     )
     .is_err());
 }
@@ -106,11 +192,21 @@ fn power_law_refuses_a_fixed_e_at_or_above_losses_in_both_spaces() {
 #[test]
 fn power_law_refuses_non_positive_losses() {
     let c = vec![1e15, 1e16, 1e17, 1e18, 1e19];
-    for l in [vec![3.0, 2.5, 0.0, 2.1, 2.0], vec![3.0, 2.5, 2.2, 2.1, -1.0]] {
+    for l in [
+        vec![3.0, 2.5, 0.0, 2.1, 2.0],
+        vec![3.0, 2.5, 2.2, 2.1, -1.0],
+    ] {
         for irr in [Irreducible::Fitted, Irreducible::Fixed(-2.0)] {
-            let err = fit_power_law(&c, &l, &PowerLawOptions { irreducible: irr, space: FitSpace::Linear })
-                .unwrap_err()
-                .to_string();
+            let err = fit_power_law(
+                &c,
+                &l,
+                &PowerLawOptions {
+                    irreducible: irr,
+                    space: FitSpace::Linear,
+                },
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains("is not positive"), "{err}");
         }
     }
@@ -122,9 +218,20 @@ fn power_law_refuses_degenerate_fits() {
     let c: Vec<f64> = (0..8).map(|i| 10f64.powi(15 + i)).collect();
     let l: Vec<f64> = c.iter().map(|c| 1.8 + 0.5 * c.powf(0.05)).collect();
     for space in [FitSpace::Linear, FitSpace::Log] {
-        let err =
-            fit_power_law(&c, &l, &PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space }).unwrap_err().to_string();
-        assert!(err.contains("degenerate power law") && err.contains("must be positive"), "{space:?}: {err}");
+        let err = fit_power_law(
+            &c,
+            &l,
+            &PowerLawOptions {
+                irreducible: Irreducible::Fixed(1.8),
+                space,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("degenerate power law") && err.contains("must be positive"),
+            "{space:?}: {err}"
+        );
     }
 }
 
@@ -136,10 +243,22 @@ fn linear_space_is_unweighted_least_squares_on_y_as_the_authors_curve_fit() {
     assert_eq!(FitSpace::from_name("authors").unwrap(), FitSpace::AUTHORS);
     assert_eq!(FitSpace::AUTHORS, FitSpace::Linear);
     assert_eq!(FitSpace::from_name("log").unwrap(), FitSpace::Log);
-    assert_eq!(serde_json::from_str::<FitSpace>("\"authors\"").unwrap(), FitSpace::Linear);
-    assert_eq!(serde_json::from_str::<FitSpace>("\"Log\"").unwrap(), FitSpace::Log);
-    assert!(FitSpace::from_name("huber").unwrap_err().to_string().contains("`linear`"));
-    let opts = PowerLawOptions { irreducible: Irreducible::Fixed(1.8), space: FitSpace::from_name("linear").unwrap() };
+    assert_eq!(
+        serde_json::from_str::<FitSpace>("\"authors\"").unwrap(),
+        FitSpace::Linear
+    );
+    assert_eq!(
+        serde_json::from_str::<FitSpace>("\"Log\"").unwrap(),
+        FitSpace::Log
+    );
+    assert!(FitSpace::from_name("huber")
+        .unwrap_err()
+        .to_string()
+        .contains("`linear`"));
+    let opts = PowerLawOptions {
+        irreducible: Irreducible::Fixed(1.8),
+        space: FitSpace::from_name("linear").unwrap(),
+    };
     let f = fit_power_law(&c, &l, &opts).unwrap();
     let (a, g) = (f.law.a, f.law.gamma);
     let (mut da, mut dg, mut scale) = (0.0, 0.0, 0.0);
@@ -151,16 +270,39 @@ fn linear_space_is_unweighted_least_squares_on_y_as_the_authors_curve_fit() {
         dg += 2.0 * r * a * ci.ln() * ci.powf(-g);
         scale += y * y;
     }
-    assert!((da * a).abs() < 1e-7 * scale && dg.abs() < 1e-7 * scale, "gradient ({da}, {dg})");
-    let lg = fit_power_law(&c, &l, &PowerLawOptions { space: FitSpace::Log, ..opts }).unwrap();
-    assert!((lg.law.gamma - g).abs() > 1e-6, "the two spaces give different fits on noisy data");
+    assert!(
+        (da * a).abs() < 1e-7 * scale && dg.abs() < 1e-7 * scale,
+        "gradient ({da}, {dg})"
+    );
+    let lg = fit_power_law(
+        &c,
+        &l,
+        &PowerLawOptions {
+            space: FitSpace::Log,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert!(
+        (lg.law.gamma - g).abs() > 1e-6,
+        "the two spaces give different fits on noisy data"
+    );
     assert_eq!(
         PowerLawOptions::authors(),
-        PowerLawOptions { irreducible: Irreducible::Fixed(1.9), space: FitSpace::Linear }
+        PowerLawOptions {
+            irreducible: Irreducible::Fixed(1.9),
+            space: FitSpace::Linear
+        }
     );
 }
 
-const TRUE: ChinchillaLaw = ChinchillaLaw { e: 1.69, a: 406.4, b: 410.7, alpha: 0.34, beta: 0.28 };
+const TRUE: ChinchillaLaw = ChinchillaLaw {
+    e: 1.69,
+    a: 406.4,
+    b: 410.7,
+    alpha: 0.34,
+    beta: 0.28,
+};
 
 /// 12 sizes × 10 token counts, 0.5% log-normal noise; `outliers` points get +25% loss.
 fn chinchilla_data(seed: u64, outliers: &[usize]) -> ChinchillaData {
@@ -220,8 +362,14 @@ fn analytic_gradient_matches_finite_differences() {
             let mut m = th;
             p[k] += h;
             m[k] -= h;
-            let fd = (objective_gradient_at(&data, loss, p).0 - objective_gradient_at(&data, loss, m).0) / (2.0 * h);
-            assert!((fd - g[k]).abs() <= 1e-5 * (1.0 + fd.abs()), "{loss:?} d/dθ{k}: analytic {} vs numeric {fd}", g[k]);
+            let fd = (objective_gradient_at(&data, loss, p).0
+                - objective_gradient_at(&data, loss, m).0)
+                / (2.0 * h);
+            assert!(
+                (fd - g[k]).abs() <= 1e-5 * (1.0 + fd.abs()),
+                "{loss:?} d/dθ{k}: analytic {} vs numeric {fd}",
+                g[k]
+            );
         }
     }
 }
@@ -229,7 +377,10 @@ fn analytic_gradient_matches_finite_differences() {
 #[test]
 fn chinchilla_huber_recovers_parameters_with_noise_and_outliers() {
     let data = chinchilla_data(4, &[9, 19, 59, 119]);
-    let opts = ChinchillaOptions { grid: small_grid(), ..Default::default() };
+    let opts = ChinchillaOptions {
+        grid: small_grid(),
+        ..Default::default()
+    };
     let f = fit_chinchilla(&data, &opts).unwrap();
     let l = f.law;
     assert!((l.alpha - 0.34).abs() < 0.03, "alpha {}", l.alpha);
@@ -249,29 +400,54 @@ fn chinchilla_huber_recovers_parameters_with_noise_and_outliers() {
 fn huber_resists_outliers_where_least_squares_does_not() {
     let clean = chinchilla_data(5, &[]);
     let dirty = chinchilla_data(5, &[9, 19, 29, 39, 49]); // the longest-trained point of five sizes
-    let huber = ChinchillaOptions { grid: small_grid(), ..Default::default() };
-    let ls = ChinchillaOptions { loss: RobustLoss::Squared, ..huber.clone() };
+    let huber = ChinchillaOptions {
+        grid: small_grid(),
+        ..Default::default()
+    };
+    let ls = ChinchillaOptions {
+        loss: RobustLoss::Squared,
+        ..huber.clone()
+    };
     let h_clean_fit = fit_chinchilla(&clean, &huber).unwrap();
     assert!(h_clean_fit.r2_log > 0.999, "r2 {}", h_clean_fit.r2_log);
     let h_clean = h_clean_fit.law;
     let h_dirty = fit_chinchilla(&dirty, &huber).unwrap().law;
     let l_dirty = fit_chinchilla(&dirty, &ls).unwrap().law;
     // Huber barely moves; least squares is pulled far off
-    assert!(param_error(&h_dirty) < 0.08, "huber with outliers: {h_dirty:?}");
-    assert!((h_dirty.beta - h_clean.beta).abs() < 0.02, "{h_dirty:?} vs {h_clean:?}");
-    assert!(param_error(&l_dirty) > 3.0 * param_error(&h_dirty), "LS {l_dirty:?} vs Huber {h_dirty:?}");
+    assert!(
+        param_error(&h_dirty) < 0.08,
+        "huber with outliers: {h_dirty:?}"
+    );
+    assert!(
+        (h_dirty.beta - h_clean.beta).abs() < 0.02,
+        "{h_dirty:?} vs {h_clean:?}"
+    );
+    assert!(
+        param_error(&l_dirty) > 3.0 * param_error(&h_dirty),
+        "LS {l_dirty:?} vs Huber {h_dirty:?}"
+    );
     assert!(param_error(&l_dirty) > 0.1, "LS {l_dirty:?}");
 }
 
 #[test]
 fn screened_fit_reaches_the_same_optimum_as_the_full_run() {
     let data = chinchilla_data(6, &[50]);
-    let full = fit_chinchilla(&data, &ChinchillaOptions { grid: small_grid(), ..Default::default() }).unwrap();
+    let full = fit_chinchilla(
+        &data,
+        &ChinchillaOptions {
+            grid: small_grid(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pruned = fit_chinchilla(
         &data,
         &ChinchillaOptions {
             grid: small_grid(),
-            pruning: Pruning::Screen { screen_iters: 10, keep: 8 },
+            pruning: Pruning::Screen {
+                screen_iters: 10,
+                keep: 8,
+            },
             ..Default::default()
         },
     )
@@ -294,7 +470,14 @@ fn screened_fit_reaches_the_same_optimum_as_the_full_run() {
 #[test]
 fn allocation_is_consistent_with_the_law() {
     let data = chinchilla_data(7, &[]);
-    let f = fit_chinchilla(&data, &ChinchillaOptions { grid: small_grid(), ..Default::default() }).unwrap();
+    let f = fit_chinchilla(
+        &data,
+        &ChinchillaOptions {
+            grid: small_grid(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let c = 1e21;
     let a = f.allocation(c, 6.0);
     assert!((6.0 * a.n_opt * a.d_opt / c - 1.0).abs() < 1e-9);
@@ -310,6 +493,8 @@ fn allocation_is_consistent_with_the_law() {
 fn chinchilla_rejects_too_few_points_and_bad_values() {
     assert!(ChinchillaData::new(vec![1e6, -1.0], vec![1e9, 1e9], vec![3.0, 3.0]).is_err());
     let d = ChinchillaData::new(vec![1e6; 3], vec![1e9; 3], vec![3.0; 3]).unwrap();
-    let e = fit_chinchilla(&d, &ChinchillaOptions::default()).unwrap_err().to_string();
+    let e = fit_chinchilla(&d, &ChinchillaOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("5 parameters") && e.contains("3 points"), "{e}");
 }

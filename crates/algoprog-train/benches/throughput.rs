@@ -39,7 +39,13 @@ use serde_json::{json, Value};
 
 const BATCH: usize = 32;
 const VOCABS: [&str; 2] = ["gpt2", "bpe4096"];
-const ARCHS: [(&str, usize); 5] = [("modern", 64), ("modern", 128), ("retro", 64), ("retro", 128), ("lstm", 128)];
+const ARCHS: [(&str, usize); 5] = [
+    ("modern", 64),
+    ("modern", 128),
+    ("retro", 64),
+    ("retro", 128),
+    ("lstm", 128),
+];
 
 /// Achieved GFLOP/s of a 2048³ f32 matmul (best of 10), the peak MFU is measured against.
 fn matmul_peak(device: &Device) -> f64 {
@@ -68,7 +74,9 @@ fn model_names() -> Vec<String> {
 /// The config and tokenizer of a model name `{preset}-d{d}-{vocab}`.
 fn model_of(name: &str) -> (ModelConfig, TokenizerSpec) {
     let parts: Vec<&str> = name.split('-').collect();
-    let [preset, d, vocab] = parts[..] else { panic!("model name `{name}` is not preset-dN-vocab") };
+    let [preset, d, vocab] = parts[..] else {
+        panic!("model name `{name}` is not preset-dN-vocab")
+    };
     let d: usize = d.trim_start_matches('d').parse().expect("width");
     let cfg = match preset {
         "modern" => ModelConfig::Transformer(TransformerConfig::modern(d)),
@@ -109,10 +117,18 @@ fn median(xs: &[f64]) -> f64 {
 fn child(name: &str, steps: usize) {
     let device = Device::Cpu;
     let (cfg, tok) = model_of(name);
-    let data = Dataset::prepare(&DataConfig { tokenizer: tok, ..DataConfig::default() }).expect("data");
+    let data = Dataset::prepare(&DataConfig {
+        tokenizer: tok,
+        ..DataConfig::default()
+    })
+    .expect("data");
     let data_rss_mb = status_mb("VmRSS:");
-    let model = cfg.build(data.vocab_size(), 0, &device, DType::F32).expect("model");
-    let mut opt = OptimizerConfig::adam_w().build(model.params()).expect("optimizer");
+    let model = cfg
+        .build(data.vocab_size(), 0, &device, DType::F32)
+        .expect("model");
+    let mut opt = OptimizerConfig::adam_w()
+        .build(model.params())
+        .expect("optimizer");
     let mut batches = data.train_batches(BATCH, 0);
     let mut step = || {
         let b = batches.next().unwrap();
@@ -166,16 +182,25 @@ fn cpu_description() -> String {
     let flags: Vec<&str> = info
         .lines()
         .find(|l| l.starts_with("flags"))
-        .map(|l| l.split_whitespace().filter(|f| ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"].contains(f)).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|f| ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"].contains(f))
+                .collect()
+        })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{model}, {cores} cores, {}", flags.join(" "))
 }
 
 fn main() {
     algoprog_train::runtime::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(args.get(i + 1).expect("--child needs a model name"), steps);
         return;
@@ -183,8 +208,10 @@ fn main() {
     let json_out = args.iter().any(|a| a == "--json")
         || std::env::var("ALGOPROG_BENCH_JSON").is_ok_and(|v| !v.is_empty() && v != "0");
     let filter = args.iter().find(|a| !a.starts_with('-'));
-    let names: Vec<String> =
-        model_names().into_iter().filter(|n| filter.is_none_or(|f| n.contains(f.as_str()))).collect();
+    let names: Vec<String> = model_names()
+        .into_iter()
+        .filter(|n| filter.is_none_or(|f| n.contains(f.as_str())))
+        .collect();
 
     let peak = matmul_peak(&Device::Cpu);
     let threads = candle_core::utils::get_num_threads();
@@ -206,11 +233,22 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("current executable");
     for name in &names {
-        let out = Command::new(&exe).arg("--child").arg(name).output().expect("run the child process");
+        let out = Command::new(&exe)
+            .arg("--child")
+            .arg(name)
+            .output()
+            .expect("run the child process");
         let line = String::from_utf8_lossy(&out.stdout);
-        let parsed = line.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok());
+        let parsed = line
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
         let Some(mut r) = parsed.filter(|_| out.status.success()) else {
-            eprintln!("{name}: child failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "{name}: child failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
             continue;
         };
         let gflops = r["gflops"].as_f64().unwrap_or(f64::NAN);

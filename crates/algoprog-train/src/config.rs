@@ -183,7 +183,11 @@ fn to_value<T: Serialize>(v: &T) -> Result<toml::Value, TrainError> {
 
 /// Tagged tables (`[model]` by `kind`, `[train.optimizer]`/`[train.schedule]` by `name`)
 /// are replaced, not merged, when the override names a different variant.
-const TAGS: &[(&str, &str)] = &[("model", "kind"), ("optimizer", "name"), ("schedule", "name")];
+const TAGS: &[(&str, &str)] = &[
+    ("model", "kind"),
+    ("optimizer", "name"),
+    ("schedule", "name"),
+];
 
 /// Merge `over` into `base`, recursively for tables.
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -191,7 +195,8 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
                 let tag = TAGS.iter().find(|(key, _)| *key == k).map(|(_, tag)| *tag);
-                let switches = tag.is_some_and(|tag| o.get(tag).is_some_and(|ov| b.get(tag) != Some(ov)));
+                let switches =
+                    tag.is_some_and(|tag| o.get(tag).is_some_and(|ov| b.get(tag) != Some(ov)));
                 if switches {
                     *b = o;
                 } else {
@@ -218,9 +223,13 @@ impl RunConfig {
 
     /// Resolve and validate a TOML document.
     pub fn from_toml_str(text: &str) -> Result<Self, TrainError> {
-        let user: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| TrainError::config("(file)", format!("not valid TOML: {e}"), "fix the TOML syntax".into()))?;
+        let user: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            TrainError::config(
+                "(file)",
+                format!("not valid TOML: {e}"),
+                "fix the TOML syntax".into(),
+            )
+        })?;
         let table = match user.get("preset") {
             Some(toml::Value::String(p)) => {
                 let d = user
@@ -232,7 +241,8 @@ impl RunConfig {
                     return Err(TrainError::config(
                         "model.d_model",
                         format!("{d} is not a positive width"),
-                        "set model.d_model to a positive multiple of the head dimension, e.g. 64".into(),
+                        "set model.d_model to a positive multiple of the head dimension, e.g. 64"
+                            .into(),
                     ));
                 }
                 let mut base = preset_table(p, d as usize)?;
@@ -243,14 +253,21 @@ impl RunConfig {
                 return Err(TrainError::config(
                     "preset",
                     format!("expected a string, found {}", other.type_str()),
-                    format!("write e.g. preset = \"modern\" (one of: {})", PRESETS.join(", ")),
+                    format!(
+                        "write e.g. preset = \"modern\" (one of: {})",
+                        PRESETS.join(", ")
+                    ),
                 ))
             }
             None => user,
         };
         let cfg: RunConfig = strict(&table, "").map_err(|(path, msg)| {
             // Internally tagged enums hide the path inside them: re-read the variant alone.
-            let (path, msg) = if path == "model" { model_error(&table).unwrap_or((path, msg)) } else { (path, msg) };
+            let (path, msg) = if path == "model" {
+                model_error(&table).unwrap_or((path, msg))
+            } else {
+                (path, msg)
+            };
             TrainError::config(&path, msg, hint_for(&path))
         })?;
         let mut cfg = cfg;
@@ -270,14 +287,22 @@ impl RunConfig {
         self.precision.validate(self.device)?;
         self.train.optimizer.validate().map_err(nn_err)?;
         self.train.schedule.validate().map_err(nn_err)?;
-        self.data
-            .validate()
-            .map_err(|e| TrainError::config("data", e.to_string(), "see configs/modern.toml for the [data] keys".into()))?;
+        self.data.validate().map_err(|e| {
+            TrainError::config(
+                "data",
+                e.to_string(),
+                "see configs/modern.toml for the [data] keys".into(),
+            )
+        })?;
         let t = &self.train;
-        let set = [t.steps.is_some(), t.tokens.is_some(), t.tokens_per_param.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let set = [
+            t.steps.is_some(),
+            t.tokens.is_some(),
+            t.tokens_per_param.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if set != 1 {
             return Err(TrainError::config(
                 "train.steps",
@@ -287,7 +312,11 @@ impl RunConfig {
         }
         let positive = |key: &str, v: usize| {
             if v == 0 {
-                Err(TrainError::config(key, "must be at least 1, found 0".into(), format!("set {key} to a positive integer")))
+                Err(TrainError::config(
+                    key,
+                    "must be at least 1, found 0".into(),
+                    format!("set {key} to a positive integer"),
+                ))
             } else {
                 Ok(())
             }
@@ -488,7 +517,10 @@ impl RunConfig {
 }
 
 /// Deserialize with the failing key's full path; serde's message first line only.
-fn strict<T: serde::de::DeserializeOwned>(table: &toml::Table, prefix: &str) -> Result<T, (String, String)> {
+fn strict<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    prefix: &str,
+) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
         let inner = e.path().to_string();
         let path = match (prefix.is_empty(), inner.as_str()) {

@@ -123,7 +123,9 @@ pub struct PrecisionGuard(bool);
 
 impl PrecisionGuard {
     pub fn new(p: Precision) -> Self {
-        Self(algoprog_nn::precision::set_matmul_bf16(p == Precision::Bf16))
+        Self(algoprog_nn::precision::set_matmul_bf16(
+            p == Precision::Bf16,
+        ))
     }
 }
 
@@ -139,7 +141,10 @@ mod tests {
 
     #[test]
     fn bf16_is_refused_on_the_cpu_and_the_guard_restores() {
-        let e = Precision::Bf16.validate(DeviceSpec::Cpu).unwrap_err().to_string();
+        let e = Precision::Bf16
+            .validate(DeviceSpec::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("precision") && e.contains("cuda"), "{e}");
         assert!(Precision::Bf16.validate(DeviceSpec::Cuda(0)).is_ok());
         assert!(Precision::F32.validate(DeviceSpec::Cpu).is_ok());

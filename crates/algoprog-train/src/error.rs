@@ -20,7 +20,11 @@ pub enum TrainError {
     },
     /// A run record on disk cannot be read back.
     #[error("corrupt run record `{}`: {problem}\n  fix: {fix}", path.display())]
-    CorruptRecord { path: PathBuf, problem: String, fix: String },
+    CorruptRecord {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
     #[error(transparent)]
     Data(#[from] algoprog_data::DataError),
     #[error("tensor error: {0}")]
@@ -42,7 +46,9 @@ impl TrainError {
     /// Attach the config file a config error came from.
     pub fn in_file(self, path: &Path) -> Self {
         match self {
-            TrainError::Config { key, problem, fix, .. } => TrainError::Config {
+            TrainError::Config {
+                key, problem, fix, ..
+            } => TrainError::Config {
                 file: Some(path.to_path_buf()),
                 key,
                 problem,

@@ -20,8 +20,11 @@ pub mod study;
 pub mod suite;
 pub mod trainer;
 
-pub use device::{DeviceSpec, Precision};
 pub use config::{ParamCountKind, RunConfig, TrainConfig, PRESETS};
+pub use device::{DeviceSpec, Precision};
 pub use error::{Result, TrainError};
 pub use record::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};
-pub use trainer::{batch_loss, evaluate, train, train_on, train_on_with, Observer, Silent, StepInfo, TrainOptions, TrainOutcome};
+pub use trainer::{
+    batch_loss, evaluate, train, train_on, train_on_with, Observer, Silent, StepInfo, TrainOptions,
+    TrainOutcome,
+};

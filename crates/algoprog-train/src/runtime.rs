@@ -71,7 +71,10 @@ mod tests {
             let faults = minor_faults() - before;
             assert_eq!(std::hint::black_box(b)[n - 1], 2.0);
             // 24 MiB of fresh pages would be 6144 faults
-            assert!(faults < 256, "{faults} page faults re-allocating a freed 24 MiB buffer");
+            assert!(
+                faults < 256,
+                "{faults} page faults re-allocating a freed 24 MiB buffer"
+            );
         }
     }
 }

@@ -919,12 +919,20 @@ lr = [1e-2]
         // The first look sees a pending run; meanwhile "another process" trains it to the end.
         let r = store
             .execute_with(&specs[0], &data, &mut crate::trainer::Silent, || {
-                other = Some(store.execute(&specs[0], &data, &mut crate::trainer::Silent).unwrap());
+                other = Some(
+                    store
+                        .execute(&specs[0], &data, &mut crate::trainer::Silent)
+                        .unwrap(),
+                );
             })
             .unwrap();
         assert!(matches!(other, Some(Executed::Trained(_))));
-        assert!(matches!(r, Executed::AlreadyDone), "trained a second time: {r:?}");
-        let log = std::fs::read_to_string(store.run_dir(&specs[0].id).path.join(ATTEMPTS_LOG)).unwrap();
+        assert!(
+            matches!(r, Executed::AlreadyDone),
+            "trained a second time: {r:?}"
+        );
+        let log =
+            std::fs::read_to_string(store.run_dir(&specs[0].id).path.join(ATTEMPTS_LOG)).unwrap();
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(lock_files(&store.run_dir(&specs[0].id).path).is_empty());
     }
@@ -945,7 +953,10 @@ lr = [1e-2]
             std::fs::write(p, "x").unwrap();
         }
         std::fs::write(dir.join(".tmp1"), "x").unwrap();
-        assert!(crate::record::clean_orphan_tmps_of(&dir, Some("runs.csv")).is_empty(), "only the named file's");
+        assert!(
+            crate::record::clean_orphan_tmps_of(&dir, Some("runs.csv")).is_empty(),
+            "only the named file's"
+        );
         let mut removed = clean_orphan_tmps(&dir);
         removed.sort();
         let mut want = vec![dead_new.clone(), dead_old.clone()];

@@ -154,7 +154,10 @@ pub enum LrSpec {
     Named(String),
     List(Vec<f64>),
     /// log10 lr = a + b · log10 width.
-    Rule { a: f64, b: f64 },
+    Rule {
+        a: f64,
+        b: f64,
+    },
 }
 
 /// One run of a study.
@@ -184,7 +187,9 @@ pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
 }
 
 fn table_at<'a>(t: &'a mut toml::Table, key: &str, family: &str) -> Result<&'a mut toml::Table> {
-    let v = t.entry(key.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let v = t
+        .entry(key.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let found = v.type_str();
     v.as_table_mut().ok_or_else(|| {
         study_err(
@@ -199,13 +204,19 @@ fn table_at<'a>(t: &'a mut toml::Table, key: &str, family: &str) -> Result<&'a m
 /// would silently replace): they may not appear in `[base]` or a family's `set`.
 const STUDY_SET_KEYS: &[(&str, &str)] = &[
     ("seed", "the study's or the group's `seeds = [..]`"),
-    ("name", "nothing: runs are named {family}-d{width}-lr{lr}-s{seed}"),
+    (
+        "name",
+        "nothing: runs are named {family}-d{width}-lr{lr}-s{seed}",
+    ),
     ("family", "the family's `name`"),
     ("model.d_model", "the group's `widths = [..]`"),
     ("train.lr", "the group's `lr`"),
     ("train.steps", "the group's `budget = { steps = N }`"),
     ("train.tokens", "the group's `budget = { tokens = N }`"),
-    ("train.tokens_per_param", "the group's `budget = { tokens_per_param = X }`"),
+    (
+        "train.tokens_per_param",
+        "the group's `budget = { tokens_per_param = X }`",
+    ),
 ];
 
 /// `[base]` or a family's `set`: the sections are tables, and no key the study sets itself.
@@ -272,9 +283,13 @@ impl Study {
     }
 
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let value: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| study_err("(file)", format!("not valid TOML: {e}"), "fix the TOML syntax"))?;
+        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            study_err(
+                "(file)",
+                format!("not valid TOML: {e}"),
+                "fix the TOML syntax",
+            )
+        })?;
         let study: Study = serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
@@ -294,20 +309,35 @@ impl Study {
         for (i, g) in self.groups.iter().enumerate() {
             for f in &g.families {
                 if let Family::Custom { name, set, .. } = f {
-                    check_config_table(set, &format!("groups[{i}] ({}).families ({name}).set", g.name))?;
+                    check_config_table(
+                        set,
+                        &format!("groups[{i}] ({}).families ({name}).set", g.name),
+                    )?;
                 }
             }
         }
         if self.groups.is_empty() {
-            return Err(study_err("groups", "the study has no [[groups]]".into(), "add at least one [[groups]] table"));
+            return Err(study_err(
+                "groups",
+                "the study has no [[groups]]".into(),
+                "add at least one [[groups]] table",
+            ));
         }
         for (i, g) in self.groups.iter().enumerate() {
             let key = |k: &str| format!("groups[{i}] ({}).{k}", g.name);
             if g.widths.is_empty() || g.widths.contains(&0) {
-                return Err(study_err(&key("widths"), format!("{:?} is not a list of positive widths", g.widths), "e.g. widths = [32, 64]"));
+                return Err(study_err(
+                    &key("widths"),
+                    format!("{:?} is not a list of positive widths", g.widths),
+                    "e.g. widths = [32, 64]",
+                ));
             }
             if g.suite.is_none() && g.families.is_empty() {
-                return Err(study_err(&key("families"), "no families and no suite".into(), "e.g. families = [\"modern\", \"retro\"]"));
+                return Err(study_err(
+                    &key("families"),
+                    "no families and no suite".into(),
+                    "e.g. families = [\"modern\", \"retro\"]",
+                ));
             }
             if let Budget::Rule(r) = &g.budget {
                 if r != "kaplan" {
@@ -319,26 +349,55 @@ impl Study {
                 }
             }
             if let Budget::Fixed(b) = &g.budget {
-                let n = [b.tokens_per_param.is_some(), b.tokens.is_some(), b.steps.is_some()].iter().filter(|x| **x).count();
+                let n = [
+                    b.tokens_per_param.is_some(),
+                    b.tokens.is_some(),
+                    b.steps.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count();
                 if n != 1 {
-                    return Err(study_err(&key("budget"), format!("{n} budgets given"), "give exactly one of tokens_per_param, tokens, steps"));
+                    return Err(study_err(
+                        &key("budget"),
+                        format!("{n} budgets given"),
+                        "give exactly one of tokens_per_param, tokens, steps",
+                    ));
                 }
             }
             match &g.lr {
                 LrSpec::Named(n) if n != "paper" => {
-                    return Err(study_err(&key("lr"), format!("unknown grid `{n}`"), "use \"paper\", a list like [1e-3, 3e-3] or { a = .., b = .. }"))
+                    return Err(study_err(
+                        &key("lr"),
+                        format!("unknown grid `{n}`"),
+                        "use \"paper\", a list like [1e-3, 3e-3] or { a = .., b = .. }",
+                    ))
                 }
-                LrSpec::List(l) if l.is_empty() || l.iter().any(|x| !(x.is_finite() && *x > 0.0)) => {
-                    return Err(study_err(&key("lr"), format!("{l:?} is not a list of positive learning rates"), "e.g. lr = [1e-3, 3e-3]"))
+                LrSpec::List(l)
+                    if l.is_empty() || l.iter().any(|x| !(x.is_finite() && *x > 0.0)) =>
+                {
+                    return Err(study_err(
+                        &key("lr"),
+                        format!("{l:?} is not a list of positive learning rates"),
+                        "e.g. lr = [1e-3, 3e-3]",
+                    ))
                 }
                 _ => {}
             }
             if g.seeds.as_ref().is_some_and(|s| s.is_empty()) {
-                return Err(study_err(&key("seeds"), "empty seed list".into(), "e.g. seeds = [0, 1]"));
+                return Err(study_err(
+                    &key("seeds"),
+                    "empty seed list".into(),
+                    "e.g. seeds = [0, 1]",
+                ));
             }
         }
         if self.seeds.is_empty() {
-            return Err(study_err("seeds", "empty seed list".into(), "e.g. seeds = [0]"));
+            return Err(study_err(
+                "seeds",
+                "empty seed list".into(),
+                "e.g. seeds = [0]",
+            ));
         }
         Ok(())
     }
@@ -359,9 +418,25 @@ impl Study {
                 // Family configs at this width, before lr / seed / budget.
                 let mut bases: Vec<(String, RunConfig)> = Vec::new();
                 if let Some(s) = &g.suite {
-                    let modern = self.resolve(&Family::Preset("modern".into()), w, 1e-3, 0, &FixedBudget { steps: Some(1), tokens: None, tokens_per_param: None }, eval)?;
+                    let modern = self.resolve(
+                        &Family::Preset("modern".into()),
+                        w,
+                        1e-3,
+                        0,
+                        &FixedBudget {
+                            steps: Some(1),
+                            tokens: None,
+                            tokens_per_param: None,
+                        },
+                        eval,
+                    )?;
                     for c in suite::suite(s, &modern).map_err(|e| match e {
-                        TrainError::Config { key, problem, fix, file } if key == "suite" => TrainError::Config {
+                        TrainError::Config {
+                            key,
+                            problem,
+                            fix,
+                            file,
+                        } if key == "suite" => TrainError::Config {
                             file,
                             key: format!("groups ({}).suite", g.name),
                             problem,
@@ -374,7 +449,18 @@ impl Study {
                 }
                 {
                     for f in &g.families {
-                        let c = self.resolve(f, w, 1e-3, 0, &FixedBudget { steps: Some(1), tokens: None, tokens_per_param: None }, eval)?;
+                        let c = self.resolve(
+                            f,
+                            w,
+                            1e-3,
+                            0,
+                            &FixedBudget {
+                                steps: Some(1),
+                                tokens: None,
+                                tokens_per_param: None,
+                            },
+                            eval,
+                        )?;
                         bases.push((f.name().to_string(), c));
                     }
                 }
@@ -390,8 +476,13 @@ impl Study {
                             c.train.tokens_per_param = None;
                             match &g.budget {
                                 Budget::Rule(_) => {
-                                    let n = c.model.param_counts(nominal_vocab(&c.data.tokenizer)).total() as f64;
-                                    c.train.tokens = Some((KAPLAN_COEFF * n.powf(KAPLAN_EXPONENT)).round() as u64);
+                                    let n = c
+                                        .model
+                                        .param_counts(nominal_vocab(&c.data.tokenizer))
+                                        .total() as f64;
+                                    c.train.tokens = Some(
+                                        (KAPLAN_COEFF * n.powf(KAPLAN_EXPONENT)).round() as u64,
+                                    );
                                 }
                                 Budget::Fixed(b) => {
                                     c.train.steps = b.steps;
@@ -400,15 +491,19 @@ impl Study {
                                 }
                             }
                             c.name = format!("{family}-d{w}-lr{}-s{seed}", lr_label(lr));
-                            c.validate().and_then(|()| crate::trainer::check_model_fits_data(&c)).map_err(|e| match e {
-                                TrainError::Config { key, problem, fix, .. } => TrainError::Config {
-                                    file: None,
-                                    key: format!("groups ({}) → run {}: {key}", g.name, c.name),
-                                    problem,
-                                    fix,
-                                },
-                                other => other,
-                            })?;
+                            c.validate()
+                                .and_then(|()| crate::trainer::check_model_fits_data(&c))
+                                .map_err(|e| match e {
+                                    TrainError::Config {
+                                        key, problem, fix, ..
+                                    } => TrainError::Config {
+                                        file: None,
+                                        key: format!("groups ({}) → run {}: {key}", g.name, c.name),
+                                        problem,
+                                        fix,
+                                    },
+                                    other => other,
+                                })?;
                             let id = c.run_id();
                             let member = (g.name.clone(), g.role);
                             match index.get(&id) {
@@ -436,7 +531,15 @@ impl Study {
     }
 
     /// The resolved config of `family` at width `w`.
-    fn resolve(&self, family: &Family, w: usize, lr: f64, seed: u64, budget: &FixedBudget, eval: Option<usize>) -> Result<RunConfig> {
+    fn resolve(
+        &self,
+        family: &Family,
+        w: usize,
+        lr: f64,
+        seed: u64,
+        budget: &FixedBudget,
+        eval: Option<usize>,
+    ) -> Result<RunConfig> {
         let mut t = self.base.clone();
         for k in ["preset", "name", "seed"] {
             t.remove(k);
@@ -449,9 +552,13 @@ impl Study {
         if let Some(p) = preset {
             t.insert("preset".into(), toml::Value::String(p));
         }
-        t.insert("family".into(), toml::Value::String(family.name().to_string()));
+        t.insert(
+            "family".into(),
+            toml::Value::String(family.name().to_string()),
+        );
         t.insert("seed".into(), toml::Value::Integer(seed as i64));
-        table_at(&mut t, "model", family.name())?.insert("d_model".into(), toml::Value::Integer(w as i64));
+        table_at(&mut t, "model", family.name())?
+            .insert("d_model".into(), toml::Value::Integer(w as i64));
         let train = table_at(&mut t, "train", family.name())?;
         train.insert("lr".into(), toml::Value::Float(lr));
         for k in ["steps", "tokens", "tokens_per_param"] {
@@ -463,9 +570,12 @@ impl Study {
         if let Some(e) = eval {
             train.insert("eval_interval".into(), toml::Value::Integer(e as i64));
         }
-        let text = toml::to_string(&t).map_err(|e| TrainError::Internal(format!("serialising a study config: {e}")))?;
+        let text = toml::to_string(&t)
+            .map_err(|e| TrainError::Internal(format!("serialising a study config: {e}")))?;
         RunConfig::from_toml_str(&text).map_err(|e| match e {
-            TrainError::Config { key, problem, fix, .. } => TrainError::Config {
+            TrainError::Config {
+                key, problem, fix, ..
+            } => TrainError::Config {
                 file: None,
                 key: format!("family `{}` at width {w}: {key}", family.name()),
                 problem,
@@ -480,7 +590,11 @@ impl Study {
 /// least squares to a tune's best learning rate at each width; `None` with
 /// fewer than two distinct widths. Put the result in a study as `lr = { a = …, b = … }`.
 pub fn fit_lr_rule(best: &[(usize, f64)]) -> Option<(f64, f64)> {
-    let pts: Vec<(f64, f64)> = best.iter().filter(|(w, lr)| *w > 0 && *lr > 0.0).map(|(w, lr)| ((*w as f64).log10(), lr.log10())).collect();
+    let pts: Vec<(f64, f64)> = best
+        .iter()
+        .filter(|(w, lr)| *w > 0 && *lr > 0.0)
+        .map(|(w, lr)| ((*w as f64).log10(), lr.log10()))
+        .collect();
     let n = pts.len() as f64;
     let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
     let my = pts.iter().map(|p| p.1).sum::<f64>() / n;

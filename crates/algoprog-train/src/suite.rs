@@ -33,9 +33,20 @@ pub enum Seam {
 
 impl Seam {
     /// Every seam, in the order the papers discuss them.
-    pub const ALL: [Seam; 5] = [Seam::Positional, Seam::FeedForward, Seam::Norm, Seam::Schedule, Seam::Optimizer];
+    pub const ALL: [Seam; 5] = [
+        Seam::Positional,
+        Seam::FeedForward,
+        Seam::Norm,
+        Seam::Schedule,
+        Seam::Optimizer,
+    ];
     /// The four seams of the factorial suite (the optimiser stays AdamW).
-    pub const FACTORIAL: [Seam; 4] = [Seam::Positional, Seam::FeedForward, Seam::Norm, Seam::Schedule];
+    pub const FACTORIAL: [Seam; 4] = [
+        Seam::Positional,
+        Seam::FeedForward,
+        Seam::Norm,
+        Seam::Schedule,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -218,7 +229,11 @@ pub fn factorial(base: &RunConfig) -> Result<Vec<RunConfig>> {
                 transplant(&mut c, &retro, *seam)?;
             }
         }
-        let name = Seam::FACTORIAL.iter().map(|s| s.label(&c)).collect::<Vec<_>>().join("+");
+        let name = Seam::FACTORIAL
+            .iter()
+            .map(|s| s.label(&c))
+            .collect::<Vec<_>>()
+            .join("+");
         out.push(named(c, name));
     }
     Ok(out)
@@ -230,7 +245,10 @@ pub fn suite(name: &str, base: &RunConfig) -> Result<Vec<RunConfig>> {
         "reverts" => single_reverts(base),
         "upgrades" => single_upgrades(base),
         "factorial" => factorial(base),
-        "presets" => Ok(vec![with_preset(base, "modern")?, with_preset(base, "retro")?]),
+        "presets" => Ok(vec![
+            with_preset(base, "modern")?,
+            with_preset(base, "retro")?,
+        ]),
         other => Err(TrainError::config(
             "suite",
             format!("unknown suite `{other}`"),

@@ -13,7 +13,10 @@ use candle_core::{DType, Device, Tensor};
 use crate::checkpoint::{self, Expect, LoopState, CHECKPOINT};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
-use crate::record::{tmp_path, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord, RunStatus, WEIGHTS};
+use crate::record::{
+    tmp_path, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord,
+    RunStatus, WEIGHTS,
+};
 
 /// What the loop reports after each optimiser step.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +57,12 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor)>
 }
 
 /// Mean next-token loss (nats) of `model` on one batch.
-pub fn batch_loss(model: &dyn LanguageModel, batch: &Batch, device: &Device, train: bool) -> Result<Tensor> {
+pub fn batch_loss(
+    model: &dyn LanguageModel,
+    batch: &Batch,
+    device: &Device,
+    train: bool,
+) -> Result<Tensor> {
     let (inputs, targets) = batch_tensors(batch, device)?;
     let h = model.hidden(&inputs, train)?;
     let (b, t, d) = h.dims3()?;
@@ -67,7 +75,9 @@ pub fn evaluate(model: &dyn LanguageModel, batches: &[Batch], device: &Device) -
     let mut sum = 0.0;
     let mut n = 0usize;
     for b in batches {
-        let loss = batch_loss(model, b, device, false)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let loss = batch_loss(model, b, device, false)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         let tokens = b.batch_size * b.seq_len;
         sum += loss * tokens as f64;
         n += tokens;
@@ -104,8 +114,14 @@ pub fn check_model_fits_data(cfg: &RunConfig) -> Result<()> {
     if cfg.data.seq_len > max {
         return Err(TrainError::config(
             "model.max_seq_len",
-            format!("the {model} takes sequences of at most {max} tokens, but data.seq_len = {}", cfg.data.seq_len),
-            format!("raise model.max_seq_len to at least {} or lower data.seq_len to at most {max}", cfg.data.seq_len),
+            format!(
+                "the {model} takes sequences of at most {max} tokens, but data.seq_len = {}",
+                cfg.data.seq_len
+            ),
+            format!(
+                "raise model.max_seq_len to at least {} or lower data.seq_len to at most {max}",
+                cfg.data.seq_len
+            ),
         ));
     }
     Ok(())
@@ -129,7 +145,9 @@ fn save_weights_atomic(model: &dyn LanguageModel, path: &std::path::Path) -> Res
         what: what.to_string(),
         err: e,
     };
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io("syncing the weights", e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("syncing the weights", e))?;
     let digest = FileDigest::of_file(&tmp).map_err(|e| io("hashing the weights", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("renaming the weights into place", e))?;
     Ok(digest)
@@ -162,7 +180,12 @@ impl TrainOptions {
 /// final weights into `dir`. The run record is rewritten after every
 /// evaluation, so an interrupted run leaves a consistent `running` record.
 /// No checkpoints; see [`train_on_with`].
-pub fn train_on(cfg: &RunConfig, data: &Dataset, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+pub fn train_on(
+    cfg: &RunConfig,
+    data: &Dataset,
+    dir: &RunDir,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome> {
     train_on_with(cfg, data, dir, observer, TrainOptions::default())
 }
 
@@ -214,7 +237,11 @@ pub fn train_on_with(
     } else {
         None
     };
-    let previous = if resumed.is_some() { dir.read_record().ok() } else { None };
+    let previous = if resumed.is_some() {
+        dir.read_record().ok()
+    } else {
+        None
+    };
 
     let eval_bs = t.eval_batch_size.unwrap_or(t.batch_size);
     let mut val = data.val_batches(eval_bs);
@@ -257,7 +284,9 @@ pub fn train_on_with(
         best_val_loss: None,
         wall_seconds: 0.0,
         tokens_per_second: 0.0,
-        started_at: previous.as_ref().map_or_else(|| chrono::Utc::now().to_rfc3339(), |p| p.started_at.clone()),
+        started_at: previous
+            .as_ref()
+            .map_or_else(|| chrono::Utc::now().to_rfc3339(), |p| p.started_at.clone()),
         finished_at: None,
         algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
         config: cfg.clone(),
@@ -305,7 +334,11 @@ pub fn train_on_with(
                 .next()
                 .ok_or_else(|| TrainError::Internal("the training batch stream ended".into()))?;
             let loss = batch_loss(model, &batch, &device, true)?;
-            let loss_scaled = if t.grad_accum > 1 { (&loss / t.grad_accum as f64)? } else { loss.clone() };
+            let loss_scaled = if t.grad_accum > 1 {
+                (&loss / t.grad_accum as f64)?
+            } else {
+                loss.clone()
+            };
             step_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()? / t.grad_accum as f64;
             let g = loss_scaled.backward()?;
             match grads.as_mut() {
@@ -366,10 +399,14 @@ pub fn train_on_with(
             loss_count = 0;
             curve.push(row);
             record.final_val_loss = Some(val_loss);
-            record.best_val_loss = Some(record.best_val_loss.map_or(val_loss, |b: f64| b.min(val_loss)));
+            record.best_val_loss = Some(
+                record
+                    .best_val_loss
+                    .map_or(val_loss, |b: f64| b.min(val_loss)),
+            );
             record.wall_seconds = wall(&started);
-            record.tokens_per_second =
-                (record.tokens_done - start_step * tokens_per_step) as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+            record.tokens_per_second = (record.tokens_done - start_step * tokens_per_step) as f64
+                / train_clock.elapsed().as_secs_f64().max(1e-9);
             if opts.checkpoint {
                 let state = LoopState {
                     step: done,
@@ -401,8 +438,8 @@ pub fn train_on_with(
         let _ = std::fs::remove_file(dir.path.join(WEIGHTS));
     }
     record.wall_seconds = wall(&started);
-    record.tokens_per_second =
-        (record.tokens_done - start_step * tokens_per_step) as f64 / train_clock.elapsed().as_secs_f64().max(1e-9);
+    record.tokens_per_second = (record.tokens_done - start_step * tokens_per_step) as f64
+        / train_clock.elapsed().as_secs_f64().max(1e-9);
     record.finished_at = Some(chrono::Utc::now().to_rfc3339());
     let curve_digest = dir.write_curve(&curve)?;
     record.integrity = Some(Integrity {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use algoprog_data::Dataset;
 use algoprog_train::checkpoint::CHECKPOINT;
-use algoprog_train::{train_on_with, RunConfig, RunDir, RunStatus, Silent, TrainError, TrainOptions};
+use algoprog_train::{
+    train_on_with, RunConfig, RunDir, RunStatus, Silent, TrainError, TrainOptions,
+};
 
 fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("algoprog-test-cache")
@@ -49,11 +51,17 @@ fn check_exact_resume(preset: &str, grad_accum: usize, stops: &[u64]) {
     let a = train_on_with(&cfg, &data, &whole, &mut Silent, TrainOptions::resumable()).unwrap();
     assert_eq!(a.record.status, RunStatus::Finished);
     assert_eq!(a.curve.len(), 5, "evals at 5, 10, 15, 20 and 24");
-    assert!(!whole.path.join(CHECKPOINT).exists(), "the checkpoint is removed when the run ends");
+    assert!(
+        !whole.path.join(CHECKPOINT).exists(),
+        "the checkpoint is removed when the run ends"
+    );
 
     let parts = RunDir::create(tmp.path().join("parts")).unwrap();
     for &s in stops {
-        let opts = TrainOptions { stop_after: Some(s), ..TrainOptions::resumable() };
+        let opts = TrainOptions {
+            stop_after: Some(s),
+            ..TrainOptions::resumable()
+        };
         let o = train_on_with(&cfg, &data, &parts, &mut Silent, opts).unwrap();
         assert_eq!(o.record.status, RunStatus::Running);
         assert_eq!(o.record.steps_done, s);
@@ -62,7 +70,10 @@ fn check_exact_resume(preset: &str, grad_accum: usize, stops: &[u64]) {
     }
     let b = train_on_with(&cfg, &data, &parts, &mut Silent, TrainOptions::resumable()).unwrap();
     assert_eq!(b.record.status, RunStatus::Finished);
-    assert_eq!(b.curve, a.curve, "resumed curve equals the uninterrupted one, bit for bit");
+    assert_eq!(
+        b.curve, a.curve,
+        "resumed curve equals the uninterrupted one, bit for bit"
+    );
     assert_eq!(parts.read_curve().unwrap(), whole.read_curve().unwrap());
     assert_eq!(weights(&parts), weights(&whole), "same final weights");
     assert_eq!(b.record.steps_done, 24);
@@ -89,7 +100,10 @@ fn a_corrupt_checkpoint_is_reported_with_its_path() {
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create(tmp.path().join("r")).unwrap();
-    let opts = TrainOptions { stop_after: Some(6), ..TrainOptions::resumable() };
+    let opts = TrainOptions {
+        stop_after: Some(6),
+        ..TrainOptions::resumable()
+    };
     train_on_with(&cfg, &data, &dir, &mut Silent, opts).unwrap();
     let p = dir.path.join(CHECKPOINT);
     let bytes = std::fs::read(&p).unwrap();

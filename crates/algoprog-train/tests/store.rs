@@ -383,12 +383,26 @@ fn a_study_whose_data_cannot_be_prepared_starts_no_run() {
     let hub = tmp.path().join("empty-hub");
     let text = study_text().replace(
         "corpus = \"embedded\", tokenizer = \"bpe-512\"",
-        &format!("corpus = {{ c4 = {{ offline = true, hub_cache = \"{}\" }} }}, tokenizer = \"gpt2\"", hub.display()),
+        &format!(
+            "corpus = {{ c4 = {{ offline = true, hub_cache = \"{}\" }} }}, tokenizer = \"gpt2\"",
+            hub.display()
+        ),
     );
     let study = Study::from_toml_str(&text).unwrap();
     let (store, specs) = Store::init(tmp.path().join("c4"), &text, &study).unwrap();
-    let e = LocalExecutor { jobs: 2 }.execute(&store, &specs, &QuietSweep).unwrap_err().to_string();
-    assert!(e.contains("the data of 4 of the 4 runs") && e.contains("hf-hub cache") && e.contains("local corpus"), "{e}");
+    let e = LocalExecutor { jobs: 2 }
+        .execute(&store, &specs, &QuietSweep)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the data of 4 of the 4 runs")
+            && e.contains("hf-hub cache")
+            && e.contains("local corpus"),
+        "{e}"
+    );
     assert_eq!(e.matches("fix:").count(), 1, "one message, one fix: {e}");
-    assert_eq!(std::fs::read_dir(store.root.join("runs")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.root.join("runs")).unwrap().count(),
+        0
+    );
 }

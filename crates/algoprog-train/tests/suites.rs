@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use algoprog_train::suite::{differing_seams, factorial, single_reverts, single_upgrades, with_preset, Seam};
+use algoprog_train::suite::{
+    differing_seams, factorial, single_reverts, single_upgrades, with_preset, Seam,
+};
 use algoprog_train::RunConfig;
 
 fn base() -> RunConfig {
@@ -25,7 +27,10 @@ steps = 100
 fn modern_and_retro_differ_in_exactly_the_five_seams() {
     let modern = with_preset(&base(), "modern").unwrap();
     let retro = with_preset(&base(), "retro").unwrap();
-    assert_eq!(differing_seams(&modern, &retro).unwrap(), Seam::ALL.to_vec());
+    assert_eq!(
+        differing_seams(&modern, &retro).unwrap(),
+        Seam::ALL.to_vec()
+    );
     // Outside the seams they are identical: width, data, lr, budget, seed.
     assert_eq!(modern.train.lr, retro.train.lr);
     assert_eq!(modern.seed, retro.seed);
@@ -45,7 +50,12 @@ fn single_reverts_change_one_seam_each() {
     assert_eq!(suite.len(), 6);
     let modern = &suite[0];
     for (cfg, seam) in suite[1..].iter().zip(Seam::ALL) {
-        assert_eq!(differing_seams(modern, cfg).unwrap(), vec![seam], "{}", cfg.name);
+        assert_eq!(
+            differing_seams(modern, cfg).unwrap(),
+            vec![seam],
+            "{}",
+            cfg.name
+        );
         assert!(cfg.name.ends_with(seam.name()), "{}", cfg.name);
         cfg.validate().unwrap();
     }
@@ -57,7 +67,12 @@ fn single_upgrades_change_one_seam_each() {
     let retro = &suite[0];
     assert_eq!(retro.name, "retro");
     for (cfg, seam) in suite[1..].iter().zip(Seam::ALL) {
-        assert_eq!(differing_seams(retro, cfg).unwrap(), vec![seam], "{}", cfg.name);
+        assert_eq!(
+            differing_seams(retro, cfg).unwrap(),
+            vec![seam],
+            "{}",
+            cfg.name
+        );
         cfg.validate().unwrap();
     }
 }
@@ -71,7 +86,10 @@ fn factorial_has_sixteen_distinct_valid_named_configs() {
     let ids: HashSet<_> = suite.iter().map(|c| c.run_id()).collect();
     assert_eq!(ids.len(), 16, "configs must be distinct");
     assert!(names.contains("rotary+swiglu+pre_rms+cosine"), "{names:?}");
-    assert!(names.contains("sinusoidal+gelu+post_ln_nofinal+inverse_sqrt"), "{names:?}");
+    assert!(
+        names.contains("sinusoidal+gelu+post_ln_nofinal+inverse_sqrt"),
+        "{names:?}"
+    );
     let modern = with_preset(&base(), "modern").unwrap();
     for cfg in &suite {
         cfg.validate().unwrap();
@@ -79,7 +97,11 @@ fn factorial_has_sixteen_distinct_valid_named_configs() {
         let moved = differing_seams(&modern, cfg).unwrap();
         assert!(!moved.contains(&Seam::Optimizer));
         let retro_parts = ["sinusoidal", "gelu", "post_ln_nofinal", "inverse_sqrt"];
-        let named_retro = cfg.name.split('+').filter(|p| retro_parts.contains(p)).count();
+        let named_retro = cfg
+            .name
+            .split('+')
+            .filter(|p| retro_parts.contains(p))
+            .count();
         assert_eq!(named_retro, moved.len(), "{}", cfg.name);
     }
 }

@@ -107,7 +107,13 @@ fn tiny_model_learns_below_unigram_entropy_and_ledger_is_exact() {
     let cfg = tiny_config(0, 300);
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let out = train_on(&cfg, &data, &RunDir::create(tmp.path()).unwrap(), &mut Silent).unwrap();
+    let out = train_on(
+        &cfg,
+        &data,
+        &RunDir::create(tmp.path()).unwrap(),
+        &mut Silent,
+    )
+    .unwrap();
     let r = &out.record;
     assert_eq!(r.status, RunStatus::Finished);
     let entropy = data.unigram_entropy();
@@ -123,7 +129,11 @@ fn tiny_model_learns_below_unigram_entropy_and_ledger_is_exact() {
     for row in &out.curve {
         assert_eq!(row.tokens, row.step * tokens_per_step);
         let expected = row.step as f64 * tokens_per_step as f64 * r.flops.per_token.train_per_token;
-        assert!((row.flops - expected).abs() <= 1e-9 * expected, "{} vs {expected}", row.flops);
+        assert!(
+            (row.flops - expected).abs() <= 1e-9 * expected,
+            "{} vs {expected}",
+            row.flops
+        );
     }
     assert_eq!(out.curve.len(), 6);
     // The record on disk round-trips.
@@ -140,13 +150,23 @@ fn same_seed_same_curve_other_seed_differs() {
     let data = Dataset::prepare(&cfg0.data).unwrap();
     let run = |cfg: &RunConfig| {
         let tmp = tempfile::tempdir().unwrap();
-        train_on(cfg, &data, &RunDir::create(tmp.path()).unwrap(), &mut Silent).unwrap().curve
+        train_on(
+            cfg,
+            &data,
+            &RunDir::create(tmp.path()).unwrap(),
+            &mut Silent,
+        )
+        .unwrap()
+        .curve
     };
     let a = run(&cfg0);
     let b = run(&cfg0);
     assert_eq!(a, b, "same seed must reproduce the curve exactly");
     let c = run(&tiny_config(8, 40));
-    assert_ne!(a[0].val_loss, c[0].val_loss, "another seed must give another curve");
+    assert_ne!(
+        a[0].val_loss, c[0].val_loss,
+        "another seed must give another curve"
+    );
 }
 
 #[test]
@@ -156,7 +176,13 @@ fn absurd_learning_rate_is_marked_diverged() {
     cfg.train.grad_clip = 0.0;
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let out = train_on(&cfg, &data, &RunDir::create(tmp.path()).unwrap(), &mut Silent).unwrap();
+    let out = train_on(
+        &cfg,
+        &data,
+        &RunDir::create(tmp.path()).unwrap(),
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(out.record.status, RunStatus::Diverged);
     assert!(out.record.diverged_at_step.unwrap() <= 60);
 }
@@ -165,9 +191,19 @@ fn absurd_learning_rate_is_marked_diverged() {
 fn corrupt_record_names_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("run.json"), "{ not json").unwrap();
-    let err = RunDir::open(tmp.path()).read_record().unwrap_err().to_string();
+    let err = RunDir::open(tmp.path())
+        .read_record()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("run.json") && err.contains("fix"), "{err}");
-    std::fs::write(tmp.path().join("curve.csv"), "step,tokens,flops,train_loss,val_loss,lr\n1,2,x,4,5,6\n").unwrap();
-    let err = RunDir::open(tmp.path()).read_curve().unwrap_err().to_string();
+    std::fs::write(
+        tmp.path().join("curve.csv"),
+        "step,tokens,flops,train_loss,val_loss,lr\n1,2,x,4,5,6\n",
+    )
+    .unwrap();
+    let err = RunDir::open(tmp.path())
+        .read_curve()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("curve.csv") && err.contains("line 2"), "{err}");
 }

@@ -43,7 +43,10 @@ pub type SquaredReluTransformer = Transformer<Rotary, Mlp<SquaredRelu>, RmsNorm>
 
 /// d = 32, 2 layers, head dim 16, sequence length ≤ 32.
 pub fn spec() -> TransformerSpec<Rotary, Mlp<SquaredRelu>, RmsNorm> {
-    TransformerSpec { max_seq_len: 32, ..TransformerSpec::new(32) }
+    TransformerSpec {
+        max_seq_len: 32,
+        ..TransformerSpec::new(32)
+    }
 }
 
 pub const VOCAB: usize = 64;
@@ -51,7 +54,9 @@ pub const VOCAB: usize = 64;
 /// One fixed batch (4 × 17) of uniformly random token ids.
 pub fn random_batch(seed: u64) -> Result<Tensor> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let v: Vec<u32> = (0..4 * 17).map(|_| rng.random_range(0..VOCAB as u32)).collect();
+    let v: Vec<u32> = (0..4 * 17)
+        .map(|_| rng.random_range(0..VOCAB as u32))
+        .collect();
     Tensor::from_vec(v, (4, 17), &Device::Cpu)
 }
 
@@ -60,7 +65,9 @@ pub fn loss(model: &dyn LanguageModel, batch: &Tensor) -> Result<Tensor> {
     let (b, t1) = batch.dims2()?;
     let x = batch.narrow(1, 0, t1 - 1)?;
     let y = batch.narrow(1, 1, t1 - 1)?.flatten_all()?;
-    let h = model.hidden(&x, true)?.reshape((b * (t1 - 1), model.d_model()))?;
+    let h = model
+        .hidden(&x, true)?
+        .reshape((b * (t1 - 1), model.d_model()))?;
     cross_entropy(&h, model.output_weight(), &y)
 }
 
@@ -70,7 +77,10 @@ pub fn train(steps: usize, seed: u64) -> Result<Vec<f32>> {
     let model = SquaredReluTransformer::new(&spec(), VOCAB, seed, &Device::Cpu, DType::F32)?;
     let batch = random_batch(seed)?;
     let mut opt = OptimizerConfig::adam_w().build(model.params())?;
-    let schedule = StepDecay { every: 20, factor: 0.5 };
+    let schedule = StepDecay {
+        every: 20,
+        factor: 0.5,
+    };
     let mut losses = Vec::with_capacity(steps + 1);
     for s in 0..steps {
         let l = loss(&model, &batch)?;

@@ -108,7 +108,10 @@ impl CustomOp1 for UnaryOp {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &UnaryBwd(self.0))?))
+        Ok(Some(x.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &UnaryBwd(self.0),
+        )?))
     }
 }
 
@@ -119,11 +122,21 @@ impl CustomOp2 for UnaryBwd {
     fn name(&self) -> &'static str {
         "fused-activation-backward"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = slice_f32(s1, l1, "activation backward x")?;
         let dy = slice_f32(s2, l2, "activation backward gradient")?;
         if x.len() != dy.len() {
-            candle_core::bail!("fused activation backward: x has {} elements, gradient {}", x.len(), dy.len());
+            candle_core::bail!(
+                "fused activation backward: x has {} elements, gradient {}",
+                x.len(),
+                dy.len()
+            );
         }
         let mut dx = vec![0f32; x.len()];
         match self.0 {
@@ -144,11 +157,22 @@ impl CustomOp2 for GatedOp {
             Gated::Geglu => "fused-geglu",
         }
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let a = slice_f32(s1, l1, "gated activation a")?;
         let b = slice_f32(s2, l2, "gated activation b")?;
         if a.len() != b.len() {
-            candle_core::bail!("fused {}: a has {} elements, b {}", self.name(), a.len(), b.len());
+            candle_core::bail!(
+                "fused {}: a has {} elements, b {}",
+                self.name(),
+                a.len(),
+                b.len()
+            );
         }
         let mut y = vec![0f32; a.len()];
         match self.0 {
@@ -157,7 +181,13 @@ impl CustomOp2 for GatedOp {
         }
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let packed = a.apply_op3_no_bwd(b, &grad.contiguous()?, &GatedBwd(self.0))?;
         let n = a.elem_count();
         let da = packed.narrow(0, 0, n)?.reshape(a.shape())?;
@@ -187,7 +217,11 @@ impl CustomOp3 for GatedBwd {
         let dy = slice_f32(s3, l3, "gated activation backward gradient")?;
         let n = a.len();
         if b.len() != n || dy.len() != n {
-            candle_core::bail!("fused gated activation backward: lengths {n}, {}, {} differ", b.len(), dy.len());
+            candle_core::bail!(
+                "fused gated activation backward: lengths {n}, {}, {} differ",
+                b.len(),
+                dy.len()
+            );
         }
         let mut out = vec![0f32; 2 * n];
         let (da, db) = out.split_at_mut(n);
@@ -210,7 +244,9 @@ mod tests {
         use rand_distr::{Distribution, Normal};
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let n = Normal::new(0.0, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| n.sample(&mut r) as f32).collect();
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| n.sample(&mut r) as f32)
+            .collect();
         Tensor::from_vec(v, shape, &Device::Cpu)
     }
 
@@ -222,7 +258,10 @@ mod tests {
         let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
         assert_eq!(a.len(), b.len());
         assert!(b.iter().any(|v| v.abs() > 0.5), "degenerate reference");
-        Ok(a.iter().zip(&b).map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0)).fold(0.0, f64::max))
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0))
+            .fold(0.0, f64::max))
     }
 
     const SHAPE: [usize; 3] = [2, 300, 70];
@@ -241,7 +280,10 @@ mod tests {
             let (ey, ed) = (max_err(&yf, &yc)?, max_err(&df, &dc)?);
             // candle's tanh-GeLU backward rounds its constants to 6 digits
             let tol = if op == Unary::GeluTanh { 2e-5 } else { 3e-6 };
-            assert!(ey < 3e-6 && ed < tol, "{op:?}: value error {ey}, gradient error {ed}");
+            assert!(
+                ey < 3e-6 && ed < tol,
+                "{op:?}: value error {ey}, gradient error {ed}"
+            );
         }
         Ok(())
     }
@@ -260,7 +302,10 @@ mod tests {
             let ey = max_err(&yf, &yc)?;
             let ea = max_err(gf.get(&a).unwrap(), gc.get(&a).unwrap())?;
             let eb = max_err(gf.get(&b).unwrap(), gc.get(&b).unwrap())?;
-            assert!(ey < 3e-6 && ea < 3e-6 && eb < 3e-6, "{op:?}: y {ey}, da {ea}, db {eb}");
+            assert!(
+                ey < 3e-6 && ea < 3e-6 && eb < 3e-6,
+                "{op:?}: y {ey}, da {ea}, db {eb}"
+            );
         }
         Ok(())
     }
@@ -272,13 +317,23 @@ mod tests {
         let b = Var::from_tensor(&randn(&[5, 7], 1.0, 7)?)?;
         let w = randn(&[5, 7], 1.0, 8)?;
         for op in [Unary::Gelu, Unary::GeluTanh] {
-            let c = gradcheck::check(std::slice::from_ref(&x), &|| (op.apply(&x)? * &w)?.sum_all(), 1e-2)?;
-            assert!(c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1, "{op:?}: {c:?}");
+            let c = gradcheck::check(
+                std::slice::from_ref(&x),
+                &|| (op.apply(&x)? * &w)?.sum_all(),
+                1e-2,
+            )?;
+            assert!(
+                c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1,
+                "{op:?}: {c:?}"
+            );
         }
         for op in [Gated::Swiglu, Gated::Geglu] {
             let vars = [x.clone(), b.clone()];
             let c = gradcheck::check(&vars, &|| (op.apply(&x, &b)? * &w)?.sum_all(), 1e-2)?;
-            assert!(c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1, "{op:?}: {c:?}");
+            assert!(
+                c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1,
+                "{op:?}: {c:?}"
+            );
         }
         Ok(())
     }
@@ -292,11 +347,18 @@ mod tests {
         let a = a0.t()?;
         assert!(!a.is_contiguous());
         let run = |fused: bool| -> Result<(Tensor, Tensor)> {
-            let y = if fused { swiglu(&a, &b)? } else { Gated::Swiglu.composite(&a, &b)? };
+            let y = if fused {
+                swiglu(&a, &b)?
+            } else {
+                Gated::Swiglu.composite(&a, &b)?
+            };
             let g = if fused { gelu(&y)? } else { y.gelu_erf()? };
             let l = (g.sum_all()? + b.sum_all()?)?;
             let grads = l.backward()?;
-            Ok((grads.get(&a0).unwrap().clone(), grads.get(&b).unwrap().clone()))
+            Ok((
+                grads.get(&a0).unwrap().clone(),
+                grads.get(&b).unwrap().clone(),
+            ))
         };
         let (af, bf) = run(true)?;
         let (ac, bc) = run(false)?;
@@ -308,7 +370,10 @@ mod tests {
     fn other_dtypes_and_shapes_take_the_composite_path() -> Result<()> {
         let a = randn(&[4, 6], 1.0, 11)?.to_dtype(DType::F64)?;
         let b = randn(&[4, 6], 1.0, 12)?.to_dtype(DType::F64)?;
-        assert_eq!(swiglu(&a, &b)?.to_vec2::<f64>()?, (a.silu()? * &b)?.to_vec2::<f64>()?);
+        assert_eq!(
+            swiglu(&a, &b)?.to_vec2::<f64>()?,
+            (a.silu()? * &b)?.to_vec2::<f64>()?
+        );
         assert_eq!(gelu(&a)?.to_vec2::<f64>()?, a.gelu_erf()?.to_vec2::<f64>()?);
         // f32 with shapes that differ: the composite's shape check applies
         let a = randn(&[4, 6], 1.0, 13)?;

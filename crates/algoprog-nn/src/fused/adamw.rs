@@ -17,11 +17,21 @@ impl InplaceOp2 for Ema {
     fn name(&self) -> &'static str {
         "fused-adamw-moment"
     }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
         let g = slice_f32(s2, l2, "adamw gradient")?;
         let m = slice_f32_mut(s1, l1, "adamw moment")?;
         if m.len() != g.len() {
-            candle_core::bail!("fused adamw: moment of {} elements for a gradient of {}", m.len(), g.len());
+            candle_core::bail!(
+                "fused adamw: moment of {} elements for a gradient of {}",
+                m.len(),
+                g.len()
+            );
         }
         if self.squared {
             adamw::ema_sq(m, g, self.beta)
@@ -61,10 +71,30 @@ impl InplaceOp3 for Apply {
 /// One AdamW step in place: m, v, then the parameter `p`. All four tensors
 /// must be contiguous f32 on the CPU and of one size; `m` and `v` must not
 /// share storage with anything else.
-pub fn adamw_step(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, beta1: f64, beta2: f64, step: AdamStep) -> Result<()> {
+pub fn adamw_step(
+    p: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    beta1: f64,
+    beta2: f64,
+    step: AdamStep,
+) -> Result<()> {
     let g = g.contiguous()?;
-    m.inplace_op2(&g, &Ema { beta: beta1 as f32, squared: false })?;
-    v.inplace_op2(&g, &Ema { beta: beta2 as f32, squared: true })?;
+    m.inplace_op2(
+        &g,
+        &Ema {
+            beta: beta1 as f32,
+            squared: false,
+        },
+    )?;
+    v.inplace_op2(
+        &g,
+        &Ema {
+            beta: beta2 as f32,
+            squared: true,
+        },
+    )?;
     p.inplace_op3(m, v, &Apply(step))
 }
 
@@ -91,19 +121,38 @@ mod tests {
         let dev = Device::Cpu;
         let n = 1000;
         let p0: Vec<f32> = (0..n).map(|i| (i as f32 - 500.0) / 300.0).collect();
-        let g: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0).collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 70.0)
+            .collect();
         let var = Var::from_vec(p0.clone(), n, &dev).unwrap();
         let view = var.as_tensor().detach(); // shares storage, like an evaluation view
-        let (m, v) = (Tensor::zeros(n, candle_core::DType::F32, &dev).unwrap(), Tensor::zeros(n, candle_core::DType::F32, &dev).unwrap());
+        let (m, v) = (
+            Tensor::zeros(n, candle_core::DType::F32, &dev).unwrap(),
+            Tensor::zeros(n, candle_core::DType::F32, &dev).unwrap(),
+        );
         let gt = Tensor::from_vec(g.clone(), n, &dev).unwrap();
         let (b1, b2, eps, lr, wd) = (0.9, 0.999, 1e-8, 1e-2, 0.1);
-        adamw_step(var.as_tensor(), &m, &v, &gt, b1, b2, AdamStep::new(1, lr, wd, b1, b2, eps)).unwrap();
+        adamw_step(
+            var.as_tensor(),
+            &m,
+            &v,
+            &gt,
+            b1,
+            b2,
+            AdamStep::new(1, lr, wd, b1, b2, eps),
+        )
+        .unwrap();
         let got = view.to_vec1::<f32>().unwrap();
         for i in 0..n {
             let (gi, pi) = (g[i] as f64, p0[i] as f64);
             let (mi, vi) = ((1.0 - b1) * gi, (1.0 - b2) * gi * gi);
-            let want = pi * (1.0 - lr * wd) - lr * (mi / (1.0 - b1)) / ((vi / (1.0 - b2)).sqrt() + eps);
-            assert!((got[i] as f64 - want).abs() < 1e-6, "p[{i}] {} vs {want}", got[i]);
+            let want =
+                pi * (1.0 - lr * wd) - lr * (mi / (1.0 - b1)) / ((vi / (1.0 - b2)).sqrt() + eps);
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-6,
+                "p[{i}] {} vs {want}",
+                got[i]
+            );
         }
         let s = sum_sq(&gt).unwrap().unwrap();
         let want: f64 = g.iter().map(|&x| x as f64 * x as f64).sum();

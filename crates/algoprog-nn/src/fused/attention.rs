@@ -13,10 +13,10 @@
 //! function runs [`causal_attention_composite`], the reference the tests
 //! compare against.
 
+use super::rotary::RotaryTables;
 use super::{fusable, slice_f32, storage_f32};
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
-use super::rotary::RotaryTables;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -24,11 +24,20 @@ use std::sync::{Arc, Mutex};
 /// softmax(q·kᵀ/√d_h + bias + causal mask)·v with the heads concatenated:
 /// q, k, v (b, h, T, d_h) → (b, T, h·d_h). `alibi_slopes` (one per head)
 /// adds −m_h·(i − j) to score (i, j).
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, alibi_slopes: Option<&[f32]>) -> Result<Tensor> {
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    alibi_slopes: Option<&[f32]>,
+) -> Result<Tensor> {
     let (_, h, t, _) = q.dims4()?;
     for (x, what) in [(k, "keys"), (v, "values")] {
         if x.dims() != q.dims() {
-            candle_core::bail!("causal attention: {what} {:?} differ from queries {:?}", x.dims(), q.dims());
+            candle_core::bail!(
+                "causal attention: {what} {:?} differ from queries {:?}",
+                x.dims(),
+                q.dims()
+            );
         }
     }
     if let Some(m) = alibi_slopes {
@@ -43,7 +52,10 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, alibi_slopes: Option
         });
     }
     let (q, k, v) = (kernel_view(q)?, kernel_view(k)?, kernel_view(v)?);
-    let op = FusedAttention { alibi: alibi_slopes.map(<[f32]>::to_vec), lse: Mutex::new(None) };
+    let op = FusedAttention {
+        alibi: alibi_slopes.map(<[f32]>::to_vec),
+        lse: Mutex::new(None),
+    };
     q.apply_op3(&k, &v, op)
 }
 
@@ -97,11 +109,26 @@ fn heads<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<(Heads<'a>, At
     if dims.len() != 4 {
         candle_core::bail!("fused attention {what}: expected (b, h, T, d_h), got {dims:?}");
     }
-    let shape = AttnShape { b: dims[0], h: dims[1], t: dims[2], hd: dims[3] };
+    let shape = AttnShape {
+        b: dims[0],
+        h: dims[1],
+        t: dims[2],
+        hd: dims[3],
+    };
     if st[3] != 1 && dims[3] > 1 {
-        candle_core::bail!("fused attention {what}: the head dimension must be contiguous (stride {:?})", st);
+        candle_core::bail!(
+            "fused attention {what}: the head dimension must be contiguous (stride {:?})",
+            st
+        );
     }
-    Ok((Heads { data, offset: l.start_offset(), strides: [st[0], st[1], st[2]] }, shape))
+    Ok((
+        Heads {
+            data,
+            offset: l.start_offset(),
+            strides: [st[0], st[1], st[2]],
+        },
+        shape,
+    ))
 }
 
 /// Queries, keys and values of one call as kernel views, with their common shape.
@@ -115,7 +142,9 @@ fn qkv_heads<'a>(
     for (i, ((st, l), what)) in [(k, "keys"), (v, "values")].into_iter().enumerate() {
         let (h, sh) = heads(st, l, what)?;
         if sh != s {
-            candle_core::bail!("fused attention: {what} shape {sh:?} differs from the queries' {s:?}");
+            candle_core::bail!(
+                "fused attention: {what} shape {sh:?} differs from the queries' {s:?}"
+            );
         }
         out[i] = h;
     }
@@ -127,9 +156,15 @@ fn bthd_view<'a>(s: &'a CpuStorage, l: &Layout, shape: AttnShape, what: &str) ->
     let data = storage_f32(s, &format!("attention {what}"))?;
     let want = [shape.b, shape.t, shape.h * shape.hd];
     if l.dims() != want || !l.is_contiguous() {
-        candle_core::bail!("fused attention {what}: expected a contiguous {want:?}, got {:?}", l.dims());
+        candle_core::bail!(
+            "fused attention {what}: expected a contiguous {want:?}, got {:?}",
+            l.dims()
+        );
     }
-    Ok(Heads { offset: l.start_offset(), ..Heads::bthd(data, shape) })
+    Ok(Heads {
+        offset: l.start_offset(),
+        ..Heads::bthd(data, shape)
+    })
 }
 
 /// Forward op: (q, k, v) → y (b, T, h·d_h); keeps the log-sum-exp for `bwd`.
@@ -170,7 +205,9 @@ impl CustomOp3 for FusedAttention {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let lse = match &*self.lse.lock().unwrap() {
             Some(l) => l.clone(),
-            None => candle_core::bail!("fused attention backward: no saved log-sum-exp (forward not run on the CPU)"),
+            None => candle_core::bail!(
+                "fused attention backward: no saved log-sum-exp (forward not run on the CPU)"
+            ),
         };
         let op = FusedAttentionBackward {
             alibi: self.alibi.clone(),
@@ -208,7 +245,11 @@ impl CustomOp3 for FusedAttentionBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v, s) = qkv_heads((s1, l1), (s2, l2), (s3, l3))?;
         if self.lse.len() != s.pairs() * s.t {
-            candle_core::bail!("fused attention backward: saved log-sum-exp has {} rows, expected {}", self.lse.len(), s.pairs() * s.t);
+            candle_core::bail!(
+                "fused attention backward: saved log-sum-exp has {} rows, expected {}",
+                self.lse.len(),
+                s.pairs() * s.t
+            );
         }
         let (ys, yl) = self.y.storage_and_layout();
         let (gs, gl) = self.dy.storage_and_layout();
@@ -221,8 +262,23 @@ impl CustomOp3 for FusedAttentionBackward {
         let mut out = vec![0f32; 3 * n];
         let (dq, rest) = out.split_at_mut(n);
         let (dk, dv) = rest.split_at_mut(n);
-        kernel::backward(s, q, k, v, self.alibi.as_deref(), y, &self.lse, dy, dq, dk, dv);
-        Ok((CpuStorage::F32(out), Shape::from(vec![3, s.b, s.h, s.t, s.hd])))
+        kernel::backward(
+            s,
+            q,
+            k,
+            v,
+            self.alibi.as_deref(),
+            y,
+            &self.lse,
+            dy,
+            dq,
+            dk,
+            dv,
+        );
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from(vec![3, s.b, s.h, s.t, s.hd]),
+        ))
     }
 }
 
@@ -245,27 +301,46 @@ struct PackedAttention {
 fn packed_shape(l: &Layout, n_heads: usize) -> Result<AttnShape> {
     let (b, t, d3) = l.shape().dims3()?;
     if n_heads == 0 || d3 % (3 * n_heads) != 0 {
-        candle_core::bail!("fused attention: packed projection width {d3} is not 3 × {n_heads} heads × d_h");
+        candle_core::bail!(
+            "fused attention: packed projection width {d3} is not 3 × {n_heads} heads × d_h"
+        );
     }
-    Ok(AttnShape { b, h: n_heads, t, hd: d3 / (3 * n_heads) })
+    Ok(AttnShape {
+        b,
+        h: n_heads,
+        t,
+        hd: d3 / (3 * n_heads),
+    })
 }
 
 /// q, k or v (i = 0, 1, 2) as a strided view of the packed (b, T, 3, h, d_h) data.
 fn packed_view(data: &[f32], s: AttnShape, i: usize) -> Heads<'_> {
     let d = s.h * s.hd;
-    Heads { data, offset: i * d, strides: [s.t * 3 * d, s.hd, 3 * d] }
+    Heads {
+        data,
+        offset: i * d,
+        strides: [s.t * 3 * d, s.hd, 3 * d],
+    }
 }
 
 /// q or k rotated into a contiguous (b, h, T, d_h) array.
 fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables) -> Vec<f32> {
     let mut out = vec![0f32; s.numel()];
-    out.par_chunks_mut(s.t * s.hd).enumerate().for_each(|(p, dst)| {
-        let (bi, hi) = (p / s.h, p % s.h);
-        for t in 0..s.t {
-            let at = view.offset + bi * view.strides[0] + hi * view.strides[1] + t * view.strides[2];
-            tables.rotate_row(t, &view.data[at..at + s.hd], &mut dst[t * s.hd..(t + 1) * s.hd], false);
-        }
-    });
+    out.par_chunks_mut(s.t * s.hd)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let (bi, hi) = (p / s.h, p % s.h);
+            for t in 0..s.t {
+                let at =
+                    view.offset + bi * view.strides[0] + hi * view.strides[1] + t * view.strides[2];
+                tables.rotate_row(
+                    t,
+                    &view.data[at..at + s.hd],
+                    &mut dst[t * s.hd..(t + 1) * s.hd],
+                    false,
+                );
+            }
+        });
     out
 }
 
@@ -277,7 +352,11 @@ impl CustomOp1 for PackedAttention {
     fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let s = packed_shape(l, self.n_heads)?;
         let data = slice_f32(st, l, "attention packed projection")?;
-        let (q, k, v) = (packed_view(data, s, 0), packed_view(data, s, 1), packed_view(data, s, 2));
+        let (q, k, v) = (
+            packed_view(data, s, 0),
+            packed_view(data, s, 1),
+            packed_view(data, s, 2),
+        );
         let mut y = vec![0f32; s.numel()];
         let mut lse = vec![0f32; s.pairs() * s.t];
         let rot = match &self.rotary {
@@ -294,7 +373,15 @@ impl CustomOp1 for PackedAttention {
             None => None,
         };
         match &rot {
-            Some((qr, kr)) => kernel::forward(s, Heads::bhtd(qr, s), Heads::bhtd(kr, s), v, self.alibi.as_deref(), &mut y, &mut lse),
+            Some((qr, kr)) => kernel::forward(
+                s,
+                Heads::bhtd(qr, s),
+                Heads::bhtd(kr, s),
+                v,
+                self.alibi.as_deref(),
+                &mut y,
+                &mut lse,
+            ),
             None => kernel::forward(s, q, k, v, self.alibi.as_deref(), &mut y, &mut lse),
         }
         *self.saved.lock().unwrap() = Some(PackedSaved { lse, rotated: rot });
@@ -308,7 +395,11 @@ impl CustomOp1 for PackedAttention {
             alibi: self.alibi.clone(),
             saved: self.saved.clone(),
         };
-        Ok(Some(qkv.apply_op3_no_bwd(&y.contiguous()?, &grad.contiguous()?, &op)?))
+        Ok(Some(qkv.apply_op3_no_bwd(
+            &y.contiguous()?,
+            &grad.contiguous()?,
+            &op,
+        )?))
     }
 }
 
@@ -338,11 +429,17 @@ impl CustomOp3 for PackedAttentionBackward {
         let data = slice_f32(s1, l1, "attention packed projection")?;
         let guard = self.saved.lock().unwrap();
         let Some(saved) = guard.as_ref() else {
-            candle_core::bail!("fused attention backward: the forward pass saved nothing (was it run on the CPU?)")
+            candle_core::bail!(
+                "fused attention backward: the forward pass saved nothing (was it run on the CPU?)"
+            )
         };
         let y = bthd_view(s2, l2, s, "output")?;
         let dy = bthd_view(s3, l3, s, "output gradient")?;
-        let (q, k, v) = (packed_view(data, s, 0), packed_view(data, s, 1), packed_view(data, s, 2));
+        let (q, k, v) = (
+            packed_view(data, s, 0),
+            packed_view(data, s, 1),
+            packed_view(data, s, 2),
+        );
         let n = s.numel();
         let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
         match &saved.rotated {
@@ -359,24 +456,40 @@ impl CustomOp3 for PackedAttentionBackward {
                 &mut dk,
                 &mut dv,
             ),
-            None => kernel::backward(s, q, k, v, self.alibi.as_deref(), y, &saved.lse, dy, &mut dq, &mut dk, &mut dv),
+            None => kernel::backward(
+                s,
+                q,
+                k,
+                v,
+                self.alibi.as_deref(),
+                y,
+                &saved.lse,
+                dy,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            ),
         }
         // scatter (b, h, T, d_h) → packed (b, T, 3, h, d_h), un-rotating ∂q and ∂k
         let d = s.h * s.hd;
         let mut out = vec![0f32; s.b * s.t * 3 * d];
-        out.par_chunks_mut(3 * d).enumerate().for_each(|(row, dst)| {
-            let (bi, t) = (row / s.t, row % s.t);
-            for hi in 0..s.h {
-                let src = ((bi * s.h + hi) * s.t + t) * s.hd;
-                for (i, g) in [&dq, &dk, &dv].into_iter().enumerate() {
-                    let o = &mut dst[i * d + hi * s.hd..i * d + (hi + 1) * s.hd];
-                    match (&self.rotary, i < 2) {
-                        (Some(tables), true) => tables.rotate_row(t, &g[src..src + s.hd], o, true),
-                        _ => o.copy_from_slice(&g[src..src + s.hd]),
+        out.par_chunks_mut(3 * d)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (bi, t) = (row / s.t, row % s.t);
+                for hi in 0..s.h {
+                    let src = ((bi * s.h + hi) * s.t + t) * s.hd;
+                    for (i, g) in [&dq, &dk, &dv].into_iter().enumerate() {
+                        let o = &mut dst[i * d + hi * s.hd..i * d + (hi + 1) * s.hd];
+                        match (&self.rotary, i < 2) {
+                            (Some(tables), true) => {
+                                tables.rotate_row(t, &g[src..src + s.hd], o, true)
+                            }
+                            _ => o.copy_from_slice(&g[src..src + s.hd]),
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((s.b, s.t, 3 * d))))
     }
 }
@@ -423,11 +536,21 @@ mod tests {
     }
 
     fn slopes(h: usize) -> Vec<f32> {
-        crate::positional::Alibi::slopes(h).iter().map(|&m| m as f32).collect()
+        crate::positional::Alibi::slopes(h)
+            .iter()
+            .map(|&m| m as f32)
+            .collect()
     }
 
     fn abs_max(a: &Tensor) -> f64 {
-        a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+        a.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
     }
 
     /// max |a − b| relative to `scale`.
@@ -444,10 +567,16 @@ mod tests {
 
     #[test]
     fn values_and_gradients_match_composite() {
-        for (b, h, t, hd, alibi) in [(2, 2, 1, 8, false), (2, 3, 7, 16, true), (1, 2, 45, 32, false), (2, 4, 40, 16, true)] {
+        for (b, h, t, hd, alibi) in [
+            (2, 2, 1, 8, false),
+            (2, 3, 7, 16, true),
+            (1, 2, 45, 32, false),
+            (2, 4, 40, 16, true),
+        ] {
             let n = b * t * 3 * h * hd;
             let qkv = Var::from_vec(rand_vec(n, t as u64), (b, t, 3, h, hd), &Device::Cpu).unwrap();
-            let w = Tensor::from_vec(rand_vec(b * t * h * hd, 99), (b, t, h * hd), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(rand_vec(b * t * h * hd, 99), (b, t, h * hd), &Device::Cpu)
+                .unwrap();
             let m = slopes(h);
             let m = alibi.then_some(m.as_slice());
             let (q, k, v) = split(qkv.as_tensor()).unwrap();
@@ -462,13 +591,24 @@ mod tests {
             assert!(e < 1e-5, "values ({b},{h},{t},{hd}, alibi {alibi}): {e}");
             let gf = (&yf * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let gc = (&yc * &w).unwrap().sum_all().unwrap().backward().unwrap();
-            let (gf, gc) = (gf.get(qkv.as_tensor()).unwrap(), gc.get(qkv.as_tensor()).unwrap());
+            let (gf, gc) = (
+                gf.get(qkv.as_tensor()).unwrap(),
+                gc.get(qkv.as_tensor()).unwrap(),
+            );
             // each of dq, dk, dv relative to the largest gradient (dq and dk
             // are exactly zero at T = 1)
             let scale = abs_max(gc);
             for i in 0..3 {
-                let e = max_err(&gf.narrow(2, i, 1).unwrap(), &gc.narrow(2, i, 1).unwrap(), scale);
-                assert!(e < 1e-5, "gradient of {} ({b},{h},{t},{hd}, alibi {alibi}): {e}", ["q", "k", "v"][i]);
+                let e = max_err(
+                    &gf.narrow(2, i, 1).unwrap(),
+                    &gc.narrow(2, i, 1).unwrap(),
+                    scale,
+                );
+                assert!(
+                    e < 1e-5,
+                    "gradient of {} ({b},{h},{t},{hd}, alibi {alibi}): {e}",
+                    ["q", "k", "v"][i]
+                );
             }
         }
     }
@@ -477,7 +617,8 @@ mod tests {
     fn contiguous_and_broadcast_gradients() {
         // contiguous (b, h, T, d_h) inputs and the broadcast gradient of a plain sum
         let (b, h, t, hd) = (2, 2, 9, 8);
-        let x = |s| Var::from_vec(rand_vec(b * h * t * hd, s), (b, h, t, hd), &Device::Cpu).unwrap();
+        let x =
+            |s| Var::from_vec(rand_vec(b * h * t * hd, s), (b, h, t, hd), &Device::Cpu).unwrap();
         let (q, k, v) = (x(1), x(2), x(3));
         let yf = causal_attention(&q, &k, &v, None).unwrap();
         let yc = causal_attention_composite(&q, &k, &v, &|s: &Tensor| Ok(s.clone())).unwrap();
@@ -489,7 +630,13 @@ mod tests {
             assert!(e < 1e-5, "{e}");
         }
         let gs = yf.sum_all().unwrap().backward().unwrap();
-        let gv: Vec<f32> = gs.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let gv: Vec<f32> = gs
+            .get(&v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         // Σ y: every value row j gets Σ_i P_ij over its d_h columns; the
         // probabilities of each query row sum to one, so Σ dV = b·h·T·d_h
         let total: f64 = gv.iter().map(|&g| g as f64).sum();
@@ -501,8 +648,14 @@ mod tests {
         // central differences in f32 (h = 1e-2), so a loose bound: a wrong
         // gradient shows errors of order one
         let (b, h, t, hd) = (1, 2, 6, 8);
-        let qkv = Var::from_vec(rand_vec(b * t * 3 * h * hd, 5), (b, t, 3, h, hd), &Device::Cpu).unwrap();
-        let w = Tensor::from_vec(rand_vec(b * t * h * hd, 6), (b, t, h * hd), &Device::Cpu).unwrap();
+        let qkv = Var::from_vec(
+            rand_vec(b * t * 3 * h * hd, 5),
+            (b, t, 3, h, hd),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let w =
+            Tensor::from_vec(rand_vec(b * t * h * hd, 6), (b, t, h * hd), &Device::Cpu).unwrap();
         let m = slopes(h);
         let loss = || {
             let (q, k, v) = split(qkv.as_tensor())?;
@@ -516,7 +669,8 @@ mod tests {
     #[test]
     fn other_dtypes_take_the_composite_path() {
         let (b, h, t, hd) = (1, 2, 5, 4);
-        let x = |s| Tensor::from_vec(rand_vec(b * h * t * hd, s), (b, h, t, hd), &Device::Cpu).unwrap();
+        let x =
+            |s| Tensor::from_vec(rand_vec(b * h * t * hd, s), (b, h, t, hd), &Device::Cpu).unwrap();
         let (q, k, v) = (x(1), x(2), x(3));
         let m = slopes(h);
         let y32 = causal_attention(&q, &k, &v, Some(&m)).unwrap();

@@ -42,15 +42,30 @@ impl CustomOp3 for FusedCe {
             let mut dh = vec![0f32; n * d];
             let mut dw = vec![0f32; v * d];
             let scale = if n == 0 { 0.0 } else { 1.0 / n as f32 };
-            let sum = ce::cross_entropy(self.shape, h, w, t, Some(CeGrads { dh: &mut dh, dw: &mut dw, scale }))
-                .map_err(|e| candle_core::Error::Msg(format!("cross-entropy: {e}")))?;
-            *self.grads.lock().unwrap() = Some((tensor_f32(dh, &[n, d])?, tensor_f32(dw, &[v, d])?));
+            let sum = ce::cross_entropy(
+                self.shape,
+                h,
+                w,
+                t,
+                Some(CeGrads {
+                    dh: &mut dh,
+                    dw: &mut dw,
+                    scale,
+                }),
+            )
+            .map_err(|e| candle_core::Error::Msg(format!("cross-entropy: {e}")))?;
+            *self.grads.lock().unwrap() =
+                Some((tensor_f32(dh, &[n, d])?, tensor_f32(dw, &[v, d])?));
             sum
         } else {
             ce::cross_entropy(self.shape, h, w, t, None)
                 .map_err(|e| candle_core::Error::Msg(format!("cross-entropy: {e}")))?
         };
-        let mean = if n == 0 { f32::NAN } else { (sum / n as f64) as f32 };
+        let mean = if n == 0 {
+            f32::NAN
+        } else {
+            (sum / n as f64) as f32
+        };
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
 
@@ -64,10 +79,16 @@ impl CustomOp3 for FusedCe {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.grads.lock().unwrap();
         let Some((dh, dw)) = guard.as_ref() else {
-            candle_core::bail!("fused cross-entropy: backward without gradients from the forward pass")
+            candle_core::bail!(
+                "fused cross-entropy: backward without gradients from the forward pass"
+            )
         };
         let g = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        let (dh, dw) = if g == 1.0 { (dh.clone(), dw.clone()) } else { ((dh * g as f64)?, (dw * g as f64)?) };
+        let (dh, dw) = if g == 1.0 {
+            (dh.clone(), dw.clone())
+        } else {
+            ((dh * g as f64)?, (dw * g as f64)?)
+        };
         Ok((Some(dh), Some(dw), None))
     }
 }
@@ -83,12 +104,21 @@ pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) 
         candle_core::bail!("cross-entropy: hidden width {d} but output weight ({v}, {d2})");
     }
     if targets.elem_count() != n {
-        candle_core::bail!("cross-entropy: {n} rows but {} targets", targets.elem_count());
+        candle_core::bail!(
+            "cross-entropy: {n} rows but {} targets",
+            targets.elem_count()
+        );
     }
     let with_grads = hidden.track_op() || output_weight.track_op();
-    let op = FusedCe { shape: CeShape { n, d, v }, with_grads, grads: Mutex::new(None) };
+    let op = FusedCe {
+        shape: CeShape { n, d, v },
+        with_grads,
+        grads: Mutex::new(None),
+    };
     let t = targets.to_dtype(DType::U32)?.flatten_all()?.contiguous()?;
-    hidden.contiguous()?.apply_op3(&output_weight.contiguous()?, &t, op)
+    hidden
+        .contiguous()?
+        .apply_op3(&output_weight.contiguous()?, &t, op)
 }
 
 #[cfg(test)]
@@ -98,8 +128,12 @@ mod tests {
 
     fn inputs(n: usize, d: usize, v: usize) -> (Var, Var, Tensor) {
         let dev = Device::Cpu;
-        let h: Vec<f32> = (0..n * d).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 40.0).collect();
-        let w: Vec<f32> = (0..v * d).map(|i| ((i * 104729 % 89) as f32 - 44.0) / 30.0).collect();
+        let h: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        let w: Vec<f32> = (0..v * d)
+            .map(|i| ((i * 104729 % 89) as f32 - 44.0) / 30.0)
+            .collect();
         let t: Vec<u32> = (0..n).map(|i| (i * 31 % v) as u32).collect();
         (
             Var::from_tensor(&Tensor::from_vec(h, (n, d), &dev).unwrap()).unwrap(),
@@ -113,7 +147,11 @@ mod tests {
     fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
         let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let diff: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        let diff: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum();
         let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
         (diff / norm).sqrt()
     }
@@ -126,14 +164,27 @@ mod tests {
             let (h, w, t) = inputs(n, d, v);
             let fused = super::cross_entropy(h.as_tensor(), w.as_tensor(), &t).unwrap();
             let comp = cross_entropy_composite(h.as_tensor(), w.as_tensor(), &t).unwrap();
-            let (lf, lc) = (fused.to_scalar::<f32>().unwrap(), comp.to_scalar::<f32>().unwrap());
-            assert!((lf - lc).abs() < 1e-5 * lc.abs().max(1.0), "loss {lf} vs {lc}");
+            let (lf, lc) = (
+                fused.to_scalar::<f32>().unwrap(),
+                comp.to_scalar::<f32>().unwrap(),
+            );
+            assert!(
+                (lf - lc).abs() < 1e-5 * lc.abs().max(1.0),
+                "loss {lf} vs {lc}"
+            );
             // scale the loss to check the incoming gradient is applied
             let gf = (fused * 3.0).unwrap().backward().unwrap();
             let gc = (comp * 3.0).unwrap().backward().unwrap();
             for var in [&h, &w] {
-                let (a, b) = (gf.get(var.as_tensor()).unwrap(), gc.get(var.as_tensor()).unwrap());
-                assert!(max_rel(a, b) < 1e-5, "gradient differs by {} (n={n}, v={v})", max_rel(a, b));
+                let (a, b) = (
+                    gf.get(var.as_tensor()).unwrap(),
+                    gc.get(var.as_tensor()).unwrap(),
+                );
+                assert!(
+                    max_rel(a, b) < 1e-5,
+                    "gradient differs by {} (n={n}, v={v})",
+                    max_rel(a, b)
+                );
             }
         }
     }
@@ -144,7 +195,9 @@ mod tests {
         let (h, w) = (h.as_tensor().detach(), w.as_tensor().detach());
         let fused = super::cross_entropy(&h, &w, &t).unwrap();
         let comp = cross_entropy_composite(&h, &w, &t).unwrap();
-        assert!((fused.to_scalar::<f32>().unwrap() - comp.to_scalar::<f32>().unwrap()).abs() < 1e-5);
+        assert!(
+            (fused.to_scalar::<f32>().unwrap() - comp.to_scalar::<f32>().unwrap()).abs() < 1e-5
+        );
         assert!(!fused.track_op());
     }
 
@@ -152,10 +205,17 @@ mod tests {
     fn bad_targets_name_the_problem() {
         let (h, w, _) = inputs(3, 4, 5);
         let t = Tensor::new(&[0u32, 9, 1], &Device::Cpu).unwrap();
-        let e = super::cross_entropy(h.as_tensor(), w.as_tensor(), &t).unwrap_err().to_string();
-        assert!(e.contains("target 9 at row 1") && e.contains("5 tokens"), "{e}");
+        let e = super::cross_entropy(h.as_tensor(), w.as_tensor(), &t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("target 9 at row 1") && e.contains("5 tokens"),
+            "{e}"
+        );
         let short = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
-        let e = super::cross_entropy(h.as_tensor(), w.as_tensor(), &short).unwrap_err().to_string();
+        let e = super::cross_entropy(h.as_tensor(), w.as_tensor(), &short)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 rows but 2 targets"), "{e}");
     }
 }

@@ -13,7 +13,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 /// (rows, in, out) for x (…, in) and W (out, in).
 fn dims(lx: &Layout, lw: &Layout) -> Result<(usize, usize, usize)> {
     let xd = lx.dims();
-    let Some((&din, lead)) = xd.split_last() else { candle_core::bail!("fused linear: the input needs at least one dimension") };
+    let Some((&din, lead)) = xd.split_last() else {
+        candle_core::bail!("fused linear: the input needs at least one dimension")
+    };
     let n: usize = lead.iter().product();
     let (dout, din2) = lw.shape().dims2()?;
     if din != din2 {
@@ -22,7 +24,11 @@ fn dims(lx: &Layout, lw: &Layout) -> Result<(usize, usize, usize)> {
     Ok((n, din, dout))
 }
 
-fn fwd(x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+fn fwd(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    b: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
     let (n, din, dout) = dims(x.1, w.1)?;
     let xs = slice_f32(x.0, x.1, "linear input")?;
     let ws = slice_f32(w.0, w.1, "linear weight")?;
@@ -49,10 +55,22 @@ impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
         "fused-linear"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         fwd((s1, l1), (s2, l2), None)
     }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = grads(x, w, grad, false)?;
         Ok((Some(dx), Some(dw)))
     }
@@ -106,7 +124,10 @@ impl CustomOp3 for LinearBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, din, dout) = dims(l2, l3)?;
         if l1.shape().elem_count() != n * dout || l1.dims().last() != Some(&dout) {
-            candle_core::bail!("fused linear backward: gradient {:?} for {n} rows of {dout} outputs", l1.dims());
+            candle_core::bail!(
+                "fused linear backward: gradient {:?} for {n} rows of {dout} outputs",
+                l1.dims()
+            );
         }
         let dy = slice_f32(s1, l1, "linear output gradient")?;
         let x = slice_f32(s2, l2, "linear input")?;
@@ -115,19 +136,45 @@ impl CustomOp3 for LinearBackward {
         let mut out = vec![0f32; n * din + dout * din + nb];
         let (dx, rest) = out.split_at_mut(n * din);
         let (dw, db) = rest.split_at_mut(dout * din);
-        kernel::backward(x, w, dy, n, din, dout, LinearGrads { dx, dw, db: if self.bias { Some(db) } else { None } });
+        kernel::backward(
+            x,
+            w,
+            dy,
+            n,
+            din,
+            dout,
+            LinearGrads {
+                dx,
+                dw,
+                db: if self.bias { Some(db) } else { None },
+            },
+        );
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
 }
 
-fn grads(x: &Tensor, w: &Tensor, grad: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (n, dout) = (x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1), w.dim(0)?);
+fn grads(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let (n, dout) = (
+        x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1),
+        w.dim(0)?,
+    );
     let din = w.dim(1)?;
-    let g = grad.contiguous()?.apply_op3_no_bwd(x, w, &LinearBackward { bias })?;
+    let g = grad
+        .contiguous()?
+        .apply_op3_no_bwd(x, w, &LinearBackward { bias })?;
     let dx = g.narrow(0, 0, n * din)?.reshape(x.dims())?;
     let dw = g.narrow(0, n * din, dout * din)?.reshape((dout, din))?;
-    let db = if bias { Some(g.narrow(0, n * din + dout * din, dout)?) } else { None };
+    let db = if bias {
+        Some(g.narrow(0, n * din + dout * din, dout)?)
+    } else {
+        None
+    };
     Ok((dx, dw, db))
 }
 
@@ -150,12 +197,23 @@ mod tests {
 
     fn var(shape: &[usize], seed: usize) -> Var {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0)
+            .collect();
         Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -175,15 +233,28 @@ mod tests {
                 vars.push(&b);
             }
             for (i, v) in vars.into_iter().enumerate() {
-                let (a, c) = (gf.get(v.as_tensor()).unwrap(), gc.get(v.as_tensor()).unwrap());
-                assert!(max_diff(a, c) < 1e-3, "gradient {i} (bias {bias}) differs by {}", max_diff(a, c));
+                let (a, c) = (
+                    gf.get(v.as_tensor()).unwrap(),
+                    gc.get(v.as_tensor()).unwrap(),
+                );
+                assert!(
+                    max_diff(a, c) < 1e-3,
+                    "gradient {i} (bias {bias}) differs by {}",
+                    max_diff(a, c)
+                );
             }
         }
     }
 
     #[test]
     fn mismatched_widths_are_named() {
-        let e = super::linear(var(&[2, 5], 1).as_tensor(), var(&[3, 4], 2).as_tensor(), None).unwrap_err().to_string();
+        let e = super::linear(
+            var(&[2, 5], 1).as_tensor(),
+            var(&[3, 4], 2).as_tensor(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("input width 5") && e.contains("(3, 4)"), "{e}");
     }
 }

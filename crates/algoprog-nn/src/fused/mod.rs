@@ -27,7 +27,11 @@ use std::sync::OnceLock;
 /// Whether fused kernels are on (`ALGOPROG_FUSED` unset or not `0`).
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ALGOPROG_FUSED").map(|v| v.trim() != "0").unwrap_or(true))
+    *ON.get_or_init(|| {
+        std::env::var("ALGOPROG_FUSED")
+            .map(|v| v.trim() != "0")
+            .unwrap_or(true)
+    })
 }
 
 /// True when `t` can take a fused CPU path: fused kernels on, f32, CPU.
@@ -40,12 +44,18 @@ pub(crate) fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     let data = storage_f32(s, what)?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused {what}: input is not contiguous (call .contiguous() first)"),
+        None => {
+            candle_core::bail!("fused {what}: input is not contiguous (call .contiguous() first)")
+        }
     }
 }
 
 /// [`slice_f32`] for an op that writes in place.
-pub(crate) fn slice_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+pub(crate) fn slice_f32_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a mut [f32]> {
     let Some((a, b)) = l.contiguous_offsets() else {
         candle_core::bail!("fused {what}: input is not contiguous (call .contiguous() first)")
     };

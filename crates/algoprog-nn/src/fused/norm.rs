@@ -47,8 +47,12 @@ pub fn layer_norm(x: &Tensor, gain: &Tensor, bias: &Tensor, eps: f64) -> Result<
     if !fused_ok(x, &[gain, bias]) {
         return layer_norm_composite(x, gain, bias, eps);
     }
-    let op = LayerNormOp { eps: eps as f32, saved: Mutex::new(None) };
-    x.contiguous()?.apply_op3(&gain.contiguous()?, &bias.contiguous()?, op)
+    let op = LayerNormOp {
+        eps: eps as f32,
+        saved: Mutex::new(None),
+    };
+    x.contiguous()?
+        .apply_op3(&gain.contiguous()?, &bias.contiguous()?, op)
 }
 
 /// RMSNorm over the last dim: x/√(mean(x²) + ε)·gain; gain (d,).
@@ -56,7 +60,10 @@ pub fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
     if !fused_ok(x, &[gain]) {
         return rms_norm_composite(x, gain, eps);
     }
-    let op = RmsNormOp { eps: eps as f32, saved: Mutex::new(None) };
+    let op = RmsNormOp {
+        eps: eps as f32,
+        saved: Mutex::new(None),
+    };
     x.contiguous()?.apply_op2(&gain.contiguous()?, op)
 }
 
@@ -82,7 +89,9 @@ fn put_saved(s: &Stash, saved: Saved) {
 fn unpack(packed: &Tensor, x: &Tensor, d: usize, nparams: usize) -> Result<(Tensor, Vec<Tensor>)> {
     let n = x.elem_count();
     let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-    let ps = (0..nparams).map(|i| packed.narrow(0, n + i * d, d)).collect::<Result<Vec<_>>>()?;
+    let ps = (0..nparams)
+        .map(|i| packed.narrow(0, n + i * d, d))
+        .collect::<Result<Vec<_>>>()?;
     Ok((dx, ps))
 }
 
@@ -121,7 +130,10 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = LayerNormBwd { eps: self.eps, saved: take_saved(&self.saved) };
+        let op = LayerNormBwd {
+            eps: self.eps,
+            saved: take_saved(&self.saved),
+        };
         let packed = x.apply_op3_no_bwd(gain, &grad.contiguous()?, &op)?;
         let (dx, mut ps) = unpack(&packed, x, gain.elem_count(), 2)?;
         let db = ps.pop();
@@ -159,7 +171,8 @@ impl CustomOp3 for LayerNormBwd {
             Some(s) => s.as_ref(),
             None => {
                 // statistics lost (should not happen): recompute them
-                let (mut y, mut mean, mut rstd) = (vec![0f32; n], vec![0f32; rows], vec![0f32; rows]);
+                let (mut y, mut mean, mut rstd) =
+                    (vec![0f32; n], vec![0f32; rows], vec![0f32; rows]);
                 kern::layer_norm_fwd(x, g, &vec![0f32; d], self.eps, &mut y, &mut mean, &mut rstd);
                 recomputed = Saved { mean, rstd };
                 &recomputed
@@ -182,17 +195,38 @@ impl CustomOp2 for RmsNormOp {
     fn name(&self) -> &'static str {
         "fused-rms-norm"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = slice_f32(s1, l1, "rms_norm x")?;
         let g = slice_f32(s2, l2, "rms_norm gain")?;
         let rows = x.len() / g.len();
         let (mut y, mut rstd) = (vec![0f32; x.len()], vec![0f32; rows]);
         kern::rms_norm_fwd(x, g, self.eps, &mut y, &mut rstd);
-        put_saved(&self.saved, Saved { mean: Vec::new(), rstd });
+        put_saved(
+            &self.saved,
+            Saved {
+                mean: Vec::new(),
+                rstd,
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, gain: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = RmsNormBwd { eps: self.eps, saved: take_saved(&self.saved) };
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = RmsNormBwd {
+            eps: self.eps,
+            saved: take_saved(&self.saved),
+        };
         let packed = x.apply_op3_no_bwd(gain, &grad.contiguous()?, &op)?;
         let (dx, mut ps) = unpack(&packed, x, gain.elem_count(), 1)?;
         Ok((Some(dx), ps.pop()))
@@ -250,7 +284,9 @@ mod tests {
         use rand_distr::{Distribution, Normal};
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let n = Normal::new(mean, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| n.sample(&mut r) as f32).collect();
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| n.sample(&mut r) as f32)
+            .collect();
         Tensor::from_vec(v, shape, &Device::Cpu)
     }
 
@@ -260,7 +296,10 @@ mod tests {
         assert_eq!(a.len(), b.len());
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
         assert!(scale > 1e-3, "degenerate reference");
-        Ok(a.iter().zip(&b).map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1e-2 * scale)).fold(0.0, f64::max))
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1e-2 * scale))
+            .fold(0.0, f64::max))
     }
 
     /// Fused and composite agree in values and in the gradients of
@@ -281,14 +320,23 @@ mod tests {
                     (false, false) => rms_norm_composite(&x, &g, 1e-5)?,
                 };
                 let grads = (&y * &w)?.sum_all()?.backward()?;
-                Ok((y, grads.get(&x).unwrap().clone(), grads.get(&g).unwrap().clone(), grads.get(&b).cloned()))
+                Ok((
+                    y,
+                    grads.get(&x).unwrap().clone(),
+                    grads.get(&g).unwrap().clone(),
+                    grads.get(&b).cloned(),
+                ))
             };
             let (yf, dxf, dgf, dbf) = run(true)?;
             let (yc, dxc, dgc, dbc) = run(false)?;
             assert_eq!(yf.dims(), &shape);
             assert!(max_rel(&yf, &yc)? < 1e-5, "y");
             assert!(max_rel(&dxf, &dxc)? < 1e-4, "dx {}", max_rel(&dxf, &dxc)?);
-            assert!(max_rel(&dgf, &dgc)? < 1e-5, "dgain {}", max_rel(&dgf, &dgc)?);
+            assert!(
+                max_rel(&dgf, &dgc)? < 1e-5,
+                "dgain {}",
+                max_rel(&dgf, &dgc)?
+            );
             if layer {
                 let (dbf, dbc) = (dbf.unwrap(), dbc.unwrap());
                 assert!(max_rel(&dbf, &dbc)? < 1e-5, "dbias");
@@ -309,10 +357,16 @@ mod tests {
         let vars = [x.clone(), g.clone(), b.clone()];
         let ln = || (layer_norm(&x, &g, &b, 1e-5)? * &w)?.sum_all();
         let c = gradcheck::check(&vars, &ln, 1e-2)?;
-        assert!(c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1, "layer_norm: {c:?}");
+        assert!(
+            c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1,
+            "layer_norm: {c:?}"
+        );
         let rms = || (rms_norm(&x, &g, 1e-5)? * &w)?.sum_all();
         let c = gradcheck::check(&vars[..2], &rms, 1e-2)?;
-        assert!(c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1, "rms_norm: {c:?}");
+        assert!(
+            c.max_rel_err < 1e-2 && c.max_abs_grad > 0.1,
+            "rms_norm: {c:?}"
+        );
         Ok(())
     }
 
@@ -325,9 +379,17 @@ mod tests {
         let x = base.t()?.narrow(0, 1, 12)?; // (12, 5)
         assert!(!x.is_contiguous());
         let run = |fused: bool| -> Result<(Tensor, Tensor, Tensor)> {
-            let y = if fused { rms_norm(&x, &g, 1e-5)? } else { rms_norm_composite(&x, &g, 1e-5)? };
+            let y = if fused {
+                rms_norm(&x, &g, 1e-5)?
+            } else {
+                rms_norm_composite(&x, &g, 1e-5)?
+            };
             let grads = y.sum_all()?.backward()?;
-            Ok((y, grads.get(&base).unwrap().clone(), grads.get(&g).unwrap().clone()))
+            Ok((
+                y,
+                grads.get(&base).unwrap().clone(),
+                grads.get(&g).unwrap().clone(),
+            ))
         };
         let (yf, df, gf) = run(true)?;
         let (yc, dc, gc) = run(false)?;

@@ -21,7 +21,9 @@ impl CustomOp1 for Rotate {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(x) = s else { candle_core::bail!("fused rotary: f32 input expected") };
+        let CpuStorage::F32(x) = s else {
+            candle_core::bail!("fused rotary: f32 input expected")
+        };
         let (b, h, t, hd) = l.shape().dims4()?;
         let st = l.stride();
         if st[3] != 1 {
@@ -38,14 +40,25 @@ impl CustomOp1 for Rotate {
             let (bi, hi) = (bh / h, bh % h);
             for p in 0..t {
                 let src = &x[off + bi * st[0] + hi * st[1] + p * st[2]..][..hd];
-                rotate_row(&self.cos, &self.sin, p, src, &mut out[p * hd..(p + 1) * hd], sign);
+                rotate_row(
+                    &self.cos,
+                    &self.sin,
+                    p,
+                    src,
+                    &mut out[p * hd..(p + 1) * hd],
+                    sign,
+                );
             }
         });
         Ok((CpuStorage::F32(y), Shape::from((b, h, t, hd))))
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let inv = Rotate { cos: self.cos.clone(), sin: self.sin.clone(), inverse: !self.inverse };
+        let inv = Rotate {
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            inverse: !self.inverse,
+        };
         Ok(Some(grad.apply_op1(inv)?))
     }
 }
@@ -54,7 +67,10 @@ impl CustomOp1 for Rotate {
 #[inline]
 fn rotate_row(cos: &[f32], sin: &[f32], p: usize, src: &[f32], dst: &mut [f32], sign: f32) {
     let half = src.len() / 2;
-    let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+    let (c, s) = (
+        &cos[p * half..(p + 1) * half],
+        &sin[p * half..(p + 1) * half],
+    );
     for i in 0..half {
         let (x1, x2, si) = (src[i], src[half + i], sign * s[i]);
         dst[i] = x1 * c[i] - x2 * si;
@@ -73,9 +89,16 @@ impl RotaryTables {
     /// From (max_seq_len, hd/2) cos and sin tensors.
     pub fn new(cos: &Tensor, sin: &Tensor) -> Result<Self> {
         let f = |t: &Tensor| -> Result<std::sync::Arc<Vec<f32>>> {
-            Ok(std::sync::Arc::new(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+            Ok(std::sync::Arc::new(
+                t.to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ))
         };
-        Ok(Self { cos: f(cos)?, sin: f(sin)? })
+        Ok(Self {
+            cos: f(cos)?,
+            sin: f(sin)?,
+        })
     }
 }
 
@@ -86,14 +109,29 @@ impl RotaryTables {
     }
     /// dst = R(θ_p)·src, or R(−θ_p)·src with `inverse`, for one head vector.
     pub fn rotate_row(&self, p: usize, src: &[f32], dst: &mut [f32], inverse: bool) {
-        rotate_row(&self.cos, &self.sin, p, src, dst, if inverse { -1.0 } else { 1.0 })
+        rotate_row(
+            &self.cos,
+            &self.sin,
+            p,
+            src,
+            dst,
+            if inverse { -1.0 } else { 1.0 },
+        )
     }
 }
 
 /// Rotates x (b, h, T, hd) of an f32 CPU tensor (see [`super::fusable`]).
 pub fn rotate(x: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
-    let x = if x.stride()[3] == 1 { x.clone() } else { x.contiguous()? };
-    x.apply_op1(Rotate { cos: tables.cos.clone(), sin: tables.sin.clone(), inverse: false })
+    let x = if x.stride()[3] == 1 {
+        x.clone()
+    } else {
+        x.contiguous()?
+    };
+    x.apply_op1(Rotate {
+        cos: tables.cos.clone(),
+        sin: tables.sin.clone(),
+        inverse: false,
+    })
 }
 
 #[cfg(test)]
@@ -105,25 +143,71 @@ mod tests {
     #[test]
     fn fused_rotary_equals_the_composite_with_gradients_on_a_strided_input() {
         let dev = Device::Cpu;
-        let dims = PosDims { d_model: 32, n_heads: 2, head_dim: 16, max_seq_len: 12 };
+        let dims = PosDims {
+            d_model: 32,
+            n_heads: 2,
+            head_dim: 16,
+            max_seq_len: 12,
+        };
         let pb = ParamBuilder::new(0, &dev, DType::F32);
         let rot = Rotary::new(&RotaryConfig::default(), &dims, &pb).unwrap();
         // (b, T, 3, h, hd) → a strided (b, h, T, hd) view, as attention makes
-        let qkv: Vec<f32> = (0..2 * 10 * 3 * 32).map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0).collect();
-        let qkv = Var::from_tensor(&Tensor::from_vec(qkv, (2, 10, 3, 2, 16), &dev).unwrap()).unwrap();
-        let q = qkv.as_tensor().narrow(2, 0, 1).unwrap().squeeze(2).unwrap().transpose(1, 2).unwrap();
-        let w = Tensor::from_vec((0..2 * 2 * 10 * 16).map(|i| (i % 13) as f32 - 6.0).collect::<Vec<_>>(), (2, 2, 10, 16), &dev).unwrap();
+        let qkv: Vec<f32> = (0..2 * 10 * 3 * 32)
+            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0)
+            .collect();
+        let qkv =
+            Var::from_tensor(&Tensor::from_vec(qkv, (2, 10, 3, 2, 16), &dev).unwrap()).unwrap();
+        let q = qkv
+            .as_tensor()
+            .narrow(2, 0, 1)
+            .unwrap()
+            .squeeze(2)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let w = Tensor::from_vec(
+            (0..2 * 2 * 10 * 16)
+                .map(|i| (i % 13) as f32 - 6.0)
+                .collect::<Vec<_>>(),
+            (2, 2, 10, 16),
+            &dev,
+        )
+        .unwrap();
         let fused = rot.apply(&q).unwrap();
         let comp = rot.apply_composite(&q).unwrap();
-        let diff = (&fused - &comp).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&fused - &comp)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-6, "values differ by {diff}");
         let gf = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let gc = (comp * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let (a, b) = (gf.get(qkv.as_tensor()).unwrap(), gc.get(qkv.as_tensor()).unwrap());
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let (a, b) = (
+            gf.get(qkv.as_tensor()).unwrap(),
+            gc.get(qkv.as_tensor()).unwrap(),
+        );
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-5, "gradients differ by {diff}");
         // the rotation preserves norms per pair: ‖y‖ = ‖x‖
-        let n = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let n = |t: &Tensor| {
+            t.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         let y = rot.apply(&q).unwrap();
         assert!((n(&y) - n(&q.contiguous().unwrap())).abs() < 1e-3 * n(&y));
     }
