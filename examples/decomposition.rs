@@ -14,54 +14,9 @@ use algoprog_ceg::decompose::ComputeTrend;
 use algoprog_ceg::{decompose, frontier_ceg, paper_references, reference_growth, Timeline};
 use algoprog_scaling::PowerLaw;
 
-struct Row {
-    quantity: String,
-    published: String,
-    computed: String,
-    note: String,
-}
-
-fn print_table(title: &str, rows: &[Row]) {
-    println!("{title}\n");
-    let w = |f: &dyn Fn(&Row) -> &str, h: &str| {
-        rows.iter()
-            .map(|r| f(r).chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(h.len())
-    };
-    let (wq, wp, wc) = (
-        w(&|r| &r.quantity, "quantity"),
-        w(&|r| &r.published, "published"),
-        w(&|r| &r.computed, "computed"),
-    );
-    println!(
-        "| {:wq$} | {:>wp$} | {:>wc$} | note",
-        "quantity", "published", "computed"
-    );
-    println!(
-        "|{}|{}|{}|------",
-        "-".repeat(wq + 2),
-        "-".repeat(wp + 2),
-        "-".repeat(wc + 2)
-    );
-    for r in rows {
-        println!(
-            "| {:wq$} | {:>wp$} | {:>wc$} | {}",
-            r.quantity, r.published, r.computed, r.note
-        );
-    }
-    println!();
-}
-
-fn row(quantity: String, published: &str, computed: String, note: &str) -> Row {
-    Row {
-        quantity,
-        published: published.into(),
-        computed,
-        note: note.into(),
-    }
-}
+#[path = "common/table.rs"]
+mod table;
+use table::{print_table, row};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
@@ -132,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     t.target_year = Some(2017.01);
     let d = decompose(&t)?;
     rows.push(row(
-        "2013->2017.01 Transformer item".into(),
+        "2013->2017.01 Transformer item",
         "90.87",
         format!("{:.2}", d.item("kaplan").map(|s| s.ceg).unwrap_or(f64::NAN)),
         "just after the Transformer's year",
@@ -141,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .normalisation
         .expect("the paper timeline normalises");
     rows.push(row(
-        "product of the single ablations (normalised set)".into(),
+        "product of the single ablations (normalised set)",
         "~3.4",
         format!("{:.4}", n.raw_product),
         "1.44·1.87·1.04·1.09·1.17 (sinusoidal->learned = 1.44/1.26, rotary 1.26); measured together: 1.33",
@@ -151,13 +106,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let retro = PowerLaw::new(1.9, 81.7, 0.091);
     let modern = PowerLaw::new(1.9, 88.0, 0.094);
     rows.push(row(
-        "modern Transformer over LSTM at L* = 5.277".into(),
+        "modern Transformer over LSTM at L* = 5.277",
         "6.28",
         format!("{:.2}", frontier_ceg(&lstm, &modern, 5.277)?.ceg),
         "from the rounded fits of constants.py (A to 3 digits, α to 3 decimals); the published figures come from the unrounded fits",
     ));
     rows.push(row(
-        "LSTM -> retro Transformer at L* = 5.277".into(),
+        "LSTM -> retro Transformer at L* = 5.277",
         "4.69",
         format!("{:.2}", frontier_ceg(&lstm, &retro, 5.277)?.ceg),
         "same caveat: ±0.0005 in α_LSTM (half a rounding step) moves either ratio by about ±30 %",

@@ -14,54 +14,9 @@ use algoprog_ceg::kaplan::{
 };
 use algoprog_ceg::{rebalancing_closed_form, Allocation, KaplanRule};
 
-struct Row {
-    quantity: String,
-    published: String,
-    computed: String,
-    note: String,
-}
-
-fn print_table(title: &str, rows: &[Row]) {
-    println!("{title}\n");
-    let w = |f: &dyn Fn(&Row) -> &str, h: &str| {
-        rows.iter()
-            .map(|r| f(r).chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(h.len())
-    };
-    let (wq, wp, wc) = (
-        w(&|r| &r.quantity, "quantity"),
-        w(&|r| &r.published, "published"),
-        w(&|r| &r.computed, "computed"),
-    );
-    println!(
-        "| {:wq$} | {:>wp$} | {:>wc$} | note",
-        "quantity", "published", "computed"
-    );
-    println!(
-        "|{}|{}|{}|------",
-        "-".repeat(wq + 2),
-        "-".repeat(wp + 2),
-        "-".repeat(wc + 2)
-    );
-    for r in rows {
-        println!(
-            "| {:wq$} | {:>wp$} | {:>wc$} | {}",
-            r.quantity, r.published, r.computed, r.note
-        );
-    }
-    println!();
-}
-
-fn row(quantity: &str, published: &str, computed: String, note: &str) -> Row {
-    Row {
-        quantity: quantity.into(),
-        published: published.into(),
-        computed,
-        note: note.into(),
-    }
-}
+#[path = "common/table.rs"]
+mod table;
+use table::{print_table, row};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let law = hoffmann_law();
