@@ -87,14 +87,21 @@ impl ParamStore {
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
     }
-    /// Writes every parameter under its name.
-    pub fn save_safetensors<P: AsRef<Path>>(&self, path: P) -> Result<()> {
+    /// Every parameter under its name, serialised as a safetensors file in memory.
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
         let map: HashMap<String, Tensor> = self
             .params
             .iter()
             .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
             .collect();
-        candle_core::safetensors::save(&map, path)
+        Ok(safetensors::serialize(&map, None)?)
+    }
+    /// Writes every parameter under its name to exactly `path` (no hidden
+    /// sibling temporary file: callers that need atomicity write to their own
+    /// temporary path and rename it).
+    pub fn save_safetensors<P: AsRef<Path>>(&self, path: P) -> Result<()> {
+        std::fs::write(path, self.to_safetensors_bytes()?)?;
+        Ok(())
     }
     /// Copies values from a safetensors file into the existing variables.
     ///

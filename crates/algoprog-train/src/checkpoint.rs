@@ -209,12 +209,16 @@ pub fn save(
         );
     }
     let tmp: PathBuf = tmp_path(path);
-    candle_core::safetensors::save(&map, &tmp)?;
     let io = |what: &str, e| TrainError::Io {
         path: path.to_path_buf(),
         what: what.to_string(),
         err: e,
     };
+    // Serialised in memory and written to our own temporary file, whose
+    // name tells a later sweep whether its writer is alive (candle's `save`
+    // writes through a hidden temp file of its own that a kill would orphan).
+    let bytes = safetensors::serialize(&map, None).map_err(candle_core::Error::from)?;
+    std::fs::write(&tmp, bytes).map_err(|e| io("writing the checkpoint", e))?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| io("syncing the checkpoint", e))?;
