@@ -14,7 +14,7 @@ use crate::checkpoint::{self, Expect, LoopState, CHECKPOINT};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::record::{
-    tmp_path, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord,
+    write_atomic, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord,
     RunStatus, WEIGHTS,
 };
 
@@ -135,22 +135,13 @@ pub fn train(cfg: &RunConfig, dir: &RunDir, observer: &mut dyn Observer) -> Resu
     train_on(cfg, &data, dir, observer)
 }
 
-/// Saves the final weights to a temporary file, syncs and renames it into
-/// place (a kill leaves the old file or the new one); returns its digest.
+/// Saves the final weights atomically (serialised in memory, then
+/// [`write_atomic`]: a kill leaves the old file or the new one); returns
+/// their digest.
 fn save_weights_atomic(model: &dyn LanguageModel, path: &std::path::Path) -> Result<FileDigest> {
-    let tmp = tmp_path(path);
-    model.params().save_safetensors(&tmp)?;
-    let io = |what: &str, e| TrainError::Io {
-        path: path.to_path_buf(),
-        what: what.to_string(),
-        err: e,
-    };
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io("syncing the weights", e))?;
-    let digest = FileDigest::of_file(&tmp).map_err(|e| io("hashing the weights", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming the weights into place", e))?;
-    Ok(digest)
+    let bytes = model.params().to_safetensors_bytes()?;
+    write_atomic(path, &bytes)?;
+    Ok(FileDigest::of_bytes(&bytes))
 }
 
 /// How a run is checkpointed and resumed.
