@@ -1,4 +1,4 @@
-//! The `algoprog` command line: train, fit, ceg (and, as they land, data, sweep, reproduce).
+//! The `algoprog` command line: train, fit, ceg, data, sweep, run, reproduce, report and sample.
 
 use clap::{Parser, Subcommand};
 
