@@ -98,6 +98,20 @@ pub struct MultiplierArgs {
     /// Ablation reading: the reference is the full model and each family reverts one innovation (CEG = C_variant / C_ref).
     #[arg(long)]
     pub ablation: bool,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    /// Also report frontier-based multipliers: compute at L* on each family's fitted frontier and on its empirical envelope.
+    #[arg(long)]
+    pub frontier: bool,
+    #[command(flatten)]
+    pub fit: FrontierFitArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Bootstrap intervals over seeds (shared by `multiplier` and `combine`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct IntervalArgs {
     /// Bootstrap replicates over seeds (0: no intervals; at most 100,000).
     #[arg(long, default_value_t = 1000, value_parser = count_at_most(MAX_BOOTSTRAP, "bootstrap replicates", BOOTSTRAP_WHY))]
     pub bootstrap: usize,
@@ -107,13 +121,6 @@ pub struct MultiplierArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also report frontier-based multipliers: compute at L* on each family's fitted frontier and on its empirical envelope.
-    #[arg(long)]
-    pub frontier: bool,
-    #[command(flatten)]
-    pub fit: FrontierFitArgs,
-    #[command(flatten)]
-    pub out: OutputArgs,
 }
 
 /// How frontiers are fitted (L = E + A·C^-γ on the lower envelope of a family's runs).
@@ -186,15 +193,8 @@ pub struct CombineArgs {
     /// Ablation reading (reference = full model, families revert innovations).
     #[arg(long)]
     pub ablation: bool,
-    /// Bootstrap replicates over seeds (0: no intervals; at most 100,000).
-    #[arg(long, default_value_t = 1000, value_parser = count_at_most(MAX_BOOTSTRAP, "bootstrap replicates", BOOTSTRAP_WHY))]
-    pub bootstrap: usize,
-    /// Confidence level of the intervals.
-    #[arg(long, default_value_t = 0.9)]
-    pub level: f64,
-    /// Seed of the bootstrap.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -492,9 +492,9 @@ fn run_multiplier(a: MultiplierArgs) -> Result<()> {
     let opts = MultiplierOptions {
         threshold: parse_threshold(&a.threshold)?,
         direction,
-        bootstrap: a.bootstrap,
-        level: a.level,
-        rng_seed: a.seed,
+        bootstrap: a.interval.bootstrap,
+        level: a.interval.level,
+        rng_seed: a.interval.seed,
         include_diverged: false,
     };
     let rep = ceg_multipliers(&curves, &a.reference, &opts)?;
@@ -826,8 +826,8 @@ fn run_combine(a: CombineArgs) -> Result<()> {
             Direction::VariantIsNew
         },
         bootstrap: 0,
-        level: a.level,
-        rng_seed: a.seed,
+        level: a.interval.level,
+        rng_seed: a.interval.seed,
         include_diverged: false,
     };
     let compared: Vec<Curve> = curves
@@ -840,7 +840,13 @@ fn run_combine(a: CombineArgs) -> Result<()> {
         .collect();
     let rep = ceg_multipliers(&compared, &a.reference, &opts)?;
     let singles: Vec<&str> = a.singles.iter().map(String::as_str).collect();
-    let c = combination_test(&rep, &singles, &a.combined, a.bootstrap, a.seed)?;
+    let c = combination_test(
+        &rep,
+        &singles,
+        &a.combined,
+        a.interval.bootstrap,
+        a.interval.seed,
+    )?;
     if a.out.json {
         print_json(&c)?;
     } else {
