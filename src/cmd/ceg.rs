@@ -22,7 +22,7 @@ use algoprog_scaling::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::count_at_most;
+use super::{count_at_most, ColumnArgs, BOOTSTRAP_WHY, MAX_BOOTSTRAP};
 
 /// Most rows a log-spaced table (`ceg function --points`, `ceg kaplan
 /// --points`) may have. 10,000 rows over 13 decades of compute are 0.0013
@@ -32,14 +32,6 @@ use super::count_at_most;
 const MAX_TABLE_POINTS: usize = 10_000;
 const TABLE_POINTS_WHY: &str =
     "rows are log-spaced, and 10,000 rows are already far finer than any law can be read";
-
-/// Most bootstrap replicates over seeds: the same bound as the scaling fits'
-/// ([`algoprog_scaling::bootstrap::MAX_BOOTSTRAP_REPS`]); beyond it the Monte
-/// Carlo error of the interval ends is negligible next to the seed-to-seed
-/// spread, and every replicate is held in memory.
-pub(crate) const MAX_BOOTSTRAP: usize = algoprog_scaling::bootstrap::MAX_BOOTSTRAP_REPS;
-pub(crate) const BOOTSTRAP_WHY: &str =
-    "beyond it the Monte Carlo error of the interval ends is negligible (1000 is the default)";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -68,7 +60,7 @@ pub struct CurveInput {
     #[arg(long = "input", short = 'i')]
     pub input: Vec<PathBuf>,
     #[command(flatten)]
-    pub columns: super::fit::ColumnArgs,
+    pub columns: ColumnArgs,
     /// Treat NaN/inf losses as divergence (keep the points before it, flag the run) instead of failing.
     #[arg(long)]
     pub nan_as_diverged: bool,

@@ -9,7 +9,7 @@ use algoprog_report::{write_report, AnalysisSettings, ReportInput};
 use algoprog_scaling::ColumnMap;
 use anyhow::{Context, Result};
 
-use crate::cmd::fit::ColumnArgs;
+use crate::cmd::ColumnArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
