@@ -85,5 +85,5 @@ pub mod transformer;
 
 pub use algoprog_nn::ConfigError;
 pub use config::{DynTransformer, ModelConfig, TransformerConfig};
-pub use lstm::{Lstm, LstmConfig, LstmKernel};
+pub use lstm::{CarryState, Lstm, LstmConfig, LstmKernel};
 pub use transformer::{default_depth, Transformer, TransformerSpec};

@@ -39,6 +39,9 @@ pub struct TransformerSpec<P: PositionalEncoding, F: FeedForward, N: Norm> {
     pub placement: Placement,
     /// A norm after the last block (needed with pre placement).
     pub final_norm: bool,
+    /// The final norm's config when it differs from the blocks' `norm`
+    /// (e.g. a final LayerNorm after post-RMSNorm blocks); `None` = `norm`.
+    pub final_norm_config: Option<N::Config>,
     pub init: InitKind,
     /// Longest sequence (positional tables and rotary caches).
     pub max_seq_len: usize,
@@ -55,6 +58,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Clone for TransformerSpec<P
             positional: self.positional.clone(),
             feed_forward: self.feed_forward.clone(),
             norm: self.norm.clone(),
+            final_norm_config: self.final_norm_config.clone(),
             ..*self
         }
     }
@@ -70,6 +74,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> std::fmt::Debug for Transfo
             .field("bias", &self.bias)
             .field("placement", &self.placement)
             .field("final_norm", &self.final_norm)
+            .field("final_norm_config", &self.final_norm_config)
             .field("init", &self.init)
             .field("max_seq_len", &self.max_seq_len)
             .field("tie_embeddings", &self.tie_embeddings)
@@ -99,6 +104,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
             bias: true,
             placement: Placement::Pre,
             final_norm: true,
+            final_norm_config: None,
             init: InitKind::TransformerScaled,
             max_seq_len: 128,
             tie_embeddings: true,
@@ -106,6 +112,11 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
             feed_forward: Default::default(),
             norm: Default::default(),
         }
+    }
+
+    /// The final norm's config: `final_norm_config`, or the blocks' `norm`.
+    pub fn final_norm_cfg(&self) -> &N::Config {
+        self.final_norm_config.as_ref().unwrap_or(&self.norm)
     }
 
     pub fn n_heads(&self) -> usize {
@@ -162,7 +173,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
             + 2 * N::num_params(&self.norm, d);
         let non_embedding = self.n_layers * per_layer
             + if self.final_norm {
-                N::num_params(&self.norm, d)
+                N::num_params(self.final_norm_cfg(), d)
             } else {
                 0
             };
@@ -177,7 +188,10 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     /// `feed_forward`, `norms`, `output`.
     pub fn component_flops(&self, vocab_size: usize, seq_len: usize) -> Vec<(String, Flops)> {
         let (l, t, d) = (self.n_layers as f64, seq_len, self.d_model);
-        let norms = 2.0 * l + if self.final_norm { 1.0 } else { 0.0 };
+        let mut norms = N::flops(&self.norm, d, t).scale(2.0 * l);
+        if self.final_norm {
+            norms = norms + N::flops(self.final_norm_cfg(), d, t);
+        }
         vec![
             (
                 "attention".into(),
@@ -191,7 +205,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
                 "feed_forward".into(),
                 F::flops(&self.feed_forward, &self.ff_dims(), t).scale(l),
             ),
-            ("norms".into(), N::flops(&self.norm, d, t).scale(norms)),
+            ("norms".into(), norms),
             (
                 "output".into(),
                 Flops::new(2.0 * (t * d * vocab_size) as f64, 0.0),
@@ -363,7 +377,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
             });
         }
         let final_norm = if spec.final_norm {
-            Some(N::new(&spec.norm, d, &pb.pp("final_norm"))?)
+            Some(N::new(spec.final_norm_cfg(), d, &pb.pp("final_norm"))?)
         } else {
             None
         };

@@ -233,3 +233,70 @@ fn logits_of_err(m: &dyn LanguageModel) -> String {
     let x = Tensor::new(&[[1u32, 5, 2, 9]], &Device::Cpu).unwrap();
     m.logits(&x, false).err().unwrap().to_string()
 }
+
+#[test]
+fn retro_runs_has_post_rms_blocks_and_a_final_layer_norm() {
+    let runs = TransformerConfig::retro_runs(64);
+    assert_eq!(
+        (
+            runs.norm,
+            runs.placement,
+            runs.final_norm,
+            runs.final_norm_kind
+        ),
+        (
+            NormKind::RmsNorm,
+            Placement::Post,
+            true,
+            Some(NormKind::LayerNorm)
+        )
+    );
+    // the same as the text's retro apart from the norm kind and the final norm
+    let text = TransformerConfig::retro(64);
+    assert_eq!(
+        TransformerConfig {
+            norm: text.norm,
+            final_norm: text.final_norm,
+            final_norm_kind: None,
+            ..runs.clone()
+        },
+        text
+    );
+    let parsed: ModelConfig = toml::from_str(
+        "kind = \"transformer\"\nd_model = 64\npositional = \"sinusoidal\"\nfeed_forward = \"gelu\"\nnorm = \"rms_norm\"\nplacement = \"post\"\nfinal_norm = true\nfinal_norm_kind = \"layer_norm\"",
+    )
+    .unwrap();
+    assert_eq!(parsed, ModelConfig::Transformer(runs.clone()));
+    // configs without the key serialise without it (their run ids are unchanged)
+    let j = serde_json::to_value(TransformerConfig::modern(64)).unwrap();
+    assert!(j.get("final_norm_kind").is_none(), "{j}");
+    // blocks: RMSNorm gains only; final norm: LayerNorm gain and shift
+    let m = ModelConfig::Transformer(TransformerConfig::retro_runs(32))
+        .build(11, 1, &Device::Cpu, DType::F32)
+        .unwrap();
+    let names: BTreeSet<String> = m.params().iter().map(|p| p.name.clone()).collect();
+    assert!(names.contains("blocks.0.norm1.weight") && !names.contains("blocks.0.norm1.bias"));
+    assert!(names.contains("final_norm.weight") && names.contains("final_norm.bias"));
+    // counts: RMS-final (32) + 32 for the LayerNorm's shift
+    let rms_final = ModelConfig::Transformer(TransformerConfig {
+        final_norm_kind: None,
+        ..TransformerConfig::retro_runs(32)
+    });
+    assert_eq!(
+        m.param_counts().non_embedding,
+        rms_final.param_counts(11).non_embedding + 32
+    );
+    let n: usize = m.params().iter().map(|p| p.var.elem_count()).sum();
+    assert_eq!(n, m.param_counts().total());
+    // the final norm is a LayerNorm: the hidden output has zero mean per position
+    let x = Tensor::new(&[[1u32, 2, 3, 4]], &Device::Cpu).unwrap();
+    let h = m.hidden(&x, false).unwrap();
+    let means: Vec<f32> = h.mean(2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(means.iter().all(|v| v.abs() < 1e-5), "{means:?}");
+    // a final-norm kind without a final norm is refused by name
+    let bad = TransformerConfig {
+        final_norm: false,
+        ..TransformerConfig::retro_runs(32)
+    };
+    assert_eq!(bad.validate().unwrap_err().key, "model.final_norm_kind");
+}

@@ -1,10 +1,11 @@
 //! The LSTM: finite-difference gradients (cell and a 2-step, 2-layer
 //! unroll), TBPTT truncation, initialisation, determinism and variational
-//! dropout, parameter and FLOP counts, config parsing and validation.
+//! dropout, parameter and FLOP counts, config parsing and validation, and the
+//! state carried across batches (the authors' runs).
 
 use algoprog_models::lstm::cell::LstmCell;
 use algoprog_models::lstm::lstm_cell_composite;
-use algoprog_models::{LanguageModel, Lstm, LstmConfig, LstmKernel, ModelConfig};
+use algoprog_models::{CarryState, LanguageModel, Lstm, LstmConfig, LstmKernel, ModelConfig};
 use algoprog_nn::cross_entropy;
 use algoprog_nn::gradcheck::check;
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -642,4 +643,178 @@ fn toml_parses_with_defaults_and_validation_names_keys() {
         .unwrap_err()
         .to_string()
         .contains("model.max_seq_len"));
+}
+
+/// A model with the state carried across batches and its twin with zero
+/// state per sequence: the same seed, so the same parameters.
+fn carry_pair(kernel: LstmKernel, n_layers: usize) -> (Lstm, Lstm) {
+    let cfg = LstmConfig {
+        kernel,
+        n_layers,
+        layer_norm: n_layers > 1,
+        tbptt_len: 3,
+        max_seq_len: 16,
+        carry_state: CarryState::AcrossBatches,
+        ..LstmConfig::paper_no_dropout(4)
+    };
+    let carry = cfg.build(VOCAB, 5, &dev(), DType::F64).unwrap();
+    let plain = LstmConfig {
+        carry_state: CarryState::WithinSequence,
+        ..cfg
+    }
+    .build(VOCAB, 5, &dev(), DType::F64)
+    .unwrap();
+    (carry, plain)
+}
+
+#[test]
+fn carried_state_continues_the_previous_batch_and_eval_starts_from_zero() {
+    // batch 1 and batch 2 (2 rows × 4 tokens); batch 2's rows continue batch 1's
+    let x1 = Tensor::new(&[[1u32, 2, 3, 1], [3, 3, 2, 1]], &dev()).unwrap();
+    let x2 = Tensor::new(&[[4u32, 5, 6, 4], [6, 5, 5, 4]], &dev()).unwrap();
+    let both = Tensor::cat(&[&x1, &x2], 1).unwrap();
+    for kernel in [LstmKernel::Window, LstmKernel::Cell, LstmKernel::Composite] {
+        for n_layers in [1, 2] {
+            let what = format!("{kernel:?}, {n_layers} layer(s)");
+            let (carry, plain) = carry_pair(kernel, n_layers);
+            assert!(carry.carried_state().is_none());
+            let h1 = carry.hidden(&x1, true).unwrap();
+            let st = carry
+                .carried_state()
+                .expect("a training call stores its final state");
+            assert_eq!(st.len(), n_layers);
+            assert_eq!(st[0].dims(), &[2, 8]);
+            let h2 = carry.hidden(&x2, true).unwrap();
+            // one call over the 8 tokens of each row computes the same outputs:
+            // batch 2's first step sees batch 1's final (h, c) in every layer
+            let whole = plain.hidden(&both, true).unwrap();
+            let d1 = max_abs_diff(&h1, &whole.narrow(1, 0, 4).unwrap());
+            let d2 = max_abs_diff(&h2, &whole.narrow(1, 4, 4).unwrap());
+            assert!(d1 < 1e-12 && d2 < 1e-12, "{what}: {d1} {d2}");
+            // the carried state is the last step of that computation: h_T is the
+            // last output of the last layer (no norm with one layer)
+            if n_layers == 1 {
+                let h_last = carry.carried_state().unwrap()[0].narrow(1, 0, 4).unwrap();
+                let out_last = whole.narrow(1, 7, 1).unwrap().squeeze(1).unwrap();
+                assert!(max_abs_diff(&h_last, &out_last) < 1e-12, "{what}");
+            }
+            // and differs from batch 2 from zero state (the within-sequence model)
+            let h2_zero = plain.hidden(&x2, true).unwrap();
+            assert!(max_abs_diff(&h2, &h2_zero) > 1e-3, "{what}");
+            // evaluation starts from zero state and leaves the carry alone
+            let before = carry.carried_state().unwrap();
+            let h2_eval = carry.hidden(&x2, false).unwrap();
+            assert!(max_abs_diff(&h2_eval, &h2_zero) < 1e-12, "{what}");
+            let after = carry.carried_state().unwrap();
+            for (a, b) in before.iter().zip(&after) {
+                assert_eq!(max_abs_diff(a, b), 0.0, "{what}");
+            }
+            // a new batch size starts from zero state again
+            let x3 = x2.narrow(0, 0, 1).unwrap();
+            let h3 = carry.hidden(&x3, true).unwrap();
+            let h3_zero = plain.hidden(&x3, true).unwrap();
+            assert!(max_abs_diff(&h3, &h3_zero) < 1e-12, "{what}");
+            // the state can be cleared and restored (for a checkpoint)
+            carry.set_carried_state(Some(before.clone())).unwrap();
+            let h2_again = carry.hidden(&x2, true).unwrap();
+            let (fresh, _) = carry_pair(kernel, n_layers);
+            fresh.hidden(&x1, true).unwrap();
+            fresh.hidden(&x2, true).unwrap();
+            let h2_fresh = fresh.hidden(&x2, true).unwrap();
+            assert!(max_abs_diff(&h2_again, &h2_fresh) < 1e-12, "{what}");
+            carry.set_carried_state(None).unwrap();
+            assert!(max_abs_diff(&carry.hidden(&x2, true).unwrap(), &h2_zero) < 1e-12);
+            assert!(carry
+                .set_carried_state(Some(vec![
+                    Tensor::zeros((2, 3), DType::F64, &dev()).unwrap()
+                ]))
+                .is_err());
+        }
+    }
+}
+
+#[test]
+fn no_gradient_crosses_from_one_batch_into_the_previous_one() {
+    // tokens 1..=3 appear only in batch 1, tokens 4..=6 only in batch 2
+    let x1 = Tensor::new(&[[1u32, 2, 3, 1], [3, 3, 2, 1]], &dev()).unwrap();
+    let x2 = Tensor::new(&[[4u32, 5, 6, 4], [6, 5, 5, 4]], &dev()).unwrap();
+    let w = Tensor::ones((2, 4, 4), DType::F64, &dev())
+        .unwrap()
+        .broadcast_mul(&fixed(1, 4, 1.0, 7))
+        .unwrap();
+    for kernel in [LstmKernel::Window, LstmKernel::Composite] {
+        let (m, _) = carry_pair(kernel, 2);
+        // a loss on batch 2's outputs only (no output layer, so an embedding
+        // row is reached only through the recurrence)
+        let batch2_loss = |m: &Lstm| -> Tensor {
+            m.set_carried_state(None).unwrap();
+            m.hidden(&x1, true).unwrap();
+            (m.hidden(&x2, true).unwrap() * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let grads = batch2_loss(&m).backward().unwrap();
+        let g = grads.get(m.output_weight()).unwrap();
+        // batch 2's tokens get gradient, batch 1's none
+        assert!(vals(&g.narrow(0, 4, 3).unwrap())
+            .iter()
+            .any(|v| v.abs() > 1e-4));
+        let g1 = vals(&g.narrow(0, 1, 3).unwrap());
+        assert!(
+            g1.iter().all(|v| *v == 0.0),
+            "{kernel:?}: gradient crossed the batch boundary: {g1:?}"
+        );
+        // ... although the batch-2 loss does depend on batch 1 (finite difference)
+        let var = &m.params().get("embed.weight").unwrap().var;
+        let orig = var.as_tensor().copy().unwrap();
+        let bump = Tensor::zeros((VOCAB, 4), DType::F64, &dev())
+            .unwrap()
+            .slice_assign(&[2..3, 0..1], &Tensor::new(&[[1e-5f64]], &dev()).unwrap())
+            .unwrap();
+        var.set(&(&orig + &bump).unwrap()).unwrap();
+        let lp = vals(&batch2_loss(&m))[0];
+        var.set(&(&orig - &bump).unwrap()).unwrap();
+        let lm = vals(&batch2_loss(&m))[0];
+        var.set(&orig).unwrap();
+        let fd = (lp - lm) / 2e-5;
+        assert!(
+            fd.abs() > 1e-4,
+            "{kernel:?}: batch 2 does not see batch 1: {fd}"
+        );
+    }
+}
+
+#[test]
+fn authors_runs_config_and_carry_state_parse() {
+    let a = LstmConfig::authors_runs(64);
+    assert_eq!(
+        (
+            a.n_layers,
+            a.layer_norm,
+            a.tbptt_len,
+            a.carry_state,
+            a.hidden_size()
+        ),
+        (1, false, 32, CarryState::AcrossBatches, 64)
+    );
+    assert_eq!(a.dropout_input + a.dropout_hidden + a.dropout_output, 0.0);
+    let cfg: ModelConfig = toml::from_str(
+        "kind = \"lstm\"\nd_model = 64\nn_layers = 1\nlayer_norm = false\ntbptt_len = 32\ndropout_input = 0\ndropout_hidden = 0\ndropout_output = 0\ncarry_state = \"across_batches\"",
+    )
+    .unwrap();
+    assert_eq!(cfg, ModelConfig::Lstm(a));
+    // the default is omitted when serialised (older configs keep their run ids)
+    let j = serde_json::to_value(LstmConfig::paper(8)).unwrap();
+    assert!(j.get("carry_state").is_none(), "{j}");
+    let j = serde_json::to_value(LstmConfig::authors_runs(8)).unwrap();
+    assert_eq!(j["carry_state"], "across_batches");
+    let e =
+        toml::from_str::<ModelConfig>("kind = \"lstm\"\nd_model = 8\ncarry_state = \"forever\"")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains("within_sequence") && e.contains("across_batches"),
+        "{e}"
+    );
 }

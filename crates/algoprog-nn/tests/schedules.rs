@@ -59,6 +59,29 @@ fn linear_warmup_linear_decay() {
 }
 
 #[test]
+fn linear_decay_defaults_to_zero_and_cosine_to_a_tenth() {
+    // linear decay goes to 0 (the authors' runs), cosine to 0.1× (the papers' table 2)
+    let lin: ScheduleConfig = toml::from_str("name = \"linear_decay\"").unwrap();
+    assert_eq!(lin, ScheduleConfig::linear_decay());
+    assert_eq!(
+        lin,
+        ScheduleConfig::LinearDecay {
+            warmup_frac: 0.1,
+            min_ratio: 0.0
+        }
+    );
+    close(lin.lr(55, T, PEAK), PEAK * 0.5); // p = ½: half the peak
+    close(lin.lr(99, T, PEAK), PEAK / 90.0); // p = 89/90
+    assert_eq!(lin.lr(100, T, PEAK), 0.0); // the last step trains at rate 0
+    let cos: ScheduleConfig = toml::from_str("name = \"cosine\"").unwrap();
+    assert_eq!(cos, ScheduleConfig::cosine());
+    close(cos.lr(100, T, PEAK), PEAK * 0.1);
+    // an explicit floor is still honoured
+    let lin: ScheduleConfig = toml::from_str("name = \"linear_decay\"\nmin_ratio = 0.1").unwrap();
+    close(lin.lr(100, T, PEAK), PEAK * 0.1);
+}
+
+#[test]
 fn constant() {
     let s = ScheduleConfig::Constant { warmup_frac: 0.0 };
     for step in [0, 9, 50, 100] {

@@ -6,9 +6,12 @@
 //! |---|---|---|
 //! | positional | rotary | sinusoidal |
 //! | feed_forward | SwiGLU | GeLU MLP |
-//! | norm (kind, placement, final norm) | pre-RMSNorm + final norm | post-LayerNorm |
+//! | norm (kind, placement, final norm) | pre-RMSNorm + final norm | post-RMSNorm + final LayerNorm |
 //! | schedule | cosine, 10% warmup, floor 0.1× | inverse-sqrt |
 //! | optimizer | AdamW (wd 0.01) | Adam (no wd) |
+//!
+//! `retro` is the authors' runs; with the `retro-text` preset (the papers'
+//! text) the norm seam is post-LayerNorm without a final norm.
 //!
 //! Everything else (width, depth, data, learning rate, budget, seed) is taken
 //! from the base config unchanged, so a suite's runs differ only where their
@@ -71,7 +74,15 @@ impl Seam {
                     "layer_norm" => "ln".to_string(),
                     other => other.to_string(),
                 },
-                if t.final_norm { "" } else { "_nofinal" }
+                match (t.final_norm, t.final_norm_kind) {
+                    (false, _) => "_nofinal".to_string(),
+                    (true, Some(k)) if k != t.norm => match serde_label(&k).as_str() {
+                        "rms_norm" => "_final_rms".to_string(),
+                        "layer_norm" => "_final_ln".to_string(),
+                        other => format!("_final_{other}"),
+                    },
+                    (true, _) => String::new(),
+                }
             ),
             (Seam::Schedule, _) => serde_label(&cfg.train.schedule),
             (Seam::Optimizer, _) => serde_label(&cfg.train.optimizer),
@@ -137,6 +148,7 @@ pub fn transplant(target: &mut RunConfig, donor: &RunConfig, seam: Seam) -> Resu
             t.norm = d.norm;
             t.placement = d.placement;
             t.final_norm = d.final_norm;
+            t.final_norm_kind = d.final_norm_kind;
         }
         Seam::Schedule => target.train.schedule = donor.train.schedule.clone(),
         Seam::Optimizer => target.train.optimizer = donor.train.optimizer.clone(),

@@ -87,7 +87,7 @@ fn factorial_has_sixteen_distinct_valid_named_configs() {
     assert_eq!(ids.len(), 16, "configs must be distinct");
     assert!(names.contains("rotary+swiglu+pre_rms+cosine"), "{names:?}");
     assert!(
-        names.contains("sinusoidal+gelu+post_ln_nofinal+inverse_sqrt"),
+        names.contains("sinusoidal+gelu+post_rms_final_ln+inverse_sqrt"),
         "{names:?}"
     );
     let modern = with_preset(&base(), "modern").unwrap();
@@ -96,7 +96,7 @@ fn factorial_has_sixteen_distinct_valid_named_configs() {
         // The optimiser is AdamW everywhere; the name lists exactly the seams that moved.
         let moved = differing_seams(&modern, cfg).unwrap();
         assert!(!moved.contains(&Seam::Optimizer));
-        let retro_parts = ["sinusoidal", "gelu", "post_ln_nofinal", "inverse_sqrt"];
+        let retro_parts = ["sinusoidal", "gelu", "post_rms_final_ln", "inverse_sqrt"];
         let named_retro = cfg
             .name
             .split('+')
@@ -104,4 +104,22 @@ fn factorial_has_sixteen_distinct_valid_named_configs() {
             .count();
         assert_eq!(named_retro, moved.len(), "{}", cfg.name);
     }
+}
+
+#[test]
+fn retro_is_the_authors_runs_and_retro_text_differs_only_in_the_norm() {
+    let retro = with_preset(&base(), "retro").unwrap();
+    let runs = with_preset(&base(), "retro-runs").unwrap();
+    let text = with_preset(&base(), "retro-text").unwrap();
+    assert_eq!((&retro.model, &retro.train), (&runs.model, &runs.train));
+    assert_eq!(differing_seams(&retro, &text).unwrap(), vec![Seam::Norm]);
+    assert_eq!(Seam::Norm.label(&retro), "post_rms_final_ln");
+    assert_eq!(Seam::Norm.label(&text), "post_ln_nofinal");
+    // moving the norm seam carries the final norm's kind with it
+    let modern = with_preset(&base(), "modern").unwrap();
+    let mut m = modern.clone();
+    algoprog_train::suite::transplant(&mut m, &retro, Seam::Norm).unwrap();
+    assert_eq!(Seam::Norm.label(&m), "post_rms_final_ln");
+    algoprog_train::suite::transplant(&mut m, &modern, Seam::Norm).unwrap();
+    assert_eq!(m, modern);
 }

@@ -99,6 +99,19 @@ impl LstmWindow {
             tbptt: Some(tbptt.max(1)),
         }
     }
+
+    /// The final state [h_T | c_T] (B, 2H) of this op's forward, a detached
+    /// copy (`None` before the forward). Keep a clone of the op (clones share
+    /// the saved buffer) to read it after `apply_op3`; the LSTM carries it
+    /// into the next batch.
+    pub fn final_state(&self) -> Result<Option<Tensor>> {
+        let saved = self.saved.lock().unwrap();
+        let Some(full) = saved.as_ref() else {
+            return Ok(None);
+        };
+        let (tn, _, h6) = full.dims3()?;
+        Ok(Some(full.get(tn - 1)?.narrow(1, 0, h6 / 3)?.contiguous()?))
+    }
 }
 
 /// The forward on one dtype: h (T, B, H) and the saved (T, B, 6H) buffer.
