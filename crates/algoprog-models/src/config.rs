@@ -141,6 +141,12 @@ pub struct TransformerConfig {
     /// Biases on attention and feed-forward linear layers (initialised to 0).
     #[serde(default = "dtrue")]
     pub bias: bool,
+    /// A trained bias on the (tied) output layer, logits = h·Eᵀ + b,
+    /// initialised to 0. Off by default so that stored run records, written
+    /// before the key existed, keep meaning the model they trained; written
+    /// only when on, so records of models without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_bias: bool,
 }
 
 /// The run-time Transformer every config builds.
@@ -165,6 +171,7 @@ impl TransformerConfig {
             max_seq_len: 128,
             tie_embeddings: true,
             bias: true,
+            output_bias: false,
         }
     }
 
@@ -259,6 +266,7 @@ impl TransformerConfig {
             init: self.init,
             max_seq_len: self.max_seq_len,
             tie_embeddings: self.tie_embeddings,
+            output_bias: self.output_bias,
             positional: self.positional,
             feed_forward: FeedForwardSpec {
                 kind: self.feed_forward,

@@ -71,14 +71,17 @@
 //! `embed.weight` (V, d) · `layers.{l}.w_ih` (4H, d_in) · `layers.{l}.w_hh`
 //! (4H, H) · `layers.{l}.bias` (4H) · `layers.{l}.norm.{weight,bias}` (H) ·
 //! `proj.weight` (d, H) when H ≠ d: the tied output layer needs width d, so
-//! the last layer's output is projected y ↦ P·y to d_model.
+//! the last layer's output is projected y ↦ P·y to d_model · `out_bias`
+//! (V) with `output_bias`: logits = y·Eᵀ + b, b trained from 0.
 //!
-//! Counts: embedding V·d; non-embedding Σ_l [4H·(d_in,l + H) + 4H + 2H·LN] +
+//! Counts: embedding V·d (+ V for the output bias, counted with the tied
+//! embedding it belongs to, so N stays the non-embedding count); non-embedding Σ_l [4H·(d_in,l + H) + 4H + 2H·LN] +
 //! (H ≠ d ? d·H : 0), with d_in,0 = d and d_in,l = H for l > 0.
 //!
 //! ## FLOPs per token (forward, matmul convention 2·m·n·k)
 //! Per layer: input projection 2·d_in·4H, recurrent 2·H·4H, i.e.
-//! 8H·(d_in + H); the projection 2·H·d when H ≠ d; the output layer 2·d·V.
+//! 8H·(d_in + H); the projection 2·H·d when H ≠ d; the output layer 2·d·V
+//! (its bias adds are element-wise, outside the matmul total).
 //! Two layers at d = H = 64, V = 4096: 2·8·64·128 + 2·64·4096 =
 //! 131 072 + 524 288 = 655 360 per token forward, 3× that for training. The
 //! gate non-linearities, cell update and norms are element-wise (≈ 20H per
@@ -152,6 +155,7 @@ pub enum LstmKernel {
 /// layer_norm = true     # LayerNorm on each layer's output
 /// kernel = "window"     # window | cell | composite (same maths, different speed)
 /// max_seq_len = 128
+/// output_bias = false   # a trained bias on the tied output layer (logits = y·Eᵀ + b)
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +190,12 @@ pub struct LstmConfig {
     /// the data/model length check uniform across architectures).
     #[serde(default = "d128")]
     pub max_seq_len: usize,
+    /// A trained bias b (V) on the tied output layer, logits = y·Eᵀ + b,
+    /// initialised to 0. Off by default so that stored run records, written
+    /// before the key existed, keep meaning the model they trained; written
+    /// only when on, so records of models without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_bias: bool,
 }
 
 impl LstmConfig {
@@ -203,6 +213,7 @@ impl LstmConfig {
             layer_norm: true,
             kernel: LstmKernel::Window,
             max_seq_len: 128,
+            output_bias: false,
         }
     }
 
@@ -290,7 +301,8 @@ impl LstmConfig {
             0
         };
         ParamCounts {
-            embedding: vocab_size * self.d_model,
+            // the output bias is counted with the embedding it belongs to
+            embedding: vocab_size * self.d_model + if self.output_bias { vocab_size } else { 0 },
             non_embedding: (0..self.n_layers).map(per_layer).sum::<usize>() + proj,
         }
     }
@@ -360,6 +372,7 @@ pub struct Lstm {
     embed: Tensor,
     layers: Vec<Layer>,
     proj: Option<Tensor>,
+    out_bias: Option<Tensor>,
     params: ParamStore,
     /// Dropout masks' random stream (seeded; advanced once per training call).
     rng: Mutex<ChaCha8Rng>,
@@ -506,6 +519,11 @@ impl Lstm {
         } else {
             None
         };
+        let out_bias = if cfg.output_bias {
+            Some(pb.param_with("out_bias", &[vocab_size], ParamRole::Bias, Init::Zeros)?)
+        } else {
+            None
+        };
         let params = pb.finish();
         Ok(Self {
             cfg: cfg.clone(),
@@ -513,6 +531,7 @@ impl Lstm {
             embed,
             layers,
             proj,
+            out_bias,
             params,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x6c73_746d_5f64_726f)),
         })
@@ -703,6 +722,9 @@ impl LanguageModel for Lstm {
     }
     fn output_weight(&self) -> &Tensor {
         &self.embed
+    }
+    fn output_bias(&self) -> Option<&Tensor> {
+        self.out_bias.as_ref()
     }
     fn vocab_size(&self) -> usize {
         self.vocab_size

@@ -51,7 +51,9 @@ pub use feed_forward::{
     GatedHidden, GeGlu, Mlp, SwiGlu,
 };
 pub use init::{Init, InitKind, InitScheme, Initializer};
-pub use loss::{clip_grad_norm, cross_entropy, cross_entropy_composite, linear};
+pub use loss::{
+    clip_grad_norm, cross_entropy, cross_entropy_composite, cross_entropy_with_bias, linear,
+};
 pub use norm::{DynNorm, LayerNorm, Norm, NormConfig, NormKind, Placement, RmsNorm};
 pub use optim::{AdamW, DecayMask, Optimizer, OptimizerConfig, RmsProp, Sgd};
 pub use params::{Param, ParamBuilder, ParamRole, ParamStore};
