@@ -90,7 +90,7 @@
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::fused::lstm::{LstmCell, LstmWindow};
 use algoprog_nn::{
-    ConfigError, Init, LayerNorm, Norm, NormConfig, ParamBuilder, ParamRole, ParamStore,
+    ConfigError, Init, LayerNorm, LayerNormConfig, Norm, ParamBuilder, ParamRole, ParamStore,
 };
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -500,7 +500,11 @@ impl Lstm {
             )?;
             let bias = lb.param_with("bias", &[4 * h], ParamRole::Bias, Init::Zeros)?;
             let norm = if cfg.layer_norm {
-                Some(LayerNorm::new(&NormConfig::default(), h, &lb.pp("norm"))?)
+                Some(LayerNorm::new(
+                    &LayerNormConfig::default(),
+                    h,
+                    &lb.pp("norm"),
+                )?)
             } else {
                 None
             };

@@ -87,6 +87,13 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> std::fmt::Debug for Transfo
     }
 }
 
+/// Head size of every default config (16).
+pub const DEFAULT_HEAD_DIM: usize = 16;
+/// Plain-MLP hidden size / d_model of every default config (4).
+pub const DEFAULT_FF_RATIO: f64 = 4.0;
+/// Positions covered by default (128, the papers' sequence length).
+pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
+
 /// Depth by the paper's aspect ratio: max(1, d/16).
 pub fn default_depth(d_model: usize) -> usize {
     (d_model / 16).max(1)
@@ -101,13 +108,13 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
         Self {
             d_model,
             n_layers: default_depth(d_model),
-            head_dim: 16,
-            ff_ratio: 4.0,
+            head_dim: DEFAULT_HEAD_DIM,
+            ff_ratio: DEFAULT_FF_RATIO,
             bias: true,
             placement: Placement::Pre,
             final_norm: true,
             init: InitKind::TransformerScaled,
-            max_seq_len: 128,
+            max_seq_len: DEFAULT_MAX_SEQ_LEN,
             tie_embeddings: true,
             output_bias: false,
             positional: Default::default(),
