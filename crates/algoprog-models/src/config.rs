@@ -189,7 +189,7 @@ impl TransformerConfig {
     /// norm). (Its Adam + inverse-sqrt are chosen in the trainer config.)
     pub fn retro(d_model: usize) -> Self {
         Self {
-            positional: PositionalConfig::Sinusoidal(()),
+            positional: PositionalConfig::Sinusoidal(Default::default()),
             feed_forward: FeedForwardKind::Gelu,
             norm: NormConfig::LayerNorm(Default::default()),
             placement: Placement::Post,

@@ -6,7 +6,7 @@
 use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::{
     DynNorm, DynPositional, FeedForwardKind, LayerNormConfig, Norm, NormConfig, ParamBuilder,
-    PositionalConfig, PositionalEncoding, RmsNormConfig, RotaryConfig,
+    PositionalConfig, PositionalEncoding, RmsNormConfig, RotaryConfig, SinusoidalConfig,
 };
 use candle_core::{DType, Device, Tensor};
 
@@ -25,7 +25,10 @@ fn bare_names_parse_to_the_default_config_of_their_variant() {
         pos("rotary"),
         PositionalConfig::Rotary(RotaryConfig { base: 10_000.0 })
     );
-    assert_eq!(pos("sinusoidal"), PositionalConfig::Sinusoidal(()));
+    assert_eq!(
+        pos("sinusoidal"),
+        PositionalConfig::Sinusoidal(SinusoidalConfig { base: 10_000.0 })
+    );
     assert_eq!(pos("learned"), PositionalConfig::Learned(()));
     assert_eq!(pos("none"), PositionalConfig::None(()));
     assert_eq!(pos("nope"), PositionalConfig::None(()));
@@ -215,4 +218,35 @@ fn the_norm_eps_from_toml_reaches_the_norm() {
         &out("norm = { kind = \"layer_norm\", eps = 0.25 }"),
         [-1.0 / s, 1.0 / s],
     );
+}
+
+/// The sinusoidal base from TOML reaches the table: on zero embeddings
+/// (d = 4) position 1 is (sin 1, cos 1, sin(1/√base), cos(1/√base)).
+#[test]
+fn the_sinusoidal_base_from_toml_reaches_the_table() {
+    for base in [100.0f64, 10_000.0] {
+        let mut c = TransformerConfig::modern(4);
+        c.head_dim = 4;
+        c.positional = parse(&format!(
+            "positional = {{ kind = \"sinusoidal\", base = {base:.1} }}"
+        ))
+        .unwrap()
+        .positional;
+        let spec = c.spec();
+        let pb = ParamBuilder::new(0, &Device::Cpu, DType::F32);
+        let pos = DynPositional::new(&spec.positional, &spec.pos_dims(), &pb).unwrap();
+        let x = Tensor::zeros((1, 2, 4), DType::F32, &Device::Cpu).unwrap();
+        let got: Vec<f32> = pos
+            .embed(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let a = 1.0 / base.sqrt();
+        let want = [1f64.sin(), 1f64.cos(), a.sin(), a.cos()];
+        for (g, w) in got[4..8].iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "base {base}: {g} vs {w}");
+        }
+    }
 }

@@ -66,7 +66,7 @@ fn every_component_variant_gets_gradients() {
     };
     for pos in [
         PositionalConfig::Rotary(Default::default()),
-        PositionalConfig::Sinusoidal(()),
+        PositionalConfig::Sinusoidal(Default::default()),
         PositionalConfig::Learned(()),
         PositionalConfig::None(()),
         PositionalConfig::Alibi(()),

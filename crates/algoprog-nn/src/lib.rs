@@ -66,7 +66,7 @@ pub use optim::{AdamW, DecayMask, Optimizer, OptimizerConfig, RmsProp, Sgd};
 pub use params::{Param, ParamBuilder, ParamRole, ParamStore};
 pub use positional::{
     Alibi, DynPositional, Learned, NoPe, PosDims, PositionalConfig, PositionalEncoding, Rotary,
-    RotaryConfig, Sinusoidal,
+    RotaryConfig, Sinusoidal, SinusoidalConfig,
 };
 pub use positional::{FusedRotation, FusedScoreBias};
 pub use schedule::{LrSchedule, ScheduleConfig};

@@ -127,8 +127,37 @@ impl PositionalEncoding for NoPe {
     }
 }
 
+/// Sinusoidal settings (`positional = { kind = "sinusoidal", base = 10000.0 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinusoidalConfig {
+    /// Wavelength base: PE angles p / base^{2i/d} (10 000, Vaswani et al. 2017).
+    pub base: f64,
+}
+impl Default for SinusoidalConfig {
+    fn default() -> Self {
+        Self { base: 10_000.0 }
+    }
+}
+impl crate::choice::VariantConfig for SinusoidalConfig {
+    const KEYS: &'static [&'static str] = &["base"];
+    fn validate(&self, key: &str) -> std::result::Result<(), crate::ConfigError> {
+        if !(self.base.is_finite() && self.base > 1.0) {
+            return Err(crate::ConfigError::new(
+                format!("{key}.base"),
+                format!(
+                    "{key}.base = {} must be a number above 1: 10000 is the usual base",
+                    self.base
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Fixed sinusoidal table (Vaswani et al. 2017) added to the embeddings:
-/// PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(p / 10000^{2i/d}).
+/// PE[p, 2i] = sin(p / base^{2i/d}), PE[p, 2i+1] = cos(p / base^{2i/d}),
+/// base 10 000 by default ([`SinusoidalConfig`]).
 ///
 /// As in the original Transformer ("we multiply those weights by √d_model"),
 /// the token embeddings are scaled by √d before the table is added:
@@ -141,13 +170,18 @@ pub struct Sinusoidal {
 }
 
 impl Sinusoidal {
-    /// The (max_seq_len, d) table in f64.
+    /// The (max_seq_len, d) table in f64 with the default base 10 000.
     pub fn table_values(max_seq_len: usize, d: usize) -> Vec<f64> {
+        Self::table_values_with_base(max_seq_len, d, SinusoidalConfig::default().base)
+    }
+
+    /// The (max_seq_len, d) table in f64 for wavelength base `base`.
+    pub fn table_values_with_base(max_seq_len: usize, d: usize, base: f64) -> Vec<f64> {
         let mut v = vec![0.0; max_seq_len * d];
         for p in 0..max_seq_len {
             for j in 0..d {
                 let i2 = (j / 2 * 2) as f64;
-                let angle = p as f64 / 10000f64.powf(i2 / d as f64);
+                let angle = p as f64 / base.powf(i2 / d as f64);
                 v[p * d + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() };
             }
         }
@@ -156,9 +190,9 @@ impl Sinusoidal {
 }
 
 impl PositionalEncoding for Sinusoidal {
-    type Config = ();
-    fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
-        let v = Self::table_values(dims.max_seq_len, dims.d_model);
+    type Config = SinusoidalConfig;
+    fn new(cfg: &SinusoidalConfig, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let v = Self::table_values_with_base(dims.max_seq_len, dims.d_model, cfg.base);
         let table = Tensor::from_vec(v, (dims.max_seq_len, dims.d_model), &pb.device())?
             .to_dtype(pb.dtype())?;
         Ok(Self { table })
@@ -176,10 +210,10 @@ impl PositionalEncoding for Sinusoidal {
         FusedRotation::Identity
     }
     /// One multiply (the √d scale) and one add per element.
-    fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+    fn flops(_: &SinusoidalConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (2 * batch * seq_len * dims.d_model) as f64)
     }
-    fn table_elements(_: &(), dims: &PosDims) -> f64 {
+    fn table_elements(_: &SinusoidalConfig, dims: &PosDims) -> f64 {
         dims.max_seq_len as f64 * dims.d_model as f64
     }
 }
@@ -485,7 +519,7 @@ macro_rules! positional_choices {
 
 positional_choices! {
     Rotary(RotaryConfig) => Rotary = "rotary",
-    Sinusoidal(()) => Sinusoidal = "sinusoidal",
+    Sinusoidal(SinusoidalConfig) => Sinusoidal = "sinusoidal",
     Learned(()) => Learned = "learned",
     None(()) => NoPe = "none" | "nope",
     Alibi(()) => Alibi = "alibi",

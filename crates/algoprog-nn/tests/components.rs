@@ -133,7 +133,10 @@ fn attention_and_positional_flops() {
         Flops::new(0.0, 6.0 * 10.0 * 8.0)
     );
     // Sinusoidal: a √d scale and an add per element, 2 · (b=2 · T=5 · d=8).
-    assert_eq!(Sinusoidal::flops(&(), &pd, 2, 5), Flops::new(0.0, 160.0));
+    assert_eq!(
+        Sinusoidal::flops(&Default::default(), &pd, 2, 5),
+        Flops::new(0.0, 160.0)
+    );
     assert_eq!(Learned::flops(&(), &pd, 2, 5), Flops::new(0.0, 80.0));
     assert_eq!(Alibi::flops(&(), &pd, 2, 5), Flops::new(0.0, 100.0));
     assert_eq!(NoPe::flops(&(), &pd, 2, 5), Flops::ZERO);
@@ -309,7 +312,7 @@ fn sinusoidal_scales_embeddings_by_sqrt_d_then_adds_the_table() {
         max_seq_len: 3,
     };
     let pb = ParamBuilder::new(0, &Device::Cpu, DType::F64);
-    let pe = Sinusoidal::new(&(), &pd, &pb).unwrap();
+    let pe = Sinusoidal::new(&Default::default(), &pd, &pb).unwrap();
     let x = Tensor::from_vec(vec![0.5f64; 12], (1, 3, 4), &Device::Cpu).unwrap();
     let y: Vec<f64> = pe
         .embed(&x)
