@@ -1,14 +1,15 @@
 //! Chunked cross-entropy over an output matrix.
 //!
-//! loss = (1/n)·Σᵢ [log Σ_v exp(zᵢᵥ) − z_{i,yᵢ}], z = H·Wᵀ, for hidden states
-//! H (n×d), an output matrix W (V×d, the tied embedding in our models) and
-//! targets y. The n×V logits are never stored: rows are processed in chunks
+//! loss = (1/n)·Σᵢ [log Σ_v exp(zᵢᵥ) − z_{i,yᵢ}], z = H·Wᵀ (+ b), for hidden
+//! states H (n×d), an output matrix W (V×d, the tied embedding in our
+//! models), an optional output bias b (V) and targets y. The n×V logits are never stored: rows are processed in chunks
 //! of r rows (r·V floats of scratch, at most [`CHUNK_FLOATS`]), and with
 //! gradients requested each chunk's softmax becomes its gradient in place:
 //!
 //! - G = (softmax(z) − onehot(y))·scale for the chunk's rows (scale = the
 //!   incoming gradient of the mean, i.e. 1/n);
-//! - ∂H\[chunk\] = G·W (r×d), ∂W += Gᵀ·H\[chunk\] (V×d).
+//! - ∂H\[chunk\] = G·W (r×d), ∂W += Gᵀ·H\[chunk\] (V×d), and with a bias
+//!   ∂b += the column sums of G (V).
 //!
 //! The matmul work is that of the unfused composition (one 2·n·V·d product
 //! forward and two backward) but the memory traffic is r·V instead of
@@ -43,10 +44,14 @@ pub struct CeShape {
     pub v: usize,
 }
 
-/// Gradient outputs: `dh` (n×d) is overwritten, `dw` (V×d) is overwritten.
+/// Gradient outputs: `dh` (n×d), `dw` (V×d) and `db` (V, with a bias) are
+/// overwritten.
 pub struct CeGrads<'a> {
     pub dh: &'a mut [f32],
     pub dw: &'a mut [f32],
+    /// The bias gradient (column sums of the scaled softmax − onehot);
+    /// give it exactly when a bias is given.
+    pub db: Option<&'a mut [f32]>,
     /// Multiplies every gradient (the incoming gradient of the mean loss, 1/n
     /// for the mean itself).
     pub scale: f32,
@@ -73,17 +78,22 @@ impl std::fmt::Display for TargetOutOfRange {
 impl std::error::Error for TargetOutOfRange {}
 
 /// Sum over rows of the per-row negative log-likelihood (nats, accumulated in
-/// f64), and, when `grads` is given, the gradients of `scale ·` that sum.
+/// f64) of softmax(H·Wᵀ + b) (b = 0 when `bias` is `None`), and, when
+/// `grads` is given, the gradients of `scale ·` that sum.
 pub fn cross_entropy(
     shape: CeShape,
     hidden: &[f32],
     w: &[f32],
+    bias: Option<&[f32]>,
     targets: &[u32],
     mut grads: Option<CeGrads>,
 ) -> Result<f64, TargetOutOfRange> {
     let CeShape { n, d, v } = shape;
     assert_eq!(hidden.len(), n * d, "hidden must be n×d");
     assert_eq!(w.len(), v * d, "output matrix must be V×d");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), v, "output bias must have V entries");
+    }
     assert_eq!(targets.len(), n, "one target per row");
     if let Some((row, &target)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= v) {
         return Err(TargetOutOfRange {
@@ -95,6 +105,11 @@ pub fn cross_entropy(
     if let Some(g) = grads.as_mut() {
         assert_eq!(g.dh.len(), n * d, "dh must be n×d");
         assert_eq!(g.dw.len(), v * d, "dw must be V×d");
+        assert_eq!(
+            g.db.as_ref().map(|db| db.len()),
+            bias.map(|_| v),
+            "db must be given, with V entries, exactly when a bias is"
+        );
     }
     let r = chunk_rows(v);
     let wm = Mat::new(w, v, d);
@@ -117,9 +132,23 @@ pub fn cross_entropy(
             total += z
                 .par_chunks_mut(v)
                 .zip(tg.par_iter())
-                .map(|(row, &y)| row_loss(row, y as usize, scale))
+                .map(|(row, &y)| {
+                    if let Some(b) = bias {
+                        row.iter_mut().zip(b).for_each(|(z, b)| *z += b);
+                    }
+                    row_loss(row, y as usize, scale)
+                })
                 .sum::<f64>();
             if let Some(g) = grads.as_mut() {
+                if let Some(db) = g.db.as_deref_mut() {
+                    // ∂b (+)= column sums of G
+                    if first {
+                        db.fill(0.0);
+                    }
+                    for row in z.chunks(v) {
+                        db.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+                    }
+                }
                 let gm = Mat::new(z, rows, v);
                 // ∂H = G·W
                 matmul(
@@ -141,6 +170,9 @@ pub fn cross_entropy(
         if first {
             if let Some(g) = grads.as_mut() {
                 g.dw.fill(0.0);
+                if let Some(db) = g.db.as_deref_mut() {
+                    db.fill(0.0);
+                }
             }
         }
         Ok(total)
@@ -235,10 +267,12 @@ mod tests {
             CeShape { n, d, v },
             &h,
             &w,
+            None,
             &t,
             Some(CeGrads {
                 dh: &mut dh,
                 dw: &mut dw,
+                db: None,
                 scale: 1.0 / n as f32,
             }),
         )
@@ -251,7 +285,7 @@ mod tests {
         close(&dh, &wdh, 1e-5, "dh");
         close(&dw, &wdw, 1e-5, "dw");
         // forward only gives the same loss
-        let only = cross_entropy(CeShape { n, d, v }, &h, &w, &t, None).unwrap();
+        let only = cross_entropy(CeShape { n, d, v }, &h, &w, None, &t, None).unwrap();
         assert!((only - sum).abs() < 1e-9 * sum);
     }
 
@@ -266,16 +300,18 @@ mod tests {
             shape,
             &h,
             &w,
+            None,
             &t,
             Some(CeGrads {
                 dh: &mut dh,
                 dw: &mut dw,
+                db: None,
                 scale: 1.0,
             }),
         )
         .unwrap();
         let eps = 1e-2f32;
-        let f = |h: &[f32], w: &[f32]| cross_entropy(shape, h, w, &t, None).unwrap();
+        let f = |h: &[f32], w: &[f32]| cross_entropy(shape, h, w, None, &t, None).unwrap();
         for i in 0..n * d {
             let (mut hp, mut hm) = (h.clone(), h.clone());
             hp[i] += eps;
@@ -310,7 +346,7 @@ mod tests {
             w[j * d] = 50.0 * j as f32;
         }
         let t = vec![4u32, 0, 2];
-        let sum = cross_entropy(CeShape { n, d, v }, &h, &w, &t, None).unwrap();
+        let sum = cross_entropy(CeShape { n, d, v }, &h, &w, None, &t, None).unwrap();
         // z_j = 5000·j: row with target 4 costs ≈ 0, target 0 ≈ 20000, target 2 ≈ 10000
         assert!((sum - 30000.0).abs() < 1.0, "{sum}");
     }
@@ -318,7 +354,8 @@ mod tests {
     #[test]
     fn out_of_range_target_is_an_error() {
         let (h, w, _) = data(2, 3, 4, 3);
-        let e = cross_entropy(CeShape { n: 2, d: 3, v: 4 }, &h, &w, &[1, 4], None).unwrap_err();
+        let e =
+            cross_entropy(CeShape { n: 2, d: 3, v: 4 }, &h, &w, None, &[1, 4], None).unwrap_err();
         assert_eq!(
             e,
             TargetOutOfRange {
@@ -338,15 +375,127 @@ mod tests {
             CeShape { n: 0, d: 3, v: 4 },
             &[],
             &w,
+            None,
             &[],
             Some(CeGrads {
                 dh: &mut [],
                 dw: &mut dw,
+                db: None,
                 scale: 1.0,
             }),
         )
         .unwrap();
         assert_eq!(s, 0.0);
         assert!(dw.iter().all(|&x| x == 0.0));
+    }
+
+    /// With a bias b, the loss and gradients equal those of the unbiased
+    /// kernel on the augmented inputs [H, 1] and [W, b] (logits H·Wᵀ + 1·bᵀ),
+    /// over several chunks; ∂b is the last column of ∂[W, b].
+    #[test]
+    fn bias_equals_an_augmented_column() {
+        let (n, d, v) = (1100, 8, 37);
+        assert!(n > chunk_rows(v));
+        let (h, w, t) = data(n, d, v, 5);
+        let b: Vec<f32> = (0..v).map(|j| (j as f32 * 0.37).sin()).collect();
+        let (mut dh, mut dw, mut db) = (
+            vec![f32::NAN; n * d],
+            vec![f32::NAN; v * d],
+            vec![f32::NAN; v],
+        );
+        let scale = 1.0 / n as f32;
+        let sum = cross_entropy(
+            CeShape { n, d, v },
+            &h,
+            &w,
+            Some(&b),
+            &t,
+            Some(CeGrads {
+                dh: &mut dh,
+                dw: &mut dw,
+                db: Some(&mut db),
+                scale,
+            }),
+        )
+        .unwrap();
+        let da = d + 1;
+        let ha: Vec<f32> = h
+            .chunks(d)
+            .flat_map(|r| r.iter().copied().chain([1.0]))
+            .collect();
+        let wa: Vec<f32> = w
+            .chunks(d)
+            .zip(&b)
+            .flat_map(|(r, &bj)| r.iter().copied().chain([bj]))
+            .collect();
+        let (mut dha, mut dwa) = (vec![0.0; n * da], vec![0.0; v * da]);
+        let want = cross_entropy(
+            CeShape { n, d: da, v },
+            &ha,
+            &wa,
+            None,
+            &t,
+            Some(CeGrads {
+                dh: &mut dha,
+                dw: &mut dwa,
+                db: None,
+                scale,
+            }),
+        )
+        .unwrap();
+        assert!((sum - want).abs() < 1e-9 * want, "{sum} vs {want}");
+        let cols = |m: &[f32], keep: &dyn Fn(usize) -> bool| -> Vec<f64> {
+            m.iter()
+                .enumerate()
+                .filter(|(i, _)| keep(i % da))
+                .map(|(_, &x)| x as f64)
+                .collect()
+        };
+        close(&dh, &cols(&dha, &|c| c < d), 1e-6, "dh");
+        close(&dw, &cols(&dwa, &|c| c < d), 1e-6, "dw");
+        close(&db, &cols(&dwa, &|c| c == d), 1e-6, "db");
+        // and the bias matters: ∂b is not all zero and the loss moved
+        assert!(db.iter().any(|x| x.abs() > 1e-3));
+        let plain = cross_entropy(CeShape { n, d, v }, &h, &w, None, &t, None).unwrap();
+        assert!((plain - sum).abs() > 1.0, "{plain} vs {sum}");
+    }
+
+    /// ∂b against central differences of the summed loss.
+    #[test]
+    fn bias_gradient_matches_finite_differences() {
+        let (n, d, v) = (6, 3, 9);
+        let (h, w, t) = data(n, d, v, 6);
+        let b: Vec<f32> = (0..v).map(|j| 0.5 - 0.1 * j as f32).collect();
+        let (mut dh, mut dw, mut db) = (vec![0.0; n * d], vec![0.0; v * d], vec![0.0; v]);
+        let shape = CeShape { n, d, v };
+        cross_entropy(
+            shape,
+            &h,
+            &w,
+            Some(&b),
+            &t,
+            Some(CeGrads {
+                dh: &mut dh,
+                dw: &mut dw,
+                db: Some(&mut db),
+                scale: 1.0,
+            }),
+        )
+        .unwrap();
+        let eps = 1e-2f32;
+        let f = |b: &[f32]| cross_entropy(shape, &h, &w, Some(b), &t, None).unwrap();
+        for j in 0..v {
+            let (mut bp, mut bm) = (b.clone(), b.clone());
+            bp[j] += eps;
+            bm[j] -= eps;
+            let fd = (f(&bp) - f(&bm)) / (2.0 * eps as f64);
+            assert!(
+                (fd - db[j] as f64).abs() < 2e-3,
+                "db[{j}]: fd {fd} vs {}",
+                db[j]
+            );
+        }
+        // Σ_j ∂b_j = Σ rows (Σ softmax − 1) = 0
+        assert!(db.iter().map(|&x| x as f64).sum::<f64>().abs() < 1e-5);
     }
 }

@@ -6,30 +6,40 @@
 //! kind = "transformer"
 //! d_model = 64
 //! positional = "sinusoidal"   # rotary | sinusoidal | learned | none (alias nope) | alibi
+//!                             # or a table with the variant's keys:
+//!                             #   { kind = "rotary", base = 10000.0 }   (θ base)
 //! feed_forward = "gelu"       # relu | gelu | gelu_tanh | swiglu | geglu
 //! gated_hidden = "paper"      # paper (h = ff_ratio·d) | param_matched (h = 2/3·ff_ratio·d, nearest multiple of 8)
-//! norm = "layer_norm"         # layer_norm | rms_norm
+//! norm = "layer_norm"         # layer_norm | rms_norm, or { kind = "layer_norm", eps = 1e-5 }
 //! placement = "post"          # pre | post
 //! final_norm = false
 //! final_norm_kind = "layer_norm" # optional: the final norm's kind when it differs from `norm`
 //! init = "transformer_scaled" # transformer_scaled | xavier_uniform | kaiming_normal
+//! output_bias = false         # a trained bias on the tied output layer (logits = h·Eᵀ + b)
 //! ```
+//! A bare name means the variant with its default settings (rotary base
+//! 10 000, ε = 1e-5); a table's omitted keys take those defaults, and an
+//! unknown key is an error naming it and the keys the variant takes. A
+//! config equal to its variant's defaults is written back as the bare name.
 //! An LSTM is `kind = "lstm"` with the keys of [`LstmConfig`] (`d_model`,
 //! `n_layers` 2, `hidden` = d_model, `tbptt_len` 64, `dropout_input` 0.2,
 //! `dropout_hidden` 0.1, `dropout_output` 0.2, `layer_norm` true,
-//! `kernel` "window", `max_seq_len` 128, `carry_state` "within_sequence":
+//! `kernel` "window", `max_seq_len` 128, `output_bias` false, `carry_state` "within_sequence":
 //! the papers' Table 3; the `lstm` preset sets the authors' runs instead).
 //!
 //! Omitted keys take the `modern` preset's values (rotary, SwiGLU, pre-RMSNorm
 //! with a final norm), depth max(1, d/16), head_dim 16, ff_ratio 4,
-//! max_seq_len 128, tied embeddings, biases on.
+//! max_seq_len 128, tied embeddings, biases on, no output bias.
 
 use crate::lstm::LstmConfig;
-use crate::transformer::{default_depth, validate_shape, Transformer, TransformerSpec};
+use crate::transformer::{
+    default_depth, validate_shape, Transformer, TransformerSpec, DEFAULT_FF_RATIO,
+    DEFAULT_HEAD_DIM, DEFAULT_MAX_SEQ_LEN,
+};
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::{
     ConfigError, DynFeedForward, DynNorm, DynPositional, FeedForwardKind, FeedForwardSpec,
-    GatedHidden, InitKind, NormKind, Placement, PositionalKind,
+    GatedHidden, InitKind, NormConfig, Placement, PositionalConfig, PositionalEncoding,
 };
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
@@ -73,15 +83,10 @@ fn too_large(
     )
 }
 
-/// Elements of the position tables built for a Transformer, as f64 (no overflow).
+/// Elements of the position tables built for a Transformer, as f64 (no
+/// overflow); a learned table is counted as parameters instead.
 fn position_table_elements(c: &TransformerConfig) -> f64 {
-    let t = c.max_seq_len as f64;
-    match c.positional {
-        PositionalKind::None | PositionalKind::Learned => 0.0, // learned tables are counted as parameters
-        PositionalKind::Sinusoidal => t * c.d_model as f64,
-        PositionalKind::Rotary => t * c.head_dim as f64,
-        PositionalKind::Alibi => (c.d_model / c.head_dim) as f64 * t * t,
-    }
+    DynPositional::table_elements(&c.positional, &c.spec().pos_dims())
 }
 
 /// Which architecture, tagged by `kind`.
@@ -93,20 +98,22 @@ pub enum ModelConfig {
     Lstm(LstmConfig),
 }
 
+// Serde defaults: the `modern` preset's values (one source: the constants of
+// `transformer.rs` and `FeedForwardSpec::default`).
 fn d16() -> usize {
-    16
+    DEFAULT_HEAD_DIM
 }
 fn d4() -> f64 {
-    4.0
+    DEFAULT_FF_RATIO
 }
 fn d128() -> usize {
-    128
+    DEFAULT_MAX_SEQ_LEN
 }
 fn dtrue() -> bool {
     true
 }
 fn dswiglu() -> FeedForwardKind {
-    FeedForwardKind::SwiGlu
+    FeedForwardSpec::default().kind
 }
 
 /// A Transformer chosen at run time (see the module docs for keys and values).
@@ -121,15 +128,17 @@ pub struct TransformerConfig {
     pub head_dim: usize,
     #[serde(default = "d4")]
     pub ff_ratio: f64,
+    /// A name or a table with the encoding's keys (`{ kind = "rotary", base = 10000.0 }`).
     #[serde(default)]
-    pub positional: PositionalKind,
+    pub positional: PositionalConfig,
     #[serde(default = "dswiglu")]
     pub feed_forward: FeedForwardKind,
     /// Hidden-size rule of gated feed-forwards (default `paper`: h = ff_ratio·d).
     #[serde(default)]
     pub gated_hidden: GatedHidden,
+    /// A name or a table with ε (`{ kind = "rms_norm", eps = 1e-5 }`).
     #[serde(default)]
-    pub norm: NormKind,
+    pub norm: NormConfig,
     #[serde(default)]
     pub placement: Placement,
     #[serde(default = "dtrue")]
@@ -149,6 +158,12 @@ pub struct TransformerConfig {
     /// Biases on attention and feed-forward linear layers (initialised to 0).
     #[serde(default = "dtrue")]
     pub bias: bool,
+    /// A trained bias on the (tied) output layer, logits = h·Eᵀ + b,
+    /// initialised to 0. Off by default so that stored run records, written
+    /// before the key existed, keep meaning the model they trained; written
+    /// only when on, so records of models without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_bias: bool,
 }
 
 /// The run-time Transformer every config builds.
@@ -161,19 +176,20 @@ impl TransformerConfig {
         Self {
             d_model,
             n_layers: None,
-            head_dim: 16,
-            ff_ratio: 4.0,
-            positional: PositionalKind::Rotary,
-            feed_forward: FeedForwardKind::SwiGlu,
-            gated_hidden: GatedHidden::Paper,
-            norm: NormKind::RmsNorm,
+            head_dim: d16(),
+            ff_ratio: d4(),
+            positional: PositionalConfig::default(),
+            feed_forward: dswiglu(),
+            gated_hidden: GatedHidden::default(),
+            norm: NormConfig::default(),
             placement: Placement::Pre,
             final_norm: true,
             final_norm_kind: None,
             init: InitKind::TransformerScaled,
-            max_seq_len: 128,
+            max_seq_len: d128(),
             tie_embeddings: true,
             bias: true,
+            output_bias: false,
         }
     }
 
@@ -184,9 +200,9 @@ impl TransformerConfig {
     /// trainer config.)
     pub fn retro(d_model: usize) -> Self {
         Self {
-            positional: PositionalKind::Sinusoidal,
+            positional: PositionalConfig::Sinusoidal(Default::default()),
             feed_forward: FeedForwardKind::Gelu,
-            norm: NormKind::LayerNorm,
+            norm: NormConfig::LayerNorm(Default::default()),
             placement: Placement::Post,
             final_norm: false,
             ..Self::modern(d_model)
@@ -264,7 +280,11 @@ impl TransformerConfig {
                 "model.final_norm_kind is set but model.final_norm = false: set final_norm = true, or remove final_norm_kind",
             ));
         }
-        if self.positional == PositionalKind::Rotary && !self.head_dim.is_multiple_of(2) {
+        self.positional.validate()?;
+        self.norm.validate()?;
+        if matches!(self.positional, PositionalConfig::Rotary(_))
+            && !self.head_dim.is_multiple_of(2)
+        {
             return Err(ConfigError::new(
                 "model.head_dim",
                 format!(
@@ -290,12 +310,13 @@ impl TransformerConfig {
             init: self.init,
             max_seq_len: self.max_seq_len,
             tie_embeddings: self.tie_embeddings,
-            positional: self.positional,
+            output_bias: self.output_bias,
+            positional: self.positional.clone(),
             feed_forward: FeedForwardSpec {
                 kind: self.feed_forward,
                 gated_hidden: self.gated_hidden,
             },
-            norm: self.norm,
+            norm: self.norm.clone(),
         }
     }
 
@@ -519,7 +540,7 @@ mod tests {
         assert!(e.message.contains("embeddings"), "{}", e.message);
         // ALiBi's (heads, T, T) bias table: 4 heads × 2^20² entries
         let mut a = TransformerConfig::modern(64);
-        a.positional = PositionalKind::Alibi;
+        a.positional = PositionalConfig::Alibi(());
         a.max_seq_len = MAX_SEQ_LEN;
         assert_eq!(
             ModelConfig::Transformer(a.clone())

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Parameter counts, split the way scaling-law work needs them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamCounts {
-    /// Token (and learned positional) embedding parameters. With tied
+    /// Token (and learned positional) embedding parameters, and the output
+    /// layer's: an untied output matrix and the output bias. With tied
     /// embeddings the output matrix is this same matrix and is counted once.
     pub embedding: usize,
     /// Everything else: attention, feed-forward, norms, recurrent weights, biases.
@@ -49,18 +50,39 @@ pub trait LanguageModel: Send + Sync {
     /// shape (batch, seq) and dtype u32. `train` switches dropout on.
     fn hidden(&self, tokens: &Tensor, train: bool) -> Result<Tensor>;
 
-    /// Output projection (vocab, d_model): logits = hidden · Wᵀ. Tied models
-    /// return their embedding matrix.
+    /// Output projection (vocab, d_model): logits = hidden · Wᵀ (+ b). Tied
+    /// models return their embedding matrix.
     fn output_weight(&self) -> &Tensor;
 
-    /// Logits of shape (batch, seq, vocab).
+    /// The output layer's trained bias b (vocab), when the model has one:
+    /// logits = hidden · Wᵀ + b. Losses pass it to
+    /// [`algoprog_nn::cross_entropy_with_bias`].
+    fn output_bias(&self) -> Option<&Tensor> {
+        None
+    }
+
+    /// Logits of shape (batch, seq, vocab), the output bias included.
     fn logits(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.hidden(tokens, train)?;
         let (b, t, d) = h.dims3()?;
         let w = self.output_weight();
-        h.reshape((b * t, d))?
-            .matmul(&w.t()?)?
-            .reshape((b, t, w.dim(0)?))
+        let z = h.reshape((b * t, d))?.matmul(&w.t()?)?;
+        let z = match self.output_bias() {
+            Some(bias) => z.broadcast_add(bias)?,
+            None => z,
+        };
+        z.reshape((b, t, w.dim(0)?))
+    }
+
+    /// Mean next-token loss (nats) of hidden states (n, d_model) against
+    /// targets (n,): cross-entropy through the output layer, bias included.
+    fn loss(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        algoprog_nn::cross_entropy_with_bias(
+            hidden,
+            self.output_weight(),
+            self.output_bias(),
+            targets,
+        )
     }
 
     fn vocab_size(&self) -> usize;

@@ -97,14 +97,17 @@
 //! `embed.weight` (V, d) · `layers.{l}.w_ih` (4H, d_in) · `layers.{l}.w_hh`
 //! (4H, H) · `layers.{l}.bias` (4H) · `layers.{l}.norm.{weight,bias}` (H) ·
 //! `proj.weight` (d, H) when H ≠ d: the tied output layer needs width d, so
-//! the last layer's output is projected y ↦ P·y to d_model.
+//! the last layer's output is projected y ↦ P·y to d_model · `out_bias`
+//! (V) with `output_bias`: logits = y·Eᵀ + b, b trained from 0.
 //!
-//! Counts: embedding V·d; non-embedding Σ_l [4H·(d_in,l + H) + 4H + 2H·LN] +
+//! Counts: embedding V·d (+ V for the output bias, counted with the tied
+//! embedding it belongs to, so N stays the non-embedding count); non-embedding Σ_l [4H·(d_in,l + H) + 4H + 2H·LN] +
 //! (H ≠ d ? d·H : 0), with d_in,0 = d and d_in,l = H for l > 0.
 //!
 //! ## FLOPs per token (forward, matmul convention 2·m·n·k)
 //! Per layer: input projection 2·d_in·4H, recurrent 2·H·4H, i.e.
-//! 8H·(d_in + H); the projection 2·H·d when H ≠ d; the output layer 2·d·V.
+//! 8H·(d_in + H); the projection 2·H·d when H ≠ d; the output layer 2·d·V
+//! (its bias adds are element-wise, outside the matmul total).
 //! Two layers at d = H = 64, V = 4096: 2·8·64·128 + 2·64·4096 =
 //! 131 072 + 524 288 = 655 360 per token forward, 3× that for training. The
 //! gate non-linearities, cell update and norms are element-wise (≈ 20H per
@@ -113,7 +116,7 @@
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::fused::lstm::{LstmCell, LstmWindow};
 use algoprog_nn::{
-    ConfigError, Init, LayerNorm, Norm, NormConfig, ParamBuilder, ParamRole, ParamStore,
+    ConfigError, Init, LayerNorm, LayerNormConfig, Norm, ParamBuilder, ParamRole, ParamStore,
 };
 use candle_core::{DType, Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
@@ -199,6 +202,7 @@ impl CarryState {
 /// kernel = "window"     # window | cell | composite (same maths, different speed)
 /// max_seq_len = 128
 /// carry_state = "within_sequence"  # or "across_batches" (the authors' runs)
+/// output_bias = false   # a trained bias on the tied output layer (logits = y·Eᵀ + b)
 /// ```
 ///
 /// The serde defaults above are the papers' Table 3 values (and what older
@@ -242,6 +246,13 @@ pub struct LstmConfig {
     /// without it keep their run ids.
     #[serde(default, skip_serializing_if = "CarryState::is_within_sequence")]
     pub carry_state: CarryState,
+
+    /// A trained bias b (V) on the tied output layer, logits = y·Eᵀ + b,
+    /// initialised to 0. Off by default so that stored run records, written
+    /// before the key existed, keep meaning the model they trained; written
+    /// only when on, so records of models without it read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_bias: bool,
 }
 
 impl LstmConfig {
@@ -259,6 +270,7 @@ impl LstmConfig {
             layer_norm: true,
             kernel: LstmKernel::Window,
             max_seq_len: 128,
+            output_bias: false,
             carry_state: CarryState::WithinSequence,
         }
     }
@@ -366,7 +378,8 @@ impl LstmConfig {
             0
         };
         ParamCounts {
-            embedding: vocab_size * self.d_model,
+            // the output bias is counted with the embedding it belongs to
+            embedding: vocab_size * self.d_model + if self.output_bias { vocab_size } else { 0 },
             non_embedding: (0..self.n_layers).map(per_layer).sum::<usize>() + proj,
         }
     }
@@ -436,6 +449,7 @@ pub struct Lstm {
     embed: Tensor,
     layers: Vec<Layer>,
     proj: Option<Tensor>,
+    out_bias: Option<Tensor>,
     params: ParamStore,
     /// Dropout masks' random stream (seeded; advanced once per training call).
     rng: Mutex<ChaCha8Rng>,
@@ -566,7 +580,11 @@ impl Lstm {
             )?;
             let bias = lb.param_with("bias", &[4 * h], ParamRole::Bias, Init::Zeros)?;
             let norm = if cfg.layer_norm {
-                Some(LayerNorm::new(&NormConfig::default(), h, &lb.pp("norm"))?)
+                Some(LayerNorm::new(
+                    &LayerNormConfig::default(),
+                    h,
+                    &lb.pp("norm"),
+                )?)
             } else {
                 None
             };
@@ -585,6 +603,11 @@ impl Lstm {
         } else {
             None
         };
+        let out_bias = if cfg.output_bias {
+            Some(pb.param_with("out_bias", &[vocab_size], ParamRole::Bias, Init::Zeros)?)
+        } else {
+            None
+        };
         let params = pb.finish();
         Ok(Self {
             cfg: cfg.clone(),
@@ -592,6 +615,7 @@ impl Lstm {
             embed,
             layers,
             proj,
+            out_bias,
             params,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x6c73_746d_5f64_726f)),
             carry: Mutex::new(None),
@@ -863,6 +887,9 @@ impl LanguageModel for Lstm {
     }
     fn output_weight(&self) -> &Tensor {
         &self.embed
+    }
+    fn output_bias(&self) -> Option<&Tensor> {
+        self.out_bias.as_ref()
     }
     fn vocab_size(&self) -> usize {
         self.vocab_size

@@ -10,18 +10,22 @@
 //! `blocks.{i}.norm1.*`, `blocks.{i}.attn.qkv.{weight,bias}`,
 //! `blocks.{i}.attn.out.{weight,bias}`, `blocks.{i}.norm2.*`,
 //! `blocks.{i}.mlp.*` · `final_norm.*` (when enabled) · `lm_head.weight`
-//! (untied only).
+//! (untied only) · `out_bias` (V, with `output_bias`: logits = h·Wᵀ + b,
+//! initialised to 0; counted as an embedding-side parameter, so N, the
+//! non-embedding count, is unchanged by it).
 //!
 //! ## FLOPs per token (forward, matmul convention 2·m·n·k)
 //! With d the width, L the depth, T the sequence length, V the vocabulary:
 //! attention 8·d² + 4·T·d per layer (QKV 6d², QKᵀ 2Td, AV 2Td, output 2d²),
 //! the feed-forward's matmuls per layer (4·d·h for an MLP, 6·d·h gated),
-//! and the output layer 2·d·V. The embedding lookup is a gather (0 FLOPs).
+//! and the output layer 2·d·V (its bias, when on, adds V element-wise
+//! FLOPs, outside the matmul total like every other bias add). The
+//! embedding lookup is a gather (0 FLOPs).
 //! Training = 3 × forward (backward = 2 × forward).
 
 use crate::{FlopReport, LanguageModel, ParamCounts};
 use algoprog_nn::{
-    AttentionDims, CausalSelfAttention, ConfigError, FeedForward, FfDims, Flops, InitKind,
+    AttentionDims, CausalSelfAttention, ConfigError, FeedForward, FfDims, Flops, Init, InitKind,
     InitScheme, Norm, ParamBuilder, ParamRole, ParamStore, Placement, PosDims, PositionalEncoding,
 };
 use candle_core::{DType, Device, Result, Tensor};
@@ -47,6 +51,8 @@ pub struct TransformerSpec<P: PositionalEncoding, F: FeedForward, N: Norm> {
     pub max_seq_len: usize,
     /// Output layer = token embedding.
     pub tie_embeddings: bool,
+    /// A trained bias on the output layer (logits = h·Wᵀ + b, b from 0).
+    pub output_bias: bool,
     pub positional: P::Config,
     pub feed_forward: F::Config,
     pub norm: N::Config,
@@ -78,12 +84,20 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> std::fmt::Debug for Transfo
             .field("init", &self.init)
             .field("max_seq_len", &self.max_seq_len)
             .field("tie_embeddings", &self.tie_embeddings)
+            .field("output_bias", &self.output_bias)
             .field("positional", &self.positional)
             .field("feed_forward", &self.feed_forward)
             .field("norm", &self.norm)
             .finish()
     }
 }
+
+/// Head size of every default config (16).
+pub const DEFAULT_HEAD_DIM: usize = 16;
+/// Plain-MLP hidden size / d_model of every default config (4).
+pub const DEFAULT_FF_RATIO: f64 = 4.0;
+/// Positions covered by default (128, the papers' sequence length).
+pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
 
 /// Depth by the paper's aspect ratio: max(1, d/16).
 pub fn default_depth(d_model: usize) -> usize {
@@ -93,21 +107,22 @@ pub fn default_depth(d_model: usize) -> usize {
 impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     /// Paper defaults for width `d_model`: depth max(1, d/16), head dim 16,
     /// feed-forward ratio 4, biases, pre placement with a final norm,
-    /// transformer-scaled init, 128 positions, tied embeddings, and each
-    /// component's default config.
+    /// transformer-scaled init, 128 positions, tied embeddings without an
+    /// output bias, and each component's default config.
     pub fn new(d_model: usize) -> Self {
         Self {
             d_model,
             n_layers: default_depth(d_model),
-            head_dim: 16,
-            ff_ratio: 4.0,
+            head_dim: DEFAULT_HEAD_DIM,
+            ff_ratio: DEFAULT_FF_RATIO,
             bias: true,
             placement: Placement::Pre,
             final_norm: true,
             final_norm_config: None,
             init: InitKind::TransformerScaled,
-            max_seq_len: 128,
+            max_seq_len: DEFAULT_MAX_SEQ_LEN,
             tie_embeddings: true,
+            output_bias: false,
             positional: Default::default(),
             feed_forward: Default::default(),
             norm: Default::default(),
@@ -157,8 +172,9 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
     }
 
     /// Parameter counts without building. Embedding: the token table, any
-    /// positional-encoding parameters (a learned table) and an untied output
-    /// matrix; non-embedding: attention, feed-forward, norms, biases.
+    /// positional-encoding parameters (a learned table), an untied output
+    /// matrix and the output bias (V, with the output layer it belongs to);
+    /// non-embedding: attention, feed-forward, norms, biases.
     pub fn param_counts(&self, vocab_size: usize) -> ParamCounts {
         let d = self.d_model;
         let embedding = vocab_size * d
@@ -167,7 +183,8 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
                 0
             } else {
                 vocab_size * d
-            };
+            }
+            + if self.output_bias { vocab_size } else { 0 };
         let per_layer = CausalSelfAttention::num_params(&self.attention_dims())
             + F::num_params(&self.feed_forward, &self.ff_dims())
             + 2 * N::num_params(&self.norm, d);
@@ -208,7 +225,14 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> TransformerSpec<P, F, N> {
             ("norms".into(), norms),
             (
                 "output".into(),
-                Flops::new(2.0 * (t * d * vocab_size) as f64, 0.0),
+                Flops::new(
+                    2.0 * (t * d * vocab_size) as f64,
+                    if self.output_bias {
+                        (t * vocab_size) as f64
+                    } else {
+                        0.0
+                    },
+                ),
             ),
         ]
     }
@@ -327,6 +351,7 @@ pub struct Transformer<P: PositionalEncoding, F: FeedForward, N: Norm> {
     blocks: Vec<Block<F, N>>,
     final_norm: Option<N>,
     lm_head: Option<Tensor>,
+    out_bias: Option<Tensor>,
     params: ParamStore,
 }
 
@@ -389,6 +414,11 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
                     .param("weight", &[vocab_size, d], ParamRole::Output)?,
             )
         };
+        let out_bias = if spec.output_bias {
+            Some(pb.param_with("out_bias", &[vocab_size], ParamRole::Bias, Init::Zeros)?)
+        } else {
+            None
+        };
         Ok(Self {
             spec: spec.clone(),
             vocab_size,
@@ -397,6 +427,7 @@ impl<P: PositionalEncoding, F: FeedForward, N: Norm> Transformer<P, F, N> {
             blocks,
             final_norm,
             lm_head,
+            out_bias,
             params: pb.finish(),
         })
     }
@@ -445,6 +476,9 @@ impl<P: PositionalEncoding + 'static, F: FeedForward + 'static, N: Norm + 'stati
     }
     fn output_weight(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+    fn output_bias(&self) -> Option<&Tensor> {
+        self.out_bias.as_ref()
     }
     fn vocab_size(&self) -> usize {
         self.vocab_size

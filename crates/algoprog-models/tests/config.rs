@@ -1,7 +1,7 @@
 //! Config parsing, validation, presets, seeding and checkpoints.
 
 use algoprog_models::{LanguageModel, ModelConfig, TransformerConfig};
-use algoprog_nn::{FeedForwardKind, NormKind, Placement, PositionalKind};
+use algoprog_nn::{FeedForwardKind, NormConfig, Placement, PositionalConfig};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -89,7 +89,12 @@ fn toml_model_sections_parse_with_modern_defaults() {
     };
     assert_eq!(
         (c.n_layers, c.ff_ratio, c.positional, c.feed_forward),
-        (Some(3), 2.0, PositionalKind::None, FeedForwardKind::GeGlu)
+        (
+            Some(3),
+            2.0,
+            PositionalConfig::None(()),
+            FeedForwardKind::GeGlu
+        )
     );
     // unknown keys and values are errors that name them
     let e = toml::from_str::<File>("[model]\nkind = \"transformer\"\nd_model = 64\nwidth = 3\n")
@@ -106,7 +111,7 @@ fn toml_model_sections_parse_with_modern_defaults() {
     assert!(e.contains("batch_norm"), "{e}");
     // round trip
     let c = TransformerConfig {
-        norm: NormKind::LayerNorm,
+        norm: NormConfig::LayerNorm(Default::default()),
         placement: Placement::Post,
         ..TransformerConfig::modern(48)
     };

@@ -92,7 +92,7 @@ fn retro_flops_and_counts() {
     assert_eq!(m.param_counts(V).non_embedding, 25_408);
     // learned positions add T_max·d = 128·32 to the embedding count
     let l = ModelConfig::Transformer(TransformerConfig {
-        positional: algoprog_nn::PositionalKind::Learned,
+        positional: algoprog_nn::PositionalConfig::Learned(()),
         ..TransformerConfig::retro(32)
     });
     assert_eq!(l.param_counts(V).embedding, 3_200 + 4_096);
@@ -104,7 +104,7 @@ fn built_model_reports_the_same_counts_as_its_config() {
         TransformerConfig::modern(32),
         TransformerConfig::retro(32),
         TransformerConfig {
-            positional: algoprog_nn::PositionalKind::Learned,
+            positional: algoprog_nn::PositionalConfig::Learned(()),
             tie_embeddings: false,
             gated_hidden: algoprog_nn::GatedHidden::ParamMatched,
             ..TransformerConfig::modern(48)

@@ -3,7 +3,7 @@
 
 use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::gradcheck::check;
-use algoprog_nn::{cross_entropy, InitKind, PositionalKind};
+use algoprog_nn::{cross_entropy, InitKind, PositionalConfig};
 use candle_core::{DType, Device, Tensor};
 
 fn check_model(cfg: TransformerConfig, what: &str) {
@@ -50,7 +50,7 @@ fn one_layer_modern_matches_finite_differences() {
 fn one_layer_retro_matches_finite_differences() {
     check_model(
         TransformerConfig {
-            positional: PositionalKind::Learned,
+            positional: PositionalConfig::Learned(()),
             tie_embeddings: false,
             ..TransformerConfig::retro(16)
         },

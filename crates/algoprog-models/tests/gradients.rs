@@ -3,7 +3,7 @@
 
 use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::{
-    cross_entropy, FeedForwardKind, GatedHidden, InitKind, NormKind, Placement, PositionalKind,
+    cross_entropy, FeedForwardKind, GatedHidden, InitKind, NormConfig, Placement, PositionalConfig,
 };
 use candle_core::{DType, Device, Tensor};
 
@@ -65,15 +65,15 @@ fn every_component_variant_gets_gradients() {
         ..TransformerConfig::modern(32)
     };
     for pos in [
-        PositionalKind::Rotary,
-        PositionalKind::Sinusoidal,
-        PositionalKind::Learned,
-        PositionalKind::None,
-        PositionalKind::Alibi,
+        PositionalConfig::Rotary(Default::default()),
+        PositionalConfig::Sinusoidal(Default::default()),
+        PositionalConfig::Learned(()),
+        PositionalConfig::None(()),
+        PositionalConfig::Alibi(()),
     ] {
         assert_all_grads(
             &TransformerConfig {
-                positional: pos,
+                positional: pos.clone(),
                 ..base.clone()
             },
             &format!("{pos:?}"),
@@ -97,12 +97,15 @@ fn every_component_variant_gets_gradients() {
             );
         }
     }
-    for norm in [NormKind::LayerNorm, NormKind::RmsNorm] {
+    for norm in [
+        NormConfig::LayerNorm(Default::default()),
+        NormConfig::RmsNorm(Default::default()),
+    ] {
         for placement in [Placement::Pre, Placement::Post] {
             for final_norm in [true, false] {
                 assert_all_grads(
                     &TransformerConfig {
-                        norm,
+                        norm: norm.clone(),
                         placement,
                         final_norm,
                         ..base.clone()

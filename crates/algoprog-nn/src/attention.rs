@@ -119,7 +119,7 @@ impl CausalSelfAttention {
             if let Some(rotary) = rotary {
                 let slopes = match &bias {
                     FusedScoreBias::Alibi(m) => Some(m.as_slice()),
-                    _ => None,
+                    FusedScoreBias::None | FusedScoreBias::Unsupported => None,
                 };
                 let y = causal_attention_packed(&qkv_packed, h, rotary.as_ref(), slopes)?;
                 return linear(&y, &self.out_w, self.out_b.as_ref());

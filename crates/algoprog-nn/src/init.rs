@@ -85,7 +85,8 @@ impl Initializer for InitScheme {
                     std: TRANSFORMER_STD,
                 }
             }
-            _ => {}
+            AttentionQkv | AttentionOut | MlpIn | MlpOut | Output | Recurrent | RecurrentInput
+            | Other => {}
         }
         let (fan_in, fan_out) = fans(shape);
         match self.kind {
@@ -93,7 +94,8 @@ impl Initializer for InitScheme {
                 AttentionOut | MlpOut => Init::Normal {
                     std: TRANSFORMER_STD / (2.0 * self.n_layers.max(1) as f64).sqrt(),
                 },
-                _ => Init::Normal {
+                AttentionQkv | MlpIn | Output | Recurrent | RecurrentInput | Other | Bias
+                | Norm | Embedding | PositionalEmbedding => Init::Normal {
                     std: TRANSFORMER_STD,
                 },
             },

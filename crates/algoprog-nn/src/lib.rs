@@ -4,15 +4,18 @@
 //!
 //! | seam | trait | implementations | run-time enum (config) |
 //! |---|---|---|---|
-//! | positional encoding | [`PositionalEncoding`] | [`Rotary`], [`Sinusoidal`], [`Learned`], [`NoPe`], [`Alibi`] | [`DynPositional`] ([`PositionalKind`]) |
+//! | positional encoding | [`PositionalEncoding`] | [`Rotary`], [`Sinusoidal`], [`Learned`], [`NoPe`], [`Alibi`] | [`DynPositional`] ([`PositionalConfig`]) |
 //! | feed-forward | [`FeedForward`] (built from an [`Activation`]) | [`Mlp<Relu>`](Mlp), [`Mlp<Gelu>`](Mlp), [`Mlp<GeluTanh>`](Mlp), [`SwiGlu`], [`GeGlu`] | [`DynFeedForward`] ([`FeedForwardKind`] + [`GatedHidden`]) |
-//! | normalisation | [`Norm`] | [`LayerNorm`], [`RmsNorm`] | [`DynNorm`] ([`NormKind`]) |
+//! | normalisation | [`Norm`] | [`LayerNorm`], [`RmsNorm`] | [`DynNorm`] ([`NormConfig`]) |
 //! | initialisation | [`Initializer`] | [`InitScheme`] over [`InitKind`] | [`InitKind`] |
 //! | LR schedule | [`LrSchedule`] | [`ScheduleConfig`] variants | [`ScheduleConfig`] |
 //! | optimiser | [`Optimizer`] | [`AdamW`], [`Sgd`], [`RmsProp`] | [`OptimizerConfig`] |
 //!
 //! The run-time enums implement the same traits by delegation, so a TOML
-//! config picks components at run time while library code names concrete
+//! config picks components at run time. Their config enums hold each
+//! variant's own config ([`choice`]: `norm = { kind = "rms_norm", eps = 1e-6 }`,
+//! or the bare name for the defaults), declared once per seam so an in-tree
+//! variant is one line plus its type. Library code names concrete
 //! types (`Transformer<Rotary, SwiGlu, RmsNorm>` in `algoprog-models`).
 //! A user adds a component by implementing the trait in their own crate.
 //!
@@ -32,6 +35,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod choice;
 pub mod feed_forward;
 pub mod fused;
 pub mod gradcheck;
@@ -46,18 +50,23 @@ pub mod schedule;
 
 pub use activation::{Activation, Gelu, GeluTanh, Relu, Silu};
 pub use attention::{AttentionDims, CausalSelfAttention};
+pub use choice::VariantConfig;
 pub use feed_forward::{
     DynFeedForward, FeedForward, FeedForwardKind, FeedForwardSpec, FfDims, GatedFeedForward,
     GatedHidden, GeGlu, Mlp, SwiGlu,
 };
 pub use init::{Init, InitKind, InitScheme, Initializer};
-pub use loss::{clip_grad_norm, cross_entropy, cross_entropy_composite, linear};
-pub use norm::{DynNorm, LayerNorm, Norm, NormConfig, NormKind, Placement, RmsNorm};
+pub use loss::{
+    clip_grad_norm, cross_entropy, cross_entropy_composite, cross_entropy_with_bias, linear,
+};
+pub use norm::{
+    DynNorm, LayerNorm, LayerNormConfig, Norm, NormConfig, Placement, RmsNorm, RmsNormConfig,
+};
 pub use optim::{AdamW, DecayMask, Optimizer, OptimizerConfig, RmsProp, Sgd};
 pub use params::{Param, ParamBuilder, ParamRole, ParamStore};
 pub use positional::{
-    Alibi, DynPositional, Learned, NoPe, PosDims, PositionalEncoding, PositionalKind, Rotary,
-    RotaryConfig, Sinusoidal,
+    Alibi, DynPositional, Learned, NoPe, PosDims, PositionalConfig, PositionalEncoding, Rotary,
+    RotaryConfig, Sinusoidal, SinusoidalConfig,
 };
 pub use positional::{FusedRotation, FusedScoreBias};
 pub use schedule::{LrSchedule, ScheduleConfig};

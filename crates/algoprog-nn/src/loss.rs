@@ -35,30 +35,53 @@ pub fn linear_composite(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Te
 
 /// Mean negative log-likelihood in nats of `targets` under
 /// softmax(hidden · Wᵀ), for hidden (n, d), output_weight (V, d), targets (n,) u32.
+/// [`cross_entropy_with_bias`] with no bias.
+pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    cross_entropy_with_bias(hidden, output_weight, None, targets)
+}
+
+/// Mean negative log-likelihood in nats of `targets` under
+/// softmax(hidden · Wᵀ + b), for hidden (n, d), output_weight (V, d), an
+/// optional output bias b (V,) and targets (n,) u32.
 ///
-/// loss = (1/n) Σᵢ [log Σ_v exp(zᵢᵥ − mᵢ) − (z_{i,yᵢ} − mᵢ)], z = hidden·Wᵀ,
+/// loss = (1/n) Σᵢ [log Σ_v exp(zᵢᵥ − mᵢ) − (z_{i,yᵢ} − mᵢ)], z = hidden·Wᵀ + b,
 /// mᵢ = maxᵥ zᵢᵥ (detached: the loss does not depend on it). Built from
 /// composite ops (matmul, exp, sum, log, gather), all with a backward.
-/// FLOPs: 2·n·V·d matmul plus about 4·n·V element-wise.
+/// FLOPs: 2·n·V·d matmul plus about 4·n·V element-wise (n·V more for the bias).
+/// The bias gradient is the column sums of (softmax − onehot)/n.
 ///
 /// f32 CPU inputs take the fused chunked kernel ([`crate::fused::ce`]),
 /// which never stores the n×V logits; other devices and dtypes (and
 /// `ALGOPROG_FUSED=0`) use [`cross_entropy_composite`].
-pub fn cross_entropy(hidden: &Tensor, output_weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    if crate::fused::fusable(hidden) && crate::fused::fusable(output_weight) && hidden.rank() == 2 {
-        return crate::fused::ce::cross_entropy(hidden, output_weight, targets);
+pub fn cross_entropy_with_bias(
+    hidden: &Tensor,
+    output_weight: &Tensor,
+    output_bias: Option<&Tensor>,
+    targets: &Tensor,
+) -> Result<Tensor> {
+    if crate::fused::fusable(hidden)
+        && crate::fused::fusable(output_weight)
+        && output_bias.is_none_or(crate::fused::fusable)
+        && hidden.rank() == 2
+    {
+        return crate::fused::ce::cross_entropy(hidden, output_weight, output_bias, targets);
     }
-    cross_entropy_composite(hidden, output_weight, targets)
+    cross_entropy_composite(hidden, output_weight, output_bias, targets)
 }
 
-/// [`cross_entropy`] from composite candle ops (the reference the fused
-/// kernel is tested against; the path on GPUs and for f64).
+/// [`cross_entropy_with_bias`] from composite candle ops (the reference the
+/// fused kernel is tested against; the path on GPUs and for f64).
 pub fn cross_entropy_composite(
     hidden: &Tensor,
     output_weight: &Tensor,
+    output_bias: Option<&Tensor>,
     targets: &Tensor,
 ) -> Result<Tensor> {
     let logits = crate::precision::matmul(hidden, &output_weight.t()?)?;
+    let logits = match output_bias {
+        Some(b) => logits.broadcast_add(&b.to_dtype(logits.dtype())?)?,
+        None => logits,
+    };
     let max = logits.max_keepdim(D::Minus1)?.detach();
     let shifted = logits.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;

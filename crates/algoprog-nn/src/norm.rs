@@ -12,7 +12,8 @@
 //! - RMSNorm: y = x/√(mean(x²) + ε) · g. Parameters d. FLOPs per token
 //!   4d + 2: square d, mean d, add ε and √ (2 per row), divide d, gain d.
 //!
-//! Both use ε = 1e-5 by default. Parameter names: `weight` (gain, init 1),
+//! Both use ε = 1e-5 by default ([`LayerNormConfig`], [`RmsNormConfig`]);
+//! a config sets it with `norm = { kind = "rms_norm", eps = 1e-6 }`. Parameter names: `weight` (gain, init 1),
 //! `bias` (LayerNorm shift, init 0); role [`ParamRole::Norm`].
 
 use crate::fused;
@@ -32,14 +33,54 @@ pub trait Norm: Sized + Send + Sync + 'static {
     fn flops(cfg: &Self::Config, d_model: usize, tokens: usize) -> Flops;
 }
 
-/// ε of a norm.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NormConfig {
+/// The ε every norm defaults to (PyTorch's).
+const DEFAULT_EPS: f64 = 1e-5;
+
+fn check_eps(key: &str, eps: f64) -> std::result::Result<(), crate::ConfigError> {
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(crate::ConfigError::new(
+            format!("{key}.eps"),
+            format!("{key}.eps = {eps} must be a positive number: 1e-5 is the usual ε"),
+        ));
+    }
+    Ok(())
+}
+
+/// LayerNorm settings (`norm = { kind = "layer_norm", eps = 1e-5 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayerNormConfig {
+    /// ε added to the variance (1e-5).
     pub eps: f64,
 }
-impl Default for NormConfig {
+impl Default for LayerNormConfig {
     fn default() -> Self {
-        Self { eps: 1e-5 }
+        Self { eps: DEFAULT_EPS }
+    }
+}
+impl crate::choice::VariantConfig for LayerNormConfig {
+    const KEYS: &'static [&'static str] = &["eps"];
+    fn validate(&self, key: &str) -> std::result::Result<(), crate::ConfigError> {
+        check_eps(key, self.eps)
+    }
+}
+
+/// RMSNorm settings (`norm = { kind = "rms_norm", eps = 1e-5 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RmsNormConfig {
+    /// ε added to the mean square (1e-5).
+    pub eps: f64,
+}
+impl Default for RmsNormConfig {
+    fn default() -> Self {
+        Self { eps: DEFAULT_EPS }
+    }
+}
+impl crate::choice::VariantConfig for RmsNormConfig {
+    const KEYS: &'static [&'static str] = &["eps"];
+    fn validate(&self, key: &str) -> std::result::Result<(), crate::ConfigError> {
+        check_eps(key, self.eps)
     }
 }
 
@@ -51,8 +92,8 @@ pub struct LayerNorm {
 }
 
 impl Norm for LayerNorm {
-    type Config = NormConfig;
-    fn new(cfg: &NormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
+    type Config = LayerNormConfig;
+    fn new(cfg: &LayerNormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
         Ok(Self {
             weight: pb.param_with("weight", &[d], ParamRole::Norm, Init::Ones)?,
             bias: pb.param_with("bias", &[d], ParamRole::Norm, Init::Zeros)?,
@@ -62,10 +103,10 @@ impl Norm for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::norm::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
-    fn num_params(_: &NormConfig, d: usize) -> usize {
+    fn num_params(_: &LayerNormConfig, d: usize) -> usize {
         2 * d
     }
-    fn flops(_: &NormConfig, d: usize, tokens: usize) -> Flops {
+    fn flops(_: &LayerNormConfig, d: usize, tokens: usize) -> Flops {
         Flops::new(0.0, tokens as f64 * (7.0 * d as f64 + 2.0))
     }
 }
@@ -77,8 +118,8 @@ pub struct RmsNorm {
 }
 
 impl Norm for RmsNorm {
-    type Config = NormConfig;
-    fn new(cfg: &NormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
+    type Config = RmsNormConfig;
+    fn new(cfg: &RmsNormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
         Ok(Self {
             weight: pb.param_with("weight", &[d], ParamRole::Norm, Init::Ones)?,
             eps: cfg.eps,
@@ -87,56 +128,69 @@ impl Norm for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::norm::rms_norm(x, &self.weight, self.eps)
     }
-    fn num_params(_: &NormConfig, d: usize) -> usize {
+    fn num_params(_: &RmsNormConfig, d: usize) -> usize {
         d
     }
-    fn flops(_: &NormConfig, d: usize, tokens: usize) -> Flops {
+    fn flops(_: &RmsNormConfig, d: usize, tokens: usize) -> Flops {
         Flops::new(0.0, tokens as f64 * (4.0 * d as f64 + 2.0))
     }
 }
 
-/// Norm choices selectable from a config (`norm = "layer_norm" | "rms_norm"`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NormKind {
-    LayerNorm,
-    #[default]
-    RmsNorm,
+/// Declares the norm choices once: the config enum ([`NormConfig`], via
+/// [`crate::choice_enum!`]) and the run-time norm ([`DynNorm`]) that builds
+/// and delegates through the variant's config.
+macro_rules! norm_choices {
+    ($( $Var:ident($Cfg:ty) => $Norm:ty = $name:literal ),+ $(,)?) => {
+        crate::choice_enum! {
+            /// Norm choices selectable from a config: `norm = "layer_norm" |
+            /// "rms_norm"`, or a table with ε: `norm = { kind = "rms_norm",
+            /// eps = 1e-6 }` (see [`crate::choice`]).
+            pub enum NormConfig for "model.norm" {
+                $( $Var($Cfg) = $name ),+
+            }
+        }
+
+        /// A norm chosen at run time; delegates to the concrete types.
+        #[derive(Clone, Debug)]
+        pub enum DynNorm {
+            $( $Var($Norm) ),+
+        }
+
+        impl Norm for DynNorm {
+            type Config = NormConfig;
+            fn new(cfg: &NormConfig, d: usize, pb: &ParamBuilder) -> Result<Self> {
+                Ok(match cfg {
+                    $( NormConfig::$Var(c) => Self::$Var(<$Norm>::new(c, d, pb)?) ),+
+                })
+            }
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                match self {
+                    $( Self::$Var(n) => n.forward(x) ),+
+                }
+            }
+            fn num_params(cfg: &NormConfig, d: usize) -> usize {
+                match cfg {
+                    $( NormConfig::$Var(c) => <$Norm>::num_params(c, d) ),+
+                }
+            }
+            fn flops(cfg: &NormConfig, d: usize, tokens: usize) -> Flops {
+                match cfg {
+                    $( NormConfig::$Var(c) => <$Norm>::flops(c, d, tokens) ),+
+                }
+            }
+        }
+    };
 }
 
-/// A norm chosen at run time (ε = 1e-5); delegates to the concrete types.
-#[derive(Clone, Debug)]
-pub enum DynNorm {
-    LayerNorm(LayerNorm),
-    RmsNorm(RmsNorm),
+norm_choices! {
+    LayerNorm(LayerNormConfig) => LayerNorm = "layer_norm",
+    RmsNorm(RmsNormConfig) => RmsNorm = "rms_norm",
 }
 
-impl Norm for DynNorm {
-    type Config = NormKind;
-    fn new(cfg: &NormKind, d: usize, pb: &ParamBuilder) -> Result<Self> {
-        let c = NormConfig::default();
-        Ok(match cfg {
-            NormKind::LayerNorm => Self::LayerNorm(LayerNorm::new(&c, d, pb)?),
-            NormKind::RmsNorm => Self::RmsNorm(RmsNorm::new(&c, d, pb)?),
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::LayerNorm(n) => n.forward(x),
-            Self::RmsNorm(n) => n.forward(x),
-        }
-    }
-    fn num_params(cfg: &NormKind, d: usize) -> usize {
-        match cfg {
-            NormKind::LayerNorm => LayerNorm::num_params(&NormConfig::default(), d),
-            NormKind::RmsNorm => RmsNorm::num_params(&NormConfig::default(), d),
-        }
-    }
-    fn flops(cfg: &NormKind, d: usize, tokens: usize) -> Flops {
-        match cfg {
-            NormKind::LayerNorm => LayerNorm::flops(&NormConfig::default(), d, tokens),
-            NormKind::RmsNorm => RmsNorm::flops(&NormConfig::default(), d, tokens),
-        }
+impl Default for NormConfig {
+    /// RMSNorm with ε = 1e-5 (the modern Transformer's).
+    fn default() -> Self {
+        Self::RmsNorm(RmsNormConfig::default())
     }
 }
 
@@ -164,7 +218,10 @@ mod tests {
         let d = 20;
         let x = Var::from_tensor(&Tensor::randn(0.3f32, 1.7, (3, 7, d), &Device::Cpu)?)?;
         let w = Tensor::randn(0f32, 1.0, (3, 7, d), &Device::Cpu)?;
-        for kind in [NormKind::LayerNorm, NormKind::RmsNorm] {
+        for kind in [
+            NormConfig::LayerNorm(LayerNormConfig { eps: 1e-5 }),
+            NormConfig::RmsNorm(RmsNormConfig { eps: 1e-3 }),
+        ] {
             let pb = ParamBuilder::new(1, &Device::Cpu, DType::F32);
             let norm = DynNorm::new(&kind, d, &pb)?;
             let store = pb.finish();
@@ -172,11 +229,11 @@ mod tests {
                 p.var.set(&Tensor::randn(1f32, 0.3, d, &Device::Cpu)?)?;
             }
             let p = |n: &str| store.get(n).unwrap().var.as_tensor().clone();
-            let yc = match kind {
-                NormKind::LayerNorm => {
-                    fused::norm::layer_norm_composite(&x, &p("weight"), &p("bias"), 1e-5)?
+            let yc = match &kind {
+                NormConfig::LayerNorm(c) => {
+                    fused::norm::layer_norm_composite(&x, &p("weight"), &p("bias"), c.eps)?
                 }
-                NormKind::RmsNorm => fused::norm::rms_norm_composite(&x, &p("weight"), 1e-5)?,
+                NormConfig::RmsNorm(c) => fused::norm::rms_norm_composite(&x, &p("weight"), c.eps)?,
             };
             let yf = norm.forward(&x)?;
             let err = |a: &Tensor, b: &Tensor| -> Result<f32> {

@@ -57,11 +57,18 @@ impl DecayMask {
             ParamRole::Embedding | ParamRole::PositionalEmbedding | ParamRole::Output => {
                 !self.exclude_embeddings
             }
-            _ => true,
+            ParamRole::AttentionQkv
+            | ParamRole::AttentionOut
+            | ParamRole::MlpIn
+            | ParamRole::MlpOut
+            | ParamRole::Recurrent
+            | ParamRole::RecurrentInput
+            | ParamRole::Other => true,
         }
     }
 }
 
+// The one source of each optimiser default (serde defaults and constructors).
 fn d_b1() -> f64 {
     0.9
 }
@@ -147,19 +154,19 @@ impl OptimizerConfig {
     /// AdamW with β = (0.9, 0.999), ε = 1e-8, λ = 0.01 on every parameter (modern).
     pub fn adam_w() -> Self {
         Self::AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
+            beta1: d_b1(),
+            beta2: d_b2(),
+            eps: d_eps(),
+            weight_decay: d_wd(),
             decay_mask: DecayMask::default(),
         }
     }
     /// Adam without weight decay (retro).
     pub fn adam() -> Self {
         Self::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: d_b1(),
+            beta2: d_b2(),
+            eps: d_eps(),
             weight_decay: 0.0,
             decay_mask: DecayMask::default(),
         }
@@ -167,7 +174,7 @@ impl OptimizerConfig {
     /// SGD with momentum 0.9.
     pub fn sgd() -> Self {
         Self::Sgd {
-            momentum: 0.9,
+            momentum: d_mom(),
             nesterov: false,
             weight_decay: 0.0,
             decay_mask: DecayMask::default(),
@@ -175,8 +182,8 @@ impl OptimizerConfig {
     }
     pub fn rms_prop() -> Self {
         Self::RmsProp {
-            alpha: 0.99,
-            eps: 1e-8,
+            alpha: d_alpha(),
+            eps: d_eps(),
             momentum: 0.0,
             weight_decay: 0.0,
             decay_mask: DecayMask::default(),

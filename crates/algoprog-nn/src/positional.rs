@@ -95,6 +95,11 @@ pub trait PositionalEncoding: Sized + Send + Sync + 'static {
     fn flops(_cfg: &Self::Config, _dims: &PosDims, _batch: usize, _seq_len: usize) -> Flops {
         Flops::ZERO
     }
+    /// Entries of the fixed tables it builds (not parameters), as f64 so
+    /// that a model's size can be bounded before anything is allocated.
+    fn table_elements(_cfg: &Self::Config, _dims: &PosDims) -> f64 {
+        0.0
+    }
 }
 
 fn check_len(t: usize, max: usize, what: &str) -> Result<()> {
@@ -122,8 +127,37 @@ impl PositionalEncoding for NoPe {
     }
 }
 
+/// Sinusoidal settings (`positional = { kind = "sinusoidal", base = 10000.0 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinusoidalConfig {
+    /// Wavelength base: PE angles p / base^{2i/d} (10 000, Vaswani et al. 2017).
+    pub base: f64,
+}
+impl Default for SinusoidalConfig {
+    fn default() -> Self {
+        Self { base: 10_000.0 }
+    }
+}
+impl crate::choice::VariantConfig for SinusoidalConfig {
+    const KEYS: &'static [&'static str] = &["base"];
+    fn validate(&self, key: &str) -> std::result::Result<(), crate::ConfigError> {
+        if !(self.base.is_finite() && self.base > 1.0) {
+            return Err(crate::ConfigError::new(
+                format!("{key}.base"),
+                format!(
+                    "{key}.base = {} must be a number above 1: 10000 is the usual base",
+                    self.base
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Fixed sinusoidal table (Vaswani et al. 2017) added to the embeddings:
-/// PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(p / 10000^{2i/d}).
+/// PE[p, 2i] = sin(p / base^{2i/d}), PE[p, 2i+1] = cos(p / base^{2i/d}),
+/// base 10 000 by default ([`SinusoidalConfig`]).
 ///
 /// As in the original Transformer ("we multiply those weights by √d_model"),
 /// the token embeddings are scaled by √d before the table is added:
@@ -136,13 +170,18 @@ pub struct Sinusoidal {
 }
 
 impl Sinusoidal {
-    /// The (max_seq_len, d) table in f64.
+    /// The (max_seq_len, d) table in f64 with the default base 10 000.
     pub fn table_values(max_seq_len: usize, d: usize) -> Vec<f64> {
+        Self::table_values_with_base(max_seq_len, d, SinusoidalConfig::default().base)
+    }
+
+    /// The (max_seq_len, d) table in f64 for wavelength base `base`.
+    pub fn table_values_with_base(max_seq_len: usize, d: usize, base: f64) -> Vec<f64> {
         let mut v = vec![0.0; max_seq_len * d];
         for p in 0..max_seq_len {
             for j in 0..d {
                 let i2 = (j / 2 * 2) as f64;
-                let angle = p as f64 / 10000f64.powf(i2 / d as f64);
+                let angle = p as f64 / base.powf(i2 / d as f64);
                 v[p * d + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() };
             }
         }
@@ -151,9 +190,9 @@ impl Sinusoidal {
 }
 
 impl PositionalEncoding for Sinusoidal {
-    type Config = ();
-    fn new(_: &(), dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
-        let v = Self::table_values(dims.max_seq_len, dims.d_model);
+    type Config = SinusoidalConfig;
+    fn new(cfg: &SinusoidalConfig, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+        let v = Self::table_values_with_base(dims.max_seq_len, dims.d_model, cfg.base);
         let table = Tensor::from_vec(v, (dims.max_seq_len, dims.d_model), &pb.device())?
             .to_dtype(pb.dtype())?;
         Ok(Self { table })
@@ -171,8 +210,11 @@ impl PositionalEncoding for Sinusoidal {
         FusedRotation::Identity
     }
     /// One multiply (the √d scale) and one add per element.
-    fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+    fn flops(_: &SinusoidalConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (2 * batch * seq_len * dims.d_model) as f64)
+    }
+    fn table_elements(_: &SinusoidalConfig, dims: &PosDims) -> f64 {
+        dims.max_seq_len as f64 * dims.d_model as f64
     }
 }
 
@@ -211,15 +253,32 @@ impl PositionalEncoding for Learned {
     }
 }
 
-/// Rotary settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Rotary settings (`positional = { kind = "rotary", base = 10000.0 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RotaryConfig {
-    /// θ base: frequencies base^{−2i/d_h} (10 000).
+    /// θ base: frequencies base^{−2i/d_h} (10 000, Su et al. 2021; long-context
+    /// models raise it, e.g. 500 000).
     pub base: f64,
 }
 impl Default for RotaryConfig {
     fn default() -> Self {
         Self { base: 10_000.0 }
+    }
+}
+impl crate::choice::VariantConfig for RotaryConfig {
+    const KEYS: &'static [&'static str] = &["base"];
+    fn validate(&self, key: &str) -> std::result::Result<(), crate::ConfigError> {
+        if !(self.base.is_finite() && self.base > 1.0) {
+            return Err(crate::ConfigError::new(
+                format!("{key}.base"),
+                format!(
+                    "{key}.base = {} must be a number above 1: 10000 is the usual base",
+                    self.base
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +364,10 @@ impl PositionalEncoding for Rotary {
     fn flops(_: &RotaryConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * seq_len * 6 * dims.d_model) as f64)
     }
+    /// cos and sin, (max_seq_len, head_dim/2) each.
+    fn table_elements(_: &RotaryConfig, dims: &PosDims) -> f64 {
+        dims.max_seq_len as f64 * dims.head_dim as f64
+    }
 }
 
 /// ALiBi (Press et al. 2022): score(i, j) += −m_h·(i − j), slopes
@@ -375,103 +438,96 @@ impl PositionalEncoding for Alibi {
     fn flops(_: &(), dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
         Flops::new(0.0, (batch * dims.n_heads * seq_len * seq_len) as f64)
     }
+    /// The (h, T, T) bias.
+    fn table_elements(_: &(), dims: &PosDims) -> f64 {
+        dims.n_heads as f64 * dims.max_seq_len as f64 * dims.max_seq_len as f64
+    }
 }
 
-/// Positional choices selectable from a config (`positional = "..."`, snake_case;
-/// `"none"` is NoPE and also accepted as `"nope"`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PositionalKind {
-    #[default]
-    Rotary,
-    Sinusoidal,
-    Learned,
-    #[serde(alias = "nope")]
-    None,
-    Alibi,
-}
-
-/// A positional encoding chosen at run time (rotary base 10 000); delegates.
-#[derive(Clone, Debug)]
-pub enum DynPositional {
-    None(NoPe),
-    Sinusoidal(Sinusoidal),
-    Learned(Learned),
-    Rotary(Rotary),
-    Alibi(Alibi),
-}
-
-impl PositionalEncoding for DynPositional {
-    type Config = PositionalKind;
-    fn new(cfg: &PositionalKind, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
-        Ok(match cfg {
-            PositionalKind::None => Self::None(NoPe::new(&(), dims, pb)?),
-            PositionalKind::Sinusoidal => Self::Sinusoidal(Sinusoidal::new(&(), dims, pb)?),
-            PositionalKind::Learned => Self::Learned(Learned::new(&(), dims, pb)?),
-            PositionalKind::Rotary => {
-                Self::Rotary(Rotary::new(&RotaryConfig::default(), dims, pb)?)
+/// Declares the positional choices once: the config enum
+/// ([`PositionalConfig`], via [`crate::choice_enum!`]) and the run-time
+/// encoding ([`DynPositional`]) that builds and delegates through the
+/// variant's config. An in-tree encoding is one line here plus its type.
+macro_rules! positional_choices {
+    ($( $(#[$vmeta:meta])* $Var:ident($Cfg:ty) => $Enc:ty = $name:literal $(| $alias:literal)* ),+ $(,)?) => {
+        crate::choice_enum! {
+            /// Positional choices selectable from a config: `positional =
+            /// "rotary"` or a table with the variant's keys, `positional =
+            /// { kind = "rotary", base = 500000.0 }` (see [`crate::choice`]).
+            /// `"none"` is NoPE and is also accepted as `"nope"`.
+            pub enum PositionalConfig for "model.positional" {
+                $( $(#[$vmeta])* $Var($Cfg) = $name $(| $alias)* ),+
             }
-            PositionalKind::Alibi => Self::Alibi(Alibi::new(&(), dims, pb)?),
-        })
-    }
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::None(p) => p.embed(x),
-            Self::Sinusoidal(p) => p.embed(x),
-            Self::Learned(p) => p.embed(x),
-            Self::Rotary(p) => p.embed(x),
-            Self::Alibi(p) => p.embed(x),
         }
-    }
-    fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
-        match self {
-            Self::None(p) => p.rotate(q, k),
-            Self::Sinusoidal(p) => p.rotate(q, k),
-            Self::Learned(p) => p.rotate(q, k),
-            Self::Rotary(p) => p.rotate(q, k),
-            Self::Alibi(p) => p.rotate(q, k),
+
+        /// A positional encoding chosen at run time; delegates to the concrete types.
+        #[derive(Clone, Debug)]
+        pub enum DynPositional {
+            $( $Var($Enc) ),+
         }
-    }
-    fn score_bias(&self, s: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::None(p) => p.score_bias(s),
-            Self::Sinusoidal(p) => p.score_bias(s),
-            Self::Learned(p) => p.score_bias(s),
-            Self::Rotary(p) => p.score_bias(s),
-            Self::Alibi(p) => p.score_bias(s),
+
+        impl PositionalEncoding for DynPositional {
+            type Config = PositionalConfig;
+            fn new(cfg: &PositionalConfig, dims: &PosDims, pb: &ParamBuilder) -> Result<Self> {
+                Ok(match cfg {
+                    $( PositionalConfig::$Var(c) => Self::$Var(<$Enc>::new(c, dims, pb)?) ),+
+                })
+            }
+            fn embed(&self, x: &Tensor) -> Result<Tensor> {
+                match self {
+                    $( Self::$Var(p) => p.embed(x) ),+
+                }
+            }
+            fn rotate(&self, q: &Tensor, k: &Tensor) -> Result<(Tensor, Tensor)> {
+                match self {
+                    $( Self::$Var(p) => p.rotate(q, k) ),+
+                }
+            }
+            fn score_bias(&self, s: &Tensor) -> Result<Tensor> {
+                match self {
+                    $( Self::$Var(p) => p.score_bias(s) ),+
+                }
+            }
+            fn fused_score_bias(&self) -> FusedScoreBias {
+                match self {
+                    $( Self::$Var(p) => p.fused_score_bias() ),+
+                }
+            }
+            fn fused_rotation(&self) -> FusedRotation {
+                match self {
+                    $( Self::$Var(p) => p.fused_rotation() ),+
+                }
+            }
+            fn num_params(cfg: &PositionalConfig, dims: &PosDims) -> usize {
+                match cfg {
+                    $( PositionalConfig::$Var(c) => <$Enc>::num_params(c, dims) ),+
+                }
+            }
+            fn flops(cfg: &PositionalConfig, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
+                match cfg {
+                    $( PositionalConfig::$Var(c) => <$Enc>::flops(c, dims, batch, seq_len) ),+
+                }
+            }
+            fn table_elements(cfg: &PositionalConfig, dims: &PosDims) -> f64 {
+                match cfg {
+                    $( PositionalConfig::$Var(c) => <$Enc>::table_elements(c, dims) ),+
+                }
+            }
         }
-    }
-    fn fused_score_bias(&self) -> FusedScoreBias {
-        match self {
-            Self::None(p) => p.fused_score_bias(),
-            Self::Sinusoidal(p) => p.fused_score_bias(),
-            Self::Learned(p) => p.fused_score_bias(),
-            Self::Rotary(p) => p.fused_score_bias(),
-            Self::Alibi(p) => p.fused_score_bias(),
-        }
-    }
-    fn fused_rotation(&self) -> FusedRotation {
-        match self {
-            Self::None(p) => p.fused_rotation(),
-            Self::Sinusoidal(p) => p.fused_rotation(),
-            Self::Learned(p) => p.fused_rotation(),
-            Self::Rotary(p) => p.fused_rotation(),
-            Self::Alibi(p) => p.fused_rotation(),
-        }
-    }
-    fn num_params(cfg: &PositionalKind, dims: &PosDims) -> usize {
-        match cfg {
-            PositionalKind::Learned => Learned::num_params(&(), dims),
-            _ => 0,
-        }
-    }
-    fn flops(cfg: &PositionalKind, dims: &PosDims, batch: usize, seq_len: usize) -> Flops {
-        match cfg {
-            PositionalKind::None => NoPe::flops(&(), dims, batch, seq_len),
-            PositionalKind::Sinusoidal => Sinusoidal::flops(&(), dims, batch, seq_len),
-            PositionalKind::Learned => Learned::flops(&(), dims, batch, seq_len),
-            PositionalKind::Rotary => Rotary::flops(&RotaryConfig::default(), dims, batch, seq_len),
-            PositionalKind::Alibi => Alibi::flops(&(), dims, batch, seq_len),
-        }
+    };
+}
+
+positional_choices! {
+    Rotary(RotaryConfig) => Rotary = "rotary",
+    Sinusoidal(SinusoidalConfig) => Sinusoidal = "sinusoidal",
+    Learned(()) => Learned = "learned",
+    None(()) => NoPe = "none" | "nope",
+    Alibi(()) => Alibi = "alibi",
+}
+
+impl Default for PositionalConfig {
+    /// Rotary with base 10 000 (the modern Transformer's).
+    fn default() -> Self {
+        Self::Rotary(RotaryConfig::default())
     }
 }

@@ -31,6 +31,7 @@ pub trait LrSchedule: Send + Sync {
     fn lr(&self, step: usize, total_steps: usize, peak_lr: f64) -> f64;
 }
 
+// The one source of each schedule default (serde defaults and constructors).
 fn d_warmup() -> f64 {
     0.1
 }
@@ -101,13 +102,15 @@ impl ScheduleConfig {
     /// The modern default: cosine, 10 % warmup, floor 0.1×.
     pub fn cosine() -> Self {
         Self::Cosine {
-            warmup_frac: 0.1,
-            min_ratio: 0.1,
+            warmup_frac: d_warmup(),
+            min_ratio: d_min(),
         }
     }
     /// The retro default: inverse square root with 10 % warmup.
     pub fn inverse_sqrt() -> Self {
-        Self::InverseSqrt { warmup_frac: 0.1 }
+        Self::InverseSqrt {
+            warmup_frac: d_warmup(),
+        }
     }
 
     /// Linear decay with 10 % warmup down to 0 (the authors' runs; the
@@ -160,7 +163,7 @@ impl ScheduleConfig {
                     ));
                 }
             }
-            _ => {}
+            Self::InverseSqrt { .. } | Self::Constant { .. } => {}
         }
         Ok(())
     }

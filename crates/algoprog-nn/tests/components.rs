@@ -81,21 +81,21 @@ fn feed_forward_flops_and_params_match_hand_derivations() {
 fn norm_flops_and_params() {
     // LayerNorm: 10·(7·8 + 2) = 580; RMSNorm: 10·(4·8 + 2) = 340
     assert_eq!(
-        LayerNorm::flops(&NormConfig::default(), 8, 10),
+        LayerNorm::flops(&Default::default(), 8, 10),
         Flops::new(0.0, 580.0)
     );
     assert_eq!(
-        RmsNorm::flops(&NormConfig::default(), 8, 10),
+        RmsNorm::flops(&Default::default(), 8, 10),
         Flops::new(0.0, 340.0)
     );
     let b = pb();
-    LayerNorm::new(&NormConfig::default(), 8, &b).unwrap();
+    LayerNorm::new(&Default::default(), 8, &b).unwrap();
     assert_eq!(b.finish().num_elements(), 16);
     let b = pb();
-    RmsNorm::new(&NormConfig::default(), 8, &b).unwrap();
+    RmsNorm::new(&Default::default(), 8, &b).unwrap();
     assert_eq!(b.finish().num_elements(), 8);
     assert_eq!(
-        DynNorm::flops(&NormKind::LayerNorm, 8, 10).elementwise,
+        DynNorm::flops(&NormConfig::LayerNorm(Default::default()), 8, 10).elementwise,
         580.0
     );
 }
@@ -133,16 +133,22 @@ fn attention_and_positional_flops() {
         Flops::new(0.0, 6.0 * 10.0 * 8.0)
     );
     // Sinusoidal: a √d scale and an add per element, 2 · (b=2 · T=5 · d=8).
-    assert_eq!(Sinusoidal::flops(&(), &pd, 2, 5), Flops::new(0.0, 160.0));
+    assert_eq!(
+        Sinusoidal::flops(&Default::default(), &pd, 2, 5),
+        Flops::new(0.0, 160.0)
+    );
     assert_eq!(Learned::flops(&(), &pd, 2, 5), Flops::new(0.0, 80.0));
     assert_eq!(Alibi::flops(&(), &pd, 2, 5), Flops::new(0.0, 100.0));
     assert_eq!(NoPe::flops(&(), &pd, 2, 5), Flops::ZERO);
     assert_eq!(Learned::num_params(&(), &pd), 128);
     assert_eq!(
-        DynPositional::num_params(&PositionalKind::Learned, &pd),
+        DynPositional::num_params(&PositionalConfig::Learned(()), &pd),
         128
     );
-    assert_eq!(DynPositional::num_params(&PositionalKind::Rotary, &pd), 0);
+    assert_eq!(
+        DynPositional::num_params(&PositionalConfig::Rotary(Default::default()), &pd),
+        0
+    );
 }
 
 #[test]
@@ -262,7 +268,7 @@ fn safetensors_round_trip_and_clear_errors() {
     let path = dir.path().join("p.safetensors");
     let make = |seed, d| {
         let b = ParamBuilder::new(seed, &Device::Cpu, DType::F32);
-        RmsNorm::new(&NormConfig::default(), d, &b.pp("n")).unwrap();
+        RmsNorm::new(&Default::default(), d, &b.pp("n")).unwrap();
         b.param("w", &[d, 3], ParamRole::MlpIn).unwrap();
         b.finish()
     };
@@ -306,7 +312,7 @@ fn sinusoidal_scales_embeddings_by_sqrt_d_then_adds_the_table() {
         max_seq_len: 3,
     };
     let pb = ParamBuilder::new(0, &Device::Cpu, DType::F64);
-    let pe = Sinusoidal::new(&(), &pd, &pb).unwrap();
+    let pe = Sinusoidal::new(&Default::default(), &pd, &pb).unwrap();
     let x = Tensor::from_vec(vec![0.5f64; 12], (1, 3, 4), &Device::Cpu).unwrap();
     let y: Vec<f64> = pe
         .embed(&x)

@@ -125,7 +125,7 @@ fn check_attention<P: PositionalEncoding>(name: &str, cfg: &P::Config) {
 #[test]
 fn attention_with_each_positional_encoding_matches_finite_differences() {
     check_attention::<NoPe>("nope", &());
-    check_attention::<Sinusoidal>("sinusoidal", &());
+    check_attention::<Sinusoidal>("sinusoidal", &Default::default());
     check_attention::<Learned>("learned", &());
     check_attention::<Rotary>("rotary", &RotaryConfig::default());
     check_attention::<Alibi>("alibi", &());

@@ -135,7 +135,9 @@ fn transformer_mut(cfg: &mut RunConfig) -> Result<&mut TransformerConfig> {
 /// Copy one seam from `donor` into `target`.
 pub fn transplant(target: &mut RunConfig, donor: &RunConfig, seam: Seam) -> Result<()> {
     match seam {
-        Seam::Positional => transformer_mut(target)?.positional = transformer(donor)?.positional,
+        Seam::Positional => {
+            transformer_mut(target)?.positional = transformer(donor)?.positional.clone()
+        }
         Seam::FeedForward => {
             let d = transformer(donor)?;
             let t = transformer_mut(target)?;
@@ -145,7 +147,7 @@ pub fn transplant(target: &mut RunConfig, donor: &RunConfig, seam: Seam) -> Resu
         Seam::Norm => {
             let d = transformer(donor)?;
             let t = transformer_mut(target)?;
-            t.norm = d.norm;
+            t.norm = d.norm.clone();
             t.placement = d.placement;
             t.final_norm = d.final_norm;
             t.final_norm_kind = d.final_norm_kind;

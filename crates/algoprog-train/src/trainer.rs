@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use algoprog_data::{Batch, Dataset};
 use algoprog_models::LanguageModel;
-use algoprog_nn::{clip_grad_norm, cross_entropy, LrSchedule};
+use algoprog_nn::{clip_grad_norm, LrSchedule};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
@@ -66,7 +66,7 @@ pub fn batch_loss(
     let (inputs, targets) = batch_tensors(batch, device)?;
     let h = model.hidden(&inputs, train)?;
     let (b, t, d) = h.dims3()?;
-    let loss = cross_entropy(&h.reshape((b * t, d))?, model.output_weight(), &targets)?;
+    let loss = model.loss(&h.reshape((b * t, d))?, &targets)?;
     Ok(loss)
 }
 
