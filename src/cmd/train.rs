@@ -143,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
+    let cfg = cfg.check()?;
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("runs").join(format!("{}-{}", file_name_of(&cfg.name), cfg.run_id()))
     });

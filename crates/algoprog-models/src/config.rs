@@ -96,6 +96,60 @@ pub enum ModelConfig {
     Transformer(TransformerConfig),
     /// A stacked LSTM (see [`crate::lstm`]).
     Lstm(LstmConfig),
+    /// A model built outside these crates by the builder a program registers
+    /// under `builder` (algoprog-train's model registry); see [`CustomModelConfig`].
+    Custom(CustomModelConfig),
+}
+
+/// `kind = "custom"`: a model this crate does not build. The program that
+/// trains it registers a builder under the name `builder`
+/// (`algoprog_train::register_model`); the trainer hands it this config and
+/// takes parameter counts and FLOPs from the built model. `d_model` is the
+/// width a study sets per run, `max_seq_len` the longest sequence the model
+/// reads; every other parameter goes in `params` (a free TOML table, e.g.
+/// `params = { n_layers = 2, activation = "squared_relu" }`) and is the
+/// builder's to read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomModelConfig {
+    /// The name the builder is registered under.
+    pub builder: String,
+    pub d_model: usize,
+    #[serde(default = "d128")]
+    pub max_seq_len: usize,
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub params: toml::Table,
+}
+
+impl CustomModelConfig {
+    /// Checks what this crate can: a builder name and bounded sizes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.builder.trim().is_empty() {
+            return Err(ConfigError::new(
+                "model.builder",
+                "is empty: name the builder the program registers (algoprog_train::register_model)",
+            ));
+        }
+        if self.d_model == 0 || self.d_model > MAX_D_MODEL {
+            return Err(ConfigError::new(
+                "model.d_model",
+                format!(
+                    "model.d_model = {} is not within 1 ..= {MAX_D_MODEL}",
+                    self.d_model
+                ),
+            ));
+        }
+        if self.max_seq_len == 0 || self.max_seq_len > MAX_SEQ_LEN {
+            return Err(ConfigError::new(
+                "model.max_seq_len",
+                format!(
+                    "model.max_seq_len = {} is not within 1 ..= {MAX_SEQ_LEN}",
+                    self.max_seq_len
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 // Serde defaults: the `modern` preset's values (one source: the constants of
@@ -342,6 +396,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             ModelConfig::Transformer(c) => c.validate(),
+            ModelConfig::Custom(c) => c.validate(),
             ModelConfig::Lstm(c) => {
                 c.validate()?;
                 let why_width =
@@ -396,6 +451,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Transformer(c) => c.max_seq_len,
             ModelConfig::Lstm(c) => c.max_seq_len,
+            ModelConfig::Custom(c) => c.max_seq_len,
         }
     }
 
@@ -404,12 +460,18 @@ impl ModelConfig {
     /// [`MAX_MODEL_ELEMENTS`]. Call after [`ModelConfig::validate`], whose
     /// per-key bounds keep the parameter count exact; the error names the
     /// key that contributes most.
+    ///
+    /// A custom model's size is known only once built: its builder (or the
+    /// trainer, from the built model) bounds it, so this checks its keys only.
     pub fn check_size(&self, vocab_size: usize) -> Result<(), ConfigError> {
         self.validate()?;
+        if let ModelConfig::Custom(_) = self {
+            return Ok(());
+        }
         let params = self.param_counts(vocab_size);
         let tables = match self {
             ModelConfig::Transformer(c) => position_table_elements(c),
-            ModelConfig::Lstm(_) => 0.0,
+            ModelConfig::Lstm(_) | ModelConfig::Custom(_) => 0.0,
         };
         let total = params.total() as f64 + tables;
         if total <= MAX_MODEL_ELEMENTS {
@@ -447,23 +509,53 @@ impl ModelConfig {
         match self {
             ModelConfig::Transformer(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
             ModelConfig::Lstm(c) => Ok(Box::new(c.build(vocab_size, seed, device, dtype)?)),
+            ModelConfig::Custom(c) => Err(candle_core::Error::Msg(format!(
+                "model.kind = \"custom\" (builder `{}`) is built by the program's model registry \
+                 (algoprog_train::register_model), not by ModelConfig::build",
+                c.builder
+            ))),
+        }
+    }
+
+    /// Parameter counts without building; `None` for a custom model, whose
+    /// counts come from the built model (algoprog-train's registry).
+    pub fn try_param_counts(&self, vocab_size: usize) -> Option<ParamCounts> {
+        match self {
+            ModelConfig::Transformer(c) => Some(c.spec().param_counts(vocab_size)),
+            ModelConfig::Lstm(c) => Some(c.param_counts(vocab_size)),
+            ModelConfig::Custom(_) => None,
         }
     }
 
     /// Parameter counts without building.
+    ///
+    /// # Panics
+    /// For a custom model, whose counts are known only once built: use
+    /// [`ModelConfig::try_param_counts`], or count the built model.
     pub fn param_counts(&self, vocab_size: usize) -> ParamCounts {
+        self.try_param_counts(vocab_size).unwrap_or_else(|| {
+            panic!("a custom model's parameter counts come from the built model, not its config")
+        })
+    }
+
+    /// FLOPs per token without building; `None` for a custom model (see
+    /// [`ModelConfig::try_param_counts`]).
+    pub fn try_flops(&self, vocab_size: usize, seq_len: usize) -> Option<FlopReport> {
         match self {
-            ModelConfig::Transformer(c) => c.spec().param_counts(vocab_size),
-            ModelConfig::Lstm(c) => c.param_counts(vocab_size),
+            ModelConfig::Transformer(c) => Some(c.spec().flops(vocab_size, seq_len)),
+            ModelConfig::Lstm(c) => Some(c.flops(vocab_size, seq_len)),
+            ModelConfig::Custom(_) => None,
         }
     }
 
     /// FLOPs per token without building.
+    ///
+    /// # Panics
+    /// For a custom model (see [`ModelConfig::param_counts`]).
     pub fn flops(&self, vocab_size: usize, seq_len: usize) -> FlopReport {
-        match self {
-            ModelConfig::Transformer(c) => c.spec().flops(vocab_size, seq_len),
-            ModelConfig::Lstm(c) => c.flops(vocab_size, seq_len),
-        }
+        self.try_flops(vocab_size, seq_len).unwrap_or_else(|| {
+            panic!("a custom model's FLOPs come from the built model, not its config")
+        })
     }
 }
 

@@ -106,6 +106,6 @@ pub mod lstm;
 pub mod transformer;
 
 pub use algoprog_nn::ConfigError;
-pub use config::{DynTransformer, ModelConfig, TransformerConfig};
+pub use config::{CustomModelConfig, DynTransformer, ModelConfig, TransformerConfig};
 pub use lstm::{CarryState, Lstm, LstmConfig, LstmKernel};
 pub use transformer::{default_depth, Transformer, TransformerSpec};

@@ -331,7 +331,17 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// Check values serde cannot: positive sizes, a budget, a sane learning rate.
+    /// Validates the config once into the type the trainer accepts (the
+    /// "parameter guard" pattern: a [`CheckedRunConfig`] can only be made
+    /// here, so nothing downstream validates again).
+    pub fn check(self) -> Result<CheckedRunConfig, TrainError> {
+        self.validate()?;
+        Ok(CheckedRunConfig(self))
+    }
+
+    /// Check values serde cannot: positive sizes, a budget, a sane learning
+    /// rate, a context as long as the sequences. [`RunConfig::check`] runs
+    /// this and keeps the proof.
     pub fn validate(&self) -> Result<(), TrainError> {
         let nn_err = |e: algoprog_nn::ConfigError| {
             TrainError::config(&e.key, e.message.clone(), String::new())
@@ -470,6 +480,9 @@ impl RunConfig {
         self.model
             .check_size(crate::study::nominal_vocab(&self.data.tokenizer))
             .map_err(|e| TrainError::config(&e.key, e.message.clone(), String::new()))?;
+        if let algoprog_models::ModelConfig::Custom(c) = &self.model {
+            crate::registry::check_registered(c)?;
+        }
         let too_many = |key: &str, budget: String, fix: String| {
             TrainError::config(
                 key,
@@ -505,10 +518,10 @@ impl RunConfig {
         }
         if let Some(r) = t.tokens_per_param {
             // With the tokenizer's nominal vocabulary: a trained BPE never has more ids, so the real budget is no larger.
-            let n = self.budget_params(
-                self.model
-                    .param_counts(crate::study::nominal_vocab(&self.data.tokenizer)),
-            );
+            let n = self.budget_params(crate::registry::param_counts(
+                &self.model,
+                crate::study::nominal_vocab(&self.data.tokenizer),
+            )?);
             if r * n > MAX_TRAIN_TOKENS as f64 {
                 return Err(too_many(
                     "train.tokens_per_param",
@@ -566,6 +579,32 @@ impl RunConfig {
             t.tokens_per_param.unwrap_or(20.0) * self.budget_params(params)
         };
         ((tokens / tokens_per_step).ceil() as usize).max(1)
+    }
+}
+
+/// A [`RunConfig`] that passed [`RunConfig::check`]: what the trainer
+/// accepts. Reads as the config it wraps; change a copy
+/// ([`CheckedRunConfig::into_inner`]) and check it again.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct CheckedRunConfig(RunConfig);
+
+impl CheckedRunConfig {
+    /// The config, for changing (and checking again).
+    pub fn into_inner(self) -> RunConfig {
+        self.0
+    }
+
+    /// The config.
+    pub fn config(&self) -> &RunConfig {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CheckedRunConfig {
+    type Target = RunConfig;
+    fn deref(&self) -> &RunConfig {
+        &self.0
     }
 }
 

@@ -139,6 +139,21 @@ pub struct Damage {
     pub problem: String,
 }
 
+/// Why a training loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Termination {
+    /// Every planned step is done and the final weights are written.
+    Finished,
+    /// The training loss of `step` was not finite or above
+    /// `train.divergence_factor` × the first step's loss (no update was
+    /// made), or the validation loss after `step` was not finite.
+    Diverged { step: u64 },
+    /// Stopped by `TrainOptions::stop_after` before the budget was spent:
+    /// the record stays `running` and the checkpoint stays to resume from.
+    Stopped,
+}
+
 /// Contents of `run.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -150,6 +165,10 @@ pub struct RunRecord {
     /// The step at which a diverged run was stopped.
     #[serde(default)]
     pub diverged_at_step: Option<u64>,
+    /// Why the training loop ended (absent while running, and in records
+    /// written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination: Option<Termination>,
     pub width: usize,
     pub lr: f64,
     pub params: ParamCounts,

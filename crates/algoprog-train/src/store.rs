@@ -584,13 +584,9 @@ impl Store {
             lock: claim.lock.clone(),
             inner: observer,
         };
-        let result = train_on_with(
-            &spec.config,
-            data,
-            &dir,
-            &mut heartbeat,
-            TrainOptions::resumable(),
-        );
+        let result = spec.config.clone().check().and_then(|cfg| {
+            train_on_with(&cfg, data, &dir, &mut heartbeat, TrainOptions::resumable())
+        });
         let ended = match &result {
             Ok(o) => o.record.status != RunStatus::Running,
             Err(e) => {
@@ -696,8 +692,14 @@ impl Store {
         for (spec, r, curve) in self.load_runs()? {
             let groups: Vec<&str> = spec.groups.iter().map(|(g, _)| g.as_str()).collect();
             let n_layers = match &r.config.model {
-                algoprog_models::ModelConfig::Transformer(t) => t.depth(),
-                algoprog_models::ModelConfig::Lstm(l) => l.n_layers,
+                algoprog_models::ModelConfig::Transformer(t) => t.depth().to_string(),
+                algoprog_models::ModelConfig::Lstm(l) => l.n_layers.to_string(),
+                // a custom model's depth is its builder's business: exported when its params name it
+                algoprog_models::ModelConfig::Custom(c) => c
+                    .params
+                    .get("n_layers")
+                    .and_then(toml::Value::as_integer)
+                    .map_or_else(String::new, |n| n.to_string()),
             };
             for row in &curve {
                 s.push_str(&format!(

@@ -476,10 +476,11 @@ impl Study {
                             c.train.tokens_per_param = None;
                             match &g.budget {
                                 Budget::Rule(_) => {
-                                    let n = c
-                                        .model
-                                        .param_counts(nominal_vocab(&c.data.tokenizer))
-                                        .total() as f64;
+                                    let n = crate::registry::param_counts(
+                                        &c.model,
+                                        nominal_vocab(&c.data.tokenizer),
+                                    )?
+                                    .total() as f64;
                                     c.train.tokens = Some(
                                         (KAPLAN_COEFF * n.powf(KAPLAN_EXPONENT)).round() as u64,
                                     );
@@ -491,19 +492,17 @@ impl Study {
                                 }
                             }
                             c.name = format!("{family}-d{w}-lr{}-s{seed}", lr_label(lr));
-                            c.validate()
-                                .and_then(|()| crate::trainer::check_model_fits_data(&c))
-                                .map_err(|e| match e {
-                                    TrainError::Config {
-                                        key, problem, fix, ..
-                                    } => TrainError::Config {
-                                        file: None,
-                                        key: format!("groups ({}) → run {}: {key}", g.name, c.name),
-                                        problem,
-                                        fix,
-                                    },
-                                    other => other,
-                                })?;
+                            c.validate().map_err(|e| match e {
+                                TrainError::Config {
+                                    key, problem, fix, ..
+                                } => TrainError::Config {
+                                    file: None,
+                                    key: format!("groups ({}) → run {}: {key}", g.name, c.name),
+                                    problem,
+                                    fix,
+                                },
+                                other => other,
+                            })?;
                             let id = c.run_id();
                             let member = (g.name.clone(), g.role);
                             match index.get(&id) {

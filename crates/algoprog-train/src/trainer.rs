@@ -1,21 +1,34 @@
 //! The training loop: gradient accumulation and clipping, scheduled learning
 //! rate, periodic evaluation on the fixed validation set, an exact FLOP
 //! ledger, divergence detection, and the run record.
+//!
+//! One entry point, [`train_model`], takes the parts of a run already built
+//! (a `&dyn LanguageModel`, an [`LrSchedule`], an [`Optimizer`]) with the
+//! data, a [`CheckedRunConfig`] and a run directory. It is a loop over a
+//! [`TrainState`] (step, tokens, FLOP ledger, curve, best and last
+//! evaluation, timings; the ledger advances in [`TrainState::advance_to`]
+//! only, for a resumed checkpoint as for each step) with three parts: one
+//! optimiser step, evaluate-and-checkpoint, and finish. It ends with a
+//! [`Termination`], returned and written in the run record.
+//!
+//! [`train`], [`train_on`] and [`train_on_with`] build the parts from the
+//! config (models through [`crate::registry::build_model`], so a registered
+//! custom model trains the same way) and call it.
 
 use std::time::Instant;
 
 use algoprog_data::{Batch, Dataset};
 use algoprog_models::LanguageModel;
-use algoprog_nn::{clip_grad_norm, LrSchedule};
+use algoprog_nn::{clip_grad_norm, LrSchedule, Optimizer};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{self, Expect, LoopState, CHECKPOINT};
-use crate::config::RunConfig;
+use crate::config::CheckedRunConfig;
 use crate::error::{Result, TrainError};
 use crate::record::{
     write_atomic, DataSummary, EvalRow, FileDigest, FlopLedger, Integrity, RunDir, RunRecord,
-    RunStatus, WEIGHTS,
+    RunStatus, Termination, WEIGHTS,
 };
 
 /// What the loop reports after each optimiser step.
@@ -42,11 +55,14 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// A finished (or diverged) run.
+/// A finished, diverged or stopped run.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     pub record: RunRecord,
     pub curve: Vec<EvalRow>,
+    /// Why the loop ended (also in `record.termination`, except for
+    /// [`Termination::Stopped`], whose record stays `running` to be resumed).
+    pub termination: Termination,
 }
 
 /// Turn a batch of token ids into (inputs (B,T) u32, flat targets (B·T) u32).
@@ -103,34 +119,12 @@ fn add_grads(acc: &mut GradStore, new: GradStore, model: &dyn LanguageModel) -> 
     Ok(())
 }
 
-/// Checks a config against what only the pair of model and data determine:
-/// the training sequence must fit the model's `max_seq_len`. Runs before any
-/// data is prepared or any file written, so the error comes first and once.
-pub fn check_model_fits_data(cfg: &RunConfig) -> Result<()> {
-    let (max, model) = match &cfg.model {
-        algoprog_models::ModelConfig::Transformer(t) => (t.max_seq_len, "transformer"),
-        algoprog_models::ModelConfig::Lstm(l) => (l.max_seq_len, "LSTM"),
-    };
-    if cfg.data.seq_len > max {
-        return Err(TrainError::config(
-            "model.max_seq_len",
-            format!(
-                "the {model} takes sequences of at most {max} tokens, but data.seq_len = {}",
-                cfg.data.seq_len
-            ),
-            format!(
-                "raise model.max_seq_len to at least {} or lower data.seq_len to at most {max}",
-                cfg.data.seq_len
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Prepare the data a config names and train it. See [`train_on`].
-pub fn train(cfg: &RunConfig, dir: &RunDir, observer: &mut dyn Observer) -> Result<TrainOutcome> {
-    cfg.validate()?;
-    check_model_fits_data(cfg)?;
+pub fn train(
+    cfg: &CheckedRunConfig,
+    dir: &RunDir,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome> {
     let data = Dataset::prepare(&cfg.data)?;
     train_on(cfg, &data, dir, observer)
 }
@@ -172,7 +166,7 @@ impl TrainOptions {
 /// evaluation, so an interrupted run leaves a consistent `running` record.
 /// No checkpoints; see [`train_on_with`].
 pub fn train_on(
-    cfg: &RunConfig,
+    cfg: &CheckedRunConfig,
     data: &Dataset,
     dir: &RunDir,
     observer: &mut dyn Observer,
@@ -180,151 +174,366 @@ pub fn train_on(
     train_on_with(cfg, data, dir, observer, TrainOptions::default())
 }
 
-/// [`train_on`] with checkpoints and resume. With `opts.checkpoint`, the
-/// checkpoint is written at every evaluation before the curve and the record,
-/// and removed when the run ends (the final weights stay in
-/// `model.safetensors`). With `opts.resume` and a checkpoint in `dir`, the run
-/// continues from it and produces the same curve as an uninterrupted run.
+/// [`train_on`] with checkpoints and resume: builds the model (through the
+/// [registry](crate::registry), seeded by `cfg.seed`), the optimiser and the
+/// schedule the config names, and calls [`train_model`].
 pub fn train_on_with(
-    cfg: &RunConfig,
+    cfg: &CheckedRunConfig,
     data: &Dataset,
     dir: &RunDir,
     observer: &mut dyn Observer,
     opts: TrainOptions,
 ) -> Result<TrainOutcome> {
-    cfg.validate()?;
-    check_model_fits_data(cfg)?;
     let device = cfg.device.open()?;
+    let model =
+        crate::registry::build_model(&cfg.model, data.vocab_size(), cfg.seed, &device, DType::F32)?;
+    let mut optimizer = cfg.train.optimizer.build(model.params())?;
+    let parts = TrainParts {
+        model: model.as_ref(),
+        schedule: &cfg.train.schedule,
+        optimizer: optimizer.as_mut(),
+    };
+    train_model(parts, cfg, data, dir, observer, opts)
+}
+
+/// The parts of a run built before training: the model, its learning-rate
+/// schedule and its optimiser (built over `model.params()`).
+pub struct TrainParts<'a> {
+    pub model: &'a dyn LanguageModel,
+    pub schedule: &'a dyn LrSchedule,
+    pub optimizer: &'a mut dyn Optimizer,
+}
+
+/// Trains `parts.model` on `data` as `cfg` says (batch size, accumulation,
+/// budget, peak learning rate, clipping, evaluation, divergence factor),
+/// writing `run.json`, `curve.csv` and the final weights into `dir`.
+///
+/// The model, schedule and optimiser may come from anywhere (a model built
+/// outside algoprog's crates, a schedule of one's own); the record stores
+/// `cfg`, so name in it what was built (for a custom model,
+/// `model.kind = "custom"` with its builder, see [`crate::registry`]).
+/// Parameter counts and FLOPs come from the model. With `opts.checkpoint`,
+/// the checkpoint is written at every evaluation before the curve and the
+/// record, and removed when the run ends (the final weights stay in
+/// `model.safetensors`). With `opts.resume` and a checkpoint in `dir`, the
+/// run continues from it and produces the same curve as an uninterrupted
+/// run.
+pub fn train_model(
+    parts: TrainParts<'_>,
+    cfg: &CheckedRunConfig,
+    data: &Dataset,
+    dir: &RunDir,
+    observer: &mut dyn Observer,
+    opts: TrainOptions,
+) -> Result<TrainOutcome> {
     let _precision = crate::device::PrecisionGuard::new(cfg.precision);
-    let started = Instant::now();
-    let vocab = data.vocab_size();
-    let model = cfg.model.build(vocab, cfg.seed, &device, DType::F32)?;
-    let model: &dyn LanguageModel = model.as_ref();
-    // Evaluation runs on a detached view of the parameters: no autograd graph.
-    let eval_view = model.eval_view();
-    let eval_model: &dyn LanguageModel = eval_view.as_deref().unwrap_or(model);
-    let params = model.param_counts();
-    let t = &cfg.train;
-    let seq_len = cfg.data.seq_len;
-    let total_steps = cfg.total_steps(params) as u64;
-    let tokens_per_step = (t.batch_size * t.grad_accum * seq_len) as u64;
-    let per_token = model.flops(seq_len);
-    let train_flops_per_step = per_token.train_per_token * tokens_per_step as f64;
-    let mut optimizer = t.optimizer.build(model.params())?;
-    let ckpt_path = dir.path.join(CHECKPOINT);
-    let run_id = cfg.run_id();
-    let resumed = if opts.resume && ckpt_path.exists() {
-        let st = checkpoint::load(&ckpt_path, model.params(), optimizer.as_mut())?;
-        st.check_for(
-            &ckpt_path,
-            &Expect {
-                run_id: &run_id,
-                total_steps,
-                eval_interval: t.eval_interval as u64,
-                tokens_per_step,
-            },
-        )?;
-        Some(st)
-    } else {
-        None
-    };
-    let previous = if resumed.is_some() {
-        dir.read_record().ok()
-    } else {
-        None
-    };
-
-    let eval_bs = t.eval_batch_size.unwrap_or(t.batch_size);
-    let mut val = data.val_batches(eval_bs);
-    if let Some(k) = t.eval_batches {
-        val.truncate(k);
-    }
-    let eval_tokens: u64 = val.iter().map(|b| (b.batch_size * b.seq_len) as u64).sum();
-    let eval_flops_each = per_token.forward_per_token * eval_tokens as f64;
-
-    let mut record = RunRecord {
-        run_id: run_id.clone(),
-        name: cfg.name.clone(),
-        family: cfg.family().to_string(),
-        seed: cfg.seed,
-        status: RunStatus::Running,
-        diverged_at_step: None,
-        width: model.d_model(),
-        lr: t.lr,
-        params,
-        total_params: params.total(),
-        planned_steps: total_steps,
-        token_budget: total_steps * tokens_per_step,
-        steps_done: 0,
-        tokens_done: 0,
-        flops: FlopLedger {
-            per_token: per_token.clone(),
-            tokens_per_step,
-            train_total: 0.0,
-            eval_total: 0.0,
-            train_total_6n: 0.0,
-        },
-        data: DataSummary {
-            vocab_size: vocab,
-            tokenizer: data.tokenizer().fingerprint(),
-            train_tokens: data.train_tokens(),
-            val_tokens: data.val_tokens(),
-            unigram_entropy: data.unigram_entropy(),
-        },
-        final_val_loss: None,
-        best_val_loss: None,
-        wall_seconds: 0.0,
-        tokens_per_second: 0.0,
-        started_at: previous
-            .as_ref()
-            .map_or_else(|| chrono::Utc::now().to_rfc3339(), |p| p.started_at.clone()),
-        finished_at: None,
-        algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
-        config: cfg.clone(),
-        integrity: None,
-    };
-    let mut batches = data.train_batches(t.batch_size, cfg.seed);
-    let mut curve: Vec<EvalRow> = Vec::new();
-    let mut first_loss: Option<f64> = None;
-    let mut loss_sum = 0.0;
-    let mut loss_count = 0usize;
-    let mut start_step = 0u64;
-    let mut wall_before = 0.0;
-    if let Some(st) = resumed {
-        start_step = st.step.min(total_steps);
-        batches.skip_batches(start_step * t.grad_accum as u64);
-        curve = st.curve;
-        first_loss = st.first_loss;
-        loss_sum = st.loss_sum;
-        loss_count = st.loss_count as usize;
-        wall_before = st.wall_seconds;
-        record.steps_done = start_step;
-        record.tokens_done = start_step * tokens_per_step;
-        record.flops.train_total = start_step as f64 * train_flops_per_step;
-        record.flops.train_total_6n = per_token.six_n_per_token * record.tokens_done as f64;
-        record.flops.eval_total = st.eval_flops;
-        record.final_val_loss = curve.last().map(|r| r.val_loss);
-        record.best_val_loss = curve.iter().map(|r| r.val_loss).reduce(f64::min);
-    }
-    let wall = |started: &Instant| wall_before + started.elapsed().as_secs_f64();
-    dir.write_record(&record)?;
-    observer.on_start(&record);
-    let train_clock = Instant::now();
-    let mut stopped_early = false;
-
-    for step in start_step..total_steps {
-        if opts.stop_after.is_some_and(|s| step >= s) {
-            stopped_early = true;
-            break;
+    let mut run = Run::start(parts, cfg, data, dir, opts)?;
+    dir.write_record(&run.state.record)?;
+    observer.on_start(&run.state.record);
+    run.state.start_clock();
+    let termination = loop {
+        let step = run.state.step();
+        if step >= run.total_steps {
+            break Termination::Finished;
         }
-        let lr = t.schedule.lr(step as usize, total_steps as usize, t.lr);
+        if opts.stop_after.is_some_and(|s| step >= s) {
+            break Termination::Stopped;
+        }
+        let lr = match run.step(observer)? {
+            StepEnd::Done { lr } => lr,
+            StepEnd::Diverged => break Termination::Diverged { step: step + 1 },
+        };
+        let done = run.state.step();
+        if done.is_multiple_of(run.eval_interval) || done == run.total_steps {
+            if let Some(t) = run.evaluate_and_checkpoint(lr, observer)? {
+                break t;
+            }
+        }
+    };
+    run.finish(termination, observer)
+}
+
+/// Cost of one optimiser step, fixed for a run.
+#[derive(Clone, Copy, Debug)]
+struct StepCost {
+    tokens: u64,
+    train_flops: f64,
+    six_n_per_token: f64,
+}
+
+/// Where a run stands: its record (steps, tokens, FLOP ledger, best and last
+/// evaluation, timings), its curve, and the training-loss accumulators
+/// between evaluations. The ledger advances in [`TrainState::advance_to`]
+/// only.
+#[derive(Debug)]
+pub struct TrainState {
+    /// The record as it will be written.
+    pub record: RunRecord,
+    /// One row per evaluation so far.
+    pub curve: Vec<EvalRow>,
+    first_loss: Option<f64>,
+    loss_sum: f64,
+    loss_count: u64,
+    cost: StepCost,
+    /// Step the current process started from (0, or a checkpoint's step).
+    start_step: u64,
+    /// Wall seconds of earlier processes (from a checkpoint).
+    wall_before: f64,
+    started: Instant,
+    train_clock: Instant,
+}
+
+impl TrainState {
+    /// Optimiser steps done.
+    pub fn step(&self) -> u64 {
+        self.record.steps_done
+    }
+
+    /// The training loss of the first step (divergence is measured against it).
+    pub fn first_loss(&self) -> Option<f64> {
+        self.first_loss
+    }
+
+    /// Sets the step count, tokens and training FLOPs to `done` steps.
+    fn advance_to(&mut self, done: u64) {
+        let r = &mut self.record;
+        r.steps_done = done;
+        r.tokens_done = done * self.cost.tokens;
+        r.flops.train_total = done as f64 * self.cost.train_flops;
+        r.flops.train_total_6n = self.cost.six_n_per_token * r.tokens_done as f64;
+    }
+
+    /// Continues from a checkpoint's loop state.
+    fn resume(&mut self, st: LoopState, total_steps: u64) {
+        let step = st.step.min(total_steps);
+        self.start_step = step;
+        self.first_loss = st.first_loss;
+        self.loss_sum = st.loss_sum;
+        self.loss_count = st.loss_count;
+        self.wall_before = st.wall_seconds;
+        self.record.flops.eval_total = st.eval_flops;
+        self.advance_to(step);
+        for row in st.curve {
+            self.note_eval(row);
+        }
+    }
+
+    /// Appends an evaluation: last and best validation loss.
+    fn note_eval(&mut self, row: EvalRow) {
+        let v = row.val_loss;
+        self.record.final_val_loss = Some(v);
+        self.record.best_val_loss = Some(self.record.best_val_loss.map_or(v, |b| b.min(v)));
+        self.curve.push(row);
+    }
+
+    fn start_clock(&mut self) {
+        self.train_clock = Instant::now();
+    }
+
+    /// Wall time (all processes) and this process's training throughput.
+    fn time(&mut self) {
+        self.record.wall_seconds = self.wall_before + self.started.elapsed().as_secs_f64();
+        self.record.tokens_per_second = (self.record.tokens_done
+            - self.start_step * self.cost.tokens) as f64
+            / self.train_clock.elapsed().as_secs_f64().max(1e-9);
+    }
+
+    /// What a checkpoint stores of the loop.
+    fn loop_state(&self) -> LoopState {
+        LoopState {
+            step: self.step(),
+            loss_sum: self.loss_sum,
+            loss_count: self.loss_count,
+            first_loss: self.first_loss,
+            eval_flops: self.record.flops.eval_total,
+            wall_seconds: self.record.wall_seconds,
+            curve: self.curve.clone(),
+            run_id: Some(self.record.run_id.clone()),
+        }
+    }
+}
+
+/// How one optimiser step ended.
+enum StepEnd {
+    Done {
+        lr: f64,
+    },
+    /// The step's training loss was not finite or above the divergence bound; no update was made.
+    Diverged,
+}
+
+/// A run in progress: its parts, its fixed settings and its [`TrainState`].
+struct Run<'p, 'c> {
+    model: &'p dyn LanguageModel,
+    eval_view: Option<Box<dyn LanguageModel>>,
+    schedule: &'p dyn LrSchedule,
+    optimizer: &'p mut dyn Optimizer,
+    cfg: &'c CheckedRunConfig,
+    dir: &'c RunDir,
+    opts: TrainOptions,
+    device: Device,
+    batches: algoprog_data::TrainBatches,
+    val: Vec<Batch>,
+    eval_flops_each: f64,
+    total_steps: u64,
+    eval_interval: u64,
+    ckpt_path: std::path::PathBuf,
+    state: TrainState,
+}
+
+impl<'p, 'c> Run<'p, 'c> {
+    /// Sets up the record, the batches and (with `opts.resume`) the checkpoint's state.
+    fn start(
+        parts: TrainParts<'p>,
+        cfg: &'c CheckedRunConfig,
+        data: &Dataset,
+        dir: &'c RunDir,
+        opts: TrainOptions,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let TrainParts {
+            model,
+            schedule,
+            optimizer,
+        } = parts;
+        let device = model.output_weight().device().clone();
+        let vocab = data.vocab_size();
+        let params = model.param_counts();
+        let t = &cfg.train;
+        let seq_len = cfg.data.seq_len;
+        let total_steps = cfg.total_steps(params) as u64;
+        let tokens_per_step = (t.batch_size * t.grad_accum * seq_len) as u64;
+        let per_token = model.flops(seq_len);
+        let cost = StepCost {
+            tokens: tokens_per_step,
+            train_flops: per_token.train_per_token * tokens_per_step as f64,
+            six_n_per_token: per_token.six_n_per_token,
+        };
+        let ckpt_path = dir.path.join(CHECKPOINT);
+        let run_id = cfg.run_id();
+        let resumed = if opts.resume && ckpt_path.exists() {
+            let st = checkpoint::load(&ckpt_path, model.params(), &mut *optimizer)?;
+            st.check_for(
+                &ckpt_path,
+                &Expect {
+                    run_id: &run_id,
+                    total_steps,
+                    eval_interval: t.eval_interval as u64,
+                    tokens_per_step,
+                },
+            )?;
+            Some(st)
+        } else {
+            None
+        };
+        let previous = if resumed.is_some() {
+            dir.read_record().ok()
+        } else {
+            None
+        };
+
+        let eval_bs = t.eval_batch_size.unwrap_or(t.batch_size);
+        let mut val = data.val_batches(eval_bs);
+        if let Some(k) = t.eval_batches {
+            val.truncate(k);
+        }
+        let eval_tokens: u64 = val.iter().map(|b| (b.batch_size * b.seq_len) as u64).sum();
+        let eval_flops_each = per_token.forward_per_token * eval_tokens as f64;
+
+        let record = RunRecord {
+            run_id,
+            name: cfg.name.clone(),
+            family: cfg.family().to_string(),
+            seed: cfg.seed,
+            status: RunStatus::Running,
+            diverged_at_step: None,
+            termination: None,
+            width: model.d_model(),
+            lr: t.lr,
+            params,
+            total_params: params.total(),
+            planned_steps: total_steps,
+            token_budget: total_steps * tokens_per_step,
+            steps_done: 0,
+            tokens_done: 0,
+            flops: FlopLedger {
+                per_token,
+                tokens_per_step,
+                train_total: 0.0,
+                eval_total: 0.0,
+                train_total_6n: 0.0,
+            },
+            data: DataSummary {
+                vocab_size: vocab,
+                tokenizer: data.tokenizer().fingerprint(),
+                train_tokens: data.train_tokens(),
+                val_tokens: data.val_tokens(),
+                unigram_entropy: data.unigram_entropy(),
+            },
+            final_val_loss: None,
+            best_val_loss: None,
+            wall_seconds: 0.0,
+            tokens_per_second: 0.0,
+            started_at: previous
+                .as_ref()
+                .map_or_else(|| chrono::Utc::now().to_rfc3339(), |p| p.started_at.clone()),
+            finished_at: None,
+            algoprog_version: env!("CARGO_PKG_VERSION").to_string(),
+            config: cfg.config().clone(),
+            integrity: None,
+        };
+        let mut state = TrainState {
+            record,
+            curve: Vec::new(),
+            first_loss: None,
+            loss_sum: 0.0,
+            loss_count: 0,
+            cost,
+            start_step: 0,
+            wall_before: 0.0,
+            started,
+            train_clock: started,
+        };
+        let mut batches = data.train_batches(t.batch_size, cfg.seed);
+        if let Some(st) = resumed {
+            state.resume(st, total_steps);
+            batches.skip_batches(state.step() * t.grad_accum as u64);
+        }
+        Ok(Run {
+            model,
+            eval_view: model.eval_view(),
+            schedule,
+            optimizer,
+            cfg,
+            dir,
+            opts,
+            device,
+            batches,
+            val,
+            eval_flops_each,
+            total_steps,
+            eval_interval: t.eval_interval as u64,
+            ckpt_path,
+            state,
+        })
+    }
+
+    /// One optimiser step: `grad_accum` micro-batches, the divergence check,
+    /// clipping, the update, and the ledger.
+    fn step(&mut self, observer: &mut dyn Observer) -> Result<StepEnd> {
+        let t = &self.cfg.train;
+        let step = self.state.step();
+        let lr = self
+            .schedule
+            .lr(step as usize, self.total_steps as usize, t.lr);
         let mut grads: Option<GradStore> = None;
         let mut step_loss = 0.0;
         for _ in 0..t.grad_accum {
-            let batch = batches
+            let batch = self
+                .batches
                 .next()
                 .ok_or_else(|| TrainError::Internal("the training batch stream ended".into()))?;
-            let loss = batch_loss(model, &batch, &device, true)?;
+            let loss = batch_loss(self.model, &batch, &self.device, true)?;
             let loss_scaled = if t.grad_accum > 1 {
                 (&loss / t.grad_accum as f64)?
             } else {
@@ -334,118 +543,133 @@ pub fn train_on_with(
             let g = loss_scaled.backward()?;
             match grads.as_mut() {
                 None => grads = Some(g),
-                Some(acc) => add_grads(acc, g, model)?,
+                Some(acc) => add_grads(acc, g, self.model)?,
             }
         }
         let mut grads = grads.expect("grad_accum ≥ 1");
-        let first = *first_loss.get_or_insert(step_loss);
+        let first = *self.state.first_loss.get_or_insert(step_loss);
         if !step_loss.is_finite() || step_loss > t.divergence_factor * first {
-            record.status = RunStatus::Diverged;
-            record.diverged_at_step = Some(step + 1);
-            break;
+            return Ok(StepEnd::Diverged);
         }
         let grad_norm = if t.grad_clip > 0.0 {
-            clip_grad_norm(model.params(), &mut grads, t.grad_clip)?
+            clip_grad_norm(self.model.params(), &mut grads, t.grad_clip)?
         } else {
             f64::NAN
         };
-        optimizer.step(&grads, lr)?;
+        self.optimizer.step(&grads, lr)?;
         drop(grads);
 
         let done = step + 1;
-        loss_sum += step_loss;
-        loss_count += 1;
-        record.steps_done = done;
-        record.tokens_done = done * tokens_per_step;
-        record.flops.train_total = done as f64 * train_flops_per_step;
-        record.flops.train_total_6n = per_token.six_n_per_token * record.tokens_done as f64;
-        let elapsed = train_clock.elapsed().as_secs_f64().max(1e-9);
+        self.state.loss_sum += step_loss;
+        self.state.loss_count += 1;
+        self.state.advance_to(done);
+        let elapsed = self.state.train_clock.elapsed().as_secs_f64().max(1e-9);
         observer.on_step(&StepInfo {
             step: done,
-            total_steps,
-            tokens: record.tokens_done,
+            total_steps: self.total_steps,
+            tokens: self.state.record.tokens_done,
             loss: step_loss,
             lr,
             grad_norm,
-            tokens_per_second: record.tokens_done as f64 / elapsed,
+            tokens_per_second: self.state.record.tokens_done as f64 / elapsed,
         });
+        Ok(StepEnd::Done { lr })
+    }
 
-        if done % t.eval_interval as u64 == 0 || done == total_steps {
-            let val_loss = evaluate(eval_model, &val, &device)?;
-            record.flops.eval_total += eval_flops_each;
-            if !val_loss.is_finite() {
-                record.status = RunStatus::Diverged;
-                record.diverged_at_step = Some(done);
-                break;
-            }
-            let row = EvalRow {
-                step: done,
-                tokens: record.tokens_done,
-                flops: record.flops.train_total,
-                train_loss: loss_sum / loss_count.max(1) as f64,
-                val_loss,
-                lr,
-            };
-            loss_sum = 0.0;
-            loss_count = 0;
-            curve.push(row);
-            record.final_val_loss = Some(val_loss);
-            record.best_val_loss = Some(
-                record
-                    .best_val_loss
-                    .map_or(val_loss, |b: f64| b.min(val_loss)),
-            );
-            record.wall_seconds = wall(&started);
-            record.tokens_per_second = (record.tokens_done - start_step * tokens_per_step) as f64
-                / train_clock.elapsed().as_secs_f64().max(1e-9);
-            if opts.checkpoint {
-                let state = LoopState {
-                    step: done,
-                    loss_sum,
-                    loss_count: loss_count as u64,
-                    first_loss,
-                    eval_flops: record.flops.eval_total,
-                    wall_seconds: record.wall_seconds,
-                    curve: curve.clone(),
-                    run_id: Some(run_id.clone()),
-                };
-                checkpoint::save(&ckpt_path, model.params(), optimizer.as_ref(), &state)?;
-            }
-            dir.write_curve(&curve)?;
-            dir.write_record(&record)?;
-            observer.on_eval(&row);
+    /// Evaluates on the validation batches and records the row; writes the
+    /// checkpoint (with `opts.checkpoint`), then the curve and the record.
+    /// `Some(Diverged)` when the validation loss is not finite.
+    fn evaluate_and_checkpoint(
+        &mut self,
+        lr: f64,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<Termination>> {
+        let eval_model: &dyn LanguageModel = self.eval_view.as_deref().unwrap_or(self.model);
+        let val_loss = evaluate(eval_model, &self.val, &self.device)?;
+        let st = &mut self.state;
+        st.record.flops.eval_total += self.eval_flops_each;
+        let done = st.step();
+        if !val_loss.is_finite() {
+            return Ok(Some(Termination::Diverged { step: done }));
         }
+        let row = EvalRow {
+            step: done,
+            tokens: st.record.tokens_done,
+            flops: st.record.flops.train_total,
+            train_loss: st.loss_sum / st.loss_count.max(1) as f64,
+            val_loss,
+            lr,
+        };
+        st.loss_sum = 0.0;
+        st.loss_count = 0;
+        st.note_eval(row);
+        st.time();
+        if self.opts.checkpoint {
+            checkpoint::save(
+                &self.ckpt_path,
+                self.model.params(),
+                &*self.optimizer,
+                &st.loop_state(),
+            )?;
+        }
+        self.dir.write_curve(&st.curve)?;
+        self.dir.write_record(&st.record)?;
+        observer.on_eval(&row);
+        Ok(None)
     }
-    if stopped_early {
-        observer.on_finish(&record);
-        return Ok(TrainOutcome { record, curve });
+
+    /// Ends the run: a stopped run leaves its `running` record and
+    /// checkpoint; a finished one writes its weights, a diverged one removes
+    /// any; both write the curve, the checksums and the final record, and
+    /// remove the checkpoint.
+    fn finish(self, termination: Termination, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+        let mut st = self.state;
+        if termination == Termination::Stopped {
+            observer.on_finish(&st.record);
+            return Ok(TrainOutcome {
+                record: st.record,
+                curve: st.curve,
+                termination,
+            });
+        }
+        let mut weights = None;
+        match termination {
+            Termination::Diverged { step } => {
+                st.record.status = RunStatus::Diverged;
+                st.record.diverged_at_step = Some(step);
+                // A diverged run has no weights; remove any left from an earlier run in this directory.
+                let _ = std::fs::remove_file(self.dir.path.join(WEIGHTS));
+            }
+            _ => {
+                st.record.status = RunStatus::Finished;
+                weights = Some(save_weights_atomic(
+                    self.model,
+                    &self.dir.path.join(WEIGHTS),
+                )?);
+            }
+        }
+        st.record.termination = Some(termination);
+        st.time();
+        st.record.finished_at = Some(chrono::Utc::now().to_rfc3339());
+        let curve_digest = self.dir.write_curve(&st.curve)?;
+        st.record.integrity = Some(Integrity {
+            curve: curve_digest,
+            curve_rows: st.curve.len() as u64,
+            weights,
+        });
+        self.dir.write_record(&st.record)?;
+        if self.ckpt_path.exists() {
+            std::fs::remove_file(&self.ckpt_path).map_err(|e| TrainError::Io {
+                path: self.ckpt_path.clone(),
+                what: "removing the checkpoint of an ended run".into(),
+                err: e,
+            })?;
+        }
+        observer.on_finish(&st.record);
+        Ok(TrainOutcome {
+            record: st.record,
+            curve: st.curve,
+            termination,
+        })
     }
-    let mut weights = None;
-    if record.status == RunStatus::Running {
-        record.status = RunStatus::Finished;
-        weights = Some(save_weights_atomic(model, &dir.path.join(WEIGHTS))?);
-    } else {
-        // A diverged run has no weights; remove any left from an earlier run in this directory.
-        let _ = std::fs::remove_file(dir.path.join(WEIGHTS));
-    }
-    record.wall_seconds = wall(&started);
-    record.tokens_per_second = (record.tokens_done - start_step * tokens_per_step) as f64
-        / train_clock.elapsed().as_secs_f64().max(1e-9);
-    record.finished_at = Some(chrono::Utc::now().to_rfc3339());
-    let curve_digest = dir.write_curve(&curve)?;
-    record.integrity = Some(Integrity {
-        curve: curve_digest,
-        curve_rows: curve.len() as u64,
-        weights,
-    });
-    dir.write_record(&record)?;
-    if ckpt_path.exists() {
-        std::fs::remove_file(&ckpt_path).map_err(|e| TrainError::Io {
-            path: ckpt_path.clone(),
-            what: "removing the checkpoint of an ended run".into(),
-            err: e,
-        })?;
-    }
-    observer.on_finish(&record);
-    Ok(TrainOutcome { record, curve })
 }

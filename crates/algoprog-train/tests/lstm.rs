@@ -130,7 +130,7 @@ eval_batches = 8
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = train_on(
-        &cfg,
+        &cfg.clone().check().unwrap(),
         &data,
         &RunDir::create(tmp.path()).unwrap(),
         &mut Silent,

@@ -48,7 +48,14 @@ fn check_exact_resume(preset: &str, grad_accum: usize, stops: &[u64]) {
     let tmp = tempfile::tempdir().unwrap();
 
     let whole = RunDir::create(tmp.path().join("whole")).unwrap();
-    let a = train_on_with(&cfg, &data, &whole, &mut Silent, TrainOptions::resumable()).unwrap();
+    let a = train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &whole,
+        &mut Silent,
+        TrainOptions::resumable(),
+    )
+    .unwrap();
     assert_eq!(a.record.status, RunStatus::Finished);
     assert_eq!(a.curve.len(), 5, "evals at 5, 10, 15, 20 and 24");
     assert!(
@@ -62,13 +69,27 @@ fn check_exact_resume(preset: &str, grad_accum: usize, stops: &[u64]) {
             stop_after: Some(s),
             ..TrainOptions::resumable()
         };
-        let o = train_on_with(&cfg, &data, &parts, &mut Silent, opts).unwrap();
+        let o = train_on_with(
+            &cfg.clone().check().unwrap(),
+            &data,
+            &parts,
+            &mut Silent,
+            opts,
+        )
+        .unwrap();
         assert_eq!(o.record.status, RunStatus::Running);
         assert_eq!(o.record.steps_done, s);
         assert!(parts.path.join(CHECKPOINT).exists());
         assert_eq!(parts.read_record().unwrap().status, RunStatus::Running);
     }
-    let b = train_on_with(&cfg, &data, &parts, &mut Silent, TrainOptions::resumable()).unwrap();
+    let b = train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &parts,
+        &mut Silent,
+        TrainOptions::resumable(),
+    )
+    .unwrap();
     assert_eq!(b.record.status, RunStatus::Finished);
     assert_eq!(
         b.curve, a.curve,
@@ -104,11 +125,24 @@ fn a_corrupt_checkpoint_is_reported_with_its_path() {
         stop_after: Some(6),
         ..TrainOptions::resumable()
     };
-    train_on_with(&cfg, &data, &dir, &mut Silent, opts).unwrap();
+    train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &dir,
+        &mut Silent,
+        opts,
+    )
+    .unwrap();
     let p = dir.path.join(CHECKPOINT);
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-    match train_on_with(&cfg, &data, &dir, &mut Silent, TrainOptions::resumable()) {
+    match train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &dir,
+        &mut Silent,
+        TrainOptions::resumable(),
+    ) {
         Err(e @ TrainError::CorruptRecord { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains(&p.display().to_string()), "{msg}");

@@ -258,7 +258,14 @@ fn a_tampered_checkpoint_is_refused_before_resuming() {
         stop_after: Some(12),
         ..TrainOptions::resumable()
     };
-    train_on_with(&cfg, &data, &dir, &mut Silent, stop).unwrap();
+    train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &dir,
+        &mut Silent,
+        stop,
+    )
+    .unwrap();
     let ck = dir.path.join(CHECKPOINT);
     let good = std::fs::read(&ck).unwrap();
     let cases: Vec<(&str, Tensor, &str)> = vec![
@@ -296,7 +303,13 @@ fn a_tampered_checkpoint_is_refused_before_resuming() {
     for (key, t, want) in cases {
         std::fs::write(&ck, &good).unwrap();
         tamper(&ck, key, t);
-        match train_on_with(&cfg, &data, &dir, &mut Silent, TrainOptions::resumable()) {
+        match train_on_with(
+            &cfg.clone().check().unwrap(),
+            &data,
+            &dir,
+            &mut Silent,
+            TrainOptions::resumable(),
+        ) {
             Err(e @ TrainError::CorruptRecord { .. }) => {
                 let m = e.to_string();
                 assert!(
@@ -320,7 +333,14 @@ fn a_tampered_checkpoint_is_refused_before_resuming() {
     }
     // The untouched checkpoint resumes to the end.
     std::fs::write(&ck, &good).unwrap();
-    let o = train_on_with(&cfg, &data, &dir, &mut Silent, TrainOptions::resumable()).unwrap();
+    let o = train_on_with(
+        &cfg.clone().check().unwrap(),
+        &data,
+        &dir,
+        &mut Silent,
+        TrainOptions::resumable(),
+    )
+    .unwrap();
     assert_eq!(
         (o.record.status, o.record.steps_done, o.curve.len()),
         (RunStatus::Finished, 20, 4)

@@ -70,6 +70,7 @@ fn expansion_counts_ids_and_values() {
         let d = match &sp.config.model {
             algoprog_models::ModelConfig::Transformer(t) => t.d_model,
             algoprog_models::ModelConfig::Lstm(l) => l.d_model,
+            algoprog_models::ModelConfig::Custom(c) => c.d_model,
         };
         assert_eq!(d, sp.width);
     }

@@ -108,7 +108,7 @@ fn tiny_model_learns_below_unigram_entropy_and_ledger_is_exact() {
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = train_on(
-        &cfg,
+        &cfg.clone().check().unwrap(),
         &data,
         &RunDir::create(tmp.path()).unwrap(),
         &mut Silent,
@@ -151,7 +151,7 @@ fn same_seed_same_curve_other_seed_differs() {
     let run = |cfg: &RunConfig| {
         let tmp = tempfile::tempdir().unwrap();
         train_on(
-            cfg,
+            &cfg.clone().check().unwrap(),
             &data,
             &RunDir::create(tmp.path()).unwrap(),
             &mut Silent,
@@ -177,7 +177,7 @@ fn absurd_learning_rate_is_marked_diverged() {
     let data = Dataset::prepare(&cfg.data).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = train_on(
-        &cfg,
+        &cfg.clone().check().unwrap(),
         &data,
         &RunDir::create(tmp.path()).unwrap(),
         &mut Silent,

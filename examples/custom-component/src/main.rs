@@ -1,10 +1,25 @@
-//! Trains `Transformer<Rotary, Mlp<SquaredRelu>, RmsNorm>` briefly and prints the losses.
+//! Trains `modern` and `modern-sqrelu` (the custom model) at width 32 with two
+//! seeds each through algoprog's trainer, in a run store, and writes the
+//! report with the CEG of the custom model against modern.
+//!
+//! `cargo run --release -p algoprog-example-custom-component [-- OUT_DIR]`
 
-fn main() -> candle_core::Result<()> {
-    let losses = algoprog_example_custom_component::train(40, 0)?;
-    for (i, l) in losses[..losses.len() - 1].iter().enumerate().step_by(5) {
-        println!("step {i:>3}  loss {l:.4}");
+fn main() -> Result<(), algoprog_example_custom_component::BoxError> {
+    let out = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("runs/custom-component"));
+    let (report, analysis) = algoprog_example_custom_component::run_study(&out, 60, 5.2)?;
+    println!("report: {}", report.display());
+    if let Some(v) = analysis
+        .ablation
+        .as_ref()
+        .and_then(|a| a.variant("modern-sqrelu"))
+    {
+        match v.ceg {
+            Some(c) => println!("CEG of modern-sqrelu against modern: {c:.3}"),
+            None => println!("no CEG: {}", v.note.clone().unwrap_or_default()),
+        }
     }
-    println!("final     loss {:.4}", losses.last().unwrap());
     Ok(())
 }
