@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use algoprog_report::{write_report, AnalysisSettings, ReportInput};
-use algoprog_train::store::Store;
 use algoprog_train::study::Study;
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::sweep::{execute, print_summary, ExecArgs};
+use crate::cmd::sweep::{execute_study, print_summary, ExecArgs};
 
 pub const PRESETS: &[(&str, &str)] = &[
     ("smoke", include_str!("../../configs/studies/smoke.toml")),
@@ -84,14 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     } else {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let (store, specs) = Store::init(&store_dir, &text, &study)?;
-        eprintln!(
-            "study `{}`: {} runs into {}",
-            study.name,
-            specs.len(),
-            store.root.display()
-        );
-        let s = execute(&store, &specs, &args.exec, args.quiet)?;
+        let (_, s) = execute_study(&store_dir, &text, &study, &args.exec, args.quiet)?;
         print_summary(&s);
         if s.script.is_some() {
             println!("runs are queued on Slurm; when they are done, write the report with `algoprog reproduce --report-only` and the same --out");

@@ -7,7 +7,7 @@ use algoprog_train::executor::{
     Executor, LocalExecutor, RunOutcome, SlurmExecutor, SweepObserver, SweepSummary,
 };
 use algoprog_train::store::{RunState, Store};
-use algoprog_train::study::{RunSpec, Study};
+use algoprog_train::study::{RunSpec, Study, TuneStatus};
 use algoprog_train::{EvalRow, Observer, RunRecord, StepInfo};
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -232,6 +232,102 @@ pub fn execute(
     Ok(summary)
 }
 
+/// Expand `study` into the store at `root` and train it, in stages: the
+/// groups that take no tuned rate first; then, once the tune's runs have
+/// ended, the groups that take its rates (appended to the store's specs),
+/// and so on until nothing new appears. With Slurm, only what can be
+/// expanded now is queued; run the same command again when the array is
+/// done to queue the next stage.
+pub fn execute_study(
+    root: &std::path::Path,
+    text: &str,
+    study: &Study,
+    exec: &ExecArgs,
+    quiet: bool,
+) -> anyhow::Result<(Store, SweepSummary)> {
+    let (store, mut specs) = Store::init(root, text, study)?;
+    eprintln!(
+        "study `{}`: {} runs into {}{}",
+        study.name,
+        specs.len(),
+        store.root.display(),
+        if study.has_tuned_groups() && specs.len() == study.expand()?.len() {
+            format!(
+                " (then the groups that take tuned learning rates: {})",
+                study.tuned_group_names().join(", ")
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut total = execute(&store, &specs, exec, quiet)?;
+    while study.has_tuned_groups() && total.script.is_none() {
+        let (_, next) = Store::init(root, text, study)?;
+        let new: Vec<RunSpec> = next
+            .iter()
+            .filter(|n| !specs.iter().any(|o| o.id == n.id))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            if let TuneStatus::Waiting(w) = store.tune_status(study)? {
+                anyhow::bail!(
+                    "the learning-rate tune has {} run(s) that did not end ({}{}), so the groups that take its tuned rate ({}) cannot be expanded; \
+                     see `algoprog sweep status --store {}` and run the same command again (failed runs are retried)",
+                    w.len(),
+                    w.iter().take(4).map(|(id, n, st)| format!("{id} {n}: {st}")).collect::<Vec<_>>().join(", "),
+                    if w.len() > 4 { ", …" } else { "" },
+                    study.tuned_group_names().join(", "),
+                    store.root.display()
+                );
+            }
+            break;
+        }
+        if let Ok(text) =
+            std::fs::read_to_string(store.root.join(algoprog_train::store::TUNED_JSON))
+        {
+            if let Ok(r) = serde_json::from_str::<algoprog_train::study::TunedRates>(&text) {
+                for rule in &r.rules {
+                    eprintln!(
+                        "tuned lr of `{}` from `{}`: log10 lr = {:.3} {:+.3}·log10 width (best: {})",
+                        rule.family,
+                        rule.group,
+                        rule.a,
+                        rule.b,
+                        rule.best
+                            .iter()
+                            .map(|(w, lr, l, _)| format!("d{w} {lr:.3e} ({l:.4})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "study `{}`: {} more runs at the tuned learning rates",
+            study.name,
+            new.len()
+        );
+        let s = execute(&store, &new, exec, quiet)?;
+        total.trained += s.trained;
+        total.diverged += s.diverged;
+        total.skipped += s.skipped;
+        total.held_elsewhere += s.held_elsewhere;
+        total.failed += s.failed;
+        total.script = s.script;
+        total.submitted = s.submitted;
+        specs = next;
+    }
+    if total.script.is_some() && study.has_tuned_groups() {
+        if let TuneStatus::Waiting(_) = store.tune_status(study)? {
+            println!(
+                "the groups {} take the tune's learning rates: when the array is done, run this command again to queue them",
+                study.tuned_group_names().join(", ")
+            );
+        }
+    }
+    Ok((store, total))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Sub::Run(a) => {
@@ -242,8 +338,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )
             })?;
             let study = Study::from_file(&a.study)?;
-            let (store, specs) = Store::init(&a.store, &text, &study)?;
-            let s = execute(&store, &specs, &a.exec, a.quiet)?;
+            let (store, s) = execute_study(&a.store, &text, &study, &a.exec, a.quiet)?;
             print_summary(&s);
             print_status(&store, false)?;
             if s.failed > 0 {

@@ -59,6 +59,21 @@ pub struct RunEntry {
     pub train_flops: Option<f64>,
     /// Wall time of the run in seconds, when recorded.
     pub wall_seconds: Option<f64>,
+    /// Passes over the training data: tokens trained / tokens of one epoch
+    /// (whole training windows of the record's data), when recorded.
+    #[serde(default)]
+    pub epochs: Option<f64>,
+}
+
+/// Epochs of a run: `tokens_done` over one epoch of `train_tokens` cut into
+/// windows of `seq_len` (the data crate's count: (T − 1) / seq_len whole
+/// windows of seq_len tokens each).
+pub fn epochs_of(tokens_done: u64, train_tokens: u64, seq_len: usize) -> Option<f64> {
+    if seq_len == 0 || train_tokens == 0 {
+        return None;
+    }
+    let per_epoch = ((train_tokens - 1) / seq_len as u64) * seq_len as u64;
+    (per_epoch > 0).then(|| tokens_done as f64 / per_epoch as f64)
 }
 
 impl RunEntry {
@@ -74,6 +89,7 @@ impl RunEntry {
             steps: None,
             train_flops: curve.points.last().map(|p| p.flops),
             wall_seconds: None,
+            epochs: None,
             groups: Vec::new(),
             curve,
         }
@@ -242,6 +258,14 @@ fn load_entry(dir: &Path, groups: Vec<(String, Role)>) -> Result<(RunEntry, Data
             .and_then(|x| x.as_f64())
             .or_else(|| curve.points.last().map(|p| p.flops)),
         wall_seconds: v.get("wall_seconds").and_then(|x| x.as_f64()),
+        epochs: match (
+            json_u64(v.get("tokens_done")),
+            info.train_tokens,
+            info.seq_len,
+        ) {
+            (Some(done), Some(t), Some(s)) => epochs_of(done, t, s),
+            _ => None,
+        },
         curve,
     };
     Ok((entry, info))

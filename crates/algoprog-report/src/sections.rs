@@ -270,6 +270,9 @@ pub fn runs_section(input: &ReportInput) -> String {
                     .map(|(a, b)| format!("{a}/{b}"))
                     .unwrap_or_else(|| r.curve.points.len().to_string()),
                 r.train_flops.map(sci).unwrap_or_else(|| "—".into()),
+                r.epochs
+                    .map(|e| format!("{e:.2}"))
+                    .unwrap_or_else(|| "—".into()),
                 match r.status {
                     RunStatus::Finished => "finished".into(),
                     RunStatus::Diverged if r.curve.points.is_empty() => {
@@ -294,10 +297,14 @@ pub fn runs_section(input: &ReportInput) -> String {
             "seed",
             "steps (evals for CSV)",
             "train FLOPs",
+            "epochs",
             "status",
             "final val loss",
         ],
         &rows,
+    );
+    md.push_str(
+        "Epochs: training tokens over the tokens of one pass through the training data.\n\n",
     );
     md
 }
@@ -430,10 +437,10 @@ pub fn choose_threshold(
         .iter()
         .filter(|r| r.in_role(Role::Ablation) && !r.curve.points.is_empty())
         .collect();
-    let kept: Vec<&RunEntry> = compared
-        .iter()
-        .copied()
-        .filter(|r| !ex.excluded(r.id()))
+    // The runs the ablation compares (its best rate per variant and seed).
+    let kept: Vec<&RunEntry> = ablation_choice(input, ex)
+        .into_iter()
+        .filter(|r| !r.curve.points.is_empty())
         .collect();
     let plateau_names = || {
         compared
@@ -584,12 +591,36 @@ pub fn tune_section(input: &ReportInput) -> String {
 
 // ------------------------------------------------------------------ ablation
 
-/// The ablation runs that enter CEGs: ablation role, not excluded.
-pub fn ablation_curves(input: &ReportInput, ex: &Exclusions) -> Vec<Curve> {
-    input
+/// The ablation runs that enter CEGs: ablation role, not excluded, and per
+/// (family, seed) the run with the lowest final validation loss: a variant
+/// trained at several learning rates (the tuned rate × 10^±0.5) is compared
+/// at its best one, the authors' practice. With one rate per (family, seed)
+/// every usable run is kept.
+pub fn ablation_choice<'a>(input: &'a ReportInput, ex: &Exclusions) -> Vec<&'a RunEntry> {
+    let mut best: Vec<&RunEntry> = Vec::new();
+    for r in input
         .runs
         .iter()
         .filter(|r| r.in_role(Role::Ablation) && !ex.excluded(r.id()))
+    {
+        let key = |x: &RunEntry| (x.family().to_string(), x.curve.meta.seed);
+        let loss = |x: &RunEntry| x.final_loss().unwrap_or(f64::INFINITY);
+        match best.iter().position(|b| key(b) == key(r)) {
+            Some(i) => {
+                if loss(r) < loss(best[i]) {
+                    best[i] = r;
+                }
+            }
+            None => best.push(r),
+        }
+    }
+    best
+}
+
+/// The curves of [`ablation_choice`].
+pub fn ablation_curves(input: &ReportInput, ex: &Exclusions) -> Vec<Curve> {
+    ablation_choice(input, ex)
+        .into_iter()
         .map(|r| r.curve.clone())
         .collect()
 }
@@ -649,25 +680,34 @@ pub fn ablation_section(
             return Ok((md, None));
         }
     };
+    let chosen = ablation_choice(input, ex);
+    let several = chosen.iter().any(|c| {
+        runs.iter()
+            .filter(|r| r.family() == c.family() && r.curve.meta.seed == c.curve.meta.seed)
+            .count()
+            > 1
+    });
     let _ = writeln!(
         md,
-        "Threshold: {}. Each multiplier is C_variant(L*) / C_{}(L*), the compute the reverted variant needs to reach L* over the compute the full model needs (geometric mean over seeds; {:.0}% bootstrap interval over seeds, {} replicates): the papers' \"modern choice over retro choice\"; > 1 means the modern choice helps.\n",
+        "Threshold: {}. Each multiplier is C_variant(L*) / C_{}(L*), the compute the variant needs to reach L* over the compute the full model needs (geometric mean over seeds; {:.0}% bootstrap interval over seeds, {} replicates): the papers' \"modern choice over the other choice\"; > 1 means the modern choice helps.{}\n",
         thr.how,
         settings.reference,
         100.0 * rep.level,
-        rep.bootstrap
+        rep.bootstrap,
+        if several {
+            " Each variant was trained at several learning rates (its tuned rate and 10^±0.5 around it): per variant and seed, the run with the lowest final validation loss is kept (the authors' practice); the `lr kept` column lists the rates kept, the `runs` column the runs compared."
+        } else {
+            ""
+        }
     );
     let mut rows = Vec::new();
     for v in &rep.variants {
-        let fam_runs: Vec<&&RunEntry> = runs.iter().filter(|r| r.family() == v.family).collect();
-        let published = v
-            .family
-            .strip_prefix("modern-retro_")
-            .and_then(|s| published::ABLATIONS.iter().find(|a| a.seam == s))
-            .map(|a| format!("{:.2}", a.value))
-            .or_else(|| {
-                (v.family == "retro").then(|| format!("{:.2}", published::MODERN_OVER_RETRO))
-            })
+        let fam_runs: Vec<&&RunEntry> = chosen.iter().filter(|r| r.family() == v.family).collect();
+        let mut lrs: Vec<f64> = fam_runs.iter().filter_map(|r| r.curve.meta.lr).collect();
+        lrs.sort_by(f64::total_cmp);
+        lrs.dedup();
+        let published = published::published_multiplier(&v.family)
+            .map(|x| format!("{x:.2}"))
             .unwrap_or_default();
         rows.push(vec![
             family_label(&v.family),
@@ -682,13 +722,17 @@ pub fn ablation_section(
             iv(v.ci),
             published,
             v.note.clone().unwrap_or_default(),
+            lrs.iter()
+                .map(|l| format!("{l:.2e}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             ids(fam_runs.iter().map(|r| r.id())),
         ]);
     }
     md_table(
         &mut md,
         &[
-            "revert",
+            "variant",
             "family",
             "runs reaching L*",
             "C(L*) FLOPs",
@@ -696,6 +740,7 @@ pub fn ablation_section(
             "interval",
             "published",
             "note",
+            "lr kept",
             "runs",
         ],
         &rows,
@@ -742,8 +787,24 @@ pub fn ablation_section(
 
 // ------------------------------------------------------------------ combination
 
-/// Single reverts present in a multiplier report (families `modern-retro_*` with a CEG).
+/// The single changes whose product the combination test compares with
+/// retro: the `published` suite's swaps to retro's choices
+/// ([`published::RETRO_SINGLES`]) when the study has them, else the `reverts`
+/// suite's `modern-retro_*` families; those that reach L*.
 pub fn single_reverts(rep: &MultiplierReport) -> Vec<String> {
+    let reached = |f: &str| rep.variant(f).is_some_and(|v| v.compute.is_some());
+    let fine: Vec<String> = published::RETRO_SINGLES
+        .iter()
+        .filter(|f| rep.variant(f).is_some())
+        .filter(|f| reached(f))
+        .map(|f| f.to_string())
+        .collect();
+    if published::RETRO_SINGLES
+        .iter()
+        .any(|f| rep.variant(f).is_some())
+    {
+        return fine;
+    }
     rep.variants
         .iter()
         .filter(|v| v.family.starts_with("modern-retro_") && v.compute.is_some())
@@ -1868,6 +1929,7 @@ pub struct Analysis {
     #[serde(skip)]
     pub decomposition: Option<std::result::Result<StudyDecomposition, String>>,
     pub published: Vec<PublishedRow>,
+    pub findings: Vec<Finding>,
 }
 
 /// How this study's setup differs from the papers', for the notes.
@@ -1922,7 +1984,17 @@ pub fn published_rows(
         )
     };
     // Ablation multipliers.
-    for ab in published::ABLATIONS {
+    // The reverts suite's rows, unless the study ran the published suite instead.
+    let only_swaps = a.ablation.as_ref().is_some_and(|rep| {
+        rep.variants
+            .iter()
+            .any(|v| published::SWAPS.iter().any(|s| s.0 == v.family))
+            && !rep
+                .variants
+                .iter()
+                .any(|v| v.family.starts_with("modern-retro_"))
+    });
+    for ab in published::ABLATIONS.iter().filter(|_| !only_swaps) {
         let fam = format!("modern-retro_{}", ab.seam);
         let (v, i, why) = match &a.ablation {
             Some(rep) => match rep.variant(&fam) {
@@ -1946,6 +2018,23 @@ pub fn published_rows(
             interval: i,
             note: join(&[why, ab.note.to_string(), setup.clone()]),
         });
+    }
+    // The published suite's swaps.
+    if let Some(rep) = &a.ablation {
+        for (fam, words, p) in published::SWAPS {
+            let Some(vc) = rep.variant(fam) else { continue };
+            let (v, i, why) = match vc.ceg {
+                Some(c) => (f3(c), iv(vc.ci), thr_note(rep.threshold)),
+                None => not_measured(&vc.note.clone().unwrap_or_else(|| "did not reach L*".into())),
+            };
+            rows.push(PublishedRow {
+                quantity: format!("{words} ({fam})"),
+                published: p.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into()),
+                this_study: v,
+                interval: i,
+                note: join(&[why, setup.clone()]),
+            });
+        }
     }
     // Combination.
     match &a.combination {
@@ -2156,6 +2245,375 @@ pub fn published_section(rows: &[PublishedRow]) -> String {
     md
 }
 
+// ------------------------------------------------------------------ findings
+
+/// Whether this study shows a finding of the papers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The interval lies on the papers' side.
+    Reproduced,
+    /// The interval lies on the other side.
+    NotReproduced,
+    /// The interval straddles the dividing value, or there is no interval.
+    Inconclusive,
+    /// The study lacks the runs (or the fits) to measure it.
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Reproduced => "reproduced",
+            Verdict::NotReproduced => "not reproduced",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// One qualitative result of the papers, checked against this study.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub finding: String,
+    /// The published value, in words.
+    pub published: String,
+    /// The quantity measured, in words (what `value` is).
+    pub measure: String,
+    pub value: Option<f64>,
+    pub interval: Option<(f64, f64)>,
+    pub verdict: Verdict,
+    pub note: String,
+}
+
+/// The verdict of a value with its interval against a dividing value:
+/// `above` when the papers' side is above it.
+pub fn verdict(
+    value: Option<f64>,
+    interval: Option<(f64, f64)>,
+    divide: f64,
+    above: bool,
+) -> Verdict {
+    match (value, interval) {
+        (None, _) => Verdict::NotMeasured,
+        (Some(_), None) => Verdict::Inconclusive,
+        (Some(_), Some((lo, hi))) => {
+            let (lo, hi) = if above {
+                (lo - divide, hi - divide)
+            } else {
+                (divide - hi, divide - lo)
+            };
+            if lo > 0.0 {
+                Verdict::Reproduced
+            } else if hi < 0.0 {
+                Verdict::NotReproduced
+            } else {
+                Verdict::Inconclusive
+            }
+        }
+    }
+}
+
+fn finding(
+    text: &str,
+    published: String,
+    measure: &str,
+    value: Option<f64>,
+    interval: Option<(f64, f64)>,
+    (divide, above): (f64, bool),
+    note: String,
+) -> Finding {
+    let v = verdict(value, interval, divide, above);
+    let note = if v == Verdict::Inconclusive && value.is_some() && interval.is_none() {
+        let n = "no interval (one seed, or bootstrap = 0)".to_string();
+        if note.is_empty() {
+            n
+        } else {
+            format!("{note}; {n}")
+        }
+    } else {
+        note
+    };
+    Finding {
+        finding: text.into(),
+        published,
+        measure: measure.into(),
+        value,
+        interval,
+        verdict: v,
+        note,
+    }
+}
+
+/// A family's frontier fit, if the study has the family.
+type FitEntry<'a> = Option<&'a std::result::Result<FamilyFit, String>>;
+
+/// The papers' qualitative results, each with this study's value, its
+/// interval and a verdict (see [`verdict`]). Multipliers are read against 1
+/// (the papers' side: above, the modern choice helps); the interaction
+/// factor against 1 (the papers' side: below, sub-multiplicative); the ratio
+/// of frontier exponents γ_modern / γ_LSTM against 1 (above: the LSTM's is
+/// shallower); the local slope d ln CEG / d ln C of modern over the LSTM
+/// against 0 (above: the gain grows with compute). Nothing here is tuned
+/// towards the papers: a result that does not hold at this scale is said so.
+pub fn findings(a: &Analysis, level: f64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let iv_of = |ci: Option<algoprog_ceg::stats::Interval>| ci.map(|i| (i.lo, i.hi));
+    let thr_note = |t: f64| format!("at L* = {t:.4}");
+    // (finding, families in order of preference, published)
+    let singles: [(&str, &[&str], f64); 5] = [
+        (
+            "rotary over sinusoidal positions",
+            &["modern-sinusoidal", "modern-retro_positional"],
+            1.44,
+        ),
+        (
+            "pre-norm over post-norm",
+            &["modern-post_norm", "modern-retro_norm"],
+            1.87,
+        ),
+        (
+            "SwiGLU over GeLU",
+            &["modern-gelu", "modern-retro_feed_forward"],
+            1.17,
+        ),
+        ("Adam far over SGD", &["modern-sgd"], 1.67),
+        (
+            "cosine over inverse-sqrt",
+            &["modern-inverse_sqrt", "modern-retro_schedule"],
+            1.04,
+        ),
+    ];
+    for (text, fams, p) in singles {
+        let found = a.ablation.as_ref().and_then(|rep| {
+            fams.iter()
+                .find_map(|f| rep.variant(f).map(|v| (rep, *f, v)))
+        });
+        let f = match found {
+            Some((rep, fam, v)) => {
+                let mut note = format!("`{fam}` {}", thr_note(rep.threshold));
+                if fam == "modern-retro_norm" {
+                    note.push_str(
+                        "; this revert also swaps RMSNorm for LayerNorm (published together: 2.04)",
+                    );
+                }
+                if v.ceg.is_none() {
+                    let _ = write!(
+                        note,
+                        "; {}",
+                        v.note.clone().unwrap_or_else(|| "did not reach L*".into())
+                    );
+                }
+                finding(
+                    text,
+                    format!("{p:.2}"),
+                    "multiplier C_variant / C_modern",
+                    v.ceg,
+                    iv_of(v.ci),
+                    (1.0, true),
+                    note,
+                )
+            }
+            None => finding(
+                text,
+                format!("{p:.2}"),
+                "multiplier C_variant / C_modern",
+                None,
+                None,
+                (1.0, true),
+                match &a.ablation {
+                    Some(_) => format!(
+                        "no usable run of {}",
+                        fams.iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                    None => "no ablation multipliers (see the ablation section)".into(),
+                },
+            ),
+        };
+        out.push(f);
+    }
+    // Modern far less than the product of its singles.
+    let text = "modern over retro far less than the product of the single changes";
+    let published = format!(
+        "I = {:.2} / {:.1} ≈ {:.2}",
+        published::MODERN_OVER_RETRO,
+        published::PRODUCT_OF_SINGLES,
+        published::MODERN_OVER_RETRO / published::PRODUCT_OF_SINGLES
+    );
+    out.push(match &a.combination {
+        Some(c) => finding(
+            text,
+            published,
+            "interaction I = measured / product of singles",
+            Some(c.interaction.ceg),
+            iv_of(c.interaction.ci),
+            (1.0, false),
+            format!(
+                "measured {:.3}, product {:.3}, {}",
+                c.measured.ceg,
+                c.predicted.ceg,
+                thr_note(c.threshold)
+            ),
+        ),
+        None => finding(
+            text,
+            published,
+            "interaction I",
+            None,
+            None,
+            (1.0, false),
+            "needs retro and the single changes to reach L* (see the combination test)".into(),
+        ),
+    });
+    // Frontier exponents and the growing gain.
+    let (pl, pm) = (
+        published::FRONTIERS
+            .iter()
+            .find(|f| f.0 == "lstm")
+            .map(|f| -f.2)
+            .unwrap_or(f64::NAN),
+        published::FRONTIERS
+            .iter()
+            .find(|f| f.0 == "modern")
+            .map(|f| -f.2)
+            .unwrap_or(f64::NAN),
+    );
+    let fits = (a.fits.get("modern"), a.fits.get("lstm"));
+    let paired = |m: &FamilyFit, l: &FamilyFit, f: &dyn Fn(&PowerLaw, &PowerLaw) -> Option<f64>| {
+        let n = m.replicates.len().min(l.replicates.len());
+        let reps: Vec<f64> = (0..n)
+            .filter_map(|i| f(&m.replicates[i], &l.replicates[i]))
+            .filter(|x| x.is_finite())
+            .collect();
+        (reps.len() >= 2).then(|| {
+            let i = percentile_interval(&reps, level);
+            (i.lo, i.hi)
+        })
+    };
+    let missing = |fits: (FitEntry, FitEntry)| {
+        let why = |name: &str, f: FitEntry| match f {
+            None => Some(format!("no `{name}` size scan")),
+            Some(Err(e)) => Some(format!("`{name}` frontier not fitted: {e}")),
+            Some(Ok(_)) => None,
+        };
+        [why("modern", fits.0), why("lstm", fits.1)]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let text = "the LSTM's frontier exponent shallower than the Transformer's";
+    let published = format!("γ_modern / γ_LSTM = {pm:.3} / {pl:.3} = {:.2}", pm / pl);
+    out.push(match fits {
+        (Some(Ok(m)), Some(Ok(l))) => finding(
+            text,
+            published,
+            "γ_modern / γ_LSTM",
+            Some(m.law.gamma / l.law.gamma),
+            paired(m, l, &|x, y| Some(x.gamma / y.gamma)),
+            (1.0, true),
+            format!(
+                "γ_modern = {:.4}, γ_LSTM = {:.4} (paired bootstrap over frontier points)",
+                m.law.gamma, l.law.gamma
+            ),
+        ),
+        f => finding(
+            text,
+            published,
+            "γ_modern / γ_LSTM",
+            None,
+            None,
+            (1.0, true),
+            missing(f),
+        ),
+    });
+    let text = "the Transformer-over-LSTM gain grows with compute";
+    let published = format!(
+        "d ln CEG / d ln C = γ_modern/γ_LSTM − 1 = {:.2} (published fits, shared E)",
+        pm / pl - 1.0
+    );
+    out.push(match fits {
+        (Some(Ok(m)), Some(Ok(l))) => {
+            let lo = m.range.0.max(l.range.0);
+            let hi = m.range.1.min(l.range.1);
+            let c = if lo < hi {
+                (lo * hi).sqrt()
+            } else {
+                (m.range.0 * m.range.1).sqrt()
+            };
+            let slope = |mm: &PowerLaw, ll: &PowerLaw| {
+                CegFunction::new(*ll, *mm).ok()?.local_exponent(c).ok()
+            };
+            let v = slope(&m.law, &l.law);
+            finding(
+                text,
+                published,
+                "d ln CEG / d ln C of modern over the LSTM",
+                v,
+                paired(m, l, &|x, y| slope(x, y)),
+                (0.0, true),
+                format!(
+                    "at C = {} FLOPs (the middle of the frontiers' common range)",
+                    sci(c)
+                ),
+            )
+        }
+        f => finding(
+            text,
+            published,
+            "d ln CEG / d ln C",
+            None,
+            None,
+            (0.0, true),
+            missing(f),
+        ),
+    });
+    out
+}
+
+/// The findings table.
+pub fn findings_section(rows: &[Finding], level: f64) -> String {
+    let mut md = String::from("## The papers' findings, checked\n\n");
+    let pct = format!("{:.0}%", 100.0 * level);
+    let _ = write!(md, "One row per qualitative result of the papers. Verdict: *reproduced* when the {pct} interval lies on the papers' side (of 1 for multipliers and ratios, of 0 for the slope), *not reproduced* when it lies on the other side, *inconclusive* when it straddles (or there is no interval), *not measured* when this study lacks the runs. The values are what this study measured at its scale; nothing is adjusted towards the papers.\n\n");
+    let interval_head = format!("{pct} interval");
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|f| {
+            vec![
+                f.finding.clone(),
+                f.published.clone(),
+                format!(
+                    "{}: {}",
+                    f.measure,
+                    f.value.map(f3).unwrap_or_else(|| "—".into())
+                ),
+                f.interval
+                    .map(|(lo, hi)| format!("[{}, {}]", f3(lo), f3(hi)))
+                    .unwrap_or_else(|| "—".into()),
+                format!("**{}**", f.verdict.words()),
+                f.note.clone(),
+            ]
+        })
+        .collect();
+    md_table(
+        &mut md,
+        &[
+            "finding",
+            "published",
+            "this study",
+            &interval_head,
+            "verdict",
+            "note",
+        ],
+        &table,
+    );
+    md
+}
+
 // ------------------------------------------------------------------ the whole report
 
 /// Every section in order; figures under `figs` when given.
@@ -2215,7 +2673,10 @@ pub fn render(
         kaplan,
         decomposition: Some(dec),
         published: Vec::new(),
+        findings: Vec::new(),
     };
+    analysis.findings = findings(&analysis, settings.level);
+    md.push_str(&findings_section(&analysis.findings, settings.level));
     analysis.published = published_rows(input, settings, &analysis);
     md.push_str(&published_section(&analysis.published));
     Ok((md, analysis))

@@ -3,7 +3,9 @@
 //! ```text
 //! STORE/
 //!   study.toml            the study definition, as given
-//!   specs.json            the expanded run specs (id, groups, width, resolved config)
+//!   specs.json            the expanded run specs (id, groups, width, resolved config);
+//!                         grows when a tune ends and the groups taking its rates are expanded
+//!   tuned_lr.json         the tuned per-family learning-rate rules, once the tune has ended
 //!   runs/<id>/run.json    run record (status running | finished | diverged; checksums once ended)
 //!            curve.csv    evaluation curve
 //!            checkpoint.safetensors   while the run is unfinished (see `checkpoint`)
@@ -51,11 +53,13 @@ use crate::record::{
     clean_orphan_tmps, hostname, pid_alive, tmp_path, write_atomic, EvalRow, RunDir, RunRecord,
     RunStatus,
 };
-use crate::study::{RunSpec, Study};
+use crate::study::{tuned_rates, RunSpec, Study, TuneOutcome, TuneStatus};
 use crate::trainer::{train_on_with, Observer, TrainOptions, TrainOutcome};
 
 pub const STUDY_TOML: &str = "study.toml";
 pub const SPECS_JSON: &str = "specs.json";
+/// The tuned learning-rate rules of a study in stages ([`crate::study::TunedRates`]).
+pub const TUNED_JSON: &str = "tuned_lr.json";
 /// The first generation of a run's lock; later ones are `lock.1`, `lock.2`, ….
 pub const LOCK: &str = "lock";
 pub const ERROR_TXT: &str = "error.txt";
@@ -241,11 +245,12 @@ impl Store {
     ) -> Result<(Self, Vec<RunSpec>)> {
         let root = root.into();
         // A study that does not expand makes no store.
-        let specs = study.expand()?;
+        study.expand()?;
         std::fs::create_dir_all(root.join("runs"))
             .map_err(|e| io_err(&root, "creating the store", e))?;
         let store = Store { root };
         clean_orphan_tmps(&store.root);
+        let (mut specs, waiting) = store.staged_specs(study)?;
         if store.root.join(SPECS_JSON).exists() {
             let old = match store.specs() {
                 Ok(old) => old,
@@ -262,6 +267,21 @@ impl Store {
                 })?,
                 Err(e) => return Err(e),
             };
+            // Runs of groups that take tuned rates stay listed while the tune
+            // cannot give the rates (a tune run trained again): they are
+            // derived again once it has.
+            let deferred = if waiting {
+                study.tuned_group_names()
+            } else {
+                Vec::new()
+            };
+            for o in &old {
+                let only_deferred =
+                    !o.groups.is_empty() && o.groups.iter().all(|(g, _)| deferred.contains(g));
+                if only_deferred && !specs.iter().any(|s| s.id == o.id) {
+                    specs.push(o.clone());
+                }
+            }
             let missing: Vec<&str> = old
                 .iter()
                 .filter(|o| !specs.iter().any(|s| s.id == o.id))
@@ -289,7 +309,55 @@ impl Store {
 
     /// The specs of the study in the store's own `study.toml`.
     fn specs_from_own_study(&self) -> Result<Vec<RunSpec>> {
-        Study::from_file(&self.root.join(STUDY_TOML))?.expand()
+        Ok(self
+            .staged_specs(&Study::from_file(&self.root.join(STUDY_TOML))?)?
+            .0)
+    }
+
+    /// How the study's tune runs in this store ended, and so whether the
+    /// groups that take tuned rates can be expanded ([`tuned_rates`]).
+    pub fn tune_status(&self, study: &Study) -> Result<TuneStatus> {
+        let first = study.expand()?;
+        let needed = study.needed_tunes();
+        let outcomes: Vec<(RunSpec, TuneOutcome)> = first
+            .into_iter()
+            .filter(|s| {
+                s.groups
+                    .iter()
+                    .any(|(g, r)| *r == crate::study::Role::Tune && needed.contains(g))
+            })
+            .map(|s| {
+                let o = match self.state(&s.id) {
+                    RunState::Finished => match self.run_dir(&s.id).read_record() {
+                        Ok(r) => TuneOutcome::Finished(r.final_val_loss.unwrap_or(f64::NAN)),
+                        Err(e) => TuneOutcome::NotEnded(format!("corrupt: {e}")),
+                    },
+                    RunState::Diverged { .. } => TuneOutcome::Diverged,
+                    other => TuneOutcome::NotEnded(other.label().to_string()),
+                };
+                (s, o)
+            })
+            .collect();
+        tuned_rates(study, &outcomes)
+    }
+
+    /// The study's specs as far as this store allows: the first stage, and,
+    /// once every needed tune run has ended, the groups that take tuned rates
+    /// (the rates are then written to `tuned_lr.json`); and whether the
+    /// tuned groups still wait for the tune.
+    fn staged_specs(&self, study: &Study) -> Result<(Vec<RunSpec>, bool)> {
+        if !study.has_tuned_groups() {
+            return Ok((study.expand()?, false));
+        }
+        match self.tune_status(study)? {
+            TuneStatus::Ready(rates) => {
+                let json = serde_json::to_vec_pretty(&rates)
+                    .map_err(|e| TrainError::Internal(e.to_string()))?;
+                write_atomic(&self.root.join(TUNED_JSON), &json)?;
+                Ok((study.expand_with(&rates)?, false))
+            }
+            TuneStatus::Waiting(_) => Ok((study.expand()?, true)),
+        }
     }
 
     /// Open an existing store.

@@ -28,6 +28,27 @@
 //! lr = { a = -1.0, b = -0.5 } # log10 lr = a + b·log10 width
 //! ```
 //!
+//! ## Tuned learning rates: a study in stages
+//!
+//! A scan or ablation group may take its learning rate from a tune group:
+//! `lr = "tuned"` (the study's only tune group) or
+//! `lr = { tuned = "tune", spread = [-0.5, 0.0, 0.5] }` (spread in decades
+//! around the tuned rate; default `[0.0]`). The study then runs in stages:
+//! first every group that does not depend on a tune ([`Study::expand`]);
+//! when the tune's runs have ended, each tuned family gets the per-width rule
+//! `log10 lr = a + b·log10 width` fitted to the best (lowest final validation
+//! loss) learning rate of each of its widths ([`tuned_rates`]; one width:
+//! that best rate itself), and the dependent groups are expanded with it
+//! ([`Study::expand_with`]) and appended to the store's specs. A family
+//! takes the rule of the tune family of the same name, else of its preset,
+//! else (an ablation suite's variants, built on modern) modern's. Resuming
+//! re-derives the same rates from the same finished tune runs, so the specs
+//! come out the same.
+//!
+//! A tune can be short: `budget = { tokens_per_param = 2, min_tokens = 200_000 }`
+//! trains max(2·N, 200,000) tokens (N by `train.param_count`, with the
+//! tokenizer's nominal vocabulary).
+//!
 //! A family is a preset name, or a table with a `name`, an optional `preset`
 //! and a `set` table merged over the base (any RunConfig key). The expansion
 //! is deterministic; each spec's id is [`RunConfig::run_id`] of its resolved
@@ -145,6 +166,9 @@ pub struct FixedBudget {
     pub tokens: Option<u64>,
     #[serde(default)]
     pub steps: Option<usize>,
+    /// With `tokens_per_param`: train at least this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,12 +177,22 @@ pub enum LrSpec {
     /// `"paper"`: [`paper_lr_grid`].
     Named(String),
     List(Vec<f64>),
+    /// The rate tune group `tuned` found for the run's family and width,
+    /// times 10^d for each d of `spread` (decades; default `[0.0]`).
+    Tuned {
+        tuned: String,
+        #[serde(default)]
+        spread: Option<Vec<f64>>,
+    },
     /// log10 lr = a + b · log10 width.
     Rule {
         a: f64,
         b: f64,
     },
 }
+
+/// Where a group's learning rate comes from: (tune group, spread in decades).
+pub type TuneSource = (String, Vec<f64>);
 
 /// One run of a study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -349,6 +383,13 @@ impl Study {
                 }
             }
             if let Budget::Fixed(b) = &g.budget {
+                if b.min_tokens.is_some() && b.tokens_per_param.is_none() {
+                    return Err(study_err(
+                        &key("budget.min_tokens"),
+                        "min_tokens only bounds a tokens_per_param budget".into(),
+                        "write budget = { tokens_per_param = X, min_tokens = T }, or budget = { tokens = T }",
+                    ));
+                }
                 let n = [
                     b.tokens_per_param.is_some(),
                     b.tokens.is_some(),
@@ -366,11 +407,20 @@ impl Study {
                 }
             }
             match &g.lr {
-                LrSpec::Named(n) if n != "paper" => {
+                LrSpec::Named(n) if n != "paper" && n != "tuned" => {
                     return Err(study_err(
                         &key("lr"),
                         format!("unknown grid `{n}`"),
-                        "use \"paper\", a list like [1e-3, 3e-3] or { a = .., b = .. }",
+                        "use \"paper\", \"tuned\", a list like [1e-3, 3e-3], { a = .., b = .. } or { tuned = \"GROUP\", spread = [-0.5, 0.0, 0.5] }",
+                    ))
+                }
+                LrSpec::Tuned {
+                    spread: Some(sp), ..
+                } if sp.is_empty() || sp.iter().any(|d| !d.is_finite() || d.abs() > 6.0) => {
+                    return Err(study_err(
+                        &key("lr.spread"),
+                        format!("{sp:?} is not a list of offsets in decades"),
+                        "e.g. spread = [-0.5, 0.0, 0.5] (the tuned rate divided and multiplied by 10^0.5)",
                     ))
                 }
                 LrSpec::List(l)
@@ -392,6 +442,11 @@ impl Study {
                 ));
             }
         }
+        for (i, g) in self.groups.iter().enumerate() {
+            self.tune_of(g).map_err(|(problem, fix)| {
+                study_err(&format!("groups[{i}] ({}).lr", g.name), problem, &fix)
+            })?;
+        }
         if self.seeds.is_empty() {
             return Err(study_err(
                 "seeds",
@@ -402,21 +457,145 @@ impl Study {
         Ok(())
     }
 
-    /// Expand into run specs (deduplicated by id, in first-seen order).
+    /// The tune group a group takes its learning rate from, with the spread
+    /// (decades); `Ok(None)` for a group with its own rates. The error is
+    /// (problem, fix).
+    pub fn tune_of(
+        &self,
+        g: &Group,
+    ) -> std::result::Result<Option<TuneSource>, (String, String)> {
+        let (name, spread) = match &g.lr {
+            LrSpec::Named(n) if n == "tuned" => {
+                let tunes: Vec<&str> = self
+                    .groups
+                    .iter()
+                    .filter(|t| t.role == Role::Tune)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                match tunes.as_slice() {
+                    [one] => (one.to_string(), vec![0.0]),
+                    [] => {
+                        return Err((
+                            "`tuned` needs a group with role = \"tune\", and the study has none".into(),
+                            "add a [[groups]] with role = \"tune\" and a learning-rate grid (lr = \"paper\"), or give this group an explicit lr = [..]".into(),
+                        ))
+                    }
+                    many => {
+                        return Err((
+                            format!("`tuned` is ambiguous: the study has {} tune groups ({})", many.len(), many.join(", ")),
+                            format!("name one: lr = {{ tuned = \"{}\" }}", many[0]),
+                        ))
+                    }
+                }
+            }
+            LrSpec::Tuned { tuned, spread } => {
+                (tuned.clone(), spread.clone().unwrap_or_else(|| vec![0.0]))
+            }
+            _ => return Ok(None),
+        };
+        if g.role == Role::Tune {
+            return Err((
+                "a tune group cannot take its learning rate from a tune".into(),
+                "give the tune a grid: lr = \"paper\" or lr = [1e-3, 3e-3, 1e-2]".into(),
+            ));
+        }
+        match self.groups.iter().find(|t| t.name == name) {
+            Some(t) if t.role == Role::Tune => Ok(Some((name, spread))),
+            Some(t) => Err((
+                format!("group `{name}` has role {:?}, not tune", t.role),
+                format!("name a group with role = \"tune\", or set role = \"tune\" in group `{name}`"),
+            )),
+            None => Err((
+                format!("no group named `{name}` to take the tuned learning rate from"),
+                format!(
+                    "name one of the study's tune groups ({}), or add a [[groups]] with name = \"{name}\" and role = \"tune\"",
+                    self.groups
+                        .iter()
+                        .filter(|t| t.role == Role::Tune)
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Whether some group takes a tuned learning rate (the study runs in two stages).
+    pub fn has_tuned_groups(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|g| matches!(self.tune_of(g), Ok(Some(_))))
+    }
+
+    /// The tune groups some group takes its rate from.
+    pub fn needed_tunes(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for g in &self.groups {
+            if let Ok(Some((t, _))) = self.tune_of(g) {
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+            }
+        }
+        v
+    }
+
+    /// The groups that take a tuned rate (the second stage), by name.
+    pub fn tuned_group_names(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|g| matches!(self.tune_of(g), Ok(Some(_))))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// The first stage: run specs of every group that takes no tuned rate
+    /// (deduplicated by id, in first-seen order). A study without tuned
+    /// groups is all first stage.
     pub fn expand(&self) -> Result<Vec<RunSpec>> {
+        self.expand_groups(None)
+    }
+
+    /// Every run spec: the first stage's, then those of the groups that take
+    /// tuned rates, from `rates` ([`tuned_rates`] of the finished tune).
+    pub fn expand_with(&self, rates: &TunedRates) -> Result<Vec<RunSpec>> {
+        self.expand_groups(Some(rates))
+    }
+
+    fn expand_groups(&self, rates: Option<&TunedRates>) -> Result<Vec<RunSpec>> {
         let mut out: Vec<RunSpec> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        for g in &self.groups {
+        let tuned: Vec<&Group> = self
+            .groups
+            .iter()
+            .filter(|g| matches!(self.tune_of(g), Ok(Some(_))))
+            .collect();
+        let first: Vec<&Group> = self
+            .groups
+            .iter()
+            .filter(|g| !matches!(self.tune_of(g), Ok(Some(_))))
+            .collect();
+        let order: Vec<&Group> = match rates {
+            None => first,
+            Some(_) => first.into_iter().chain(tuned).collect(),
+        };
+        for g in order {
             let seeds = g.seeds.clone().unwrap_or_else(|| self.seeds.clone());
             let eval = g.eval_interval.or(self.eval_interval);
+            let from_tune = self.tune_of(g).map_err(|(problem, fix)| {
+                study_err(&format!("groups ({}).lr", g.name), problem, &fix)
+            })?;
             for &w in &g.widths {
                 let lrs = match &g.lr {
-                    LrSpec::Named(_) => paper_lr_grid(),
+                    LrSpec::Named(n) if n == "paper" => paper_lr_grid(),
                     LrSpec::List(l) => l.clone(),
                     LrSpec::Rule { a, b } => vec![10f64.powf(a + b * (w as f64).log10())],
+                    // Tuned: per family, below.
+                    _ => Vec::new(),
                 };
                 // Family configs at this width, before lr / seed / budget.
-                let mut bases: Vec<(String, RunConfig)> = Vec::new();
+                // (family, config, whether it is a suite variant built on modern)
+                let mut bases: Vec<(String, RunConfig, bool)> = Vec::new();
                 if let Some(s) = &g.suite {
                     let modern = self.resolve(
                         &Family::Preset("modern".into()),
@@ -427,6 +606,7 @@ impl Study {
                             steps: Some(1),
                             tokens: None,
                             tokens_per_param: None,
+                            min_tokens: None,
                         },
                         eval,
                     )?;
@@ -444,7 +624,7 @@ impl Study {
                         },
                         other => other,
                     })? {
-                        bases.push((c.family().to_string(), c));
+                        bases.push((c.family().to_string(), c, true));
                     }
                 }
                 {
@@ -458,13 +638,44 @@ impl Study {
                                 steps: Some(1),
                                 tokens: None,
                                 tokens_per_param: None,
+                                min_tokens: None,
                             },
                             eval,
                         )?;
-                        bases.push((f.name().to_string(), c));
+                        bases.push((f.name().to_string(), c, false));
                     }
                 }
-                for (family, base) in &bases {
+                for (family, base, in_suite) in &bases {
+                    let lrs = match (&from_tune, rates) {
+                        (Some((tune, spread)), Some(rates)) => {
+                            let preset = base.preset.as_deref();
+                            let rule = rates
+                                .rule_for(tune, family, preset, *in_suite)
+                                .ok_or_else(|| {
+                                    study_err(
+                                        &format!("groups ({}).lr", g.name),
+                                        format!(
+                                            "family `{family}` takes its learning rate from tune group `{tune}`, which has no finished runs of `{family}`{}{}",
+                                            preset.filter(|p| p != family).map(|p| format!(" or of its preset `{p}`")).unwrap_or_default(),
+                                            if *in_suite { " or of `modern`" } else { "" }
+                                        ),
+                                        &format!("add `{family}` to the families of group `{tune}`, or give group `{}` an explicit lr = [..]", g.name),
+                                    )
+                                })?;
+                            let centre = rule.lr(w);
+                            spread
+                                .iter()
+                                .map(|d| if *d == 0.0 { centre } else { centre * 10f64.powf(*d) })
+                                .collect()
+                        }
+                        (Some((tune, _)), None) => {
+                            return Err(TrainError::Internal(format!(
+                                "group `{}` needs the rates of tune `{tune}`; expand it with Study::expand_with",
+                                g.name
+                            )))
+                        }
+                        (None, _) => lrs.clone(),
+                    };
                     for &lr in &lrs {
                         for &seed in &seeds {
                             let mut c = base.clone();
@@ -489,6 +700,19 @@ impl Study {
                                     c.train.steps = b.steps;
                                     c.train.tokens = b.tokens;
                                     c.train.tokens_per_param = b.tokens_per_param;
+                                    if let (Some(r), Some(min)) = (b.tokens_per_param, b.min_tokens)
+                                    {
+                                        let p =
+                                            c.model.param_counts(nominal_vocab(&c.data.tokenizer));
+                                        let n = match c.train.param_count {
+                                            crate::config::ParamCountKind::Total => p.total(),
+                                            crate::config::ParamCountKind::NonEmbedding => {
+                                                p.non_embedding
+                                            }
+                                        } as f64;
+                                        c.train.tokens_per_param = None;
+                                        c.train.tokens = Some(((r * n).ceil() as u64).max(min));
+                                    }
                                 }
                             }
                             c.name = format!("{family}-d{w}-lr{}-s{seed}", lr_label(lr));
@@ -603,4 +827,157 @@ pub fn fit_lr_rule(best: &[(usize, f64)]) -> Option<(f64, f64)> {
     }
     let b = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
     Some((my - b * mx, b))
+}
+
+/// A tuned family's per-width learning-rate rule: log10 lr = a + b·log10 width.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TunedRule {
+    /// The tune group.
+    pub group: String,
+    pub family: String,
+    /// The best learning rate at each width: (width, lr, final validation loss, run id).
+    pub best: Vec<(usize, f64, f64, String)>,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl TunedRule {
+    /// The tuned rate at width `w`: the fitted rule; with one tuned width,
+    /// that width's best rate itself.
+    pub fn lr(&self, w: usize) -> f64 {
+        match self.best.as_slice() {
+            [(_, lr, _, _)] => *lr,
+            _ => 10f64.powf(self.a + self.b * (w as f64).log10()),
+        }
+    }
+}
+
+/// The rules of every tuned family of a study.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TunedRates {
+    pub rules: Vec<TunedRule>,
+}
+
+impl TunedRates {
+    /// The rule a family of a dependent group takes from tune `group`: the
+    /// family's own, else its preset's, else (a suite variant) modern's.
+    pub fn rule_for(
+        &self,
+        group: &str,
+        family: &str,
+        preset: Option<&str>,
+        in_suite: bool,
+    ) -> Option<&TunedRule> {
+        let find = |f: &str| {
+            self.rules
+                .iter()
+                .find(|r| r.group == group && r.family == f)
+        };
+        find(family)
+            .or_else(|| preset.and_then(find))
+            .or_else(|| in_suite.then(|| find("modern")).flatten())
+    }
+}
+
+/// How a tune run ended, as far as the learning-rate choice is concerned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TuneOutcome {
+    /// Finished with this final validation loss.
+    Finished(f64),
+    Diverged,
+    /// Not ended: pending, running, interrupted, failed or damaged (the state's label).
+    NotEnded(String),
+}
+
+/// Whether the dependent groups can be expanded yet.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TuneStatus {
+    /// Every needed tune run has ended: the rates.
+    Ready(TunedRates),
+    /// Some tune runs have not ended: (run id, name, state label).
+    Waiting(Vec<(String, String, String)>),
+}
+
+/// The tuned rates of every tune group the study's groups name, from the
+/// outcomes of the tune runs (each spec with how it ended). Per family and
+/// width, the best rate is the finished run with the lowest final
+/// validation loss. A width where no run finished is an error naming the
+/// tune group, the family, the width and the fix.
+pub fn tuned_rates(study: &Study, outcomes: &[(RunSpec, TuneOutcome)]) -> Result<TuneStatus> {
+    let mut waiting = Vec::new();
+    let mut rules = Vec::new();
+    for tune in study.needed_tunes() {
+        let runs: Vec<&(RunSpec, TuneOutcome)> = outcomes
+            .iter()
+            .filter(|(s, _)| s.groups.iter().any(|(g, r)| *g == tune && *r == Role::Tune))
+            .collect();
+        for (s, o) in &runs {
+            if let TuneOutcome::NotEnded(st) = o {
+                waiting.push((s.id.clone(), s.config.name.clone(), st.clone()));
+            }
+        }
+        if !waiting.is_empty() {
+            continue;
+        }
+        let mut families: Vec<String> = Vec::new();
+        for (s, _) in &runs {
+            let f = s.config.family().to_string();
+            if !families.contains(&f) {
+                families.push(f);
+            }
+        }
+        for fam in families {
+            let mut widths: Vec<usize> = runs
+                .iter()
+                .filter(|(s, _)| s.config.family() == fam)
+                .map(|(s, _)| s.width)
+                .collect();
+            widths.sort();
+            widths.dedup();
+            let mut best = Vec::new();
+            for w in widths {
+                let at: Vec<&&(RunSpec, TuneOutcome)> = runs
+                    .iter()
+                    .filter(|(s, _)| s.config.family() == fam && s.width == w)
+                    .collect();
+                let b = at
+                    .iter()
+                    .filter_map(|(s, o)| match o {
+                        TuneOutcome::Finished(l) if l.is_finite() => Some((s, *l)),
+                        _ => None,
+                    })
+                    // Ties go to the lower rate, then the id: the same choice on every resume.
+                    .min_by(|(sa, la), (sb, lb)| {
+                        la.total_cmp(lb)
+                            .then(sa.config.train.lr.total_cmp(&sb.config.train.lr))
+                            .then(sa.id.cmp(&sb.id))
+                    });
+                let Some((s, l)) = b else {
+                    return Err(study_err(
+                        &format!("groups ({tune})"),
+                        format!(
+                            "the learning-rate tune has no finished run of family `{fam}` at width {w} ({} runs, all diverged or without a loss), so the groups that take its rate ({}) cannot be expanded",
+                            at.len(),
+                            study.tuned_group_names().join(", ")
+                        ),
+                        &format!("give tune group `{tune}` lower learning rates or a longer budget and run it again in a new --store (or give those groups an explicit lr = [..])"),
+                    ));
+                };
+                best.push((w, s.config.train.lr, l, s.id.clone()));
+            }
+            let pts: Vec<(usize, f64)> = best.iter().map(|(w, lr, _, _)| (*w, *lr)).collect();
+            let (a, b) = fit_lr_rule(&pts).unwrap_or((pts[0].1.log10(), 0.0));
+            rules.push(TunedRule {
+                group: tune.clone(),
+                family: fam,
+                best,
+                a,
+                b,
+            });
+        }
+    }
+    if !waiting.is_empty() {
+        return Ok(TuneStatus::Waiting(waiting));
+    }
+    Ok(TuneStatus::Ready(TunedRates { rules }))
 }
