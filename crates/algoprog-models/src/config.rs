@@ -202,7 +202,7 @@ pub struct TransformerConfig {
     /// = `norm`, and then left out of the serialised config (run ids of
     /// configs without it are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_norm_kind: Option<NormKind>,
+    pub final_norm_kind: Option<NormConfig>,
     #[serde(default)]
     pub init: InitKind,
     #[serde(default = "d128")]
@@ -269,9 +269,9 @@ impl TransformerConfig {
     /// the modern-over-retro 1.33 were measured on these runs.
     pub fn retro_runs(d_model: usize) -> Self {
         Self {
-            norm: NormKind::RmsNorm,
+            norm: NormConfig::RmsNorm(Default::default()),
             final_norm: true,
-            final_norm_kind: Some(NormKind::LayerNorm),
+            final_norm_kind: Some(NormConfig::LayerNorm(Default::default())),
             ..Self::retro(d_model)
         }
     }
@@ -360,7 +360,7 @@ impl TransformerConfig {
             bias: self.bias,
             placement: self.placement,
             final_norm: self.final_norm,
-            final_norm_config: self.final_norm_kind,
+            final_norm_config: self.final_norm_kind.clone(),
             init: self.init,
             max_seq_len: self.max_seq_len,
             tie_embeddings: self.tie_embeddings,

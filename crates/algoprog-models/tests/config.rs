@@ -244,23 +244,23 @@ fn retro_runs_has_post_rms_blocks_and_a_final_layer_norm() {
     let runs = TransformerConfig::retro_runs(64);
     assert_eq!(
         (
-            runs.norm,
+            runs.norm.clone(),
             runs.placement,
             runs.final_norm,
-            runs.final_norm_kind
+            runs.final_norm_kind.clone()
         ),
         (
-            NormKind::RmsNorm,
+            NormConfig::RmsNorm(Default::default()),
             Placement::Post,
             true,
-            Some(NormKind::LayerNorm)
+            Some(NormConfig::LayerNorm(Default::default()))
         )
     );
     // the same as the text's retro apart from the norm kind and the final norm
     let text = TransformerConfig::retro(64);
     assert_eq!(
         TransformerConfig {
-            norm: text.norm,
+            norm: text.norm.clone(),
             final_norm: text.final_norm,
             final_norm_kind: None,
             ..runs.clone()

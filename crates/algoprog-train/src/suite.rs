@@ -24,7 +24,7 @@
 
 use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::{
-    FeedForwardKind, InitKind, NormKind, OptimizerConfig, Placement, PositionalKind, ScheduleConfig,
+    FeedForwardKind, InitKind, NormConfig, OptimizerConfig, Placement, PositionalConfig, ScheduleConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +82,9 @@ impl Seam {
                     "layer_norm" => "ln".to_string(),
                     other => other.to_string(),
                 },
-                match (t.final_norm, t.final_norm_kind) {
+                match (t.final_norm, &t.final_norm_kind) {
                     (false, _) => "_nofinal".to_string(),
-                    (true, Some(k)) if k != t.norm => match serde_label(&k).as_str() {
+                    (true, Some(k)) if *k != t.norm => match serde_label(k).as_str() {
                         "rms_norm" => "_final_rms".to_string(),
                         "layer_norm" => "_final_ln".to_string(),
                         other => format!("_final_{other}"),
@@ -158,7 +158,7 @@ pub fn transplant(target: &mut RunConfig, donor: &RunConfig, seam: Seam) -> Resu
             t.norm = d.norm.clone();
             t.placement = d.placement;
             t.final_norm = d.final_norm;
-            t.final_norm_kind = d.final_norm_kind;
+            t.final_norm_kind = d.final_norm_kind.clone();
         }
         Seam::Schedule => target.train.schedule = donor.train.schedule.clone(),
         Seam::Optimizer => target.train.optimizer = donor.train.optimizer.clone(),
@@ -318,7 +318,7 @@ impl Swap {
     }
 }
 
-fn set_positional(c: &mut RunConfig, p: PositionalKind) -> Result<()> {
+fn set_positional(c: &mut RunConfig, p: PositionalConfig) -> Result<()> {
     transformer_mut(c)?.positional = p;
     Ok(())
 }
@@ -354,14 +354,14 @@ pub const PUBLISHED_SWAPS: &[Swap] = &[
         seam: FineSeam::Positional,
         retro: true,
         published: Some(1.44),
-        apply: |c| set_positional(c, PositionalKind::Sinusoidal),
+        apply: |c| set_positional(c, PositionalConfig::Sinusoidal(Default::default())),
     },
     Swap {
         family: "modern-learned",
         seam: FineSeam::Positional,
         retro: false,
         published: Some(1.26),
-        apply: |c| set_positional(c, PositionalKind::Learned),
+        apply: |c| set_positional(c, PositionalConfig::Learned(Default::default())),
     },
     Swap {
         family: "modern-gelu",
@@ -383,7 +383,7 @@ pub const PUBLISHED_SWAPS: &[Swap] = &[
         retro: true,
         published: Some(1.09),
         apply: |c| {
-            transformer_mut(c)?.norm = NormKind::LayerNorm;
+            transformer_mut(c)?.norm = NormConfig::LayerNorm(Default::default());
             Ok(())
         },
     },

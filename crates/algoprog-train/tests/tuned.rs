@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use algoprog_models::ParamCounts;
-use algoprog_train::record::DataSummary;
+use algoprog_train::record::{DataSummary, Termination};
 use algoprog_train::store::{Store, SPECS_JSON, TUNED_JSON};
 use algoprog_train::study::{tuned_rates, Role, RunSpec, Study, TuneOutcome, TuneStatus};
 use algoprog_train::{EvalRow, FlopLedger, RunDir, RunRecord, RunStatus};
@@ -88,6 +88,11 @@ fn write_run(store: &Store, spec: &RunSpec, loss: Option<f64>) {
             RunStatus::Finished
         },
         diverged_at_step: diverged.then_some(1),
+        termination: Some(if diverged {
+            Termination::Diverged { step: 1 }
+        } else {
+            Termination::Finished
+        }),
         width: spec.width,
         lr: spec.config.train.lr,
         params: ParamCounts::default(),
