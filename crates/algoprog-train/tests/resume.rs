@@ -77,6 +77,7 @@ fn check_exact_resume(preset: &str, grad_accum: usize, stops: &[u64]) {
             opts,
         )
         .unwrap();
+        assert_eq!(o.termination, algoprog_train::Termination::Stopped);
         assert_eq!(o.record.status, RunStatus::Running);
         assert_eq!(o.record.steps_done, s);
         assert!(parts.path.join(CHECKPOINT).exists());

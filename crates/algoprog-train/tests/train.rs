@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use algoprog_data::Dataset;
-use algoprog_train::{train_on, RunConfig, RunDir, RunStatus, Silent, TrainError};
+use algoprog_train::{train_on, RunConfig, RunDir, RunStatus, Silent, Termination, TrainError};
 
 /// A shared, test-only cache (never the user's home).
 fn cache_dir() -> PathBuf {
@@ -184,7 +184,12 @@ fn absurd_learning_rate_is_marked_diverged() {
     )
     .unwrap();
     assert_eq!(out.record.status, RunStatus::Diverged);
-    assert!(out.record.diverged_at_step.unwrap() <= 60);
+    let step = out.record.diverged_at_step.unwrap();
+    assert!(step <= 60);
+    // the termination names the same step, in the outcome and the record on disk
+    assert_eq!(out.termination, Termination::Diverged { step });
+    let on_disk = RunDir::open(tmp.path()).read_record().unwrap();
+    assert_eq!(on_disk.termination, Some(Termination::Diverged { step }));
 }
 
 #[test]
