@@ -169,9 +169,7 @@ pub const PRESETS: &[&str] = &[
 pub const LSTM_RUNS_WEIGHT_DECAY: f64 = 1e-4;
 
 /// The TOML table a preset contributes, for a model of width `d_model`.
-///
-/// The authors' models also train a bias on the tied output layer: every
-/// preset here is to set `model.output_bias = true` once that key exists.
+/// Every preset trains a bias on the tied output layer (`model.output_bias`).
 pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainError> {
     let (model, optimizer, schedule) = match name {
         "modern" => (
@@ -220,6 +218,15 @@ pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainErro
             ))
         }
     };
+    // Every preset trains a bias on its tied output layer (logits = h·Eᵀ + b),
+    // as the authors' Transformers and LSTMs do; the key's serde default
+    // stays off so that older run records keep meaning what they trained.
+    let mut model = model;
+    match &mut model {
+        ModelConfig::Transformer(c) => c.output_bias = true,
+        ModelConfig::Lstm(c) => c.output_bias = true,
+        ModelConfig::Custom(_) => {}
+    }
     let mut t = toml::Table::new();
     t.insert("family".into(), toml::Value::String(name.into()));
     t.insert("model".into(), to_value(&model)?);
