@@ -7,7 +7,8 @@
 //! d_model = 64
 //! positional = "sinusoidal"   # rotary | sinusoidal | learned | none (alias nope) | alibi
 //!                             # or a table with the variant's keys:
-//!                             #   { kind = "rotary", base = 10000.0 }   (θ base)
+//!                             #   { kind = "rotary", base = 10000.0 }       (θ base)
+//!                             #   { kind = "sinusoidal", base = 10000.0 }   (wavelength base)
 //! feed_forward = "gelu"       # relu | gelu | gelu_tanh | swiglu | geglu
 //! gated_hidden = "paper"      # paper (h = ff_ratio·d) | param_matched (h = 2/3·ff_ratio·d, nearest multiple of 8)
 //! norm = "layer_norm"         # layer_norm | rms_norm, or { kind = "layer_norm", eps = 1e-5 }

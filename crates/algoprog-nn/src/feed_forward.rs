@@ -192,21 +192,89 @@ impl<A: Activation> FeedForward for GatedFeedForward<A> {
     }
 }
 
-/// Feed-forward choices selectable from a config (`feed_forward = "..."`, snake_case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FeedForwardKind {
-    #[serde(rename = "relu")]
-    Relu,
+/// A feed-forward's own config as the run-time choice determines it: the
+/// plain MLPs have none (`()`), the gated ones take the hidden-size rule
+/// (`gated_hidden`).
+pub trait FromFeedForwardSpec {
+    fn from_spec(spec: &FeedForwardSpec) -> Self;
+}
+impl FromFeedForwardSpec for () {
+    fn from_spec(_: &FeedForwardSpec) -> Self {}
+}
+impl FromFeedForwardSpec for GatedHidden {
+    fn from_spec(spec: &FeedForwardSpec) -> Self {
+        spec.gated_hidden
+    }
+}
+
+/// Declares the feed-forward choices once: the names ([`FeedForwardKind`])
+/// and the run-time block ([`DynFeedForward`]) that builds and delegates
+/// through the variant's config ([`FromFeedForwardSpec`]). An in-tree block
+/// is one line here plus its type.
+macro_rules! feed_forward_choices {
+    ($( $(#[$vmeta:meta])* $Var:ident => $Block:ty = $name:literal ),+ $(,)?) => {
+        /// Feed-forward choices selectable from a config (`feed_forward = "..."`, snake_case).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum FeedForwardKind {
+            $( $(#[$vmeta])* #[serde(rename = $name)] $Var ),+
+        }
+
+        impl FeedForwardKind {
+            /// This variant's name, as written in configs.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Self::$Var => $name ),+
+                }
+            }
+        }
+
+        /// A feed-forward chosen at run time; delegates to the concrete types.
+        #[derive(Clone, Debug)]
+        pub enum DynFeedForward {
+            $( $Var($Block) ),+
+        }
+
+        impl FeedForward for DynFeedForward {
+            type Config = FeedForwardSpec;
+            fn new(cfg: &FeedForwardSpec, dims: &FfDims, pb: &ParamBuilder) -> Result<Self> {
+                Ok(match cfg.kind {
+                    $( FeedForwardKind::$Var => Self::$Var(<$Block>::new(
+                        &FromFeedForwardSpec::from_spec(cfg), dims, pb,
+                    )?) ),+
+                })
+            }
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                match self {
+                    $( Self::$Var(m) => m.forward(x) ),+
+                }
+            }
+            fn hidden_size(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
+                match cfg.kind {
+                    $( FeedForwardKind::$Var => <$Block>::hidden_size(&FromFeedForwardSpec::from_spec(cfg), dims) ),+
+                }
+            }
+            fn num_params(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
+                match cfg.kind {
+                    $( FeedForwardKind::$Var => <$Block>::num_params(&FromFeedForwardSpec::from_spec(cfg), dims) ),+
+                }
+            }
+            fn flops(cfg: &FeedForwardSpec, dims: &FfDims, tokens: usize) -> Flops {
+                match cfg.kind {
+                    $( FeedForwardKind::$Var => <$Block>::flops(&FromFeedForwardSpec::from_spec(cfg), dims, tokens) ),+
+                }
+            }
+        }
+    };
+}
+
+feed_forward_choices! {
+    Relu => Mlp<Relu> = "relu",
     /// Exact (erf) GeLU.
-    #[serde(rename = "gelu")]
-    Gelu,
+    Gelu => Mlp<Gelu> = "gelu",
     /// tanh-approximated GeLU.
-    #[serde(rename = "gelu_tanh")]
-    GeluTanh,
-    #[serde(rename = "swiglu")]
-    SwiGlu,
-    #[serde(rename = "geglu")]
-    GeGlu,
+    GeluTanh => Mlp<GeluTanh> = "gelu_tanh",
+    SwiGlu => SwiGlu = "swiglu",
+    GeGlu => GeGlu = "geglu",
 }
 
 /// Run-time feed-forward choice: the kind and the gated hidden-size rule.
@@ -218,64 +286,12 @@ pub struct FeedForwardSpec {
 }
 
 impl Default for FeedForwardSpec {
+    /// SwiGLU with the paper's hidden size (the modern Transformer's).
     fn default() -> Self {
         Self {
             kind: FeedForwardKind::SwiGlu,
-            gated_hidden: GatedHidden::Paper,
+            gated_hidden: GatedHidden::default(),
         }
-    }
-}
-
-/// A feed-forward chosen at run time; delegates to the concrete types.
-#[derive(Clone, Debug)]
-pub enum DynFeedForward {
-    Relu(Mlp<Relu>),
-    Gelu(Mlp<Gelu>),
-    GeluTanh(Mlp<GeluTanh>),
-    SwiGlu(SwiGlu),
-    GeGlu(GeGlu),
-}
-
-macro_rules! ff_dispatch {
-    ($spec:expr, $f:ident ( $($arg:expr),* )) => {
-        match $spec.kind {
-            FeedForwardKind::Relu => <Mlp<Relu> as FeedForward>::$f(&(), $($arg),*),
-            FeedForwardKind::Gelu => <Mlp<Gelu> as FeedForward>::$f(&(), $($arg),*),
-            FeedForwardKind::GeluTanh => <Mlp<GeluTanh> as FeedForward>::$f(&(), $($arg),*),
-            FeedForwardKind::SwiGlu => <SwiGlu as FeedForward>::$f(&$spec.gated_hidden, $($arg),*),
-            FeedForwardKind::GeGlu => <GeGlu as FeedForward>::$f(&$spec.gated_hidden, $($arg),*),
-        }
-    };
-}
-
-impl FeedForward for DynFeedForward {
-    type Config = FeedForwardSpec;
-    fn new(cfg: &FeedForwardSpec, dims: &FfDims, pb: &ParamBuilder) -> Result<Self> {
-        Ok(match cfg.kind {
-            FeedForwardKind::Relu => Self::Relu(Mlp::new(&(), dims, pb)?),
-            FeedForwardKind::Gelu => Self::Gelu(Mlp::new(&(), dims, pb)?),
-            FeedForwardKind::GeluTanh => Self::GeluTanh(Mlp::new(&(), dims, pb)?),
-            FeedForwardKind::SwiGlu => Self::SwiGlu(SwiGlu::new(&cfg.gated_hidden, dims, pb)?),
-            FeedForwardKind::GeGlu => Self::GeGlu(GeGlu::new(&cfg.gated_hidden, dims, pb)?),
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Relu(m) => m.forward(x),
-            Self::Gelu(m) => m.forward(x),
-            Self::GeluTanh(m) => m.forward(x),
-            Self::SwiGlu(m) => m.forward(x),
-            Self::GeGlu(m) => m.forward(x),
-        }
-    }
-    fn hidden_size(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
-        ff_dispatch!(cfg, hidden_size(dims))
-    }
-    fn num_params(cfg: &FeedForwardSpec, dims: &FfDims) -> usize {
-        ff_dispatch!(cfg, num_params(dims))
-    }
-    fn flops(cfg: &FeedForwardSpec, dims: &FfDims, tokens: usize) -> Flops {
-        ff_dispatch!(cfg, flops(dims, tokens))
     }
 }
 

@@ -52,8 +52,8 @@ pub use activation::{Activation, Gelu, GeluTanh, Relu, Silu};
 pub use attention::{AttentionDims, CausalSelfAttention};
 pub use choice::VariantConfig;
 pub use feed_forward::{
-    DynFeedForward, FeedForward, FeedForwardKind, FeedForwardSpec, FfDims, GatedFeedForward,
-    GatedHidden, GeGlu, Mlp, SwiGlu,
+    DynFeedForward, FeedForward, FeedForwardKind, FeedForwardSpec, FfDims, FromFeedForwardSpec,
+    GatedFeedForward, GatedHidden, GeGlu, Mlp, SwiGlu,
 };
 pub use init::{Init, InitKind, InitScheme, Initializer};
 pub use loss::{
