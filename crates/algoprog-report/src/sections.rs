@@ -586,6 +586,13 @@ pub fn tune_section(input: &ReportInput) -> String {
         &["family", "width", "lr", "final val loss", "", "run"],
         &rows,
     );
+    if !input.tuned.is_empty() {
+        md.push_str("The tuned rates the study's later groups took (best = lowest final validation loss per family and width; the rule fitted to them):\n\n");
+        for t in &input.tuned {
+            let _ = writeln!(md, "- {t}");
+        }
+        md.push('\n');
+    }
     md
 }
 
