@@ -58,7 +58,7 @@ fn smoke_preset_writes_a_complete_report() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("25 trained, 1 diverged, 0 already done"),
+        stdout.contains("27 trained, 2 diverged, 0 already done"),
         "{stdout}"
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -66,7 +66,7 @@ fn smoke_preset_writes_a_complete_report() {
     // Setup and every run.
     let setup = section(&md, "## Setup");
     assert!(
-        setup.contains("25 finished, 1 diverged, 0 not finished"),
+        setup.contains("27 finished, 2 diverged, 0 not finished"),
         "{setup}"
     );
     assert!(
@@ -74,7 +74,7 @@ fn smoke_preset_writes_a_complete_report() {
         "the study's [analysis] settings: {setup}"
     );
     let all = rows(section(&md, "## Runs"));
-    assert_eq!(all.len(), 26);
+    assert_eq!(all.len(), 29);
     for r in &all {
         assert_eq!(
             r[0].len(),
@@ -82,8 +82,8 @@ fn smoke_preset_writes_a_complete_report() {
             "run id `{}` is 12 hex digits in backticks",
             r[0]
         );
-        if r[9] == "finished" {
-            let l = num(&r[10]);
+        if r[10] == "finished" {
+            let l = num(&r[11]);
             assert!(l > 2.0 && l < 7.0, "final loss {l} of {}", r[1]);
         }
     }
@@ -98,13 +98,13 @@ fn smoke_preset_writes_a_complete_report() {
     );
     assert_eq!(
         left.matches("needs < ").count(),
-        25,
+        27,
         "every finished run is a plateau run: {left}"
     );
     let tune = rows(section(&md, "## Learning-rate tune"));
-    assert_eq!(tune.len(), 3);
-    assert!(tune.iter().any(|r| r[3] == "diverged"));
-    assert_eq!(tune.iter().filter(|r| r[4] == "best").count(), 1);
+    assert_eq!(tune.len(), 6);
+    assert_eq!(tune.iter().filter(|r| r[3] == "diverged").count(), 2);
+    assert_eq!(tune.iter().filter(|r| r[4] == "best").count(), 2);
     let abl = section(&md, "## Ablation table (Figure 2)");
     assert!(
         abl.contains("No CEG is reported: `auto` found no threshold")
@@ -183,7 +183,7 @@ fn smoke_preset_writes_a_complete_report() {
     let ids: std::collections::BTreeSet<&str> = body.iter().map(|r| r[0]).collect();
     assert_eq!(
         ids.len(),
-        25,
+        27,
         "every run with an evaluation (the diverged one stopped before its first)"
     );
     let expected_rows: usize = std::fs::read_dir(out.join("store/runs"))
@@ -289,7 +289,7 @@ fn smoke_preset_writes_a_complete_report() {
     // Reproducing again trains nothing and rewrites the same report.
     let o = run();
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("0 trained, 0 diverged, 26 already done"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 trained, 0 diverged, 29 already done"));
     let md2 = std::fs::read_to_string(out.join("report.md")).unwrap();
     let strip = |s: &str| {
         s.lines()

@@ -1,4 +1,4 @@
-//! `algoprog reproduce --preset smoke|quick|paper --out DIR`: run a whole study
+//! `algoprog reproduce --preset smoke|quick|laptop|paper --out DIR`: run a whole study
 //! (configs/studies/PRESET.toml) into `DIR/store`, then write `DIR/report.md`
 //! with figures under `DIR/figures/` (SVG and PNG) through the report crate
 //! (`algoprog_report::write_report`, the same function `algoprog report`
@@ -16,12 +16,13 @@ use crate::cmd::sweep::{execute_study, print_summary, ExecArgs};
 pub const PRESETS: &[(&str, &str)] = &[
     ("smoke", include_str!("../../configs/studies/smoke.toml")),
     ("quick", include_str!("../../configs/studies/quick.toml")),
+    ("laptop", include_str!("../../configs/studies/laptop.toml")),
     ("paper", include_str!("../../configs/studies/paper.toml")),
 ];
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Study preset: smoke (under a minute), quick (the README's; embedded corpus, 2 cores), paper (C4, GPT-2 tokenizer, a GPU cluster).
+    /// Study preset: smoke (under a minute), quick (the README's; embedded corpus, 2 cores, ~15 min), laptop (library corpus, 2 cores, ~90 min), paper (C4, GPT-2 tokenizer, a GPU cluster).
     #[arg(long)]
     pub preset: Option<String>,
     /// Or a study file.
@@ -61,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
             std::fs::read_to_string(f)
                 .with_context(|| format!("reading the study {}", f.display()))?,
         ),
-        _ => bail!("give --preset smoke|quick|paper or --study FILE"),
+        _ => bail!("give --preset smoke|quick|laptop|paper or --study FILE"),
     };
     let study = Study::from_toml_str(&text).with_context(|| format!("study `{name}`"))?;
     // Checked before any training: a typo in [analysis] should not cost a study.

@@ -177,6 +177,57 @@ pub struct ReportInput {
     pub runs: Vec<RunEntry>,
     pub data: DataInfo,
     pub groups: Vec<GroupInfo>,
+    /// The tuned learning-rate rules of a study in stages (the store's
+    /// `tuned_lr.json`), one line each.
+    #[serde(default)]
+    pub tuned: Vec<String>,
+}
+
+/// The lines of a store's `tuned_lr.json`: per tuned family, the rule and the best rate per width.
+fn tuned_lines(root: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(root.join("tuned_lr.json")) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let Some(rules) = v.get("rules").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    rules
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
+            let f = |k: &str| r.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+            let best: Vec<String> = r
+                .get("best")
+                .and_then(|b| b.as_array())
+                .map(|b| {
+                    b.iter()
+                        .filter_map(|e| {
+                            let e = e.as_array()?;
+                            Some(format!(
+                                "d{} {:.2e} (loss {:.4}, `{}`)",
+                                e.first()?.as_u64()?,
+                                e.get(1)?.as_f64()?,
+                                e.get(2)?.as_f64()?,
+                                e.get(3)?.as_str()?
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rule = if best.len() == 1 {
+                "one width: its best rate for every width".to_string()
+            } else {
+                format!("log10 lr = {:.3} {:+.3}·log10 width", f("a"), f("b"))
+            };
+            format!(
+                "`{}` from tune `{}`: {rule}; best per width: {}",
+                s("family"),
+                s("group"),
+                best.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -340,6 +391,7 @@ impl ReportInput {
             runs,
             data,
             groups,
+            tuned: tuned_lines(root),
         })
     }
 
@@ -374,6 +426,7 @@ impl ReportInput {
             runs,
             data,
             groups: Vec::new(),
+            tuned: Vec::new(),
         })
     }
 
@@ -403,6 +456,7 @@ impl ReportInput {
             runs,
             data: DataInfo::default(),
             groups: Vec::new(),
+            tuned: Vec::new(),
         }
     }
 

@@ -586,6 +586,13 @@ pub fn tune_section(input: &ReportInput) -> String {
         &["family", "width", "lr", "final val loss", "", "run"],
         &rows,
     );
+    if !input.tuned.is_empty() {
+        md.push_str("The tuned rates the study's later groups took (best = lowest final validation loss per family and width; the rule fitted to them):\n\n");
+        for t in &input.tuned {
+            let _ = writeln!(md, "- {t}");
+        }
+        md.push('\n');
+    }
     md
 }
 
@@ -1630,12 +1637,48 @@ pub fn decomposition(
     let mut measured = Vec::new();
     let e = |x: algoprog_ceg::CegError| x.to_string();
     if let Some(rep) = ablation {
+        let fam = |f: &str| rep.variant(f).and_then(|v| v.ceg).filter(|v| *v > 0.0);
+        // The published suite's single swaps measure the items one by one.
+        let sw = |choice: &str| fam(&format!("modern-{choice}"));
+        // The reverts suite's seams (and the published suite's swap for the same item).
         let m = |seam: &str| {
-            rep.variant(&format!("modern-retro_{seam}"))
-                .and_then(|v| v.ceg)
-                .filter(|v| *v > 0.0)
+            fam(&format!("modern-retro_{seam}")).or(match seam {
+                "schedule" => sw("inverse_sqrt"),
+                "feed_forward" => sw("gelu"),
+                _ => None,
+            })
         };
         let at = format!("at L* = {:.4}", rep.threshold);
+        let mut positional_done = false;
+        let mut norm_done = false;
+        if let (Some(sin), Some(learned)) = (sw("sinusoidal"), sw("learned")) {
+            let note = format!("measured rotary over sinusoidal {sin:.4} and over learned {learned:.4} {at}: sinusoidal → learned = their ratio");
+            t.set_constant(
+                "sinusoidal",
+                sin / learned,
+                Source::Measured,
+                Some(note.clone()),
+            )
+            .map_err(e)?;
+            t.set_constant("rotary", learned, Source::Measured, Some(note))
+                .map_err(e)?;
+            measured.push(format!(
+                "sinusoidal → learned: {:.4}, learned → rotary: {learned:.4} (measured)",
+                sin / learned
+            ));
+            positional_done = true;
+        }
+        if let (Some(post), Some(ln)) = (sw("post_norm"), sw("layer_norm")) {
+            let note = format!("measured pre-norm over post-norm {post:.4} and RMSNorm over LayerNorm {ln:.4} {at}");
+            t.set_constant("pre_layer", post, Source::Measured, Some(note.clone()))
+                .map_err(e)?;
+            t.set_constant("pre_rms", ln, Source::Measured, Some(note))
+                .map_err(e)?;
+            measured.push(format!(
+                "post → pre-norm: {post:.4}, LayerNorm → RMSNorm: {ln:.4} (measured)"
+            ));
+            norm_done = true;
+        }
         if let Some(v) = m("schedule") {
             t.set_constant(
                 "sqrt_cosine",
@@ -1658,7 +1701,7 @@ pub fn decomposition(
                 "GeLU → SwiGLU: {v:.4} (measured; normalisation only, as the authors)"
             ));
         }
-        if let Some(v) = m("positional") {
+        if let Some(v) = m("positional").filter(|_| !positional_done) {
             let (a, b) = split_published(v, 1.44 / 1.26, 1.26);
             let note = format!("measured rotary over sinusoidal {v:.4} {at}, split over sinusoidal → learned and learned → rotary in the published log ratio");
             t.set_constant("sinusoidal", a, Source::Mixed, Some(note.clone()))
@@ -1667,7 +1710,7 @@ pub fn decomposition(
                 .map_err(e)?;
             measured.push(format!("sinusoidal → learned → rotary: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
         }
-        if let Some(v) = m("norm") {
+        if let Some(v) = m("norm").filter(|_| !norm_done) {
             let (a, b) = split_published(v, 1.87, 1.09);
             let note = format!("measured pre-RMSNorm over post-LayerNorm {v:.4} {at}, split over post → pre and LayerNorm → RMSNorm in the published log ratio");
             t.set_constant("pre_layer", a, Source::Mixed, Some(note.clone()))

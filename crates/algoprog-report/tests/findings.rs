@@ -334,3 +334,39 @@ fn epochs_are_tokens_trained_over_one_pass_through_the_training_windows() {
     let md = algoprog_report::sections::runs_section(&input);
     assert!(md.contains("| epochs |") && md.contains("| 2.50 |"), "{md}");
 }
+
+#[test]
+fn the_published_suites_swaps_go_into_the_decomposition_item_by_item() {
+    // Rotary over sinusoidal 10^0.3 and over learned 10^0.1: sinusoidal → learned is 10^0.2;
+    // pre over post 10^0.2, RMSNorm over LayerNorm 10^0.1.
+    let mut cs = Vec::new();
+    for (fam, k) in [
+        ("modern", 0.0),
+        ("modern-sinusoidal", 0.3),
+        ("modern-learned", 0.1),
+        ("modern-post_norm", 0.2),
+        ("modern-layer_norm", 0.1),
+    ] {
+        cs.push(run(&format!("{fam}-s0"), fam, 0, k - 0.01));
+        cs.push(run(&format!("{fam}-s1"), fam, 1, k + 0.01));
+    }
+    let s = settings(
+        "e = 3.0\nthreshold = 4.0\nbootstrap = 50\nunigram_entropy = 8.0\ncompute_range = \"all\"",
+    );
+    let (_, a) = render(&ReportInput::from_curves("d.csv", cs), &s, None, None).unwrap();
+    let d = a.decomposition.unwrap().unwrap().decomposition;
+    for (item, want) in [
+        ("sinusoidal", 0.2),
+        ("rotary", 0.1),
+        ("pre_layer", 0.2),
+        ("pre_rms", 0.1),
+    ] {
+        let it = d.item(item).unwrap();
+        assert!(
+            (it.raw_ceg.log10() - want).abs() < 1e-6,
+            "{item}: {}",
+            it.raw_ceg
+        );
+        assert_eq!(it.source.name(), "measured", "{item}");
+    }
+}
