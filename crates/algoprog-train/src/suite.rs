@@ -287,7 +287,8 @@ impl FineSeam {
         Some(match () {
             _ if head("model.positional") => FineSeam::Positional,
             _ if head("model.feed_forward") || head("model.gated_hidden") => FineSeam::FeedForward,
-            _ if head("model.norm") => FineSeam::NormType,
+            // The final norm's kind is a norm type (retro-runs: RMSNorm blocks, a final LayerNorm).
+            _ if head("model.norm") || head("model.final_norm_kind") => FineSeam::NormType,
             _ if head("model.placement") || head("model.final_norm") => FineSeam::Placement,
             _ if head("model.init") => FineSeam::Init,
             _ if head("train.schedule") => FineSeam::Schedule,
