@@ -512,7 +512,7 @@ fn contiguous_batches_continue_each_row_and_wrap_epochs() {
     // stream i's own text, and keeps continuing it.
     let first1 = &batches[w];
     let off = (0..l)
-        .find(|&o| stream.slice(o..o + l) == &first1.inputs[..l])
+        .find(|&o| stream.slice(o..o + l).to_vec() == first1.inputs[..l])
         .expect("epoch 1 row 0 starts within the first seq_len tokens");
     for (k, batch) in batches[w..2 * w].iter().enumerate() {
         for i in 0..b {

@@ -460,10 +460,7 @@ impl Study {
     /// The tune group a group takes its learning rate from, with the spread
     /// (decades); `Ok(None)` for a group with its own rates. The error is
     /// (problem, fix).
-    pub fn tune_of(
-        &self,
-        g: &Group,
-    ) -> std::result::Result<Option<TuneSource>, (String, String)> {
+    pub fn tune_of(&self, g: &Group) -> std::result::Result<Option<TuneSource>, (String, String)> {
         let (name, spread) = match &g.lr {
             LrSpec::Named(n) if n == "tuned" => {
                 let tunes: Vec<&str> = self

@@ -24,7 +24,8 @@
 
 use algoprog_models::{ModelConfig, TransformerConfig};
 use algoprog_nn::{
-    FeedForwardKind, InitKind, NormConfig, OptimizerConfig, Placement, PositionalConfig, ScheduleConfig,
+    FeedForwardKind, InitKind, NormConfig, OptimizerConfig, Placement, PositionalConfig,
+    ScheduleConfig,
 };
 use serde::{Deserialize, Serialize};
 
