@@ -18,7 +18,9 @@
 //!
 //! Resuming restores all of it and skips the data stream by
 //! `steps × grad_accum` batches; the continued run then computes the same
-//! numbers as an uninterrupted one (given the same thread count). Models with
+//! numbers as an uninterrupted one (given the same thread count), with the
+//! contiguous batch order too (the skip lands on the same windows of each
+//! row's stream, and the LSTM's carried state is restored). Models with
 //! dropout draw masks from a stream kept inside the model, which is not saved:
 //! such a run resumes correctly but not bit-for-bit.
 
