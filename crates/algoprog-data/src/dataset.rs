@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{num_sequences, Batch, TokenStream, TrainBatches};
+use crate::batch::{num_sequences, Batch, BatchOrder, TokenStream, TrainBatches};
 use crate::cache::TokenView;
 use crate::config::DataConfig;
 use crate::corpus::Corpus;
@@ -364,6 +364,25 @@ impl Dataset {
     /// Panics if `batch_size` is 0.
     pub fn train_batches(&self, batch_size: usize, seed: u64) -> TrainBatches {
         TrainBatches::new(self.train.clone(), self.config.seq_len, batch_size, seed)
+    }
+
+    /// [`Dataset::train_batches`] in a chosen [`BatchOrder`]: `Contiguous`
+    /// cuts the training stream into `batch_size` streams, one per batch row
+    /// (see [`TrainBatches`]). Panics if `batch_size` is 0 or, for
+    /// `Contiguous`, if a stream is shorter than `2 · seq_len` tokens.
+    pub fn train_batches_ordered(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        order: BatchOrder,
+    ) -> TrainBatches {
+        TrainBatches::with_order(
+            self.train.clone(),
+            self.config.seq_len,
+            batch_size,
+            seed,
+            order,
+        )
     }
 
     /// Every validation sequence in stream order, in batches of `batch_size`

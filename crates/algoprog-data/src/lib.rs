@@ -30,7 +30,7 @@ pub mod sources;
 pub mod tokenizer;
 pub mod unigram;
 
-pub use batch::{num_sequences, permutation, Batch, TokenStream, TrainBatches};
+pub use batch::{num_sequences, permutation, Batch, BatchOrder, TokenStream, TrainBatches};
 pub use cache::{TokenCache, TokenView};
 pub use config::{DataConfig, DEFAULT_BPE_SAMPLE_BYTES};
 pub use corpus::{

@@ -472,6 +472,84 @@ fn an_epoch_covers_every_sequence_once() {
 }
 
 #[test]
+fn contiguous_batches_continue_each_row_and_wrap_epochs() {
+    let d = small_gpt2();
+    let l = d.seq_len();
+    let b = 5;
+    let stream = d.train_token_ids();
+    let n = d.train_tokens();
+    let stream_len = n / b;
+    let w = stream_len / l - 1;
+    let mut it = d.train_batches_ordered(b, 9, BatchOrder::Contiguous);
+    assert_eq!(it.sequences_per_epoch(), w * b);
+    let batches: Vec<Batch> = (0..2 * w + 3).map(|_| it.next().unwrap()).collect();
+    // Epoch 0 is plain batchify: row i of batch k is the window at i·L + k·l.
+    for (k, batch) in batches[..w].iter().enumerate() {
+        for i in 0..b {
+            let s = i * stream_len + k * l;
+            assert_eq!(&batch.inputs[i * l..(i + 1) * l], stream.slice(s..s + l));
+            assert_eq!(
+                &batch.targets[i * l..(i + 1) * l],
+                stream.slice(s + 1..s + l + 1)
+            );
+        }
+    }
+    // Within an epoch, row i of step k+1 starts at the token right after row
+    // i's last input token of step k (its last target).
+    for e in 0..2 {
+        for k in e * w..(e + 1) * w - 1 {
+            for i in 0..b {
+                let last = batches[k].targets[(i + 1) * l - 1];
+                assert_eq!(
+                    batches[k + 1].inputs[i * l],
+                    last,
+                    "epoch {e} step {k} row {i}"
+                );
+            }
+        }
+    }
+    // Epoch 1 starts each stream again at a seeded offset below seq_len, in
+    // stream i's own text, and keeps continuing it.
+    let first1 = &batches[w];
+    let off = (0..l)
+        .find(|&o| stream.slice(o..o + l).to_vec() == first1.inputs[..l])
+        .expect("epoch 1 row 0 starts within the first seq_len tokens");
+    for (k, batch) in batches[w..2 * w].iter().enumerate() {
+        for i in 0..b {
+            let s = i * stream_len + off + k * l;
+            assert_eq!(&batch.inputs[i * l..(i + 1) * l], stream.slice(s..s + l));
+        }
+    }
+    // Epoch accounting: W batches per epoch, the epoch of the next batch.
+    let mut acc = d.train_batches_ordered(b, 9, BatchOrder::Contiguous);
+    for _ in 0..w - 1 {
+        acc.next();
+    }
+    assert_eq!(acc.epoch(), 0);
+    acc.next();
+    assert_eq!((acc.epoch(), acc.batches_done()), (1, w as u64));
+    assert_eq!(it.epoch(), 2);
+    // A different seed changes only the later epochs' offsets.
+    let other: Vec<Batch> = d
+        .train_batches_ordered(b, 10, BatchOrder::Contiguous)
+        .take(w)
+        .collect();
+    assert_eq!(other[..], batches[..w]);
+    // Skipping lands on the same windows, within an epoch and across boundaries.
+    for k in [0, 3, w - 1, w, w + 2, 2 * w] {
+        let mut fresh = d.train_batches_ordered(b, 9, BatchOrder::Contiguous);
+        fresh.skip_batches(k as u64);
+        assert_eq!(fresh.batches_done(), k as u64);
+        assert_eq!(fresh.epoch(), (k / w) as u64, "skip {k}");
+        assert_eq!(fresh.next().unwrap(), batches[k], "skip {k}");
+        assert_eq!(fresh.next().unwrap(), batches[k + 1], "skip {k} then one");
+        let mut two = d.train_batches_ordered(b, 9, BatchOrder::Contiguous);
+        two.next();
+        assert_eq!(two.nth(k).unwrap(), batches[k + 1], "nth {k}");
+    }
+}
+
+#[test]
 fn validation_batches_are_fixed_and_complete() {
     let d = small_gpt2();
     let l = d.seq_len();

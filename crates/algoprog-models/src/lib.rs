@@ -99,6 +99,24 @@ pub trait LanguageModel: Send + Sync {
 
     /// Every trainable parameter with its name and role (names are the safetensors keys).
     fn params(&self) -> &algoprog_nn::ParamStore;
+
+    /// State outside the parameters that training carries from one call to
+    /// the next (named tensors, saved with a checkpoint so a resumed run
+    /// continues bit-for-bit), e.g. the LSTM's carried (h, c). Default: none.
+    fn extra_state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Restores what [`LanguageModel::extra_state`] returned (an empty list:
+    /// the model's initial state). Default: accepts only an empty list.
+    fn set_extra_state(&self, state: &[(String, Tensor)]) -> Result<()> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(candle_core::Error::Msg(format!(
+                "model state `{name}`: this model keeps no state outside its parameters"
+            ))),
+        }
+    }
 }
 
 pub mod config;

@@ -73,18 +73,20 @@
 //!   state. Each micro-batch of a gradient-accumulation step is one call, so
 //!   the state runs on from micro-batch to micro-batch.
 //!
-//!   The carried state is not part of the parameters and so not in a
-//!   checkpoint: a run resumed from one starts its next batch from zero
-//!   state, as its first batch did, so it resumes correctly but not
-//!   bit-for-bit (the same holds for the dropout mask stream).
-//!   [`Lstm::carried_state`] and [`Lstm::set_carried_state`] read and restore
-//!   it for a caller that wants to save it.
+//!   The carried state is not a parameter; the model hands it out as
+//!   [`LanguageModel::extra_state`] (`carry.{l}`, (B, 2H) = [h | c]) and
+//!   the trainer saves it with each checkpoint, so a resumed run continues
+//!   from the same state, bit-for-bit (the dropout mask stream is not saved:
+//!   with dropout a resumed run is correct but not bit-identical).
+//!   [`Lstm::carried_state`] and [`Lstm::set_carried_state`] are the typed
+//!   accessors.
 //!
 //!   A carried state helps only when row i of the next batch continues the
 //!   text of row i of this one (the authors feed B contiguous streams, as
-//!   Melis et al. and Merity et al. do); with batches of independently
-//!   drawn sequences the carried state comes from unrelated text and the
-//!   model learns to start from an arbitrary state.
+//!   Melis et al. and Merity et al. do): the `lstm` preset sets
+//!   `train.batch_order = "contiguous"` for that. With the default shuffled
+//!   order (allowed, not refused) the carried state comes from unrelated
+//!   text and the model learns to start from an arbitrary state.
 //!
 //! ## Initialisation
 //! Embedding Xavier-uniform U(±√(6/(V + d))); W_ih Xavier-uniform
@@ -905,5 +907,39 @@ impl LanguageModel for Lstm {
     }
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+    /// The carried state as `carry.{l}` (B, 2H) = [h | c] of layer l; empty
+    /// when nothing is carried (zero state, or `within_sequence`).
+    fn extra_state(&self) -> Vec<(String, Tensor)> {
+        self.carried_state()
+            .map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(l, t)| (format!("carry.{l}"), t))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn set_extra_state(&self, state: &[(String, Tensor)]) -> Result<()> {
+        if state.is_empty() {
+            return self.set_carried_state(None);
+        }
+        let device = self.embed.device();
+        let mut layers = Vec::with_capacity(state.len());
+        for l in 0..state.len() {
+            let key = format!("carry.{l}");
+            let t = state
+                .iter()
+                .find(|(n, _)| *n == key)
+                .map(|(_, t)| t)
+                .ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "carried LSTM state: missing `{key}` (names are carry.0 .. carry.{})",
+                        state.len() - 1
+                    ))
+                })?;
+            layers.push(t.to_device(device)?.to_dtype(self.embed.dtype())?);
+        }
+        self.set_carried_state(Some(layers))
     }
 }

@@ -3,7 +3,9 @@
 //! the loop state (`state/*`: steps done, the running train-loss sum and
 //! count since the last evaluation, the first loss the divergence test
 //! compares with, evaluation FLOPs so far, wall seconds so far, and the whole
-//! evaluation curve). Everything the loop needs is in this one file, written
+//! evaluation curve), and the model's state outside its parameters
+//! (`model_state/<name>`, [`algoprog_models::LanguageModel::extra_state`]:
+//! the LSTM's carried (h, c)). Everything the loop needs is in this one file, written
 //! atomically (temporary file, fsync, rename), so a checkpoint is either the
 //! previous one or the new one, never a mix.
 //!
@@ -16,7 +18,9 @@
 //!
 //! Resuming restores all of it and skips the data stream by
 //! `steps × grad_accum` batches; the continued run then computes the same
-//! numbers as an uninterrupted one (given the same thread count). Models with
+//! numbers as an uninterrupted one (given the same thread count), with the
+//! contiguous batch order too (the skip lands on the same windows of each
+//! row's stream, and the LSTM's carried state is restored). Models with
 //! dropout draw masks from a stream kept inside the model, which is not saved:
 //! such a run resumes correctly but not bit-for-bit.
 
@@ -148,7 +152,7 @@ fn count(path: &Path, key: &str, v: f64) -> Result<u64> {
     Ok(v as u64)
 }
 
-fn corrupt(path: &Path, problem: String) -> TrainError {
+pub(crate) fn corrupt(path: &Path, problem: String) -> TrainError {
     TrainError::CorruptRecord {
         path: path.to_path_buf(),
         problem,
@@ -166,8 +170,12 @@ pub fn save(
     params: &ParamStore,
     optimizer: &dyn Optimizer,
     state: &LoopState,
+    model_state: &[(String, Tensor)],
 ) -> Result<()> {
     let mut map: HashMap<String, Tensor> = HashMap::new();
+    for (k, v) in model_state {
+        map.insert(format!("model_state/{k}"), v.detach());
+    }
     for p in params.iter() {
         map.insert(format!("param/{}", p.name), p.var.as_tensor().detach());
     }
@@ -228,8 +236,13 @@ pub fn save(
     std::fs::rename(&tmp, path).map_err(|e| io("renaming the checkpoint into place", e))
 }
 
-/// Restore a checkpoint into `params` and `optimizer`; returns the loop state.
-pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> Result<LoopState> {
+/// Restore a checkpoint into `params` and `optimizer`; returns the loop state
+/// and the model's saved state (`model_state/` prefix removed, sorted by name).
+pub fn load(
+    path: &Path,
+    params: &ParamStore,
+    optimizer: &mut dyn Optimizer,
+) -> Result<(LoopState, Vec<(String, Tensor)>)> {
     let map = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| corrupt(path, e.to_string()))?;
     let get = |k: &str| -> Result<f64> {
@@ -298,7 +311,15 @@ pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> 
         ),
         None => None,
     };
-    Ok(LoopState {
+    let mut model_state: Vec<(String, Tensor)> = map
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("model_state/")
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    model_state.sort_by(|a, b| a.0.cmp(&b.0));
+    let st = LoopState {
         step: count(path, "state/step", get("state/step")?)?,
         loss_sum: get("state/loss_sum")?,
         loss_count: count(path, "state/loss_count", get("state/loss_count")?)?,
@@ -311,5 +332,6 @@ pub fn load(path: &Path, params: &ParamStore, optimizer: &mut dyn Optimizer) -> 
         wall_seconds: get("state/wall_seconds")?,
         curve,
         run_id,
-    })
+    };
+    Ok((st, model_state))
 }

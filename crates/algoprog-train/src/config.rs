@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use algoprog_data::DataConfig;
+use algoprog_data::{BatchOrder, DataConfig};
 use algoprog_models::{LstmConfig, ModelConfig, TransformerConfig};
 use algoprog_nn::{OptimizerConfig, ScheduleConfig};
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,16 @@ pub struct TrainConfig {
     /// Batch size for evaluation (default: `batch_size`).
     #[serde(default)]
     pub eval_batch_size: Option<usize>,
+    /// Order of the training batches: `shuffled` (default; independent
+    /// sequences, a fresh permutation per epoch) or `contiguous`
+    /// (`batch_size` streams, row i of each batch continuing row i of the
+    /// one before, what a state-carrying LSTM needs; the `lstm` preset sets
+    /// it). With `grad_accum` > 1 each micro-batch is the next batch of the
+    /// streams. A carried-state LSTM with `shuffled` is allowed (it then
+    /// carries state between unrelated texts). Not serialised when shuffled,
+    /// so earlier configs and run ids are unchanged.
+    #[serde(default, skip_serializing_if = "BatchOrder::is_shuffled")]
+    pub batch_order: BatchOrder,
 }
 
 /// Most tokens one run may train on: 10^15, about 70 times the 15 trillion
@@ -233,6 +243,11 @@ pub fn preset_table(name: &str, d_model: usize) -> Result<toml::Table, TrainErro
     let mut train = toml::Table::new();
     train.insert("optimizer".into(), to_value(&optimizer)?);
     train.insert("schedule".into(), to_value(&schedule)?);
+    if name == "lstm" {
+        // The carried state needs row i of each batch to continue row i of
+        // the previous one, as in the authors' streaming data loader.
+        train.insert("batch_order".into(), to_value(&BatchOrder::Contiguous)?);
+    }
     t.insert("train".into(), toml::Value::Table(train));
     Ok(t)
 }

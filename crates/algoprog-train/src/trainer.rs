@@ -412,7 +412,10 @@ impl<'p, 'c> Run<'p, 'c> {
         let ckpt_path = dir.path.join(CHECKPOINT);
         let run_id = cfg.run_id();
         let resumed = if opts.resume && ckpt_path.exists() {
-            let st = checkpoint::load(&ckpt_path, model.params(), &mut *optimizer)?;
+            let (st, model_state) = checkpoint::load(&ckpt_path, model.params(), &mut *optimizer)?;
+            model
+                .set_extra_state(&model_state)
+                .map_err(|e| checkpoint::corrupt(&ckpt_path, format!("model state: {e}")))?;
             st.check_for(
                 &ckpt_path,
                 &Expect {
@@ -494,7 +497,7 @@ impl<'p, 'c> Run<'p, 'c> {
             started,
             train_clock: started,
         };
-        let mut batches = data.train_batches(t.batch_size, cfg.seed);
+        let mut batches = data.train_batches_ordered(t.batch_size, cfg.seed, t.batch_order);
         if let Some(st) = resumed {
             state.resume(st, total_steps);
             batches.skip_batches(state.step() * t.grad_accum as u64);
@@ -610,6 +613,7 @@ impl<'p, 'c> Run<'p, 'c> {
                 self.model.params(),
                 &*self.optimizer,
                 &st.loop_state(),
+                &self.model.extra_state(),
             )?;
         }
         self.dir.write_curve(&st.curve)?;
