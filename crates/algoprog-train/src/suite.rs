@@ -363,7 +363,7 @@ pub const PUBLISHED_SWAPS: &[Swap] = &[
         seam: FineSeam::Positional,
         retro: false,
         published: Some(1.26),
-        apply: |c| set_positional(c, PositionalConfig::Learned(Default::default())),
+        apply: |c| set_positional(c, PositionalConfig::Learned(())),
     },
     Swap {
         family: "modern-gelu",

@@ -1,11 +1,12 @@
-//! The LSTM presets through the unchanged trainer: `lstm` (the authors' runs)
+//! The LSTM presets through the unchanged trainer: `lstm` and `lstm-carry`
+//! (the authors' runs, state reset per sequence or carried across batches)
 //! and `lstm-paper-table` (the papers' Table 3) resolve to their pinned
 //! values, and a small LSTM with the state carried across batches learns the
 //! embedded corpus below its unigram entropy.
 
 use std::path::PathBuf;
 
-use algoprog_data::Dataset;
+use algoprog_data::{BatchOrder, Dataset};
 use algoprog_models::{CarryState, LstmConfig, ModelConfig};
 use algoprog_nn::{OptimizerConfig, ScheduleConfig};
 use algoprog_train::{train_on, RunConfig, RunDir, RunStatus, Silent};
@@ -20,8 +21,9 @@ fn lstm_preset_resolves_to_the_authors_runs_and_the_table_setup_by_name() {
         "preset = \"lstm\"\n[model]\nd_model = 48\n[train]\nlr = 1e-2\nsteps = 10\n",
     )
     .unwrap();
-    // the authors' runs: 1 layer, H = d, no LayerNorm, no dropout, TBPTT 32
-    // with the state carried across batches, AdamW with weight decay 1e-4
+    // the authors' runs: 1 layer, H = d, no LayerNorm, no dropout, TBPTT 32,
+    // AdamW with weight decay 1e-4, a bias on the output layer; the default
+    // resets the state at each sequence (`lstm-carry` carries it)
     let ModelConfig::Lstm(m) = &cfg.model else {
         panic!("not an LSTM")
     };
@@ -32,15 +34,26 @@ fn lstm_preset_resolves_to_the_authors_runs_and_the_table_setup_by_name() {
             m.hidden_size(),
             m.layer_norm,
             m.tbptt_len,
-            m.carry_state
+            m.carry_state,
+            m.output_bias
         ),
-        (48, 1, 48, false, 32, CarryState::AcrossBatches)
+        (48, 1, 48, false, 32, CarryState::WithinSequence, true)
     );
     assert_eq!(
         (m.dropout_input, m.dropout_hidden, m.dropout_output),
         (0.0, 0.0, 0.0)
     );
-    assert_eq!(cfg.model, ModelConfig::Lstm(LstmConfig::authors_runs(48)));
+    assert_eq!(cfg.train.batch_order, BatchOrder::Shuffled);
+    let carry = RunConfig::from_toml_str(
+        "preset = \"lstm-carry\"\n[model]\nd_model = 48\n[train]\nlr = 1e-2\nsteps = 10\n",
+    )
+    .unwrap();
+    let mut authors = LstmConfig::authors_runs(48);
+    authors.output_bias = true;
+    assert_eq!(carry.model, ModelConfig::Lstm(authors.clone()));
+    assert_eq!(authors.carry_state, CarryState::AcrossBatches);
+    assert_eq!(carry.train.batch_order, BatchOrder::Contiguous);
+    assert_eq!(carry.train.optimizer, cfg.train.optimizer);
     assert_eq!(cfg.family.as_deref(), Some("lstm"));
     let OptimizerConfig::AdamW { weight_decay, .. } = cfg.train.optimizer else {
         panic!("not AdamW: {:?}", cfg.train.optimizer)
@@ -53,10 +66,9 @@ fn lstm_preset_resolves_to_the_authors_runs_and_the_table_setup_by_name() {
         "preset = \"lstm-paper-table\"\n[model]\nd_model = 48\n[train]\nlr = 1e-2\nsteps = 10\n",
     )
     .unwrap();
-    assert_eq!(
-        table.model,
-        ModelConfig::Lstm(LstmConfig::paper_no_dropout(48))
-    );
+    let mut paper = LstmConfig::paper_no_dropout(48);
+    paper.output_bias = true;
+    assert_eq!(table.model, ModelConfig::Lstm(paper));
     let ModelConfig::Lstm(t) = &table.model else {
         panic!("not an LSTM")
     };
@@ -86,18 +98,16 @@ fn lstm_preset_resolves_to_the_authors_runs_and_the_table_setup_by_name() {
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/lstm.toml"),
     )
     .unwrap();
-    assert_eq!(
-        shipped.model,
-        ModelConfig::Lstm(LstmConfig::authors_runs(64))
-    );
+    let mut want = LstmConfig::authors_runs(64);
+    (want.carry_state, want.output_bias) = (CarryState::WithinSequence, true);
+    assert_eq!(shipped.model, ModelConfig::Lstm(want));
     let shipped = RunConfig::from_file(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/lstm-paper-table.toml"),
     )
     .unwrap();
-    assert_eq!(
-        shipped.model,
-        ModelConfig::Lstm(LstmConfig::paper_no_dropout(64))
-    );
+    let mut want = LstmConfig::paper_no_dropout(64);
+    want.output_bias = true;
+    assert_eq!(shipped.model, ModelConfig::Lstm(want));
 }
 
 #[test]

@@ -118,16 +118,16 @@ fn retro_with_grad_accum_resumes_exactly_at_an_eval() {
 
 #[test]
 fn carried_state_lstm_with_contiguous_batches_resumes_exactly() {
-    // The `lstm` preset carries each row's (h, c) into the next batch and
+    // The `lstm-carry` preset carries each row's (h, c) into the next batch and
     // reads contiguous streams; the carried state is saved with the
     // checkpoint, so resuming from the checkpoints at 5 and 10 (stops at 7
     // and 13) continues from the same state and ends bit-identical.
-    let cfg = config("lstm", 2).check().unwrap();
+    let cfg = config("lstm-carry", 2).check().unwrap();
     assert_eq!(
         cfg.config().train.batch_order,
         algoprog_data::BatchOrder::Contiguous
     );
-    check_exact_resume("lstm", 2, &[7, 13]);
+    check_exact_resume("lstm-carry", 2, &[7, 13]);
 }
 
 #[test]
