@@ -1,6 +1,8 @@
 pub mod ceg;
 pub mod data;
+pub mod exec;
 pub mod fit;
+pub mod progress;
 pub mod report;
 pub mod reproduce;
 pub mod run;

@@ -11,7 +11,7 @@ use algoprog_report::{write_report, AnalysisSettings, ReportInput};
 use algoprog_train::study::Study;
 use anyhow::{bail, Context, Result};
 
-use crate::cmd::sweep::{execute_study, print_summary, ExecArgs};
+use crate::cmd::exec::{execute_study, print_summary, ExecArgs};
 
 pub const PRESETS: &[(&str, &str)] = &[
     ("smoke", include_str!("../../configs/studies/smoke.toml")),

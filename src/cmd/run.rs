@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use algoprog_train::executor::{run_one, DataCache, RunOutcome};
 use algoprog_train::store::Store;
 
-use crate::cmd::train::BarObserver;
+use crate::cmd::progress::BarObserver;
 
 #[derive(clap::Args)]
 pub struct Args {

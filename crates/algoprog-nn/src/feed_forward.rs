@@ -299,29 +299,8 @@ impl Default for FeedForwardSpec {
 mod tests {
     use super::*;
     use crate::params::ParamStore;
+    use crate::testutil::{max_err, randn};
     use candle_core::{DType, Device, Var};
-
-    fn randn(shape: &[usize], std: f64, seed: u64) -> Result<Tensor> {
-        use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = Normal::new(0.0, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| n.sample(&mut r) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-    }
-
-    /// max |a − b|/(|b| + 1).
-    fn max_err(a: &Tensor, b: &Tensor) -> Result<f64> {
-        let a: Vec<f32> = a.flatten_all()?.to_vec1()?;
-        let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
-        assert_eq!(a.len(), b.len());
-        Ok(a.iter()
-            .zip(&b)
-            .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0))
-            .fold(0.0, f64::max))
-    }
 
     /// The block written with candle's composite ops from the parameters in `store`.
     fn composite(kind: FeedForwardKind, store: &ParamStore, x: &Tensor) -> Result<Tensor> {

@@ -47,6 +47,8 @@ pub mod params;
 pub mod positional;
 pub mod precision;
 pub mod schedule;
+#[cfg(test)]
+mod testutil;
 
 pub use activation::{Activation, Gelu, GeluTanh, Relu, Silu};
 pub use attention::{AttentionDims, CausalSelfAttention};

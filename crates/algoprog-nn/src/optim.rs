@@ -352,6 +352,35 @@ fn zeros_if_none(s: &Option<Tensor>, like: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// The loop SGD and RMSprop share: for each parameter with a gradient, g
+/// (with L2 weight decay on decayed parameters) → `update(slot, g)` →
+/// p ← p − lr·update.
+fn descend(
+    slots: &mut [Slot],
+    grads: &GradStore,
+    weight_decay: f64,
+    lr: f64,
+    mut update: impl FnMut(&mut Slot, Tensor) -> Result<Tensor>,
+) -> Result<()> {
+    for s in slots.iter_mut() {
+        let Some(g) = grads.get(s.var.as_tensor()) else {
+            continue;
+        };
+        let g = l2(s, &g.detach(), weight_decay)?;
+        let step = update(s, g)?;
+        let p = s.var.as_tensor().detach();
+        s.var.set(&(p - (step * lr)?)?)?;
+    }
+    Ok(())
+}
+
+/// Heavy-ball momentum (PyTorch's form): b ← μ·b + x, kept in `buf`; returns b.
+fn momentum_buffer(buf: &mut Option<Tensor>, x: Tensor, mu: f64) -> Result<Tensor> {
+    let b = ((zeros_if_none(buf, &x)? * mu)? + &x)?;
+    *buf = Some(b.detach());
+    Ok(b)
+}
+
 fn state_out(slots: &[Slot], t: usize, names: [&str; 2]) -> Result<HashMap<String, Tensor>> {
     let mut m = HashMap::new();
     let dev = slots
@@ -493,27 +522,18 @@ pub struct Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.t += 1;
-        for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else {
-                continue;
-            };
-            let g = l2(s, &g.detach(), self.weight_decay)?;
-            let step = if self.momentum != 0.0 {
-                let b = ((zeros_if_none(&s.s1, &g)? * self.momentum)? + &g)?;
-                let st = if self.nesterov {
-                    (&g + (&b * self.momentum)?)?
-                } else {
-                    b.clone()
-                };
-                s.s1 = Some(b.detach());
-                st
+        let (mu, nesterov) = (self.momentum, self.nesterov);
+        descend(&mut self.slots, grads, self.weight_decay, lr, |s, g| {
+            if mu == 0.0 {
+                return Ok(g);
+            }
+            let b = momentum_buffer(&mut s.s1, g.clone(), mu)?;
+            if nesterov {
+                &g + (&b * mu)?
             } else {
-                g
-            };
-            let p = s.var.as_tensor().detach();
-            s.var.set(&(p - (step * lr)?)?)?;
-        }
-        Ok(())
+                Ok(b)
+            }
+        })
     }
     fn steps(&self) -> usize {
         self.t
@@ -544,25 +564,17 @@ pub struct RmsProp {
 impl Optimizer for RmsProp {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.t += 1;
-        for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else {
-                continue;
-            };
-            let g = l2(s, &g.detach(), self.weight_decay)?;
-            let v = ((zeros_if_none(&s.s2, &g)? * self.alpha)? + (g.sqr()? * (1.0 - self.alpha))?)?;
-            let u = (&g / (v.sqrt()? + self.eps)?)?;
-            let step = if self.momentum != 0.0 {
-                let b = ((zeros_if_none(&s.s1, &g)? * self.momentum)? + u)?;
-                s.s1 = Some(b.detach());
-                b
-            } else {
-                u
-            };
+        let (alpha, eps, mu) = (self.alpha, self.eps, self.momentum);
+        descend(&mut self.slots, grads, self.weight_decay, lr, |s, g| {
+            let v = ((zeros_if_none(&s.s2, &g)? * alpha)? + (g.sqr()? * (1.0 - alpha))?)?;
+            let u = (&g / (v.sqrt()? + eps)?)?;
             s.s2 = Some(v.detach());
-            let p = s.var.as_tensor().detach();
-            s.var.set(&(p - (step * lr)?)?)?;
-        }
-        Ok(())
+            if mu == 0.0 {
+                Ok(u)
+            } else {
+                momentum_buffer(&mut s.s1, u, mu)
+            }
+        })
     }
     fn steps(&self) -> usize {
         self.t

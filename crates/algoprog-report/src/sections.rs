@@ -1711,13 +1711,15 @@ pub fn decomposition(
             measured.push(format!("sinusoidal → learned → rotary: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
         }
         if let Some(v) = m("norm").filter(|_| !norm_done) {
-            let (a, b) = split_published(v, 1.87, 1.09);
-            let note = format!("measured pre-RMSNorm over post-LayerNorm {v:.4} {at}, split over post → pre and LayerNorm → RMSNorm in the published log ratio");
-            t.set_constant("pre_layer", a, Source::Mixed, Some(note.clone()))
+            // The default retro keeps RMSNorm blocks (the authors' runs), so
+            // the norm revert measures post → pre-norm; RMSNorm over
+            // LayerNorm stays published.
+            let note = format!("measured pre-norm over post-norm {v:.4} {at} (RMSNorm blocks on both sides; the final norm a LayerNorm in the post-norm model)");
+            t.set_constant("pre_layer", v, Source::Measured, Some(note))
                 .map_err(e)?;
-            t.set_constant("pre_rms", b, Source::Mixed, Some(note))
-                .map_err(e)?;
-            measured.push(format!("post-LayerNorm → pre-RMSNorm: {v:.4} measured as one seam, split {a:.4} × {b:.4} in the published ratio"));
+            measured.push(format!(
+                "post → pre-norm: {v:.4} measured (RMSNorm blocks on both sides); LayerNorm → RMSNorm published"
+            ));
         }
     }
     if let Some(c) = combination {
@@ -2437,7 +2439,7 @@ pub fn findings(a: &Analysis, level: f64) -> Vec<Finding> {
                 let mut note = format!("`{fam}` {}", thr_note(rep.threshold));
                 if fam == "modern-retro_norm" {
                     note.push_str(
-                        "; this revert also swaps RMSNorm for LayerNorm (published together: 2.04)",
+                        "; this revert also makes the final norm a LayerNorm (the authors' retro runs)",
                     );
                 }
                 if v.ceg.is_none() {

@@ -237,31 +237,17 @@ impl CustomOp3 for GatedBwd {
 mod tests {
     use super::*;
     use crate::gradcheck;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
-    fn randn(shape: &[usize], std: f64, seed: u64) -> Result<Tensor> {
-        use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = Normal::new(0.0, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| n.sample(&mut r) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-    }
+    use crate::testutil::randn;
 
-    /// max |a − b|/(|b| + 1): relative for large values, absolute below 1
-    /// (activations and their gradients are O(1); both sides carry ~10⁻⁷
-    /// absolute rounding from exp/erf/tanh).
+    /// [`crate::testutil::max_err`] against a reference that is not all
+    /// near 0 (activations and their gradients are O(1); both sides carry
+    /// ~10⁻⁷ absolute rounding from exp/erf/tanh).
     fn max_err(a: &Tensor, b: &Tensor) -> Result<f64> {
-        let a: Vec<f32> = a.flatten_all()?.to_vec1()?;
-        let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
-        assert_eq!(a.len(), b.len());
-        assert!(b.iter().any(|v| v.abs() > 0.5), "degenerate reference");
-        Ok(a.iter()
-            .zip(&b)
-            .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0))
-            .fold(0.0, f64::max))
+        let r: Vec<f32> = b.flatten_all()?.to_vec1()?;
+        assert!(r.iter().any(|v| v.abs() > 0.5), "degenerate reference");
+        crate::testutil::max_err(a, b)
     }
 
     const SHAPE: [usize; 3] = [2, 300, 70];

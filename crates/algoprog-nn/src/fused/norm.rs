@@ -277,18 +277,8 @@ impl CustomOp3 for RmsNormBwd {
 mod tests {
     use super::*;
     use crate::gradcheck;
+    use crate::testutil::randn_mean as randn;
     use candle_core::{DType, Device, Var};
-
-    fn randn(shape: &[usize], mean: f64, std: f64, seed: u64) -> Result<Tensor> {
-        use rand::SeedableRng;
-        use rand_distr::{Distribution, Normal};
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = Normal::new(mean, std).unwrap();
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| n.sample(&mut r) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-    }
 
     fn max_rel(a: &Tensor, b: &Tensor) -> Result<f64> {
         let a: Vec<f32> = a.flatten_all()?.to_vec1()?;
