@@ -6,11 +6,14 @@
 //!
 //! ```no_run
 //! # use algoprog_train::registry::{register_model, BuildContext};
-//! # use algoprog_models::{CustomModelConfig, LanguageModel};
+//! # use algoprog_models::{CustomModelConfig, LanguageModel, TransformerConfig};
 //! fn build(c: &CustomModelConfig, ctx: &BuildContext<'_>)
 //!     -> candle_core::Result<Box<dyn LanguageModel>> {
 //!     // read c.d_model, c.max_seq_len and c.params["…"]; build on ctx.device
-//! #   unimplemented!()
+//!     let mut t = TransformerConfig::modern(c.d_model);
+//!     t.max_seq_len = c.max_seq_len;
+//!     t.n_layers = c.params.get("n_layers").and_then(|v| v.as_integer()).map(|n| n as usize);
+//!     Ok(Box::new(t.build(ctx.vocab_size, ctx.seed, ctx.device, ctx.dtype)?))
 //! }
 //! register_model("my_model", build);
 //! ```
