@@ -8,59 +8,19 @@ use algoprog_report::input::epochs_of;
 use algoprog_report::sections::{
     ablation_choice, exclusions, findings, render, verdict, Finding, Verdict,
 };
-use algoprog_report::{AnalysisSettings, ReportInput};
-use algoprog_scaling::{Curve, Point, RunMeta};
+use algoprog_report::ReportInput;
+use algoprog_scaling::Curve;
 
-/// L(C) = 3 + 4·(C / (1e9·k))^(−γ) on a grid of 10^(9 + 0.1 i), i = 0..=40:
-/// a run that needs k times the compute of k = 1 for every loss.
+mod common;
+use common::{plateau_run, settings};
+
+/// [`common::law_run`] at lr 1e-3.
 fn law_run(id: &str, family: &str, seed: u64, log10_k: f64, gamma: f64, lr: f64) -> Curve {
-    let meta = RunMeta {
-        run_id: id.into(),
-        family: family.into(),
-        seed: Some(seed),
-        params: Some(5e4),
-        lr: Some(lr),
-        ..Default::default()
-    };
-    let points = (0..=40)
-        .map(|i| {
-            let c = 10f64.powf(9.0 + 0.1 * i as f64);
-            Point {
-                step: i as u64 + 1,
-                tokens: c / 3e5,
-                flops: c,
-                loss: 3.0 + 4.0 * (c / (1e9 * 10f64.powf(log10_k))).powf(-gamma),
-            }
-        })
-        .collect();
-    Curve::new(meta, points)
+    common::law_run(id, family, seed, log10_k, gamma, Some(lr))
 }
 
 fn run(id: &str, family: &str, seed: u64, log10_k: f64) -> Curve {
     law_run(id, family, seed, log10_k, 0.25, 1e-3)
-}
-
-/// A run that never leaves the plateau (6.3 → 6.0 with unigram entropy 6.2).
-fn plateau_run(id: &str, family: &str, seed: u64) -> Curve {
-    let meta = RunMeta {
-        run_id: id.into(),
-        family: family.into(),
-        seed: Some(seed),
-        ..Default::default()
-    };
-    let points = (0..=20)
-        .map(|i| Point {
-            step: i + 1,
-            tokens: 0.0,
-            flops: 10f64.powf(9.0 + 0.2 * i as f64),
-            loss: 6.3 - 0.015 * i as f64,
-        })
-        .collect();
-    Curve::new(meta, points)
-}
-
-fn settings(text: &str) -> AnalysisSettings {
-    AnalysisSettings::from_toml_str(text, "test").unwrap()
 }
 
 fn row<'a>(f: &'a [Finding], start: &str) -> &'a Finding {

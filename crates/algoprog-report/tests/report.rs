@@ -13,55 +13,15 @@ use algoprog_report::{
 };
 use algoprog_scaling::{ColumnMap, Curve, Point, RunMeta};
 
+mod common;
+use common::{plateau_run, settings};
+
 /// L(C) = 3 + 4·(C / (1e9·k))^(−1/4) on a grid of 10^(9 + 0.1 i): a run that
 /// needs k times the compute of k = 1 for every loss.
 fn run(id: &str, family: &str, seed: u64, log10_k: f64) -> Curve {
-    let meta = RunMeta {
-        run_id: id.into(),
-        family: family.into(),
-        seed: Some(seed),
-        params: Some(5e4),
-        ..Default::default()
-    };
-    let points = (0..=40)
-        .map(|i| {
-            let c = 10f64.powf(9.0 + 0.1 * i as f64);
-            Point {
-                step: i as u64 + 1,
-                tokens: c / 3e5,
-                flops: c,
-                loss: 3.0 + 4.0 * (c / (1e9 * 10f64.powf(log10_k))).powf(-0.25),
-            }
-        })
-        .collect();
-    Curve::new(meta, points)
+    common::law_run(id, family, seed, log10_k, 0.25, None)
 }
 
-/// A run that never leaves the plateau (6.3 → 6.0 with unigram entropy 6.2).
-fn plateau_run(id: &str, family: &str, seed: u64) -> Curve {
-    let meta = RunMeta {
-        run_id: id.into(),
-        family: family.into(),
-        seed: Some(seed),
-        ..Default::default()
-    };
-    let points = (0..=20)
-        .map(|i| Point {
-            step: i + 1,
-            tokens: 0.0,
-            flops: 10f64.powf(9.0 + 0.2 * i as f64),
-            loss: 6.3 - 0.015 * i as f64,
-        })
-        .collect();
-    Curve::new(meta, points)
-}
-
-fn settings(text: &str) -> AnalysisSettings {
-    AnalysisSettings::from_toml_str(text, "test").unwrap()
-}
-
-/// modern at k = 1; positional revert 10^0.3, norm revert 10^0.1, retro
-/// (everything reverted) 10^0.2; two seeds each, ±0.02 decades.
 fn ablation_study() -> Vec<Curve> {
     let mut cs = Vec::new();
     for (fam, k) in [
