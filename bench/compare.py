@@ -10,7 +10,7 @@ and prints a markdown table (see bench/README.md for the columns). Running
 one model through every implementation before the next keeps the rows of a
 model under about the same background load on a shared machine.
 
-    python bench/compare.py [--filter bpe4096] [--steps 5] [--threads N]
+    python bench/compare.py [--filter bpe4096|quick-|laptop-] [--steps 5] [--threads N]
                             [--python /tmp/torchvenv/bin/python] [--no-compile]
                             [--unfused] [--rust-bin PATH] [--json-out rows.jsonl]
 """
@@ -23,10 +23,13 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-VOCABS = ["gpt2", "bpe4096"]
-ARCHS = ["modern-d64", "modern-d128", "retro-d64", "retro-d128", "lstm-d128"]
-# The models both benchmarks know, in their order (names are unique substrings of each other's lists).
-MODEL_NAMES = [f"{a}-{v}" for v in VOCABS for a in ARCHS]
+
+
+def model_names(rust_bin):
+    """The benchmark's models in run order, as the Rust side lists them (`--list`);
+    bench/transformer_torch.py knows the same names."""
+    p = subprocess.run([rust_bin, "--list"], capture_output=True, text=True, check=True)
+    return [line.strip() for line in p.stdout.splitlines() if line.strip()]
 
 
 def load_average():
@@ -108,7 +111,7 @@ def main():
     runners.append(("eager", torch_cmd, env))
     if not args.no_compile:
         runners.append(("compile", torch_cmd + ["--compile"], env))
-    names = [n for n in MODEL_NAMES if args.filter is None or args.filter in n]
+    names = [n for n in model_names(rust_bin) if args.filter is None or args.filter in n]
     # One model at a time through every implementation, so that on a shared
     # machine each model's rows see about the same background load.
     runs = {label: {} for label, _, _ in runners}

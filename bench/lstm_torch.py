@@ -32,12 +32,20 @@ VOCAB, BATCH, SEQ, TBPTT = 4096, 32, 128, 64
 
 
 class LstmLM(nn.Module):
-    def __init__(self, d: int, n_layers: int = 2, vocab: int = VOCAB):
+    """`layer_norm` puts nn.LayerNorm on each layer's output (the papers' Table 3
+    setup); `output_bias` adds a trained bias to the tied output layer (the
+    study presets); the state is kept across the TBPTT windows of a sequence
+    and reset at the next sequence."""
+
+    def __init__(self, d: int, n_layers: int = 2, vocab: int = VOCAB, tbptt: int = TBPTT,
+                 layer_norm: bool = True, output_bias: bool = False):
         super().__init__()
+        self.tbptt = tbptt
         self.embed = nn.Embedding(vocab, d)
+        self.out_bias = nn.Parameter(torch.zeros(vocab)) if output_bias else None
         nn.init.xavier_uniform_(self.embed.weight)
         self.layers = nn.ModuleList(nn.LSTM(d, d, batch_first=False) for _ in range(n_layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(n_layers))
+        self.norms = nn.ModuleList((nn.LayerNorm(d) if layer_norm else nn.Identity()) for _ in range(n_layers))
         for lstm in self.layers:
             nn.init.xavier_uniform_(lstm.weight_ih_l0)
             for g in range(4):  # orthogonal per gate block
@@ -51,8 +59,8 @@ class LstmLM(nn.Module):
         x = self.embed(tokens).transpose(0, 1)  # (T, B, d)
         states = [None] * len(self.layers)
         outs = []
-        for start in range(0, x.shape[0], TBPTT):
-            y = x[start:start + TBPTT]
+        for start in range(0, x.shape[0], self.tbptt):
+            y = x[start:start + self.tbptt]
             for i, (lstm, norm) in enumerate(zip(self.layers, self.norms)):
                 st = None if states[i] is None else tuple(s.detach() for s in states[i])
                 y, states[i] = lstm(y, st)

@@ -9,17 +9,22 @@ against a torch 2048^3 f32 matmul and peak resident memory:
   a final RMSNorm.
 - retro-dD-VOCAB: token embeddings scaled by sqrt(d) plus the sinusoidal
   table (sin on even, cos on odd features), exact-GeLU MLP 4d (biases),
-  post-LayerNorm (eps 1e-5), no final norm.
+  post-RMSNorm blocks (eps 1e-5) and a final LayerNorm (the study preset
+  `retro`, the authors' runs).
   Both: depth max(1, d/16), fused QKV projection (3d, d) with bias, output
   projection with bias, causal attention (scaled_dot_product_attention),
-  tied embeddings (the output layer is the embedding table), N(0, 0.02)
-  init with output projections N(0, 0.02/sqrt(2L)), zero biases.
-- lstm-dD-VOCAB: the 2-layer LSTM of bench/lstm_torch.py (LayerNorm on each
-  layer's output, TBPTT 64, dropout 0, one trainable bias per gate).
+  tied embeddings (the output layer is the embedding table) with a trained
+  output bias, N(0, 0.02) init with output projections N(0, 0.02/sqrt(2L)),
+  zero biases.
+- lstm-dD-VOCAB: the study preset `lstm` through bench/lstm_torch.py: one
+  layer, no LayerNorm, TBPTT 32 within each sequence, dropout 0, one
+  trainable bias per gate, a trained output bias.
 
-VOCAB is gpt2 (50257 ids) or bpe4096 (4096). Random tokens (the speed does
-not depend on them), batch 32 x 128 tokens, f32. One step is forward,
-cross-entropy against the tied output layer, backward, clip_grad_norm_(1.0),
+VOCAB is gpt2 (50257 ids) or bpe4096 (4096), batch 32 x 128 tokens. The
+study-scale rows use the 512-id BPE: quick-PRESET-dD (sequences of 64,
+batch 16; the `quick` study's shapes) and laptop-PRESET-dD (sequences of 128,
+batch 16). Random tokens (the speed does not depend on them), f32. One step
+is forward, cross-entropy against the tied output layer, backward, clip_grad_norm_(1.0),
 AdamW (lr 1e-3, weight decay 0.01 on every parameter, as algoprog's default
 decay mask). Median step time over the timed steps after the warm-up step(s).
 
@@ -51,19 +56,32 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lstm_torch import LstmLM  # noqa: E402
 
-BATCH, SEQ, HEAD_DIM, STD = 32, 128, 16, 0.02
+HEAD_DIM, STD, MAX_SEQ = 16, 0.02, 128
 VOCABS = {"gpt2": 50257, "bpe4096": 4096}
 ARCHS = [("modern", 64), ("modern", 128), ("retro", 64), ("retro", 128), ("lstm", 128)]
+# Study-scale rows, as in throughput.rs: (prefix, seq, batch, models), the 512-id BPE.
+STUDY_ROWS = [
+    ("quick", 64, 16, [("modern", 32), ("modern", 48), ("retro", 32), ("retro", 48), ("lstm", 32), ("lstm", 64)]),
+    ("laptop", 128, 16, [("modern", 32), ("modern", 80), ("retro", 32), ("retro", 80), ("lstm", 64), ("lstm", 128)]),
+]
+
+
+def benches():
+    """name -> (preset, d, vocab size, batch, seq), in run order."""
+    out = {f"{p}-d{d}-{v}": (p, d, n, 32, 128) for v, n in VOCABS.items() for p, d in ARCHS}
+    for prefix, seq, batch, models in STUDY_ROWS:
+        out.update({f"{prefix}-{p}-d{d}": (p, d, 512, batch, seq) for p, d in models})
+    return out
 
 
 def model_names():
-    return [f"{p}-d{d}-{v}" for v in VOCABS for p, d in ARCHS]
+    return list(benches())
 
 
 class Rotary(nn.Module):
     """Rotate-half rotary embedding: [x1 cos - x2 sin, x1 sin + x2 cos]."""
 
-    def __init__(self, head_dim, max_len=SEQ, base=10000.0):
+    def __init__(self, head_dim, max_len=MAX_SEQ, base=10000.0):
         super().__init__()
         half = head_dim // 2
         inv = base ** (-2.0 * torch.arange(half, dtype=torch.float64) / head_dim)
@@ -126,7 +144,7 @@ def sinusoidal_table(t, d):
 class Block(nn.Module):
     def __init__(self, d, modern, rotary):
         super().__init__()
-        norm = (lambda: nn.RMSNorm(d, eps=1e-5)) if modern else (lambda: nn.LayerNorm(d, eps=1e-5))
+        norm = lambda: nn.RMSNorm(d, eps=1e-5)  # noqa: E731 (both presets' blocks)
         self.pre = modern
         self.norm1, self.attn, self.norm2 = norm(), Attention(d, rotary), norm()
         self.mlp = SwiGlu(d) if modern else GeluMlp(d)
@@ -147,13 +165,14 @@ class TransformerLM(nn.Module):
         self.embed = nn.Embedding(vocab, d)
         rotary = Rotary(HEAD_DIM) if modern else None
         self.blocks = nn.ModuleList(Block(d, modern, rotary) for _ in range(n_layers))
-        self.final_norm = nn.RMSNorm(d, eps=1e-5) if modern else None
+        self.final_norm = nn.RMSNorm(d, eps=1e-5) if modern else nn.LayerNorm(d, eps=1e-5)
+        self.out_bias = nn.Parameter(torch.zeros(vocab))
         if not modern:
-            self.register_buffer("pe", sinusoidal_table(SEQ, d), persistent=False)
+            self.register_buffer("pe", sinusoidal_table(MAX_SEQ, d), persistent=False)
         for name, p in self.named_parameters():
             if "norm" in name:
                 continue  # gains 1, shifts 0 (the norms' own init)
-            if name.endswith("bias"):
+            if name.endswith("bias"):  # out_bias included
                 nn.init.zeros_(p)
             elif name.endswith("out.weight"):
                 nn.init.normal_(p, std=STD / math.sqrt(2 * n_layers))
@@ -166,21 +185,22 @@ class TransformerLM(nn.Module):
             x = x * math.sqrt(self.d) + self.pe[: tokens.shape[1]]
         for blk in self.blocks:
             x = blk(x)
-        return self.final_norm(x) if self.final_norm is not None else x
+        return self.final_norm(x)
 
 
 def build(name):
-    preset, d, vocab = name.split("-")
-    d, v = int(d[1:]), VOCABS[vocab]
+    preset, d, v, batch, seq = benches()[name]
     if preset == "lstm":
-        return LstmLM(d, vocab=v), d, v
-    return TransformerLM(d, v, modern=(preset == "modern")), d, v
+        model = LstmLM(d, n_layers=1, vocab=v, tbptt=32, layer_norm=False, output_bias=True)
+    else:
+        model = TransformerLM(d, v, modern=(preset == "modern"))
+    return model, preset, d, v, batch, seq
 
 
-def train_flops_per_token(preset, d, v, t=SEQ):
+def train_flops_per_token(preset, d, v, t):
     """Training FLOPs per token by algoprog's matmul convention (3 x forward)."""
-    if preset == "lstm":
-        fwd = 2 * (2 * d * 4 * d + 2 * d * 4 * d) + 2 * d * v
+    if preset == "lstm":  # one layer
+        fwd = (2 * d * 4 * d + 2 * d * 4 * d) + 2 * d * v
     else:
         ff = 6 * d * 4 * d if preset == "modern" else 4 * d * 4 * d
         fwd = max(1, d // 16) * (8 * d * d + 4 * t * d + ff) + 2 * d * v
@@ -209,13 +229,13 @@ def make_optimizer(params):
 def child(name, steps, compile_):
     torch.manual_seed(0)
     base_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model, d, vocab = build(name)
+    model, preset, d, vocab, batch, seq = build(name)
     params = [p for p in model.parameters() if p.requires_grad]
     opt, opt_kind = make_optimizer(params)
 
     def loss_fn(inp, tgt):
         h = model(inp)
-        return F.cross_entropy(h.reshape(-1, d) @ model.embed.weight.t(), tgt)
+        return F.cross_entropy(h.reshape(-1, d) @ model.embed.weight.t() + model.out_bias, tgt)
 
     compile_ok, compile_error = None, None
     fn = loss_fn
@@ -224,7 +244,7 @@ def child(name, steps, compile_):
         compile_ok = True
 
     def step(fn):
-        data = torch.randint(0, vocab, (BATCH, SEQ + 1))
+        data = torch.randint(0, vocab, (batch, seq + 1))
         inp, tgt = data[:, :-1], data[:, 1:].reshape(-1)
         t0 = time.perf_counter()
         loss = fn(inp, tgt)
@@ -251,8 +271,8 @@ def child(name, steps, compile_):
     sec = statistics.median(times)
     n_params = sum(p.numel() for p in params)
     embed = model.embed.weight.numel()
-    fpt = train_flops_per_token(name.split("-")[0], d, vocab)
-    tps = BATCH * SEQ / sec
+    fpt = train_flops_per_token(preset, d, vocab, seq)
+    tps = batch * seq / sec
     print(json.dumps({
         "name": name,
         "impl": "torch-compile" if compile_ else "torch-eager",
@@ -261,6 +281,9 @@ def child(name, steps, compile_):
         "params": n_params,
         "non_embedding_params": n_params - embed,
         "vocab": vocab,
+        "preset": preset,
+        "batch": batch,
+        "seq_len": seq,
         "flops_per_token": fpt,
         "tokens_per_s": tps,
         "gflops": tps * fpt / 1e9,
@@ -304,7 +327,7 @@ def main():
               f"load average {load_average()}")
     print(header, file=sys.stderr if args.json else sys.stdout, flush=True)
     if not args.json:
-        print(f"{'model':<20} {'params':>10} {'tokens/s':>9} {'GFLOP/s':>9} {'ms/step':>8} {'MFU':>6} {'peak MiB':>9}")
+        print(f"{'model':<22} {'params':>10} {'tokens/s':>9} {'GFLOP/s':>9} {'ms/step':>8} {'MFU':>6} {'peak MiB':>9}")
     cmd = [sys.executable, os.path.abspath(__file__), "--steps", str(args.steps), "--threads", str(args.threads)]
     if args.compile:
         cmd.append("--compile")
@@ -322,7 +345,7 @@ def main():
             print(json.dumps(r), flush=True)
         else:
             note = "" if r["compile_ok"] is not False else "  (compile failed: eager)"
-            print(f"{name:<20} {r['params']:>10} {r['tokens_per_s']:>9.0f} {r['gflops']:>9.1f} "
+            print(f"{name:<22} {r['params']:>10} {r['tokens_per_s']:>9.0f} {r['gflops']:>9.1f} "
                   f"{r['step_ms']:>8.1f} {100 * r['mfu']:>5.1f}% {r['peak_rss_mb']:>9.0f}{note}", flush=True)
 
 

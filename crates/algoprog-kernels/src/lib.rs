@@ -22,6 +22,7 @@
 pub mod act;
 pub mod adamw;
 pub mod attention;
+pub mod buffer;
 pub mod ce;
 pub mod linear;
 pub mod lstm;

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 /// Rows per block of the bias-gradient sum.
 const BIAS_BLOCK: usize = 256;
 
-/// y (n×out) = x (n×in)·Wᵀ (W: out×in) + b.
+/// y (n×out) = x (n×in)·Wᵀ (W: out×in) + b; y's old contents are never read.
 pub fn forward(
     x: &[f32],
     w: &[f32],
@@ -25,6 +25,17 @@ pub fn forward(
     assert_eq!(x.len(), n * din, "linear: x must be n×in");
     assert_eq!(w.len(), dout * din, "linear: W must be out×in");
     assert_eq!(y.len(), n * dout, "linear: y must be n×out");
+    // With a bias, y starts as b in every row and the matmul adds x·Wᵀ to it:
+    // one pass over y instead of a matmul store and a second bias pass.
+    // Without, the matmul overwrites y (its old contents are never read).
+    if let Some(b) = b {
+        assert_eq!(b.len(), dout, "linear: b must have out elements");
+        y.par_chunks_mut(dout.max(1) * 64).for_each(|rows| {
+            for row in rows.chunks_mut(dout) {
+                row.copy_from_slice(b);
+            }
+        });
+    }
     matmul(
         y,
         dout,
@@ -33,19 +44,9 @@ pub fn forward(
         Mat::new(w, dout, din),
         true,
         1.0,
-        false,
+        b.is_some(),
         Threads::Pool,
     );
-    if let Some(b) = b {
-        assert_eq!(b.len(), dout, "linear: b must have out elements");
-        y.par_chunks_mut(dout.max(1) * 64).for_each(|rows| {
-            for row in rows.chunks_mut(dout) {
-                for (v, bb) in row.iter_mut().zip(b) {
-                    *v += bb;
-                }
-            }
-        });
-    }
 }
 
 /// Gradients of a linear layer; each output is overwritten.

@@ -19,11 +19,16 @@ pub fn randn(shape: &[usize], std: f64, seed: u64) -> Result<Tensor> {
     randn_mean(shape, 0.0, std, seed)
 }
 
-/// max |a − b|/(|b| + 1): relative for large values, absolute below 1.
+/// max |a − b|/(|b| + 1): relative for large values, absolute below 1; NaN
+/// (or infinite) when any element of either side is not finite, so that a
+/// NaN can never pass a `< tol` check (`f64::max` alone would skip it).
 pub fn max_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     let a: Vec<f32> = a.flatten_all()?.to_vec1()?;
     let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
     assert_eq!(a.len(), b.len());
+    if a.iter().chain(&b).any(|v| !v.is_finite()) {
+        return Ok(f64::NAN);
+    }
     Ok(a.iter()
         .zip(&b)
         .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1.0))

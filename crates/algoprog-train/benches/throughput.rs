@@ -1,20 +1,31 @@
-//! Training throughput of the presets: tokens/s, achieved GFLOP/s (training
-//! FLOPs by the matmul convention), MFU against a measured f32 matmul peak,
-//! and peak memory.
+//! Training throughput of the study presets: tokens/s, achieved GFLOP/s
+//! (training FLOPs by the matmul convention), MFU against a measured f32
+//! matmul peak, and peak memory.
 //!
-//! `cargo bench -p algoprog-train --bench throughput [-- [FILTER] [--json]]`
+//! `cargo bench -p algoprog-train --bench throughput [-- [FILTER] [--json] [--list]]`
 //!
-//! Models: `modern` and `retro` Transformers at d = 64 and 128, and the
-//! 2-layer `lstm` preset (no dropout) at d = 128, each with the GPT-2
-//! vocabulary (50257, `-gpt2`) and the 4096-id BPE (`-bpe4096`). FILTER keeps
-//! the models whose name contains it (`modern-d128`, `bpe4096`, `lstm`).
+//! Every model is a study preset (`preset_table`: `modern`, `retro` = the
+//! authors' retro runs with post-RMSNorm blocks and a final LayerNorm, `lstm`
+//! = the authors' 1-layer LSTM without LayerNorm, TBPTT 32), with the
+//! trained output bias the presets set. Two kinds of rows:
+//! - `{preset}-d{64,128}-{gpt2,bpe4096}` (and `lstm-d128-*`): batch 32 × 128
+//!   tokens with the GPT-2 vocabulary (50257 ids) or the 4096-id BPE, where
+//!   the matmuls dominate;
+//! - study scale, the 512-id BPE: `quick-{preset}-dD` (sequences of 64,
+//!   batch 16, as the `quick` study; modern and retro d32/d48, LSTM d32/d64)
+//!   and `laptop-{preset}-dD` (sequences of 128, batch 16, as `laptop`;
+//!   modern and retro d32/d80, LSTM d64/d128), where per-op overhead decides.
+//!
+//! FILTER keeps the models whose name contains it (`modern-d128`, `bpe4096`,
+//! `quick-`); `--list` prints every name (`bench/compare.py` takes its list
+//! from there).
 //!
 //! Every model runs in a fresh child process (this executable re-run with
 //! `--child NAME`), so its peak resident memory (VmHWM of /proc/self/status,
 //! read by the child just before it exits) is its own: data, model,
 //! optimizer state, activations and the allocator's slack, not the previous
 //! model's. A step is forward, backward, gradient clipping (1.0) and an AdamW
-//! update (lr 1e-3, weight decay 0.01); batch 32 × 128 tokens. The reported
+//! update (lr 1e-3, weight decay 0.01) for every preset. The reported
 //! rate is the median step time over the timed steps after one warm-up step.
 //!
 //! Output: a table by default; with `--json` (or `ALGOPROG_BENCH_JSON=1`)
@@ -31,14 +42,28 @@ use std::process::Command;
 use std::time::Instant;
 
 use algoprog_data::{DataConfig, Dataset, TokenizerSpec};
-use algoprog_models::{LstmConfig, ModelConfig, TransformerConfig};
+use algoprog_models::ModelConfig;
 use algoprog_nn::{clip_grad_norm, OptimizerConfig};
 use algoprog_train::batch_loss;
+use algoprog_train::config::preset_table;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
-const BATCH: usize = 32;
-const VOCABS: [&str; 2] = ["gpt2", "bpe4096"];
+/// One benchmark model: a study preset at a width, with its data shape.
+struct Bench {
+    name: String,
+    preset: &'static str,
+    d: usize,
+    tokenizer: TokenizerSpec,
+    batch: usize,
+    seq: usize,
+}
+
+/// The vocabularies of the d = 64/128 rows (batch 32 × 128 tokens).
+const VOCABS: [(&str, TokenizerSpec); 2] = [
+    ("gpt2", TokenizerSpec::Gpt2),
+    ("bpe4096", TokenizerSpec::Bpe { vocab_size: 4096 }),
+];
 const ARCHS: [(&str, usize); 5] = [
     ("modern", 64),
     ("modern", 128),
@@ -46,6 +71,67 @@ const ARCHS: [(&str, usize); 5] = [
     ("retro", 128),
     ("lstm", 128),
 ];
+/// Study-scale rows: (prefix, sequence length, batch, models). The 512-id
+/// BPE of `quick` and `laptop`, their sequence lengths and batch size, and
+/// widths from their scans and ablations.
+/// (prefix, sequence length, batch, (preset, width) pairs).
+type StudyRows = (&'static str, usize, usize, [(&'static str, usize); 6]);
+const STUDY_ROWS: [StudyRows; 2] = [
+    (
+        "quick",
+        64,
+        16,
+        [
+            ("modern", 32),
+            ("modern", 48),
+            ("retro", 32),
+            ("retro", 48),
+            ("lstm", 32),
+            ("lstm", 64),
+        ],
+    ),
+    (
+        "laptop",
+        128,
+        16,
+        [
+            ("modern", 32),
+            ("modern", 80),
+            ("retro", 32),
+            ("retro", 80),
+            ("lstm", 64),
+            ("lstm", 128),
+        ],
+    ),
+];
+
+/// Every benchmark model, in run order.
+fn benches() -> Vec<Bench> {
+    let mut out: Vec<Bench> = VOCABS
+        .iter()
+        .flat_map(|(v, tok)| {
+            ARCHS.iter().map(move |&(preset, d)| Bench {
+                name: format!("{preset}-d{d}-{v}"),
+                preset,
+                d,
+                tokenizer: tok.clone(),
+                batch: 32,
+                seq: 128,
+            })
+        })
+        .collect();
+    for (prefix, seq, batch, models) in STUDY_ROWS {
+        out.extend(models.iter().map(|&(preset, d)| Bench {
+            name: format!("{prefix}-{preset}-d{d}"),
+            preset,
+            d,
+            tokenizer: TokenizerSpec::Bpe { vocab_size: 512 },
+            batch,
+            seq,
+        }));
+    }
+    out
+}
 
 /// Achieved GFLOP/s of a 2048³ f32 matmul (best of 10), the peak MFU is measured against.
 fn matmul_peak(device: &Device) -> f64 {
@@ -63,33 +149,13 @@ fn matmul_peak(device: &Device) -> f64 {
     2.0 * (n * n * n) as f64 / best / 1e9
 }
 
-/// Every model name, in run order.
-fn model_names() -> Vec<String> {
-    VOCABS
-        .iter()
-        .flat_map(|v| ARCHS.iter().map(move |(p, d)| format!("{p}-d{d}-{v}")))
-        .collect()
-}
-
-/// The config and tokenizer of a model name `{preset}-d{d}-{vocab}`.
-fn model_of(name: &str) -> (ModelConfig, TokenizerSpec) {
-    let parts: Vec<&str> = name.split('-').collect();
-    let [preset, d, vocab] = parts[..] else {
-        panic!("model name `{name}` is not preset-dN-vocab")
-    };
-    let d: usize = d.trim_start_matches('d').parse().expect("width");
-    let cfg = match preset {
-        "modern" => ModelConfig::Transformer(TransformerConfig::modern(d)),
-        "retro" => ModelConfig::Transformer(TransformerConfig::retro(d)),
-        "lstm" => ModelConfig::Lstm(LstmConfig::paper_no_dropout(d)),
-        other => panic!("unknown preset `{other}`"),
-    };
-    let tok = match vocab {
-        "gpt2" => TokenizerSpec::Gpt2,
-        "bpe4096" => TokenizerSpec::Bpe { vocab_size: 4096 },
-        other => panic!("unknown vocabulary `{other}`"),
-    };
-    (cfg, tok)
+/// The model config of a study preset at width `d` (output bias and all).
+fn model_config(preset: &str, d: usize) -> ModelConfig {
+    let table = preset_table(preset, d).expect("a study preset");
+    table["model"]
+        .clone()
+        .try_into()
+        .expect("the preset's model config")
 }
 
 /// A `kB` field of /proc/self/status in MiB (VmHWM: peak resident set; VmRSS: current).
@@ -116,9 +182,14 @@ fn median(xs: &[f64]) -> f64 {
 /// Trains model `name` for one warm-up and `steps` timed steps; prints one JSON line.
 fn child(name: &str, steps: usize) {
     let device = Device::Cpu;
-    let (cfg, tok) = model_of(name);
+    let bench = benches()
+        .into_iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no benchmark model `{name}` (see --list)"));
+    let cfg = model_config(bench.preset, bench.d);
     let data = Dataset::prepare(&DataConfig {
-        tokenizer: tok,
+        tokenizer: bench.tokenizer.clone(),
+        seq_len: bench.seq,
         ..DataConfig::default()
     })
     .expect("data");
@@ -129,7 +200,7 @@ fn child(name: &str, steps: usize) {
     let mut opt = OptimizerConfig::adam_w()
         .build(model.params())
         .expect("optimizer");
-    let mut batches = data.train_batches(BATCH, 0);
+    let mut batches = data.train_batches(bench.batch, 0);
     let mut step = || {
         let b = batches.next().unwrap();
         let t = Instant::now();
@@ -142,7 +213,7 @@ fn child(name: &str, steps: usize) {
     let warmup = step();
     let times: Vec<f64> = (0..steps.max(1)).map(|_| step()).collect();
     let secs = median(&times);
-    let tokens = (BATCH * data.seq_len()) as f64;
+    let tokens = (bench.batch * data.seq_len()) as f64;
     let flops = model.flops(data.seq_len());
     let tps = tokens / secs;
     let out = json!({
@@ -151,6 +222,9 @@ fn child(name: &str, steps: usize) {
         "params": model.param_counts().total(),
         "non_embedding_params": model.param_counts().non_embedding,
         "vocab": data.vocab_size(),
+        "preset": bench.preset,
+        "batch": bench.batch,
+        "seq_len": data.seq_len(),
         "flops_per_token": flops.train_per_token,
         "tokens_per_s": tps,
         "gflops": tps * flops.train_per_token / 1e9,
@@ -202,14 +276,25 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     if let Some(i) = args.iter().position(|a| a == "--child") {
+        // as the trainer does: this thread runs its own parallel kernels
+        if std::env::var("ALGOPROG_BENCH_HANDOFF").is_err() {
+            algoprog_train::runtime::adopt_current_thread();
+        }
         child(args.get(i + 1).expect("--child needs a model name"), steps);
         return;
     }
     let json_out = args.iter().any(|a| a == "--json")
         || std::env::var("ALGOPROG_BENCH_JSON").is_ok_and(|v| !v.is_empty() && v != "0");
     let filter = args.iter().find(|a| !a.starts_with('-'));
-    let names: Vec<String> = model_names()
+    if args.iter().any(|a| a == "--list") {
+        for b in benches() {
+            println!("{}", b.name);
+        }
+        return;
+    }
+    let names: Vec<String> = benches()
         .into_iter()
+        .map(|b| b.name)
         .filter(|n| filter.is_none_or(|f| n.contains(f.as_str())))
         .collect();
 
@@ -227,7 +312,7 @@ fn main() {
     } else {
         println!("{header}");
         println!(
-            "{:<20} {:>10} {:>11} {:>9} {:>9} {:>8} {:>6} {:>9}",
+            "{:<22} {:>10} {:>11} {:>9} {:>9} {:>8} {:>6} {:>9}",
             "model", "params", "FLOPs/tok", "tokens/s", "GFLOP/s", "ms/step", "MFU", "peak MiB"
         );
     }
@@ -259,7 +344,7 @@ fn main() {
             println!("{r}");
         } else {
             println!(
-                "{:<20} {:>10} {:>11.3e} {:>9.0} {:>9.1} {:>8.1} {:>5.1}% {:>9.0}",
+                "{:<22} {:>10} {:>11.3e} {:>9.0} {:>9.1} {:>8.1} {:>5.1}% {:>9.0}",
                 name,
                 r["params"],
                 r["flops_per_token"].as_f64().unwrap_or(f64::NAN),

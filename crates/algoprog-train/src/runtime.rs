@@ -1,5 +1,9 @@
 //! Process-wide settings a training binary applies once at start-up:
-//! [`tune`] (= [`tune_allocator`] + [`tune_thread_pools`]).
+//! [`tune`] (= [`tune_allocator`] + [`tune_thread_pools`]); and
+//! [`adopt_current_thread`], which the trainer applies on each thread that
+//! trains.
+
+use std::cell::OnceCell;
 
 /// Applies [`tune_allocator`] and [`tune_thread_pools`]. Call it first thing
 /// in `main`, before any tensor work and before other threads start.
@@ -47,6 +51,39 @@ pub fn tune_allocator() {
     }
 }
 
+thread_local! {
+    /// The rayon pool this thread works in since [`adopt_current_thread`].
+    static OWN_POOL: OnceCell<Option<rayon::ThreadPool>> = const { OnceCell::new() };
+}
+
+/// Makes the calling thread worker 0 of a rayon pool of its own (once per
+/// thread; a no-op on a thread that already works in a pool), with as many
+/// threads as the global pool has (`RAYON_NUM_THREADS`, else the cores).
+///
+/// Every parallel kernel (candle's element-wise ops, the fused ops, gemm)
+/// then starts on this thread instead of being handed to the global pool's
+/// threads and waited for. Measured, why: at the study sizes a step is
+/// hundreds of small ops, and each hand-off (wake a pool thread, block
+/// until it is done) cost more than the op; and the local executor's runs,
+/// two threads with `RAYON_NUM_THREADS=1`, shared the global pool's one
+/// thread, so their kernels queued behind each other. With a pool per
+/// training thread, each run's kernels run on its own thread (plus its own
+/// helpers when it has more than one). `train_model` calls it.
+pub fn adopt_current_thread() {
+    if rayon::current_thread_index().is_some() {
+        return;
+    }
+    OWN_POOL.with(|cell| {
+        cell.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .use_current_thread()
+                .build()
+                .ok()
+        });
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -76,5 +113,27 @@ mod tests {
                 "{faults} page faults re-allocating a freed 24 MiB buffer"
             );
         }
+    }
+
+    #[test]
+    fn an_adopted_thread_runs_its_parallel_work_itself() {
+        std::thread::spawn(|| {
+            assert_eq!(rayon::current_thread_index(), None);
+            super::adopt_current_thread();
+            // worker 0 of its own pool, of the global pool's size
+            assert_eq!(rayon::current_thread_index(), Some(0));
+            let global = rayon::ThreadPoolBuilder::new()
+                .build()
+                .unwrap()
+                .current_num_threads();
+            assert_eq!(rayon::current_num_threads(), global);
+            // a second call keeps the same pool, and parallel work still runs
+            super::adopt_current_thread();
+            use rayon::prelude::*;
+            let s: u64 = (0..1000u64).into_par_iter().sum();
+            assert_eq!(s, 499_500);
+        })
+        .join()
+        .unwrap();
     }
 }

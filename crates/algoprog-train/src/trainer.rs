@@ -227,6 +227,7 @@ pub fn train_model(
     opts: TrainOptions,
 ) -> Result<TrainOutcome> {
     let _precision = crate::device::PrecisionGuard::new(cfg.precision);
+    crate::runtime::adopt_current_thread();
     let mut run = Run::start(parts, cfg, data, dir, opts)?;
     dir.write_record(&run.state.record)?;
     observer.on_start(&run.state.record);

@@ -18,6 +18,7 @@
 
 use super::{fusable, slice_f32};
 use algoprog_kernels::act as kern;
+use algoprog_kernels::buffer::output;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Which element-wise function a unary op computes.
@@ -99,7 +100,7 @@ impl CustomOp1 for UnaryOp {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice_f32(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = output(x.len());
         match self.0 {
             Unary::Relu => kern::relu_fwd(x, &mut y),
             Unary::Gelu => kern::gelu_fwd(x, &mut y),
@@ -138,7 +139,7 @@ impl CustomOp2 for UnaryBwd {
                 dy.len()
             );
         }
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = output(x.len());
         match self.0 {
             Unary::Relu => kern::relu_bwd(x, dy, &mut dx),
             Unary::Gelu => kern::gelu_bwd(x, dy, &mut dx),
@@ -174,7 +175,7 @@ impl CustomOp2 for GatedOp {
                 b.len()
             );
         }
-        let mut y = vec![0f32; a.len()];
+        let mut y = output(a.len());
         match self.0 {
             Gated::Swiglu => kern::swiglu_fwd(a, b, &mut y),
             Gated::Geglu => kern::geglu_fwd(a, b, &mut y),
@@ -223,7 +224,7 @@ impl CustomOp3 for GatedBwd {
                 dy.len()
             );
         }
-        let mut out = vec![0f32; 2 * n];
+        let mut out = output(2 * n);
         let (da, db) = out.split_at_mut(n);
         match self.0 {
             Gated::Swiglu => kern::swiglu_bwd(a, b, dy, da, db),

@@ -17,6 +17,7 @@ use super::rotary::RotaryTables;
 use super::{fusable, slice_f32, storage_f32};
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
+use algoprog_kernels::buffer::output;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -188,8 +189,8 @@ impl CustomOp3 for FusedAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v, s) = qkv_heads((s1, l1), (s2, l2), (s3, l3))?;
-        let mut y = vec![0f32; s.numel()];
-        let mut lse = vec![0f32; s.pairs() * s.t];
+        let mut y = output(s.numel());
+        let mut lse = output(s.pairs() * s.t);
         kernel::forward(s, q, k, v, self.alibi.as_deref(), &mut y, &mut lse);
         *self.lse.lock().unwrap() = Some(Arc::new(lse));
         Ok((CpuStorage::F32(y), Shape::from((s.b, s.t, s.h * s.hd))))
@@ -259,7 +260,7 @@ impl CustomOp3 for FusedAttentionBackward {
         let y = bthd_view(ys, yl, s, "output")?;
         let dy = bthd_view(gs, gl, s, "output gradient")?;
         let n = s.numel();
-        let mut out = vec![0f32; 3 * n];
+        let mut out = output(3 * n);
         let (dq, rest) = out.split_at_mut(n);
         let (dk, dv) = rest.split_at_mut(n);
         kernel::backward(
@@ -325,7 +326,7 @@ fn packed_view(data: &[f32], s: AttnShape, i: usize) -> Heads<'_> {
 
 /// q or k rotated into a contiguous (b, h, T, d_h) array.
 fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables) -> Vec<f32> {
-    let mut out = vec![0f32; s.numel()];
+    let mut out = output(s.numel());
     out.par_chunks_mut(s.t * s.hd)
         .enumerate()
         .for_each(|(p, dst)| {
@@ -357,8 +358,8 @@ impl CustomOp1 for PackedAttention {
             packed_view(data, s, 1),
             packed_view(data, s, 2),
         );
-        let mut y = vec![0f32; s.numel()];
-        let mut lse = vec![0f32; s.pairs() * s.t];
+        let mut y = output(s.numel());
+        let mut lse = output(s.pairs() * s.t);
         let rot = match &self.rotary {
             Some(tables) => {
                 if tables.max_positions(s.hd) < s.t {
@@ -441,7 +442,7 @@ impl CustomOp3 for PackedAttentionBackward {
             packed_view(data, s, 2),
         );
         let n = s.numel();
-        let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let (mut dq, mut dk, mut dv) = (output(n), output(n), output(n));
         match &saved.rotated {
             Some((qr, kr)) => kernel::backward(
                 s,
@@ -472,7 +473,7 @@ impl CustomOp3 for PackedAttentionBackward {
         }
         // scatter (b, h, T, d_h) → packed (b, T, 3, h, d_h), un-rotating ∂q and ∂k
         let d = s.h * s.hd;
-        let mut out = vec![0f32; s.b * s.t * 3 * d];
+        let mut out = output(s.b * s.t * 3 * d);
         out.par_chunks_mut(3 * d)
             .enumerate()
             .for_each(|(row, dst)| {

@@ -7,6 +7,7 @@
 //! gradients (evaluation) it computes the loss alone, a third of the work.
 
 use super::{slice_f32, tensor_f32};
+use algoprog_kernels::buffer::output;
 use algoprog_kernels::ce::{self, CeGrads, CeShape};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
@@ -31,9 +32,10 @@ impl FusedCe {
         let t = &self.targets;
         let err = |e: ce::TargetOutOfRange| candle_core::Error::Msg(format!("cross-entropy: {e}"));
         let sum = if self.with_grads {
-            let mut dh = vec![0f32; n * d];
-            let mut dw = vec![0f32; v * d];
-            let mut db = b.map(|_| vec![0f32; v]);
+            // the kernel overwrites all three (∂W and ∂b on its first chunk)
+            let mut dh = output(n * d);
+            let mut dw = output(v * d);
+            let mut db = b.map(|_| output(v));
             let scale = if n == 0 { 0.0 } else { 1.0 / n as f32 };
             let sum = ce::cross_entropy(
                 self.shape,

@@ -7,6 +7,7 @@
 //! backward computes ∂x, ∂W and ∂b directly.
 
 use super::slice_f32;
+use algoprog_kernels::buffer::output;
 use algoprog_kernels::linear::{self as kernel, LinearGrads};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -41,7 +42,7 @@ fn fwd(
         }
         None => None,
     };
-    let mut y = vec![0f32; n * dout];
+    let mut y = output(n * dout);
     kernel::forward(xs, ws, bs, n, din, dout, &mut y);
     let mut shape = x.1.dims().to_vec();
     *shape.last_mut().unwrap() = dout;
@@ -133,7 +134,7 @@ impl CustomOp3 for LinearBackward {
         let x = slice_f32(s2, l2, "linear input")?;
         let w = slice_f32(s3, l3, "linear weight")?;
         let nb = if self.bias { dout } else { 0 };
-        let mut out = vec![0f32; n * din + dout * din + nb];
+        let mut out = output(n * din + dout * din + nb);
         let (dx, rest) = out.split_at_mut(n * din);
         let (dw, db) = rest.split_at_mut(dout * din);
         kernel::backward(

@@ -4,6 +4,7 @@
 //! the composite's two narrows, four products, two sums and a concatenation
 //! (and their backward passes) per tensor with one pass.
 
+use algoprog_kernels::buffer::output;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -35,7 +36,7 @@ impl CustomOp1 for Rotate {
         }
         let off = l.start_offset();
         let sign = if self.inverse { -1.0f32 } else { 1.0 };
-        let mut y = vec![0f32; b * h * t * hd];
+        let mut y = output(b * h * t * hd);
         y.par_chunks_mut(t * hd).enumerate().for_each(|(bh, out)| {
             let (bi, hi) = (bh / h, bh % h);
             for p in 0..t {
