@@ -52,6 +52,7 @@ fn check(
     families: usize,
     seeds: usize,
     widths: usize,
+    scan_rates: usize,
     decades: f64,
     train_tokens: f64,
 ) {
@@ -74,7 +75,12 @@ fn check(
     let scan = group(&all, Role::Scan);
     for fam in ["modern", "retro", "lstm"] {
         let runs: Vec<&&RunSpec> = scan.iter().filter(|s| s.config.family() == fam).collect();
-        assert_eq!(runs.len(), widths, "{fam}");
+        // every width at `scan_rates` rates (the tuned one, and 10^±0.5 around it for 3)
+        assert_eq!(runs.len(), widths * scan_rates, "{fam}");
+        let mut ws: Vec<usize> = runs.iter().map(|s| s.width).collect();
+        ws.sort_unstable();
+        ws.dedup();
+        assert_eq!(ws.len(), widths, "{fam}: widths {ws:?}");
         let c: Vec<f64> = runs
             .iter()
             .map(|s| 6.0 * s.config.model.param_counts(512).total() as f64 * tokens(s))
@@ -97,6 +103,7 @@ fn quick_runs_the_reverts_with_two_seeds_at_tuned_rates() {
         7,
         2,
         3,
+        1,
         1.0,
         5.4e6,
     );
@@ -111,6 +118,7 @@ fn laptop_runs_three_seeds_and_five_widths_over_a_decade_and_a_half() {
         14,
         3,
         5,
+        3,
         1.5,
         20e6,
     );
