@@ -77,8 +77,7 @@ fn study() -> Vec<Curve> {
         // retro 10^0.1 against the product of the retro singles present (10^0.3 · 10^-0.3 = 1): I = 10^0.1.
         ("retro", 0.1, 0.02),
     ] {
-        cs.push(run(&format!("{fam}-s0"), fam, 0, k - d));
-        cs.push(run(&format!("{fam}-s1"), fam, 1, k + d));
+        cs.extend(common::seed_pair(fam, k, d, Some(1e-3)));
     }
     for (i, k) in [0.0, 0.5, 1.0].iter().enumerate() {
         cs.push(law_run(
@@ -307,8 +306,7 @@ fn the_published_suites_swaps_go_into_the_decomposition_item_by_item() {
         ("modern-post_norm", 0.2),
         ("modern-layer_norm", 0.1),
     ] {
-        cs.push(run(&format!("{fam}-s0"), fam, 0, k - 0.01));
-        cs.push(run(&format!("{fam}-s1"), fam, 1, k + 0.01));
+        cs.extend(common::seed_pair(fam, k, 0.01, Some(1e-3)));
     }
     let s = settings(
         "e = 3.0\nthreshold = 4.0\nbootstrap = 50\nunigram_entropy = 8.0\ncompute_range = \"all\"",

@@ -30,8 +30,7 @@ fn ablation_study() -> Vec<Curve> {
         ("modern-retro_norm", 0.1),
         ("retro", 0.2),
     ] {
-        cs.push(run(&format!("{fam}-s0"), fam, 0, k - 0.02));
-        cs.push(run(&format!("{fam}-s1"), fam, 1, k + 0.02));
+        cs.extend(common::seed_pair(fam, k, 0.02, None));
     }
     cs
 }

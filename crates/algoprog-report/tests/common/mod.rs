@@ -36,6 +36,22 @@ pub fn law_run(
     Curve::new(meta, points)
 }
 
+/// Seeds 0 and 1 of `family` (ids `FAMILY-s0`, `FAMILY-s1`), [`law_run`]s
+/// with γ = 0.25 at log10 k − `jitter` and + `jitter`: a variant whose two
+/// seeds straddle the multiplier 10^k.
+pub fn seed_pair(family: &str, log10_k: f64, jitter: f64, lr: Option<f64>) -> [Curve; 2] {
+    [(0, -jitter), (1, jitter)].map(|(seed, dk)| {
+        law_run(
+            &format!("{family}-s{seed}"),
+            family,
+            seed,
+            log10_k + dk,
+            0.25,
+            lr,
+        )
+    })
+}
+
 /// A run that never leaves the plateau (6.3 → 6.0 with unigram entropy 6.2).
 pub fn plateau_run(id: &str, family: &str, seed: u64) -> Curve {
     let meta = RunMeta {
