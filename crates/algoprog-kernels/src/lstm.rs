@@ -513,13 +513,7 @@ mod tests {
             .iter()
             .zip(&want)
             .map(|(x, y)| (x - y).abs())
-            .fold(0.0, |m: f64, e: f64| {
-                if m.is_nan() || e.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(e)
-                }
-            });
+            .fold(0.0, crate::max_or_nan);
         assert!(err < 1e-14, "f64: {err}");
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         let got = h_columns(
@@ -531,13 +525,7 @@ mod tests {
             .iter()
             .zip(&want)
             .map(|(&x, y)| (x as f64 - y).abs())
-            .fold(0.0, |m: f64, e: f64| {
-                if m.is_nan() || e.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(e)
-                }
-            });
+            .fold(0.0, crate::max_or_nan);
         assert!(err < 2e-6, "f32: {err}");
     }
 
@@ -630,13 +618,7 @@ mod tests {
                 .iter()
                 .zip(&own[..win * b * 4 * h])
                 .map(|(x, y)| (x - y).abs())
-                .fold(0.0, |m: f64, e: f64| {
-                    if m.is_nan() || e.is_nan() {
-                        f64::NAN
-                    } else {
-                        m.max(e)
-                    }
-                });
+                .fold(0.0, crate::max_or_nan);
             assert!(err < 1e-13, "window {k}: {err}");
             for (acc, x) in dw_sum.iter_mut().zip(&own[win * b * 4 * h + b * 2 * h..]) {
                 *acc += x;
@@ -647,13 +629,7 @@ mod tests {
             .iter()
             .zip(&dw_sum)
             .map(|(x, y)| (x - y).abs())
-            .fold(0.0, |m: f64, e: f64| {
-                if m.is_nan() || e.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(e)
-                }
-            });
+            .fold(0.0, crate::max_or_nan);
         assert!(err < 1e-12, "∂W_hh is the sum over windows: {err}");
     }
 }

@@ -435,13 +435,7 @@ mod tests {
         got.iter()
             .zip(want)
             .map(|(&a, &b)| (a as f64 - b).abs() / (b.abs() + 1e-2 * scale))
-            .fold(0.0, |m: f64, e: f64| {
-                if m.is_nan() || e.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(e)
-                }
-            })
+            .fold(0.0, crate::max_or_nan)
     }
 
     /// rows not a multiple of CHUNK_ROWS, d not a multiple of the lane count.

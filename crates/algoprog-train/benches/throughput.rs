@@ -36,7 +36,10 @@
 //!
 //! Env: `ALGOPROG_BENCH_STEPS` (timed steps per model, default 5),
 //! `ALGOPROG_FUSED=0` (fused kernels off; inherited by the children),
-//! `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` (threads).
+//! `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` (threads),
+//! `ALGOPROG_BENCH_HANDOFF=1` (the child does not run its kernels in a pool
+//! of its own, as the trainer does since `runtime::adopt_current_thread`, but
+//! hands them to rayon's global pool: the A/B of that change).
 
 use std::process::Command;
 use std::time::Instant;
@@ -71,11 +74,10 @@ const ARCHS: [(&str, usize); 5] = [
     ("retro", 128),
     ("lstm", 128),
 ];
-/// Study-scale rows: (prefix, sequence length, batch, models). The 512-id
-/// BPE of `quick` and `laptop`, their sequence lengths and batch size, and
-/// widths from their scans and ablations.
 /// (prefix, sequence length, batch, (preset, width) pairs).
 type StudyRows = (&'static str, usize, usize, [(&'static str, usize); 6]);
+/// Study-scale rows, on the 512-id BPE of `quick` and `laptop`: their
+/// sequence lengths and batch size, and widths from their scans and ablations.
 const STUDY_ROWS: [StudyRows; 2] = [
     (
         "quick",

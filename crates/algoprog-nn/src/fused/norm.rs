@@ -290,13 +290,7 @@ mod tests {
         Ok(a.iter()
             .zip(&b)
             .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y.abs() as f64 + 1e-2 * scale))
-            .fold(0.0, |m: f64, e: f64| {
-                if m.is_nan() || e.is_nan() {
-                    f64::NAN
-                } else {
-                    m.max(e)
-                }
-            }))
+            .fold(0.0, crate::testutil::max_or_nan))
     }
 
     /// Fused and composite agree in values and in the gradients of
