@@ -38,6 +38,7 @@
 //! [`crate::math::exp`]) are vectorised; a row's tail shorter than 16 lanes
 //! goes through a padded lane array instead of a scalar loop.
 
+use crate::attn_small as small;
 use crate::math::{dot_impl as dot, exp, max_impl as max, LANES as L};
 use crate::matmul::{matmul, Mat, Threads};
 use rayon::prelude::*;
@@ -159,6 +160,22 @@ pub fn forward(
     y: &mut [f32],
     lse: &mut [f32],
 ) {
+    forward_with(s, q, k, v, alibi, y, lse, small::supported(s.hd))
+}
+
+/// [`forward`] through the small-head kernels (`small`, which needs
+/// [`small::supported`]) or the general path.
+#[allow(clippy::too_many_arguments)]
+fn forward_with(
+    s: AttnShape,
+    q: Heads,
+    k: Heads,
+    v: Heads,
+    alibi: Option<&[f32]>,
+    y: &mut [f32],
+    lse: &mut [f32],
+    use_small: bool,
+) {
     assert_eq!(
         y.len(),
         s.numel(),
@@ -177,18 +194,33 @@ pub fn forward(
     v.check(s, "v");
     check_alibi(s, alibi);
     let out = crate::SharedMut::new(y);
-    lse.par_chunks_mut(s.t).enumerate().for_each_init(
-        || Scratch::new(s, 1),
-        |scr, (p, lse_p)| {
-            let (bi, hi) = (p / s.h, p % s.h);
-            let slope = alibi.map_or(0.0, |m| m[hi]);
-            let (qm, km, vm) = (q.mat(s, bi, hi), k.mat(s, bi, hi), v.mat(s, bi, hi));
-            // SAFETY: pair (bi, hi) writes only y[bi, :, hi, :], disjoint
-            // from every other pair's elements; y holds b·T·h·d_h elements.
-            let y_base = unsafe { out.get().add((bi * s.t * s.h + hi) * s.hd) };
-            fwd_pair_isa(s, qm, km, vm, slope, scr, lse_p, y_base);
-        },
-    );
+    let pair = |p: usize| {
+        let (bi, hi) = (p / s.h, p % s.h);
+        let slope = alibi.map_or(0.0, |m| m[hi]);
+        let qkv = (q.mat(s, bi, hi), k.mat(s, bi, hi), v.mat(s, bi, hi));
+        // SAFETY: pair (bi, hi) writes only y[bi, :, hi, :], disjoint
+        // from every other pair's elements; y holds b·T·h·d_h elements.
+        let y_base = unsafe { out.get().add((bi * s.t * s.h + hi) * s.hd) };
+        (slope, qkv, y_base)
+    };
+    let lse_pairs = lse.par_chunks_mut(s.t).enumerate();
+    if use_small {
+        lse_pairs.for_each_init(
+            || small::SmallScratch::new(s, false),
+            |scr, (p, lse_p)| {
+                let (slope, (qm, km, vm), y_base) = pair(p);
+                small::fwd(s, qm, km, vm, slope, scr, lse_p, y_base);
+            },
+        );
+    } else {
+        lse_pairs.for_each_init(
+            || Scratch::new(s, 1),
+            |scr, (p, lse_p)| {
+                let (slope, (qm, km, vm), y_base) = pair(p);
+                fwd_pair_isa(s, qm, km, vm, slope, scr, lse_p, y_base);
+            },
+        );
+    }
 }
 
 /// Backward pass: the gradients of Σ dY∘Y with respect to q, k and v, each
@@ -208,6 +240,27 @@ pub fn backward(
     dk: &mut [f32],
     dv: &mut [f32],
 ) {
+    let small = small::supported(s.hd);
+    backward_with(s, q, k, v, alibi, y, lse, dy, dq, dk, dv, small)
+}
+
+/// [`backward`] through the small-head kernels (`small`, which needs
+/// [`small::supported`]) or the general path.
+#[allow(clippy::too_many_arguments)]
+fn backward_with(
+    s: AttnShape,
+    q: Heads,
+    k: Heads,
+    v: Heads,
+    alibi: Option<&[f32]>,
+    y: Heads,
+    lse: &[f32],
+    dy: Heads,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    use_small: bool,
+) {
     let n = s.numel();
     assert!(
         dq.len() == n && dk.len() == n && dv.len() == n,
@@ -226,26 +279,40 @@ pub fn backward(
     }
     check_alibi(s, alibi);
     let th = s.t * s.hd;
-    dq.par_chunks_mut(th)
+    let pair = |p: usize| {
+        let (bi, hi) = (p / s.h, p % s.h);
+        let ins = PairIn {
+            q: q.mat(s, bi, hi),
+            k: k.mat(s, bi, hi),
+            v: v.mat(s, bi, hi),
+            y: y.mat(s, bi, hi),
+            dy: dy.mat(s, bi, hi),
+        };
+        (alibi.map_or(0.0, |m| m[hi]), ins)
+    };
+    let pairs = dq
+        .par_chunks_mut(th)
         .zip(dk.par_chunks_mut(th))
         .zip(dv.par_chunks_mut(th))
         .zip(lse.par_chunks(s.t))
-        .enumerate()
-        .for_each_init(
+        .enumerate();
+    if use_small {
+        pairs.for_each_init(
+            || small::SmallScratch::new(s, true),
+            |scr, (p, (((dq_p, dk_p), dv_p), lse_p))| {
+                let (slope, ins) = pair(p);
+                small::bwd(s, ins, slope, lse_p, scr, dq_p, dk_p, dv_p);
+            },
+        );
+    } else {
+        pairs.for_each_init(
             || Scratch::new(s, 2),
             |scr, (p, (((dq_p, dk_p), dv_p), lse_p))| {
-                let (bi, hi) = (p / s.h, p % s.h);
-                let slope = alibi.map_or(0.0, |m| m[hi]);
-                let ins = PairIn {
-                    q: q.mat(s, bi, hi),
-                    k: k.mat(s, bi, hi),
-                    v: v.mat(s, bi, hi),
-                    y: y.mat(s, bi, hi),
-                    dy: dy.mat(s, bi, hi),
-                };
+                let (slope, ins) = pair(p);
                 bwd_pair_isa(s, ins, slope, lse_p, scr, dq_p, dk_p, dv_p);
             },
         );
+    }
 }
 
 /// Per-task scratch: `n` blocks of BLOCK_ROWS×T floats plus a BLOCK_ROWS×d_h block.
@@ -341,13 +408,14 @@ fn fwd_pair(
     }
 }
 
+/// One pair's inputs to the backward, as T×d_h matrices.
 #[derive(Clone, Copy)]
-struct PairIn<'a> {
-    q: Mat<'a>,
-    k: Mat<'a>,
-    v: Mat<'a>,
-    y: Mat<'a>,
-    dy: Mat<'a>,
+pub(crate) struct PairIn<'a> {
+    pub(crate) q: Mat<'a>,
+    pub(crate) k: Mat<'a>,
+    pub(crate) v: Mat<'a>,
+    pub(crate) y: Mat<'a>,
+    pub(crate) dy: Mat<'a>,
 }
 
 /// One pair's backward into contiguous T×d_h dq, dk, dv.
@@ -475,7 +543,7 @@ fn bwd_pair(
 // reductions of `math`.
 
 #[inline(always)]
-fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
+pub(crate) fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
     // −m·(i − j) = m·(j − i) for j = 0..=i; j − i is exact in f32
     let i = i as f32;
     for (j, x) in row.iter_mut().enumerate() {
@@ -486,7 +554,7 @@ fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
 /// row ← exp(row − m); returns Σ row. The tail shorter than 16 lanes goes
 /// through a padded lane array so that it too runs vectorised.
 #[inline(always)]
-fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
+pub(crate) fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
     let mut acc = [0f32; L];
     let mut chunks = row.chunks_exact_mut(L);
     for c in &mut chunks {
@@ -510,7 +578,7 @@ fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
 
 /// row ← exp(row − m).
 #[inline(always)]
-fn exp_sub(row: &mut [f32], m: f32) {
+pub(crate) fn exp_sub(row: &mut [f32], m: f32) {
     let mut chunks = row.chunks_exact_mut(L);
     for c in &mut chunks {
         for x in c.iter_mut() {
@@ -872,6 +940,75 @@ mod tests {
         );
         assert_eq!(y, y0);
         assert_eq!(lse, l0);
+    }
+
+    /// On a CPU with the small-head kernels (d_h = 16, AVX-512), they and the
+    /// general path give the same outputs and gradients (to rounding) at
+    /// lengths that are and are not multiples of the row block and of 16,
+    /// with and without ALiBi, on packed views. Elsewhere only the general
+    /// path runs, which the naive checks above cover.
+    #[test]
+    fn small_head_kernels_match_the_general_path() {
+        if !small::supported(16) {
+            eprintln!("no small-head kernels on this CPU (they need AVX-512): nothing to compare");
+            return;
+        }
+        for (n, &(b, h, t)) in [
+            (2usize, 3usize, 1usize),
+            (1, 2, 3),
+            (2, 2, 17),
+            (1, 3, 64),
+            (2, 1, 70),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for alibi in [false, true] {
+                let c = Case::new(b, h, t, 16, alibi, 40 + n as u64);
+                let s = c.s;
+                let (q, k, v) = c.views();
+                let run = |small: bool| {
+                    let mut y = vec![f32::NAN; s.numel()];
+                    let mut lse = vec![f32::NAN; s.pairs() * t];
+                    forward_with(s, q, k, v, c.alibi.as_deref(), &mut y, &mut lse, small);
+                    let w: Vec<f32> = (0..s.numel())
+                        .map(|i| ((i * 37 % 19) as f32 - 9.0) / 7.0)
+                        .collect();
+                    let g: [Vec<f32>; 3] = std::array::from_fn(|_| vec![f32::NAN; s.numel()]);
+                    let [mut dq, mut dk, mut dv] = g;
+                    backward_with(
+                        s,
+                        q,
+                        k,
+                        v,
+                        c.alibi.as_deref(),
+                        Heads::bthd(&y, s),
+                        &lse,
+                        Heads::bthd(&w, s),
+                        &mut dq,
+                        &mut dk,
+                        &mut dv,
+                        small,
+                    );
+                    [y, lse, dq, dk, dv]
+                };
+                let (fast, general) = (run(true), run(false));
+                for (what, (a, g)) in ["y", "lse", "dq", "dk", "dv"]
+                    .iter()
+                    .zip(fast.iter().zip(&general))
+                {
+                    let worst = a
+                        .iter()
+                        .zip(g)
+                        .map(|(x, y)| ((x - y).abs() / (1.0 + y.abs())) as f64)
+                        .fold(0.0, crate::max_or_nan);
+                    assert!(
+                        worst < 1e-5,
+                        "{what} b={b} h={h} T={t} alibi={alibi}: {worst}"
+                    );
+                }
+            }
+        }
     }
 
     /// Best-of-20 wall time of forward and backward at the model's shape

@@ -15,13 +15,16 @@
 //! | [`lstm`] | an LSTM layer over TBPTT windows (f32 or f64): per-step recurrent matmul and gates | backpropagation through time, the gradient cut at window boundaries |
 //! | [`adamw`] | in-place AdamW update | — |
 //!
-//! Matmuls go through the `gemm` crate, which picks the widest SIMD the CPU
+//! Matmuls go through the `gemm` crate (except inside an attention pair with
+//! a head size of 16, 32 or 64, whose small products are register-blocked
+//! loops of its own), which picks the widest SIMD the CPU
 //! has at run time (AVX-512 when the `x86-v4` feature is on and the CPU has
 //! it, else AVX2/FMA, else scalar), so one binary runs everywhere.
 
 pub mod act;
 pub mod adamw;
 pub mod attention;
+mod attn_small;
 pub mod buffer;
 pub mod ce;
 pub mod linear;

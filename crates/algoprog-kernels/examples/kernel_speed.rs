@@ -1,0 +1,123 @@
+//! Time of the fused cross-entropy (forward with gradients) and of causal
+//! attention (forward, backward) at the benchmark's shapes, on the calling
+//! thread's rayon pool: the kernels alone, without a tensor library.
+//!
+//! `cargo run --release -p algoprog-kernels --example kernel_speed [-- ce|attn]`
+//! (`KERNEL_SPEED_ROWS=r` sets the cross-entropy chunk rows instead of
+//! `chunk_rows`.)
+
+use algoprog_kernels::attention::{self, AttnShape, Heads};
+use algoprog_kernels::ce::{self, CeGrads, CeShape};
+use std::time::Instant;
+
+fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    best
+}
+
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_default();
+    let rows_override: Option<usize> = std::env::var("KERNEL_SPEED_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok());
+    println!("{} threads", rayon::current_num_threads());
+    if what.is_empty() || what == "ce" {
+        for (n, d, v) in [
+            (1024, 32, 512),
+            (2048, 80, 512),
+            (4096, 64, 4096),
+            (4096, 128, 4096),
+        ] {
+            let (h, w) = (fill(n * d, 1), fill(v * d, 2));
+            let b = fill(v, 3);
+            let t: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
+            let (mut dh, mut dw, mut db) = (vec![0.0; n * d], vec![0.0; v * d], vec![0.0; v]);
+            let r = rows_override.unwrap_or(ce::chunk_rows(v));
+            let ms = best_ms(10, || {
+                let g = CeGrads {
+                    dh: &mut dh,
+                    dw: &mut dw,
+                    db: Some(&mut db),
+                    scale: 1.0 / n as f32,
+                };
+                let s = CeShape { n, d, v };
+                std::hint::black_box(
+                    ce::cross_entropy_chunked(s, &h, &w, Some(&b), &t, Some(g), r).unwrap(),
+                );
+            });
+            let gflop = 6.0 * (n * d * v) as f64 / 1e9;
+            println!(
+                "ce n={n} d={d} V={v} rows={r}: {ms:.3} ms, {:.1} GFLOP/s",
+                gflop / ms * 1e3
+            );
+        }
+    }
+    if what.is_empty() || what == "attn" {
+        for (b, hh, t) in [
+            (16, 2, 64),
+            (16, 3, 64),
+            (16, 2, 128),
+            (16, 5, 128),
+            (32, 4, 128),
+            (32, 8, 128),
+        ] {
+            let s = AttnShape {
+                b,
+                h: hh,
+                t,
+                hd: 16,
+            };
+            let n = s.numel();
+            let (q, k, v) = (fill(n, 1), fill(n, 2), fill(n, 3));
+            let dy = fill(n, 4);
+            let (mut y, mut lse) = (vec![0.0; n], vec![0.0; s.pairs() * t]);
+            let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let fwd = best_ms(20, || {
+                attention::forward(
+                    s,
+                    Heads::bhtd(&q, s),
+                    Heads::bhtd(&k, s),
+                    Heads::bhtd(&v, s),
+                    None,
+                    &mut y,
+                    &mut lse,
+                )
+            });
+            let bwd = best_ms(20, || {
+                attention::backward(
+                    s,
+                    Heads::bhtd(&q, s),
+                    Heads::bhtd(&k, s),
+                    Heads::bhtd(&v, s),
+                    None,
+                    Heads::bthd(&y, s),
+                    &lse,
+                    Heads::bthd(&dy, s),
+                    &mut dq,
+                    &mut dk,
+                    &mut dv,
+                )
+            });
+            // causal FLOPs: QKᵀ and P·V over the lower triangle, ×2 backward
+            let tri = (t * (t + 1) / 2) as f64;
+            let fl = 2.0 * 2.0 * tri * 16.0 * s.pairs() as f64;
+            println!(
+                "attn b={b} h={hh} T={t}: fwd {fwd:.3} ms ({:.1} GFLOP/s causal), bwd {bwd:.3} ms ({:.1})",
+                fl / fwd / 1e6,
+                2.0 * fl / bwd / 1e6
+            );
+        }
+    }
+}
