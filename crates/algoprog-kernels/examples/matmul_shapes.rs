@@ -2,7 +2,8 @@
 //! × 128 tokens = 4096 rows), next to a square 2048³ product: shows how close
 //! the small-k products of a narrow model get to the machine's peak.
 //!
-//! `cargo run --release -p algoprog-kernels --example matmul_shapes [-- ROWS D]`
+//! `cargo run --release -p algoprog-kernels --example matmul_shapes [-- ROWS D V]`
+//! (V: the output vocabulary of the cross-entropy's products, default 4096)
 
 use algoprog_kernels::matmul::{matmul, Mat, Threads};
 use std::time::Instant;
@@ -71,5 +72,22 @@ fn main() {
         "{:<34} {:>10.1}",
         format!("mlp down fwd ({rows}×{})·({}×{d})", 4 * d, 4 * d),
         rate(rows, d, 4 * d, false, true)
+    );
+    // the cross-entropy's three products against a V-row output matrix
+    let v = args.get(2).copied().unwrap_or(4096);
+    println!(
+        "{:<34} {:>10.1}",
+        format!("logits  H·Wᵀ ({rows}×{d})·({d}×{v})"),
+        rate(rows, v, d, false, true)
+    );
+    println!(
+        "{:<34} {:>10.1}",
+        format!("ce ∂H    G·W ({rows}×{v})·({v}×{d})"),
+        rate(rows, d, v, false, false)
+    );
+    println!(
+        "{:<34} {:>10.1}",
+        format!("ce ∂W   Gᵀ·H ({v}×{rows})·({rows}×{d})"),
+        rate(v, d, rows, true, false)
     );
 }

@@ -554,7 +554,7 @@ pub(crate) fn add_alibi(row: &mut [f32], slope: f32, i: usize) {
 /// row ← exp(row − m); returns Σ row. The tail shorter than 16 lanes goes
 /// through a padded lane array so that it too runs vectorised.
 #[inline(always)]
-pub(crate) fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
+fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
     let mut acc = [0f32; L];
     let mut chunks = row.chunks_exact_mut(L);
     for c in &mut chunks {
@@ -578,7 +578,7 @@ pub(crate) fn exp_sub_sum(row: &mut [f32], m: f32) -> f32 {
 
 /// row ← exp(row − m).
 #[inline(always)]
-pub(crate) fn exp_sub(row: &mut [f32], m: f32) {
+fn exp_sub(row: &mut [f32], m: f32) {
     let mut chunks = row.chunks_exact_mut(L);
     for c in &mut chunks {
         for x in c.iter_mut() {

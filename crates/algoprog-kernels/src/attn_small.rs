@@ -26,8 +26,8 @@
 // elsewhere only `supported` (false) is called
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
-use crate::attention::{add_alibi, exp_sub, exp_sub_sum, AttnShape, PairIn};
-use crate::math::{self, dot_impl as dot, max_impl as max, Simd, LANES as L};
+use crate::attention::{add_alibi, AttnShape, PairIn};
+use crate::math::{self, dot_impl as dot, Simd, LANES as L};
 use crate::matmul::Mat;
 
 /// Query rows per register block.
@@ -123,6 +123,63 @@ mod simd {
                 }
             }
         }
+    }
+
+    /// The lanes of a row chunk from j0 that are below `live`.
+    #[inline(always)]
+    fn live_mask(j0: usize, live: usize) -> __mmask16 {
+        let k = live.saturating_sub(j0).min(16);
+        ((1u32 << k) - 1) as u16
+    }
+
+    /// max of row\[..live\] (live ≥ 1), in chunks of 16 with the last one
+    /// masked.
+    #[inline(always)]
+    pub(super) fn max_row(row: &[f32], live: usize) -> f32 {
+        assert!(live >= 1 && row.len() >= live.next_multiple_of(16));
+        // SAFETY: AVX-512F as below; every load reads a whole chunk of 16
+        // inside row (its length is a multiple of 16 past live).
+        unsafe {
+            let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+            for j0 in (0..live).step_by(16) {
+                let x = _mm512_mask_loadu_ps(m, live_mask(j0, live), row.as_ptr().add(j0));
+                m = _mm512_max_ps(m, x);
+            }
+            _mm512_reduce_max_ps(m)
+        }
+    }
+
+    /// row\[..live\] ← exp(row\[..live\] − shift) and row\[live..\] ← 0 (row's
+    /// length a multiple of 16); returns Σ row\[..live\]. One sweep, the
+    /// partial chunk through a mask instead of a copied tail.
+    #[inline(always)]
+    pub(super) fn exp_row(row: &mut [f32], live: usize, shift: f32) -> f32 {
+        assert!(row.len().is_multiple_of(16) && live <= row.len());
+        let mut acc = [0.0f32; 16];
+        let p = row.as_mut_ptr();
+        for j0 in (0..row.len()).step_by(16) {
+            let mask = live_mask(j0, live);
+            // SAFETY: AVX-512F as below; the chunk j0..j0 + 16 lies inside
+            // row, whose length is a multiple of 16.
+            unsafe {
+                if mask == 0 {
+                    _mm512_storeu_ps(p.add(j0), _mm512_setzero_ps());
+                    continue;
+                }
+                let mut e = [0.0f32; 16];
+                _mm512_storeu_ps(e.as_mut_ptr(), _mm512_loadu_ps(p.add(j0)));
+                for x in e.iter_mut() {
+                    *x = crate::math::exp(*x - shift);
+                }
+                let e = _mm512_maskz_loadu_ps(mask, e.as_ptr());
+                _mm512_storeu_ps(p.add(j0), e);
+                _mm512_storeu_ps(
+                    acc.as_mut_ptr(),
+                    _mm512_add_ps(_mm512_loadu_ps(acc.as_ptr()), e),
+                );
+            }
+        }
+        acc.iter().sum()
     }
 
     /// out\[r·tp + j\] = Σ_c a\[r\]\[c\]·bt\[c·tp + j\] for r < RB, j < nj
@@ -230,7 +287,7 @@ mod simd {
 }
 
 #[cfg(target_arch = "x86_64")]
-use simd::{add_transposed, scores, times_rows, transpose_scaled};
+use simd::{add_transposed, exp_row, max_row, scores, times_rows, transpose_scaled};
 
 #[cfg(target_arch = "x86_64")]
 /// One pair's forward (see [`crate::attention::forward`]).
@@ -264,13 +321,11 @@ fn fwd_pair(
                 continue;
             }
             let i = i0 + r;
-            let (live, masked) = row.split_at_mut(i + 1);
             if slope != 0.0 {
-                add_alibi(live, slope, i);
+                add_alibi(&mut row[..=i], slope, i);
             }
-            let mx = max(live);
-            let sum = exp_sub_sum(live, mx);
-            masked.fill(0.0);
+            let mx = max_row(row, i + 1);
+            let sum = exp_row(row, i + 1, mx);
             inv[r] = 1.0 / sum;
             lse_p[i] = mx + sum.ln();
         }
@@ -324,12 +379,10 @@ fn bwd_pair(
                 continue;
             }
             let i = i0 + r;
-            let (live, masked) = row.split_at_mut(i + 1);
             if slope != 0.0 {
-                add_alibi(live, slope, i);
+                add_alibi(&mut row[..=i], slope, i);
             }
-            exp_sub(live, lse_p[i]);
-            masked.fill(0.0);
+            exp_row(row, i + 1, lse_p[i]);
             // D_i = Σ_c dY_ic·Y_ic
             dsum[r] = dot(
                 &x.dy.data[i * x.dy.ld..][..HD],

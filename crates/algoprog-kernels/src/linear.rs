@@ -30,11 +30,8 @@ pub fn forward(
     // Without, the matmul overwrites y (its old contents are never read).
     if let Some(b) = b {
         assert_eq!(b.len(), dout, "linear: b must have out elements");
-        y.par_chunks_mut(dout.max(1) * 64).for_each(|rows| {
-            for row in rows.chunks_mut(dout) {
-                row.copy_from_slice(b);
-            }
-        });
+        y.par_chunks_mut(dout.max(1) * 256)
+            .for_each(|rows| crate::buffer::fill_rows(rows, b));
     }
     matmul(
         y,

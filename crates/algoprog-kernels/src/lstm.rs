@@ -21,8 +21,9 @@
 //!
 //! For t = 1..T: a_t = xp_t + (m⊙h_{t−1})·W_hhᵀ, i, f, o = σ(a_i, a_f, a_o),
 //! g = tanh(a_g), c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t). The result is
-//! the (T, B, 6H) buffer [h_t | c_t | a_t]: a_t is kept for the backward
-//! (no recomputation of the matmul).
+//! the (T, B, 6H) buffer [h_t | c_t | (i, f, o, g)_t]: the activated gates
+//! are kept for the backward, which then evaluates one non-linearity per
+//! element (tanh c_t) instead of five, and no matmul again.
 //!
 //! Backward ([`window_backward`]), for t = T..1 with δh, δc carried:
 //! δh ← ∂L/∂h_t + δh_next, δc ← δc_next + δh⊙o⊙(1 − tanh²c_t), δa_t from
@@ -96,10 +97,10 @@ fn row_groups(b: usize) -> Vec<(usize, usize)> {
 
 /// One row of the forward cell update (slices of length H).
 struct FwdRow<'a, T> {
-    ai: &'a [T],
-    af: &'a [T],
-    ao: &'a [T],
-    ag: &'a [T],
+    ai: &'a mut [T],
+    af: &'a mut [T],
+    ao: &'a mut [T],
+    ag: &'a mut [T],
     c: &'a mut [T],
     hout: &'a mut [T],
     cout: &'a mut [T],
@@ -110,19 +111,39 @@ struct FwdRow<'a, T> {
 #[inline(always)]
 fn fwd_gates<T: GateFloat>(r: FwdRow<'_, T>) {
     let h = r.c.len();
+    // every slice cut to exactly h, so the loop has no bounds checks and
+    // vectorises
+    let (ai, af, ao, ag) = (
+        &mut r.ai[..h],
+        &mut r.af[..h],
+        &mut r.ao[..h],
+        &mut r.ag[..h],
+    );
+    let (c, hout, cout, hin, mask) = (
+        r.c,
+        &mut r.hout[..h],
+        &mut r.cout[..h],
+        &mut r.hin[..h],
+        &r.mask[..h],
+    );
     for j in 0..h {
-        let cn = r.af[j].sigm() * r.c[j] + r.ai[j].sigm() * r.ag[j].tanhf();
-        let hn = r.ao[j].sigm() * cn.tanhf();
-        r.c[j] = cn;
-        r.cout[j] = cn;
-        r.hout[j] = hn;
-        r.hin[j] = hn * r.mask[j];
+        let (i, f, o, g) = (ai[j].sigm(), af[j].sigm(), ao[j].sigm(), ag[j].tanhf());
+        // the activated gates replace the pre-activations: the backward
+        // reads them instead of evaluating four non-linearities again
+        (ai[j], af[j], ao[j], ag[j]) = (i, f, o, g);
+        let cn = f * c[j] + i * g;
+        let hn = o * cn.tanhf();
+        c[j] = cn;
+        cout[j] = cn;
+        hout[j] = hn;
+        hin[j] = hn * mask[j];
     }
 }
 
-/// One row of the backward cell update: `a` the 4H pre-activations, the rest length H.
+/// One row of the backward cell update: `gates` the 4H activated gates
+/// (i, f, o, g) the forward saved, the rest length H.
 struct BwdRow<'a, T> {
-    a: &'a [T],
+    gates: &'a [T],
     ct: &'a [T],
     cp: &'a [T],
     gh: &'a [T],
@@ -138,21 +159,28 @@ struct BwdRow<'a, T> {
 fn bwd_gates<T: GateFloat>(r: BwdRow<'_, T>) {
     let h = r.ct.len();
     let one = T::ONE;
+    // every slice cut to exactly h (see fwd_gates)
+    let (gi, rest) = r.gates.split_at(h);
+    let (gf, rest) = rest.split_at(h);
+    let (go, gg) = rest.split_at(h);
+    let (gg, ct, cp, gh, dhn) = (&gg[..h], &r.ct[..h], &r.cp[..h], &r.gh[..h], &r.dhn[..h]);
+    let (dai, daf, dao, dag) = (
+        &mut r.dai[..h],
+        &mut r.daf[..h],
+        &mut r.dao[..h],
+        &mut r.dag[..h],
+    );
+    let dcn = &mut r.dcn[..h];
     for j in 0..h {
-        let (i, f, o, g) = (
-            r.a[j].sigm(),
-            r.a[h + j].sigm(),
-            r.a[2 * h + j].sigm(),
-            r.a[3 * h + j].tanhf(),
-        );
-        let tau = r.ct[j].tanhf();
-        let dh = r.gh[j] + r.dhn[j];
-        let dc = r.dcn[j] + dh * o * (one - tau * tau);
-        r.dai[j] = dc * g * i * (one - i);
-        r.daf[j] = dc * r.cp[j] * f * (one - f);
-        r.dao[j] = dh * tau * o * (one - o);
-        r.dag[j] = dc * i * (one - g * g);
-        r.dcn[j] = dc * f;
+        let (i, f, o, g) = (gi[j], gf[j], go[j], gg[j]);
+        let tau = ct[j].tanhf();
+        let dh = gh[j] + dhn[j];
+        let dc = dcn[j] + dh * o * (one - tau * tau);
+        dai[j] = dc * g * i * (one - i);
+        daf[j] = dc * cp[j] * f * (one - f);
+        dao[j] = dh * tau * o * (one - o);
+        dag[j] = dc * i * (one - g * g);
+        dcn[j] = dc * f;
     }
 }
 
@@ -162,8 +190,9 @@ crate::simd_dispatch!(fn bwd_gates_dispatch<T: GateFloat>(r: BwdRow<'_, T>) => b
 
 /// The window forward: `xp` (T·B·4H), `w_hh` (4H·H), `s0` (B·3H), all
 /// row-major, with T = `tn`, B = `b`, H = `h`. Returns the (T, B, 6H)
-/// buffer [h_t | c_t | a_t] that [`window_backward`] takes (see the module
-/// docs); [`h_columns`] cuts the outputs h_t from it.
+/// buffer [h_t | c_t | (i, f, o, g)_t] (the activated gates) that
+/// [`window_backward`] takes (see the module docs); [`h_columns`] cuts the
+/// outputs h_t from it.
 ///
 /// # Panics
 /// If a slice's length does not match the dimensions.
@@ -236,9 +265,9 @@ pub fn window_forward<T: GateFloat>(
             for r in 0..nb {
                 let (hc, a) = rows[r * 6 * h..(r + 1) * 6 * h].split_at_mut(2 * h);
                 let (hout, cout) = hc.split_at_mut(h);
-                let (ai, rest) = a.split_at(h);
-                let (af, rest) = rest.split_at(h);
-                let (ao, ag) = rest.split_at(h);
+                let (ai, rest) = a.split_at_mut(h);
+                let (af, rest) = rest.split_at_mut(h);
+                let (ao, ag) = rest.split_at_mut(h);
                 let (cr, hr, mr) = (
                     &mut c[r * h..(r + 1) * h],
                     &mut hin[r * h..(r + 1) * h],
@@ -334,7 +363,7 @@ pub fn window_backward<T: GateFloat>(
             for r in 0..nb {
                 let rr = r0 + r;
                 let row = &y[(t * b + rr) * 6 * h..(t * b + rr + 1) * 6 * h];
-                let (ct, a) = (&row[h..2 * h], &row[2 * h..]);
+                let (ct, gates) = (&row[h..2 * h], &row[2 * h..]);
                 let cp = if t > 0 {
                     &y[((t - 1) * b + rr) * 6 * h + h..((t - 1) * b + rr) * 6 * h + 2 * h]
                 } else {
@@ -350,7 +379,7 @@ pub fn window_backward<T: GateFloat>(
                     &mut dc_next[r * h..(r + 1) * h],
                 );
                 bwd_gates_dispatch(BwdRow {
-                    a,
+                    gates,
                     ct,
                     cp,
                     gh,

@@ -13,11 +13,11 @@
 //! function runs [`causal_attention_composite`], the reference the tests
 //! compare against.
 
-use super::rotary::RotaryTables;
+use super::rotary::{RotaryTables, Rows};
 use super::{fusable, slice_f32, storage_f32};
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
-use algoprog_kernels::buffer::output;
+use algoprog_kernels::buffer::{copy_short, output};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -324,23 +324,23 @@ fn packed_view(data: &[f32], s: AttnShape, i: usize) -> Heads<'_> {
     }
 }
 
-/// q or k rotated into a contiguous (b, h, T, d_h) array.
-fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables) -> Vec<f32> {
+/// q or k rotated (by −θ with `inverse`) into a contiguous (b, h, T, d_h)
+/// array.
+fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables, inverse: bool) -> Vec<f32> {
     let mut out = output(s.numel());
     out.par_chunks_mut(s.t * s.hd)
         .enumerate()
         .for_each(|(p, dst)| {
             let (bi, hi) = (p / s.h, p % s.h);
-            for t in 0..s.t {
-                let at =
-                    view.offset + bi * view.strides[0] + hi * view.strides[1] + t * view.strides[2];
-                tables.rotate_row(
-                    t,
-                    &view.data[at..at + s.hd],
-                    &mut dst[t * s.hd..(t + 1) * s.hd],
-                    false,
-                );
-            }
+            let at = view.offset + bi * view.strides[0] + hi * view.strides[1];
+            let rows = Rows {
+                p0: 0,
+                n: s.t,
+                hd: s.hd,
+                src_ld: view.strides[2],
+                dst_ld: s.hd,
+            };
+            tables.rotate_rows(rows, &view.data[at..], dst, inverse);
         });
     out
 }
@@ -369,7 +369,7 @@ impl CustomOp1 for PackedAttention {
                         tables.max_positions(s.hd)
                     );
                 }
-                Some((rotated(q, s, tables), rotated(k, s, tables)))
+                Some((rotated(q, s, tables, false), rotated(k, s, tables, false)))
             }
             None => None,
         };
@@ -471,7 +471,15 @@ impl CustomOp3 for PackedAttentionBackward {
                 &mut dv,
             ),
         }
-        // scatter (b, h, T, d_h) → packed (b, T, 3, h, d_h), un-rotating ∂q and ∂k
+        // un-rotate ∂q and ∂k (∂x = R(−θ)·∂y), a pair's T rows per call
+        let (dq, dk) = match &self.rotary {
+            Some(tables) => {
+                let unrotate = |g: &[f32]| rotated(Heads::bhtd(g, s), s, tables, true);
+                (unrotate(&dq), unrotate(&dk))
+            }
+            None => (dq, dk),
+        };
+        // scatter (b, h, T, d_h) → packed (b, T, 3, h, d_h)
         let d = s.h * s.hd;
         let mut out = output(s.b * s.t * 3 * d);
         out.par_chunks_mut(3 * d)
@@ -481,13 +489,10 @@ impl CustomOp3 for PackedAttentionBackward {
                 for hi in 0..s.h {
                     let src = ((bi * s.h + hi) * s.t + t) * s.hd;
                     for (i, g) in [&dq, &dk, &dv].into_iter().enumerate() {
-                        let o = &mut dst[i * d + hi * s.hd..i * d + (hi + 1) * s.hd];
-                        match (&self.rotary, i < 2) {
-                            (Some(tables), true) => {
-                                tables.rotate_row(t, &g[src..src + s.hd], o, true)
-                            }
-                            _ => o.copy_from_slice(&g[src..src + s.hd]),
-                        }
+                        copy_short(
+                            &mut dst[i * d + hi * s.hd..i * d + (hi + 1) * s.hd],
+                            &g[src..src + s.hd],
+                        );
                     }
                 }
             });

@@ -75,7 +75,8 @@ fn contiguous<'a, T>(data: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
 
 /// Whole-window LSTM recurrence: (xp (T, B, 4H), w_hh (4H, H), s0 (B, 3H))
 /// → h (T, B, H), through [`algoprog_kernels::lstm::window_forward`]. The
-/// op keeps the kernel's (T, B, 6H) buffer [h | c | a] for its backward.
+/// op keeps the kernel's (T, B, 6H) buffer [h | c | activated gates] for
+/// its backward.
 ///
 /// With `tbptt` set, one op runs a whole sequence of several TBPTT windows:
 /// the forward carries the state across window boundaries (as the detached
