@@ -32,6 +32,7 @@ pub mod lstm;
 pub mod math;
 pub mod matmul;
 pub mod norm;
+pub mod small_mm;
 
 /// A raw pointer shared by parallel tasks that each write a disjoint part of
 /// one buffer (rows of an output, say). Creating one is safe; every write

@@ -57,6 +57,55 @@ pub trait GateFloat:
     fn sigm(self) -> Self;
     /// tanh(x).
     fn tanhf(self) -> Self;
+    /// The time loop's product: c (m×n, row stride ldc) = a·b, or += with
+    /// `accumulate`; a (m×k, row stride lda), b (k×n, row stride ldb). The
+    /// `gemm` crate's, single-threaded (f32 overrides it with
+    /// [`crate::small_mm::matmul_rows`]).
+    #[allow(clippy::too_many_arguments)]
+    fn rows_matmul(
+        c: &mut [Self],
+        ldc: usize,
+        a: &[Self],
+        lda: usize,
+        b: &[Self],
+        ldb: usize,
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(
+            c.len() >= (m - 1) * ldc + n
+                && (k == 0 || a.len() >= (m - 1) * lda + k)
+                && (k == 0 || b.len() >= (k - 1) * ldb + n),
+            "lstm: product operands too short"
+        );
+        // SAFETY: the assert bounds every element the strides reach.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                ldc as isize,
+                accumulate,
+                a.as_ptr(),
+                1,
+                lda as isize,
+                b.as_ptr(),
+                1,
+                ldb as isize,
+                Self::ONE,
+                Self::ONE,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    }
 }
 
 impl GateFloat for f64 {
@@ -82,6 +131,20 @@ impl GateFloat for f32 {
     #[inline(always)]
     fn tanhf(self) -> f32 {
         tanh_f32(self)
+    }
+    fn rows_matmul(
+        c: &mut [f32],
+        ldc: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+    ) {
+        use crate::matmul::Mat;
+        let (a, b) = (Mat::strided(a, m, k, lda), Mat::strided(b, k, n, ldb));
+        crate::small_mm::matmul_rows(c, ldc, a, b, accumulate)
     }
 }
 
@@ -211,7 +274,13 @@ pub fn window_forward<T: GateFloat>(
     );
     assert_eq!(w_hh.len(), 4 * h * h, "lstm window: w_hh is not (4H, H)");
     assert_eq!(s0.len(), b * 3 * h, "lstm window: s0 is not (B, 3H)");
-    let w = w_hh;
+    // W_hhᵀ (H, 4H), so the time loop's product reads it row by row
+    let mut wt = vec![T::ZERO; 4 * h * h];
+    for (j, row) in w_hh.chunks_exact(h.max(1)).enumerate() {
+        for (k, &x) in row.iter().enumerate() {
+            wt[k * 4 * h + j] = x;
+        }
+    }
     let mut out = vec![T::ZERO; tn * b * 6 * h];
     let outp = SharedMut::new(&mut out);
     // Batch rows are independent through time: each rayon task runs the
@@ -238,30 +307,16 @@ pub fn window_forward<T: GateFloat>(
                     .copy_from_slice(&xp[(t * b + r0 + r) * 4 * h..(t * b + r0 + r + 1) * 4 * h]);
             }
             // a_t (nb, 4H), rows 6H apart in `out`: a_t += hin · W_hhᵀ
-            // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
-            unsafe {
-                gemm::gemm(
-                    nb,
-                    4 * h,
-                    h,
-                    rows.as_mut_ptr().add(2 * h),
-                    1,
-                    (6 * h) as isize,
-                    true,
-                    hin.as_ptr(),
-                    1,
-                    h as isize,
-                    w.as_ptr(),
-                    h as isize,
-                    1,
-                    T::ONE,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            T::rows_matmul(
+                &mut rows[2 * h..],
+                6 * h,
+                &hin,
+                h,
+                &wt,
+                4 * h,
+                (nb, h, 4 * h),
+                true,
+            );
             for r in 0..nb {
                 let (hc, a) = rows[r * 6 * h..(r + 1) * 6 * h].split_at_mut(2 * h);
                 let (hout, cout) = hc.split_at_mut(h);
@@ -392,30 +447,7 @@ pub fn window_backward<T: GateFloat>(
                 });
             }
             // δhin = δa_t · W_hh: (nb, 4H)·(4H, H)
-            // SAFETY: the shapes and strides describe in-bounds views of the three buffers.
-            unsafe {
-                gemm::gemm(
-                    nb,
-                    h,
-                    4 * h,
-                    dhin.as_mut_ptr(),
-                    1,
-                    h as isize,
-                    false,
-                    da_t.as_ptr(),
-                    1,
-                    (4 * h) as isize,
-                    w.as_ptr(),
-                    1,
-                    h as isize,
-                    zero,
-                    one,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            T::rows_matmul(&mut dhin, h, da_t, 4 * h, w, h, (nb, 4 * h, h), false);
             if tbptt.is_some_and(|w| t % w == 0) {
                 // t starts a window: nothing flows into the previous one
                 dh_next.fill(zero);
