@@ -57,26 +57,6 @@ pub fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Every row of y (rows of `b.len()`) = b: b into the first row, then the
-/// filled rows copied onto the next ones, doubling, so that 1024 rows take
-/// 11 copies instead of 1024 short ones.
-pub fn fill_rows(y: &mut [f32], b: &[f32]) {
-    let w = b.len();
-    if w == 0 || y.is_empty() {
-        return;
-    }
-    assert_eq!(y.len() % w, 0, "fill_rows: y is not whole rows of b");
-    let n = y.len() / w;
-    y[..w].copy_from_slice(b);
-    let mut filled = 1;
-    while filled < n {
-        let k = filled.min(n - filled);
-        let (src, dst) = y.split_at_mut(filled * w);
-        dst[..k * w].copy_from_slice(&src[..k * w]);
-        filled += k;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -86,16 +66,6 @@ mod tests {
         let b = super::output(7);
         assert_eq!(b.len(), 7);
         assert!(b.iter().all(|v| v.is_nan()));
-    }
-
-    #[test]
-    fn fill_rows_fills_every_row() {
-        for (n, w) in [(1usize, 3usize), (5, 4), (16, 1), (33, 7), (0, 2)] {
-            let b: Vec<f32> = (0..w).map(|i| i as f32 + 0.5).collect();
-            let mut y = vec![f32::NAN; n * w];
-            super::fill_rows(&mut y, &b);
-            assert!(y.chunks(w).all(|r| r == b), "n = {n}, w = {w}");
-        }
     }
 
     #[test]
