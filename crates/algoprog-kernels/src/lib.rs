@@ -13,11 +13,13 @@
 //! | [`norm`] | LayerNorm / RMSNorm over the last dimension | one pass per row plus a column reduction for the gains |
 //! | [`act`] | GeLU (erf and tanh), SiLU·gate (SwiGLU), GeLU·gate (GeGLU) | element-wise |
 //! | [`lstm`] | an LSTM layer over TBPTT windows (f32 or f64): per-step recurrent matmul and gates | backpropagation through time, the gradient cut at window boundaries |
+//! | [`small_mm`] | few-row products C (+)= A·B with B read in place (the LSTM's time loop), AVX-512 | — |
 //! | [`adamw`] | in-place AdamW update | — |
 //!
 //! Matmuls go through the `gemm` crate (except inside an attention pair with
-//! a head size of 16, 32 or 64, whose small products are register-blocked
-//! loops of its own), which picks the widest SIMD the CPU
+//! 16-dim heads and in the LSTM's time loop, whose small products are
+//! register-blocked AVX-512 loops of this crate, `attn_small` and
+//! [`small_mm`]), which picks the widest SIMD the CPU
 //! has at run time (AVX-512 when the `x86-v4` feature is on and the CPU has
 //! it, else AVX2/FMA, else scalar), so one binary runs everywhere.
 
