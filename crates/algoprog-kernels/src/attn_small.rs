@@ -289,6 +289,45 @@ mod simd {
 #[cfg(target_arch = "x86_64")]
 use simd::{add_transposed, exp_row, max_row, scores, times_rows, transpose_scaled};
 
+/// A block of query rows i0..i0 + nr (nr ≤ RB) against keys 0..nj (a
+/// multiple of 16 within the row stride tp), with its ALiBi slope.
+#[derive(Clone, Copy)]
+struct Block {
+    i0: usize,
+    nr: usize,
+    nj: usize,
+    tp: usize,
+    slope: f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+/// The block's score rows p[r·tp..r·tp + nj] = a_r·kt (`scores`), rows past
+/// nr zeroed, ALiBi added to each live row's keys 0..=i; then `each(r, i,
+/// row)` on every live row (query i = i0 + r), which turns it into
+/// probabilities.
+#[inline(always)]
+fn block_rows(
+    p: &mut [f32],
+    a: &[[f32; HD]; RB],
+    kt: &[f32],
+    b: Block,
+    mut each: impl FnMut(usize, usize, &mut [f32]),
+) {
+    scores(a, kt, b.tp, b.nj, p);
+    for r in 0..RB {
+        let row = &mut p[r * b.tp..r * b.tp + b.nj];
+        if r >= b.nr {
+            row.fill(0.0);
+            continue;
+        }
+        let i = b.i0 + r;
+        if b.slope != 0.0 {
+            add_alibi(&mut row[..=i], b.slope, i);
+        }
+        each(r, i, row);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 /// One pair's forward (see [`crate::attention::forward`]).
 #[inline(always)]
@@ -312,23 +351,20 @@ fn fwd_pair(
         let nr = RB.min(t - i0);
         let n = i0 + nr; // keys 0..n are live for some row of the block
         let nj = n.next_multiple_of(L);
-        scores(&load_rows(q, i0, 1.0), &scr.kt, tp, nj, p);
+        let blk = Block {
+            i0,
+            nr,
+            nj,
+            tp,
+            slope,
+        };
         let mut inv = [0.0f32; RB];
-        for r in 0..RB {
-            let row = &mut p[r * tp..r * tp + nj];
-            if r >= nr {
-                row.fill(0.0);
-                continue;
-            }
-            let i = i0 + r;
-            if slope != 0.0 {
-                add_alibi(&mut row[..=i], slope, i);
-            }
+        block_rows(p, &load_rows(q, i0, 1.0), &scr.kt, blk, |r, i, row| {
             let mx = max_row(row, i + 1);
             let sum = exp_row(row, i + 1, mx);
             inv[r] = 1.0 / sum;
             lse_p[i] = mx + sum.ln();
-        }
+        });
         let acc = times_rows(p, tp, v, n);
         for r in 0..nr {
             let y: [f32; HD] = std::array::from_fn(|c| acc[r][c] * inv[r]);
@@ -370,25 +406,22 @@ fn bwd_pair(
         let nj = n.next_multiple_of(L);
         let (qa, dya) = (load_rows(x.q, i0, 1.0), load_rows(x.dy, i0, 1.0));
         // P (recomputed from lse), zero above the diagonal and in rows ≥ nr
-        scores(&qa, &scr.kt, tp, nj, p);
+        let blk = Block {
+            i0,
+            nr,
+            nj,
+            tp,
+            slope,
+        };
         let mut dsum = [0.0f32; RB];
-        for r in 0..RB {
-            let row = &mut p[r * tp..r * tp + nj];
-            if r >= nr {
-                row.fill(0.0);
-                continue;
-            }
-            let i = i0 + r;
-            if slope != 0.0 {
-                add_alibi(&mut row[..=i], slope, i);
-            }
+        block_rows(p, &qa, &scr.kt, blk, |r, i, row| {
             exp_row(row, i + 1, lse_p[i]);
             // D_i = Σ_c dY_ic·Y_ic
             dsum[r] = dot(
                 &x.dy.data[i * x.dy.ld..][..HD],
                 &x.y.data[i * x.y.ld..][..HD],
             );
-        }
+        });
         // dV[0..n] += Pᵀ·dY_block
         add_transposed(p, tp, &dya, n, dv);
         // dP = dY_block·Vᵀ, then dS = P∘(dP − D) in place of dP
