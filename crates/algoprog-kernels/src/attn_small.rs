@@ -1,27 +1,27 @@
-//! The per-pair bodies of [`crate::attention`] for head sizes of 16, 32 and
-//! 64, without a matmul library.
+//! The per-pair bodies of [`crate::attention`] for 16-dim heads on
+//! AVX-512, without a matmul library.
 //!
 //! At the models' head size (d_h = 16) and sequence lengths (T = 64–128) one
 //! (batch, head) pair is a few hundred thousand flops split over a dozen
 //! products of a few rows each; a general matmul spends more time packing
 //! and dispatching than multiplying. Here every product is a register-blocked
-//! loop over [`RB`] query rows at a time, with the head size a compile-time
-//! constant:
+//! loop over [`RB`] query rows at a time, one AVX-512 register per head row:
 //!
-//! - scores S = Q·(s·K)ᵀ run over 16 keys at a time against a transposed,
+//! - scores S = Q·(s·K)ᵀ run over 32 keys at a time against a transposed,
 //!   pre-scaled copy of K (and, backward, dP = dY·Vᵀ against Vᵀ), so each
 //!   FMA adds one query's component times 16 keys' components;
 //! - the products with the probabilities (Y = P·V, dQ = dS·K) broadcast one
-//!   probability against a key's or value's d_h components, for [`RB`]
-//!   independent rows;
+//!   probability against a key's or value's row, for [`RB`] independent
+//!   rows;
 //! - the transposed ones (dV += Pᵀ·dY, dK += dSᵀ·Q) add [`RB`] rows' terms
 //!   into one key's row.
 //!
-//! The row loops (mask, ALiBi, max, exponentials) are the general path's.
-//! The forward folds the softmax's 1/Σ into the output row instead of
-//! scaling P. Compiled for AVX-512 and AVX2+FMA only (the products use
-//! `mul_add`, which is a slow library call without FMA); [`supported`] says
-//! whether a call may come here.
+//! A softmax row is one masked sweep (max, then exponentials with their sum
+//! and the masked tail zeroed), with no copied tail; ALiBi is the general
+//! path's. The forward folds the softmax's 1/Σ into the output row instead
+//! of scaling P. [`supported`] says whether a call may come here; the
+//! general path in `attention` serves every other head size and CPU, and a
+//! test there compares the two.
 
 // elsewhere only `supported` (false) is called
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]

@@ -7,11 +7,13 @@
 //! whole window at every step (O(T²) memory traffic per window). Here the
 //! time loop is plain Rust around one (B × H)·(H × 4H) matmul per step
 //! forward and one (B × 4H)·(4H × H) per step backward, both single-threaded
-//! `gemm` calls: the batch rows are split into one group per rayon thread,
-//! each group running the whole window on its own core (at these sizes
-//! waking a thread pool each step costs more than it saves, badly so on a
-//! loaded machine); W_hh's gradient is one (4H × T·B)·(T·B × H) matmul after
-//! the loop.
+//! ([`GateFloat::rows_matmul`]: in f32 on AVX-512 the few-row kernel of
+//! [`crate::small_mm`], which reads W_hh in place instead of re-packing it
+//! every step; `gemm` otherwise). The batch rows are split into one group
+//! per rayon thread, each group running the whole window on its own core (at
+//! these sizes waking a thread pool each step costs more than it saves,
+//! badly so on a loaded machine); W_hh's gradient is one (4H × T·B)·(T·B ×
+//! H) matmul after the loop.
 //!
 //! Forward ([`window_forward`]), gate order (i, f, o, g):
 //! - `xp` (T, B, 4H): the window's input projections W_ih·x_t + b,
