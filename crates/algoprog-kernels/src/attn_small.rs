@@ -289,15 +289,35 @@ mod simd {
 #[cfg(target_arch = "x86_64")]
 use simd::{add_transposed, exp_row, max_row, scores, times_rows, transpose_scaled};
 
-/// A block of query rows i0..i0 + nr (nr ≤ RB) against keys 0..nj (a
-/// multiple of 16 within the row stride tp), with its ALiBi slope.
+/// A block of query rows i0..i0 + nr (nr ≤ RB) of a pair whose score rows
+/// are tp apart, with its ALiBi slope.
 #[derive(Clone, Copy)]
 struct Block {
     i0: usize,
     nr: usize,
-    nj: usize,
     tp: usize,
     slope: f32,
+}
+
+impl Block {
+    /// Keys 0..n are live for some row of the block.
+    fn n(&self) -> usize {
+        self.i0 + self.nr
+    }
+    /// The live keys rounded up to whole 16-lane chunks.
+    fn nj(&self) -> usize {
+        self.n().next_multiple_of(L)
+    }
+}
+
+/// The blocks of RB query rows (the last one shorter) of a pair of length t.
+fn blocks(t: usize, tp: usize, slope: f32) -> impl Iterator<Item = Block> {
+    (0..t).step_by(RB).map(move |i0| Block {
+        i0,
+        nr: RB.min(t - i0),
+        tp,
+        slope,
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -313,9 +333,9 @@ fn block_rows(
     b: Block,
     mut each: impl FnMut(usize, usize, &mut [f32]),
 ) {
-    scores(a, kt, b.tp, b.nj, p);
+    scores(a, kt, b.tp, b.nj(), p);
     for r in 0..RB {
-        let row = &mut p[r * b.tp..r * b.tp + b.nj];
+        let row = &mut p[r * b.tp..r * b.tp + b.nj()];
         if r >= b.nr {
             row.fill(0.0);
             continue;
@@ -346,18 +366,8 @@ fn fwd_pair(
     let tp = t.next_multiple_of(L);
     transpose_scaled(k, t, tp, s.scale(), &mut scr.kt);
     let p = &mut scr.p[..RB * tp];
-    let mut i0 = 0;
-    while i0 < t {
-        let nr = RB.min(t - i0);
-        let n = i0 + nr; // keys 0..n are live for some row of the block
-        let nj = n.next_multiple_of(L);
-        let blk = Block {
-            i0,
-            nr,
-            nj,
-            tp,
-            slope,
-        };
+    for blk in blocks(t, tp, slope) {
+        let (i0, nr, n) = (blk.i0, blk.nr, blk.n());
         let mut inv = [0.0f32; RB];
         block_rows(p, &load_rows(q, i0, 1.0), &scr.kt, blk, |r, i, row| {
             let mx = max_row(row, i + 1);
@@ -372,7 +382,6 @@ fn fwd_pair(
             // y_base + (i0 + r)·h·d_h, inside y and written by no other task.
             unsafe { std::ptr::copy_nonoverlapping(y.as_ptr(), y_base.add((i0 + r) * ldy), HD) };
         }
-        i0 += nr;
     }
 }
 
@@ -399,20 +408,10 @@ fn bwd_pair(
     dk.fill(0.0);
     dv.fill(0.0);
     let (p, dp) = (&mut scr.p[..RB * tp], &mut scr.dp[..RB * tp]);
-    let mut i0 = 0;
-    while i0 < t {
-        let nr = RB.min(t - i0);
-        let n = i0 + nr;
-        let nj = n.next_multiple_of(L);
+    for blk in blocks(t, tp, slope) {
+        let (i0, nr, n, nj) = (blk.i0, blk.nr, blk.n(), blk.nj());
         let (qa, dya) = (load_rows(x.q, i0, 1.0), load_rows(x.dy, i0, 1.0));
         // P (recomputed from lse), zero above the diagonal and in rows ≥ nr
-        let blk = Block {
-            i0,
-            nr,
-            nj,
-            tp,
-            slope,
-        };
         let mut dsum = [0.0f32; RB];
         block_rows(p, &qa, &scr.kt, blk, |r, i, row| {
             exp_row(row, i + 1, lse_p[i]);
@@ -443,7 +442,6 @@ fn bwd_pair(
                 *o = a * scale;
             }
         }
-        i0 += nr;
     }
 }
 

@@ -23,7 +23,6 @@ pub fn supported() -> bool {
 
 /// c (m×n, row stride ldc) = a·b, or += with `accumulate`; a (m×k, row
 /// stride lda), b (k×n, row stride ldb), single-threaded.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_rows(c: &mut [f32], ldc: usize, a: Mat, b: Mat, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "matmul_rows: inner dimensions differ");
