@@ -13,7 +13,7 @@
 //! function runs [`causal_attention_composite`], the reference the tests
 //! compare against.
 
-use super::rotary::{RotaryTables, Rows};
+use super::rotary::RotaryTables;
 use super::{fusable, slice_f32, storage_f32};
 use crate::attention::CausalSelfAttention;
 use algoprog_kernels::attention::{self as kernel, AttnShape, Heads};
@@ -324,27 +324,6 @@ fn packed_view(data: &[f32], s: AttnShape, i: usize) -> Heads<'_> {
     }
 }
 
-/// q or k rotated (by −θ with `inverse`) into a contiguous (b, h, T, d_h)
-/// array.
-fn rotated(view: Heads, s: AttnShape, tables: &RotaryTables, inverse: bool) -> Vec<f32> {
-    let mut out = output(s.numel());
-    out.par_chunks_mut(s.t * s.hd)
-        .enumerate()
-        .for_each(|(p, dst)| {
-            let (bi, hi) = (p / s.h, p % s.h);
-            let at = view.offset + bi * view.strides[0] + hi * view.strides[1];
-            let rows = Rows {
-                p0: 0,
-                n: s.t,
-                hd: s.hd,
-                src_ld: view.strides[2],
-                dst_ld: s.hd,
-            };
-            tables.rotate_rows(rows, &view.data[at..], dst, inverse);
-        });
-    out
-}
-
 impl CustomOp1 for PackedAttention {
     fn name(&self) -> &'static str {
         "fused-causal-attention-packed"
@@ -369,7 +348,10 @@ impl CustomOp1 for PackedAttention {
                         tables.max_positions(s.hd)
                     );
                 }
-                Some((rotated(q, s, tables, false), rotated(k, s, tables, false)))
+                Some((
+                    tables.rotate_heads(q, s, false),
+                    tables.rotate_heads(k, s, false),
+                ))
             }
             None => None,
         };
@@ -474,7 +456,7 @@ impl CustomOp3 for PackedAttentionBackward {
         // un-rotate ∂q and ∂k (∂x = R(−θ)·∂y), a pair's T rows per call
         let (dq, dk) = match &self.rotary {
             Some(tables) => {
-                let unrotate = |g: &[f32]| rotated(Heads::bhtd(g, s), s, tables, true);
+                let unrotate = |g: &[f32]| tables.rotate_heads(Heads::bhtd(g, s), s, true);
                 (unrotate(&dq), unrotate(&dk))
             }
             None => (dq, dk),

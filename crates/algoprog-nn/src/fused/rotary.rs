@@ -4,14 +4,13 @@
 //! the composite's two narrows, four products, two sums and a concatenation
 //! (and their backward passes) per tensor with one pass.
 
+use algoprog_kernels::attention::{AttnShape, Heads};
 use algoprog_kernels::buffer::output;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 struct Rotate {
-    /// cos and sin tables (max_seq_len × hd/2), row-major.
-    cos: std::sync::Arc<Vec<f32>>,
-    sin: std::sync::Arc<Vec<f32>>,
+    tables: RotaryTables,
     /// Rotate by −θ (the backward).
     inverse: bool,
 }
@@ -30,68 +29,55 @@ impl CustomOp1 for Rotate {
         if st[3] != 1 {
             candle_core::bail!("fused rotary: the head dimension must be contiguous");
         }
-        let half = hd / 2;
-        if self.cos.len() < t * half {
+        if self.tables.max_positions(hd) < t {
             candle_core::bail!("fused rotary: {t} positions exceed the table");
         }
-        let off = l.start_offset();
-        let sign = if self.inverse { -1.0f32 } else { 1.0 };
-        let mut y = output(b * h * t * hd);
-        y.par_chunks_mut(t * hd).enumerate().for_each(|(bh, out)| {
-            let (bi, hi) = (bh / h, bh % h);
-            let src = &x[off + bi * st[0] + hi * st[1]..];
-            let rows = Rows {
-                p0: 0,
-                n: t,
-                hd,
-                src_ld: st[2],
-                dst_ld: hd,
-            };
-            rotate_rows(&self.cos, &self.sin, rows, src, out, sign);
-        });
+        let heads = Heads {
+            data: x,
+            offset: l.start_offset(),
+            strides: [st[0], st[1], st[2]],
+        };
+        let shape = AttnShape { b, h, t, hd };
+        let y = self.tables.rotate_heads(heads, shape, self.inverse);
         Ok((CpuStorage::F32(y), Shape::from((b, h, t, hd))))
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let inv = Rotate {
-            cos: self.cos.clone(),
-            sin: self.sin.clone(),
+            tables: self.tables.clone(),
             inverse: !self.inverse,
         };
         Ok(Some(grad.apply_op1(inv)?))
     }
 }
 
-/// `n` head vectors at positions p0, p0 + 1, ...: row r of src at
-/// `r·src_ld`, of dst at `r·dst_ld`, each `hd` long.
+/// `n` head vectors at positions 0, 1, ...: row r of src at `r·src_ld`, of
+/// dst at `r·dst_ld`, each `hd` long.
 #[derive(Clone, Copy, Debug)]
-pub struct Rows {
-    pub p0: usize,
-    pub n: usize,
-    pub hd: usize,
-    pub src_ld: usize,
-    pub dst_ld: usize,
+struct Rows {
+    n: usize,
+    hd: usize,
+    src_ld: usize,
+    dst_ld: usize,
 }
 
-/// dst row r = R(sign·θ_{p0+r})·(src row r) (rotate-half layout).
+/// dst row r = R(sign·θ_r)·(src row r) (rotate-half layout).
 #[inline(always)]
 fn rotate_rows_body(cos: &[f32], sin: &[f32], rows: Rows, src: &[f32], dst: &mut [f32], sign: f32) {
     let Rows {
-        p0,
         n,
         hd,
         src_ld,
         dst_ld,
     } = rows;
     let half = hd / 2;
-    for r in 0..n {
-        let p = p0 + r;
+    for p in 0..n {
         let (c, s) = (
             &cos[p * half..(p + 1) * half],
             &sin[p * half..(p + 1) * half],
         );
-        let (x1, x2) = src[r * src_ld..r * src_ld + hd].split_at(half);
-        let (y1, y2) = dst[r * dst_ld..r * dst_ld + hd].split_at_mut(half);
+        let (x1, x2) = src[p * src_ld..p * src_ld + hd].split_at(half);
+        let (y1, y2) = dst[p * dst_ld..p * dst_ld + hd].split_at_mut(half);
         // in fixed blocks of 8 (d_h = 16 is one block), which vectorise at
         // every SIMD width; a loop over `half` alone would be vectorised 16
         // wide on AVX-512 and leave 8 to its scalar tail
@@ -118,8 +104,8 @@ fn rotate_rows_body(cos: &[f32], sin: &[f32], rows: Rows, src: &[f32], dst: &mut
 }
 
 algoprog_kernels::simd_dispatch!(
-    /// dst row r = R(sign·θ_{p0+r})·(src row r), compiled for the CPU's
-    /// widest SIMD level.
+    /// dst row r = R(sign·θ_r)·(src row r), compiled for the CPU's widest
+    /// SIMD level.
     fn rotate_rows(cos: &[f32], sin: &[f32], rows: Rows, src: &[f32], dst: &mut [f32], sign: f32) => rotate_rows_body
 );
 
@@ -152,11 +138,25 @@ impl RotaryTables {
     pub fn max_positions(&self, head_dim: usize) -> usize {
         self.cos.len() / (head_dim / 2).max(1)
     }
-    /// dst row r = R(θ_{p0+r})·(src row r), or R(−θ) with `inverse`, for
-    /// the head vectors `rows` describes.
-    pub fn rotate_rows(&self, rows: Rows, src: &[f32], dst: &mut [f32], inverse: bool) {
+    /// Every head of `x` rotated by θ_t (−θ_t with `inverse`, the backward)
+    /// into a contiguous (b, h, T, d_h) array, one (batch, head) pair per
+    /// task. T must be at most [`Self::max_positions`].
+    pub fn rotate_heads(&self, x: Heads, s: AttnShape, inverse: bool) -> Vec<f32> {
+        let AttnShape { b, h, t, hd } = s;
         let sign = if inverse { -1.0 } else { 1.0 };
-        rotate_rows(&self.cos, &self.sin, rows, src, dst, sign)
+        let rows = Rows {
+            n: t,
+            hd,
+            src_ld: x.strides[2],
+            dst_ld: hd,
+        };
+        let mut y = output(b * h * t * hd);
+        y.par_chunks_mut(t * hd).enumerate().for_each(|(p, out)| {
+            let (bi, hi) = (p / h, p % h);
+            let src = &x.data[x.offset + bi * x.strides[0] + hi * x.strides[1]..];
+            rotate_rows(&self.cos, &self.sin, rows, src, out, sign);
+        });
+        y
     }
 }
 
@@ -168,8 +168,7 @@ pub fn rotate(x: &Tensor, tables: &RotaryTables) -> Result<Tensor> {
         x.contiguous()?
     };
     x.apply_op1(Rotate {
-        cos: tables.cos.clone(),
-        sin: tables.sin.clone(),
+        tables: tables.clone(),
         inverse: false,
     })
 }
