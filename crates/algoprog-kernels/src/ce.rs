@@ -191,20 +191,27 @@ pub fn cross_entropy_chunked(
                 // no output): G = (softmax − onehot)·scale in place, and
                 // ∂b (+)= its column sums in the same sweep.
                 let scale = g.scale;
-                let db = g.db.as_deref_mut().map(crate::SharedMut::new);
-                let zs = crate::SharedMut::new(z);
-                let (inv, first) = (&inv[..], first);
-                (0..v.div_ceil(COL_BLOCK)).into_par_iter().for_each(|cb| {
-                    let (c0, c1) = (cb * COL_BLOCK, (cb * COL_BLOCK + COL_BLOCK).min(v));
-                    // SAFETY: block cb alone touches columns c0..c1 of z
-                    // (rows×v) and of db (v); both outlive this loop.
-                    let db = db.map(|p| unsafe {
-                        std::slice::from_raw_parts_mut(p.get().add(c0), c1 - c0)
+                // block cb holds the cb-th COL_BLOCK columns of every row
+                let nb = v.div_ceil(COL_BLOCK);
+                let mut blocks: Vec<Vec<&mut [f32]>> =
+                    (0..nb).map(|_| Vec::with_capacity(rows)).collect();
+                for row in z.chunks_mut(v) {
+                    for (cb, seg) in row.chunks_mut(COL_BLOCK).enumerate() {
+                        blocks[cb].push(seg);
+                    }
+                }
+                let dbs: Vec<Option<&mut [f32]>> = match g.db.as_deref_mut() {
+                    Some(db) => db.chunks_mut(COL_BLOCK).map(Some).collect(),
+                    None => (0..nb).map(|_| None).collect(),
+                };
+                let inv = &inv[..];
+                blocks
+                    .par_iter_mut()
+                    .zip(dbs)
+                    .enumerate()
+                    .for_each(|(cb, (segs, db))| {
+                        grad_block(segs, cb * COL_BLOCK, inv, tg, scale, db, first)
                     });
-                    let block = ColBlock { z: zs, v, c0, c1 };
-                    // SAFETY: as above.
-                    unsafe { grad_block(block, inv, tg, scale, db, first) };
-                });
                 let gm = Mat::new(z, rows, v);
                 // ∂H = G·W
                 matmul(
@@ -254,25 +261,14 @@ crate::simd_dispatch!(
     fn add_max(z: &mut [f32], b: &[f32]) -> f32 => add_max_impl
 );
 
-/// Columns c0..c1 of every row of a row-major matrix with `v` columns.
-#[derive(Clone, Copy)]
-struct ColBlock {
-    z: crate::SharedMut<f32>,
-    v: usize,
-    c0: usize,
-    c1: usize,
-}
-
-/// The gradient pass over one column block: each row's segment (the row's
-/// exponentials) becomes (softmax − onehot)·scale, and `db` gets the
-/// segments' sum (overwritten when `first`, else added to).
-///
-/// # Safety
-/// The block's rows (one per `inv` entry) lie inside the matrix, and no
-/// other thread touches the block's columns meanwhile.
+/// The gradient pass over one column block: `segs` holds each row's
+/// segment of the block (the row's exponentials, columns c0..), which
+/// becomes (softmax − onehot)·scale; `db` gets the segments' sum
+/// (overwritten when `first`, else added to).
 #[inline(always)]
-unsafe fn grad_block_impl(
-    blk: ColBlock,
+fn grad_block_impl(
+    segs: &mut [&mut [f32]],
+    c0: usize,
     inv: &[f32],
     targets: &[u32],
     scale: f32,
@@ -284,18 +280,12 @@ unsafe fn grad_block_impl(
             db.fill(0.0);
         }
     }
-    let w = blk.c1 - blk.c0;
-    for (r, (&inv, &y)) in inv.iter().zip(targets).enumerate() {
-        // SAFETY: the caller's contract.
-        let row = unsafe { std::slice::from_raw_parts_mut(blk.z.get().add(r * blk.v + blk.c0), w) };
+    for ((row, &inv), &y) in segs.iter_mut().zip(inv).zip(targets) {
         let k = scale * inv;
         for x in row.iter_mut() {
             *x *= k;
         }
-        if let Some(x) = (y as usize)
-            .checked_sub(blk.c0)
-            .and_then(|j| row.get_mut(j))
-        {
+        if let Some(x) = (y as usize).checked_sub(c0).and_then(|j| row.get_mut(j)) {
             *x -= scale;
         }
         if let Some(db) = db.as_deref_mut() {
@@ -306,39 +296,7 @@ unsafe fn grad_block_impl(
     }
 }
 
-/// [`grad_block_impl`] compiled for the CPU's widest SIMD level.
-///
-/// # Safety
-/// As [`grad_block_impl`].
-unsafe fn grad_block(
-    blk: ColBlock,
-    inv: &[f32],
-    targets: &[u32],
-    scale: f32,
-    db: Option<&mut [f32]>,
-    first: bool,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-        unsafe fn v4(b: ColBlock, i: &[f32], t: &[u32], s: f32, d: Option<&mut [f32]>, f: bool) {
-            unsafe { grad_block_impl(b, i, t, s, d, f) }
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3(b: ColBlock, i: &[f32], t: &[u32], s: f32, d: Option<&mut [f32]>, f: bool) {
-            unsafe { grad_block_impl(b, i, t, s, d, f) }
-        }
-        match math::simd() {
-            // SAFETY: simd() saw v4's features; the rest is the caller's contract.
-            math::Simd::Avx512 => return unsafe { v4(blk, inv, targets, scale, db, first) },
-            // SAFETY: as above, for v3.
-            math::Simd::Avx2 => return unsafe { v3(blk, inv, targets, scale, db, first) },
-            math::Simd::Baseline => {}
-        }
-    }
-    // SAFETY: the caller's contract.
-    unsafe { grad_block_impl(blk, inv, targets, scale, db, first) }
-}
+crate::simd_dispatch!(fn grad_block(segs: &mut [&mut [f32]], c0: usize, inv: &[f32], targets: &[u32], scale: f32, db: Option<&mut [f32]>, first: bool) => grad_block_impl);
 
 #[cfg(test)]
 mod tests {
