@@ -10,9 +10,17 @@ and prints a markdown table (see bench/README.md for the columns). Running
 one model through every implementation before the next keeps the rows of a
 model under about the same background load on a shared machine.
 
+With --rounds R (default 1) every model goes through the implementations R
+times, round-robin (algoprog, eager, compile, algoprog, eager, ...), and each
+implementation keeps its fastest round; the table then gives every side's
+slowest-to-fastest spread too. On a shared VM whose speed moves by 2× within
+minutes (seen on this project's machines), one round can put the two sides
+in different phases; the best of several interleaved rounds compares them
+in the same one.
+
     python bench/compare.py [--filter bpe4096|quick-|laptop-] [--steps 5] [--threads N]
                             [--python /tmp/torchvenv/bin/python] [--no-compile]
-                            [--unfused] [--rust-bin PATH] [--json-out rows.jsonl]
+                            [--unfused] [--rust-bin PATH] [--json-out rows.jsonl] [--rounds R]
 """
 
 import argparse
@@ -92,6 +100,8 @@ def main():
     ap.add_argument("--unfused", action="store_true", help="also run algoprog with ALGOPROG_FUSED=0")
     ap.add_argument("--rust-bin", default=None, help="a built throughput benchmark binary instead of cargo bench")
     ap.add_argument("--json-out", default=None, help="write every raw result row to this JSON-lines file")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved rounds per model; each implementation keeps its fastest (default 1)")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -114,23 +124,34 @@ def main():
     names = [n for n in model_names(rust_bin) if args.filter is None or args.filter in n]
     # One model at a time through every implementation, so that on a shared
     # machine each model's rows see about the same background load.
+    if args.rounds < 1:
+        sys.exit(f"--rounds {args.rounds}: give 1 or more")
     runs = {label: {} for label, _, _ in runners}
+    # every round's tokens/s per (label, model), for the spread column
+    rates = {label: {} for label, _, _ in runners}
+    raw = []
     headers = {}
     for name in names:
-        for label, cmd, run_env in runners:
-            rows, hs = run_json(f"{label} {name}", cmd + [name], run_env)
-            runs[label].update(rows)
-            headers.setdefault(label, hs)
+        for k in range(args.rounds):
+            for label, cmd, run_env in runners:
+                tag = f"{label} {name}" + (f" round {k + 1}/{args.rounds}" if args.rounds > 1 else "")
+                rows, hs = run_json(tag, cmd + [name], run_env)
+                for n, r in rows.items():
+                    r["round"] = k + 1
+                    raw.append(r)
+                    rates[label].setdefault(n, []).append(r["tokens_per_s"])
+                    if n not in runs[label] or r["tokens_per_s"] > runs[label][n]["tokens_per_s"]:
+                        runs[label][n] = r
+                headers.setdefault(label, hs)
     load_after = load_average()
 
     if args.json_out:
         with open(args.json_out, "w") as f:
-            for rows in runs.values():
-                for r in rows.values():
-                    f.write(json.dumps(r) + "\n")
+            for r in raw:
+                f.write(json.dumps(r) + "\n")
 
     # MFU against the best matmul peak any algoprog run measured (load only lowers it)
-    peaks = [r["matmul_peak_gflops"] for r in runs["algoprog"].values()]
+    peaks = [r["matmul_peak_gflops"] for r in raw if r.get("impl") == "algoprog" and "matmul_peak_gflops" in r]
     peak = max(peaks) if peaks else None
 
     print()
@@ -139,6 +160,9 @@ def main():
             print(f"- {label}: {h}")
     print(f"- threads {args.threads}, {args.steps} timed steps per model (median step time); "
           f"load average before {load_before}, after {load_after}")
+    if args.rounds > 1:
+        print(f"- {args.rounds} interleaved rounds per model; every tok/s cell is that implementation's fastest "
+              f"round, the spread column each side's slowest–fastest")
     if peak:
         print(f"- algoprog MFU is against {peak:.1f} GFLOP/s, the best of the algoprog runs' 2048³ f32 matmul peaks "
               f"({', '.join(f'{p:.0f}' for p in peaks)})")
@@ -148,6 +172,8 @@ def main():
         cols.append("algoprog unfused tok/s")
     cols += ["torch eager tok/s", "torch compile tok/s", "ratio vs torch best", "algoprog MFU",
              "algoprog peak MiB", "torch peak MiB (eager / compile)", "load (1 min)"]
+    if args.rounds > 1:
+        cols.append("spread algoprog / eager / compile tok/s")
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|")
     mismatches = []
@@ -176,6 +202,11 @@ def main():
             f"{fmt(e['peak_rss_mb'] if e else None, '.0f')} / {fmt(c['peak_rss_mb'] if ok_c else None, '.0f')}",
             a["load_avg"].split()[0] if a and a.get("load_avg") else "–",
         ]
+        if args.rounds > 1:
+            def spread(label):
+                xs = rates.get(label, {}).get(n)
+                return f"{min(xs):.0f}–{max(xs):.0f}" if xs else "–"
+            row.append(" / ".join(spread(lb) for lb in ("algoprog", "eager", "compile")))
         print("| " + " | ".join(row) + " |")
     if mismatches:
         print(f"\nParameter counts differ between algoprog and torch for: {', '.join(mismatches)}")

@@ -2,12 +2,13 @@
 //! attention (forward, backward) at the benchmark's shapes, on the calling
 //! thread's rayon pool: the kernels alone, without a tensor library.
 //!
-//! `cargo run --release -p algoprog-kernels --example kernel_speed [-- ce|attn]`
+//! `cargo run --release -p algoprog-kernels --example kernel_speed [-- ce|attn|act|ffn]`
 //! (`KERNEL_SPEED_ROWS=r` sets the cross-entropy chunk rows instead of
 //! `chunk_rows`.)
 
 use algoprog_kernels::attention::{self, AttnShape, Heads};
 use algoprog_kernels::ce::{self, CeGrads, CeShape};
+use algoprog_kernels::{act, ffn};
 use std::time::Instant;
 
 fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -32,6 +33,16 @@ fn main() {
     let rows_override: Option<usize> = std::env::var("KERNEL_SPEED_ROWS")
         .ok()
         .and_then(|r| r.parse().ok());
+    // flush subnormals to zero, as the trainer's threads do
+    // (algoprog_train::runtime::flush_denormals): the activations' tails
+    // underflow, and unflushed they time microcode assists, not the kernels
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    // SAFETY: sets the FTZ and DAZ bits of this thread's MXCSR; no memory is touched
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
     println!("{} threads", rayon::current_num_threads());
     if what.is_empty() || what == "ce" {
         for (n, d, v) in [
@@ -118,6 +129,82 @@ fn main() {
                 fl / fwd / 1e6,
                 2.0 * fl / bwd / 1e6
             );
+        }
+    }
+    if what.is_empty() || what == "act" {
+        // SwiGLU at the laptop d80 and bench d128 feed-forward shapes: into
+        // warm buffers, and into a fresh allocation per call (as a tensor op)
+        for (n, h) in [(2048, 320), (4096, 512)] {
+            let (a, b, dy) = (fill(n * h, 1), fill(n * h, 2), fill(n * h, 3));
+            let (mut y, mut da, mut db) = (vec![0.0; n * h], vec![0.0; n * h], vec![0.0; n * h]);
+            let fwd = best_ms(20, || act::swiglu_fwd(&a, &b, &mut y));
+            let bwd = best_ms(20, || act::swiglu_bwd(&a, &b, &dy, &mut da, &mut db));
+            let fresh = best_ms(20, || {
+                let mut out = vec![0.0f32; 2 * n * h];
+                let (da, db) = out.split_at_mut(n * h);
+                act::swiglu_bwd(&a, &b, &dy, da, db);
+                std::hint::black_box(&out);
+            });
+            // the same with the caches flushed first (a 1 GiB sweep)
+            let mut junk = vec![1.0f32; 256 << 20];
+            let mut cold = f64::INFINITY;
+            for _ in 0..10 {
+                junk.iter_mut().for_each(|v| *v += 1.0);
+                std::hint::black_box(&junk);
+                let t = Instant::now();
+                act::swiglu_bwd(&a, &b, &dy, &mut da, &mut db);
+                cold = cold.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            println!("swiglu bwd from cold caches: {cold:.3} ms");
+            let gb = |arrays: usize, ms: f64| (arrays * n * h * 4) as f64 / ms / 1e6;
+            println!(
+                "swiglu n={n} h={h}: fwd {fwd:.3} ms ({:.1} GB/s), bwd {bwd:.3} ms ({:.1} GB/s), bwd into a fresh buffer {fresh:.3} ms",
+                gb(3, fwd),
+                gb(5, bwd)
+            );
+        }
+    }
+    if what.is_empty() || what == "ffn" {
+        // the fused feed-forward block at the laptop d80 and bench d128 shapes
+        for (n, d, h) in [(2048, 80, 320), (4096, 128, 512)] {
+            for act in [ffn::FfnAct::Swiglu, ffn::FfnAct::Gelu] {
+                let s = ffn::FfnShape { n, d, h, act };
+                let hi = s.h_in();
+                let (x, dy) = (fill(n * d, 1), fill(n * d, 2));
+                let (w_in, b_in, w_out, b_out) =
+                    (fill(hi * d, 3), fill(hi, 4), fill(d * h, 5), fill(d, 6));
+                let p = ffn::FfnParams {
+                    w_in: &w_in,
+                    b_in: Some(&b_in),
+                    w_out: &w_out,
+                    b_out: Some(&b_out),
+                };
+                let (mut y, mut z) = (vec![0.0; n * d], vec![0.0; n * hi]);
+                let fwd = best_ms(10, || ffn::forward(s, &x, &p, &mut y, &mut z));
+                let (mut dx, mut dwi, mut dbi, mut dwo, mut dbo) = (
+                    vec![0.0; n * d],
+                    vec![0.0; hi * d],
+                    vec![0.0; hi],
+                    vec![0.0; d * h],
+                    vec![0.0; d],
+                );
+                let bwd = best_ms(10, || {
+                    let g = ffn::FfnGrads {
+                        dx: &mut dx,
+                        dw_in: &mut dwi,
+                        db_in: Some(&mut dbi),
+                        dw_out: &mut dwo,
+                        db_out: Some(&mut dbo),
+                    };
+                    ffn::backward(s, &x, &p, &z, &dy, g)
+                });
+                let fl = 2.0 * (n * d * (hi + h)) as f64;
+                println!(
+                    "ffn {act:?} n={n} d={d} h={h}: fwd {fwd:.3} ms ({:.1} GFLOP/s), bwd {bwd:.3} ms ({:.1} GFLOP/s)",
+                    fl / fwd / 1e6,
+                    2.0 * fl / bwd / 1e6
+                );
+            }
         }
     }
 }

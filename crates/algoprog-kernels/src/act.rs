@@ -164,16 +164,16 @@ fn geglu_bwd_body(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f3
     }
 }
 
-crate::simd_dispatch!(fn relu_fwd_chunk(x: &[f32], y: &mut [f32]) => relu_fwd_body);
-crate::simd_dispatch!(fn relu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => relu_bwd_body);
-crate::simd_dispatch!(fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_fwd_body);
-crate::simd_dispatch!(fn gelu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_bwd_body);
-crate::simd_dispatch!(fn gelu_tanh_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_tanh_fwd_body);
-crate::simd_dispatch!(fn gelu_tanh_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_tanh_bwd_body);
-crate::simd_dispatch!(fn swiglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => swiglu_fwd_body);
-crate::simd_dispatch!(fn swiglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => swiglu_bwd_body);
-crate::simd_dispatch!(fn geglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => geglu_fwd_body);
-crate::simd_dispatch!(fn geglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => geglu_bwd_body);
+crate::simd_dispatch!(pub(crate) fn relu_fwd_chunk(x: &[f32], y: &mut [f32]) => relu_fwd_body);
+crate::simd_dispatch!(pub(crate) fn relu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => relu_bwd_body);
+crate::simd_dispatch!(pub(crate) fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_fwd_body);
+crate::simd_dispatch!(pub(crate) fn gelu_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_bwd_body);
+crate::simd_dispatch!(pub(crate) fn gelu_tanh_fwd_chunk(x: &[f32], y: &mut [f32]) => gelu_tanh_fwd_body);
+crate::simd_dispatch!(pub(crate) fn gelu_tanh_bwd_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) => gelu_tanh_bwd_body);
+crate::simd_dispatch!(pub(crate) fn swiglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => swiglu_fwd_body);
+crate::simd_dispatch!(pub(crate) fn swiglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => swiglu_bwd_body);
+crate::simd_dispatch!(pub(crate) fn geglu_fwd_chunk(a: &[f32], b: &[f32], y: &mut [f32]) => geglu_fwd_body);
+crate::simd_dispatch!(pub(crate) fn geglu_bwd_chunk(a: &[f32], b: &[f32], dy: &[f32], da: &mut [f32], db: &mut [f32]) => geglu_bwd_body);
 
 // ---- parallel drivers ----
 

@@ -12,6 +12,7 @@
 //! | [`attention`] | causal softmax attention per (batch, head), optional ALiBi slopes | recomputes the probabilities from the saved log-sum-exp |
 //! | [`norm`] | LayerNorm / RMSNorm over the last dimension | one pass per row plus a column reduction for the gains |
 //! | [`act`] | GeLU (erf and tanh), SiLU·gate (SwiGLU), GeLU·gate (GeGLU) | element-wise |
+//! | [`ffn`] | a feed-forward block (linear, activation or gated activation, linear) in blocks of rows, keeping only the pre-activation | recomputes the activation per block; weight gradients summed per fixed group of rows |
 //! | [`lstm`] | an LSTM layer over TBPTT windows (f32 or f64): per-step recurrent matmul and gates | backpropagation through time, the gradient cut at window boundaries |
 //! | [`small_mm`] | few-row products C (+)= A·B with B read in place (the LSTM's time loop), AVX-512 | — |
 //! | [`adamw`] | in-place AdamW update | — |
@@ -29,6 +30,7 @@ pub mod attention;
 mod attn_small;
 pub mod buffer;
 pub mod ce;
+pub mod ffn;
 pub mod linear;
 pub mod lstm;
 pub mod math;

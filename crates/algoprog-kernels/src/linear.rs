@@ -59,7 +59,7 @@ fn add_bias_body(rows: &mut [f32], b: &[f32]) {
     }
 }
 
-crate::simd_dispatch!(fn add_bias(rows: &mut [f32], b: &[f32]) => add_bias_body);
+crate::simd_dispatch!(pub(crate) fn add_bias(rows: &mut [f32], b: &[f32]) => add_bias_body);
 
 /// acc += Σ of the rows (of acc.len() each), in row order.
 #[inline(always)]
@@ -71,7 +71,7 @@ fn sum_rows_body(rows: &[f32], acc: &mut [f32]) {
     }
 }
 
-crate::simd_dispatch!(fn sum_rows(rows: &[f32], acc: &mut [f32]) => sum_rows_body);
+crate::simd_dispatch!(pub(crate) fn sum_rows(rows: &[f32], acc: &mut [f32]) => sum_rows_body);
 
 /// Gradients of a linear layer; each output is overwritten.
 pub struct LinearGrads<'a> {

@@ -10,9 +10,12 @@
 //! ReLU, both GeLUs and the gated products SiLU·gate (SwiGLU) and
 //! GeLU·gate (GeGLU) run the fused kernels of [`crate::fused::act`] for f32
 //! CPU tensors (one op each, with its own backward) and candle's composite
-//! ops otherwise.
+//! ops otherwise. Inside a feed-forward block the same activations run as
+//! part of one fused block op ([`crate::fused::ffn`], through
+//! [`Activation::ffn_kernel`]).
 
 use crate::fused;
+use algoprog_kernels::ffn::FfnAct;
 use candle_core::{Result, Tensor};
 
 /// An element-wise nonlinearity. Implement it (plus `Default`) to add one;
@@ -29,6 +32,14 @@ pub trait Activation: Clone + std::fmt::Debug + Default + Send + Sync + 'static 
     }
     /// Forward FLOPs per element.
     fn flops_per_element(&self) -> f64;
+    /// The fused feed-forward kernel ([`crate::fused::ffn`]) for a block
+    /// with this activation, plain (`gated` false) or gating an up
+    /// projection. `None` (the default, for activations without one) runs
+    /// the block as separate linear and activation ops.
+    fn ffn_kernel(&self, gated: bool) -> Option<FfnAct> {
+        let _ = gated;
+        None
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,6 +51,9 @@ impl Activation for Relu {
     }
     fn flops_per_element(&self) -> f64 {
         1.0
+    }
+    fn ffn_kernel(&self, gated: bool) -> Option<FfnAct> {
+        (!gated).then_some(FfnAct::Relu)
     }
 }
 
@@ -57,6 +71,9 @@ impl Activation for Gelu {
     fn flops_per_element(&self) -> f64 {
         5.0
     }
+    fn ffn_kernel(&self, gated: bool) -> Option<FfnAct> {
+        Some(if gated { FfnAct::Geglu } else { FfnAct::Gelu })
+    }
 }
 
 /// GeLU with the tanh approximation (GPT-2).
@@ -69,6 +86,9 @@ impl Activation for GeluTanh {
     }
     fn flops_per_element(&self) -> f64 {
         9.0
+    }
+    fn ffn_kernel(&self, gated: bool) -> Option<FfnAct> {
+        (!gated).then_some(FfnAct::GeluTanh)
     }
 }
 
@@ -85,5 +105,8 @@ impl Activation for Silu {
     }
     fn flops_per_element(&self) -> f64 {
         4.0
+    }
+    fn ffn_kernel(&self, gated: bool) -> Option<FfnAct> {
+        gated.then_some(FfnAct::Swiglu)
     }
 }

@@ -19,6 +19,7 @@
 //!   product) (+ 2h + d bias adds when `bias`).
 
 use crate::activation::{Activation, Gelu, GeluTanh, Relu, Silu};
+use crate::fused::ffn;
 use crate::loss::linear;
 use crate::params::{ParamBuilder, ParamRole};
 use crate::Flops;
@@ -111,6 +112,18 @@ impl<A: Activation> FeedForward for Mlp<A> {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(k) = self.act.ffn_kernel(false) {
+            let b_in = self.b_in.as_ref().map(|b| [b]);
+            let w = ffn::FfnWeights {
+                w_in: &[&self.w_in],
+                b_in: b_in.as_ref().map(|b| &b[..]),
+                w_out: &self.w_out,
+                b_out: self.b_out.as_ref(),
+            };
+            if ffn::applies(x, &w) {
+                return ffn::feed_forward(x, k, &w);
+            }
+        }
         let h = self
             .act
             .forward(&linear(x, &self.w_in, self.b_in.as_ref())?)?;
@@ -170,6 +183,21 @@ impl<A: Activation> FeedForward for GatedFeedForward<A> {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(k) = self.act.ffn_kernel(true) {
+            let b_in = match (&self.b_gate, &self.b_up) {
+                (Some(g), Some(u)) => Some([g, u]),
+                _ => None,
+            };
+            let w = ffn::FfnWeights {
+                w_in: &[&self.w_gate, &self.w_up],
+                b_in: b_in.as_ref().map(|b| &b[..]),
+                w_out: &self.w_out,
+                b_out: self.b_out.as_ref(),
+            };
+            if ffn::applies(x, &w) {
+                return ffn::feed_forward(x, k, &w);
+            }
+        }
         let g = linear(x, &self.w_gate, self.b_gate.as_ref())?;
         let u = linear(x, &self.w_up, self.b_up.as_ref())?;
         // act(g)·u as one op where the activation has a fused gated kernel

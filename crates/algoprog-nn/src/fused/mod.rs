@@ -15,6 +15,7 @@ pub mod act;
 pub mod adamw;
 pub mod attention;
 pub mod ce;
+pub mod ffn;
 pub mod linear;
 pub mod lstm;
 pub mod norm;
