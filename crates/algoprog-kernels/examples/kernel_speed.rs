@@ -1,10 +1,13 @@
-//! Time of the fused cross-entropy (forward with gradients) and of causal
-//! attention (forward, backward) at the benchmark's shapes, on the calling
-//! thread's rayon pool: the kernels alone, without a tensor library.
+//! Time of the fused cross-entropy (forward with gradients), causal
+//! attention, the SwiGLU kernels and the feed-forward block (forward,
+//! backward) at the benchmarks' shapes, on the calling thread's rayon pool
+//! with subnormals flushed as in training: the kernels alone, without a
+//! tensor library.
 //!
 //! `cargo run --release -p algoprog-kernels --example kernel_speed [-- ce|attn|act|ffn]`
 //! (`KERNEL_SPEED_ROWS=r` sets the cross-entropy chunk rows instead of
-//! `chunk_rows`.)
+//! `chunk_rows`; `KERNEL_SPEED_CE=n,d,v` times that cross-entropy shape
+//! instead of the default four.)
 
 use algoprog_kernels::attention::{self, AttnShape, Heads};
 use algoprog_kernels::ce::{self, CeGrads, CeShape};
@@ -22,6 +25,17 @@ fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     best
 }
 
+/// Sets FTZ and DAZ in the calling thread's MXCSR.
+fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    // SAFETY: sets two control bits of this thread's MXCSR; no memory is touched
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
 fn fill(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
         .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
@@ -33,24 +47,30 @@ fn main() {
     let rows_override: Option<usize> = std::env::var("KERNEL_SPEED_ROWS")
         .ok()
         .and_then(|r| r.parse().ok());
-    // flush subnormals to zero, as the trainer's threads do
+    // flush subnormals to zero on this thread and on every worker of the
+    // pool the kernels run on, as the trainer's threads do
     // (algoprog_train::runtime::flush_denormals): the activations' tails
     // underflow, and unflushed they time microcode assists, not the kernels
-    #[cfg(target_arch = "x86_64")]
-    #[allow(deprecated)]
-    // SAFETY: sets the FTZ and DAZ bits of this thread's MXCSR; no memory is touched
-    unsafe {
-        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
-        _mm_setcsr(_mm_getcsr() | 0x8040);
-    }
+    flush_denormals();
+    rayon::broadcast(|_| flush_denormals());
     println!("{} threads", rayon::current_num_threads());
     if what.is_empty() || what == "ce" {
-        for (n, d, v) in [
+        let mut shapes = vec![
             (1024, 32, 512),
             (2048, 80, 512),
             (4096, 64, 4096),
             (4096, 128, 4096),
-        ] {
+        ];
+        // KERNEL_SPEED_CE=n,d,v times that shape instead
+        if let Ok(spec) = std::env::var("KERNEL_SPEED_CE") {
+            let f: Vec<usize> = spec
+                .split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect();
+            assert_eq!(f.len(), 3, "KERNEL_SPEED_CE={spec}: give n,d,v");
+            shapes = vec![(f[0], f[1], f[2])];
+        }
+        for (n, d, v) in shapes {
             let (h, w) = (fill(n * d, 1), fill(v * d, 2));
             let b = fill(v, 3);
             let t: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();

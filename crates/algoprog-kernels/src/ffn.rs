@@ -58,6 +58,15 @@ pub enum FfnAct {
 }
 
 impl FfnAct {
+    /// Every activation with a kernel.
+    pub const ALL: [FfnAct; 5] = [
+        FfnAct::Relu,
+        FfnAct::Gelu,
+        FfnAct::GeluTanh,
+        FfnAct::Swiglu,
+        FfnAct::Geglu,
+    ];
+
     /// Whether the activation gates an up projection (h_in = 2h).
     pub fn gated(self) -> bool {
         matches!(self, FfnAct::Swiglu | FfnAct::Geglu)
@@ -304,14 +313,6 @@ mod tests {
     use super::*;
     use crate::linear::{self, LinearGrads};
 
-    const ACTS: [FfnAct; 5] = [
-        FfnAct::Relu,
-        FfnAct::Gelu,
-        FfnAct::GeluTanh,
-        FfnAct::Swiglu,
-        FfnAct::Geglu,
-    ];
-
     fn data(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
             .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 400.0)
@@ -463,7 +464,7 @@ mod tests {
     #[test]
     fn matches_the_composite_kernels_for_every_activation() {
         crate::buffer::poison_outputs();
-        for act in ACTS {
+        for act in FfnAct::ALL {
             for bias in [true, false] {
                 let s = FfnShape {
                     n: 600,
