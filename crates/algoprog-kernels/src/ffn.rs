@@ -179,6 +179,15 @@ fn mm(c: &mut [f32], cols: usize, a: Mat, ta: bool, b: Mat, tb: bool, accumulate
     matmul(c, cols, a, ta, b, tb, 1.0, accumulate, Threads::One);
 }
 
+/// y (rows × out) = x·Wᵀ + b on this thread, for a block's x (rows × in)
+/// and W (out × in).
+fn linear_block(y: &mut [f32], x: Mat, w: Mat, b: Option<&[f32]>) {
+    mm(y, w.rows, x, false, w, true, false);
+    if let Some(b) = b {
+        add_bias(y, b);
+    }
+}
+
 /// y (n × d) = the block applied to x (n × d); z (n × h_in) receives the
 /// pre-activations the backward needs. Neither output's old contents are read.
 pub fn forward(s: FfnShape, x: &[f32], p: &FfnParams, y: &mut [f32], z: &mut [f32]) {
@@ -192,32 +201,10 @@ pub fn forward(s: FfnShape, x: &[f32], p: &FfnParams, y: &mut [f32], z: &mut [f3
         .zip(x.par_chunks(BLOCK_ROWS * d))
         .for_each(|((yb, zb), xb)| {
             let rows = xb.len() / d;
-            mm(
-                zb,
-                hi,
-                Mat::new(xb, rows, d),
-                false,
-                Mat::new(p.w_in, hi, d),
-                true,
-                false,
-            );
-            if let Some(b) = p.b_in {
-                add_bias(zb, b);
-            }
+            linear_block(zb, Mat::new(xb, rows, d), Mat::new(p.w_in, hi, d), p.b_in);
             let mut a = output(rows * h);
             activate(s.act, h, zb, &mut a);
-            mm(
-                yb,
-                d,
-                Mat::new(&a, rows, h),
-                false,
-                Mat::new(p.w_out, d, h),
-                true,
-                false,
-            );
-            if let Some(b) = p.b_out {
-                add_bias(yb, b);
-            }
+            linear_block(yb, Mat::new(&a, rows, h), Mat::new(p.w_out, d, h), p.b_out);
         });
 }
 
