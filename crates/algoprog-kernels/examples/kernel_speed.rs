@@ -11,7 +11,7 @@
 
 use algoprog_kernels::attention::{self, AttnShape, Heads};
 use algoprog_kernels::ce::{self, CeGrads, CeShape};
-use algoprog_kernels::{act, ffn};
+use algoprog_kernels::{act, ffn, math};
 use std::time::Instant;
 
 fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -23,17 +23,6 @@ fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
         best = best.min(t.elapsed().as_secs_f64() * 1e3);
     }
     best
-}
-
-/// Sets FTZ and DAZ in the calling thread's MXCSR.
-fn flush_denormals() {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(deprecated)]
-    // SAFETY: sets two control bits of this thread's MXCSR; no memory is touched
-    unsafe {
-        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
-        _mm_setcsr(_mm_getcsr() | 0x8040);
-    }
 }
 
 fn fill(n: usize, seed: u32) -> Vec<f32> {
@@ -49,10 +38,10 @@ fn main() {
         .and_then(|r| r.parse().ok());
     // flush subnormals to zero on this thread and on every worker of the
     // pool the kernels run on, as the trainer's threads do
-    // (algoprog_train::runtime::flush_denormals): the activations' tails
+    // (math::flush_denormals): the activations' tails
     // underflow, and unflushed they time microcode assists, not the kernels
-    flush_denormals();
-    rayon::broadcast(|_| flush_denormals());
+    math::flush_denormals();
+    rayon::broadcast(|_| math::flush_denormals());
     println!("{} threads", rayon::current_num_threads());
     if what.is_empty() || what == "ce" {
         let mut shapes = vec![

@@ -102,35 +102,10 @@ pub fn keep_denormals() -> bool {
     std::env::var("ALGOPROG_KEEP_DENORMALS").is_ok_and(|v| v == "1")
 }
 
-/// Sets the calling thread's SSE/AVX control register to flush subnormal
-/// results to zero and to read subnormal inputs as zero (FTZ and DAZ; a
-/// no-op off x86-64). The default of TensorFlow and XLA on CPUs, opt-in in
-/// PyTorch (`torch.set_flush_denormal`).
-///
-/// Why: an f32 operation with a subnormal operand or result (below
-/// 1.18e-38) takes a microcode assist, about a hundred times the normal
-/// latency. Training produces them where values decay geometrically: Adam's
-/// second moment of a gradient that has gone to ~1e-20, probabilities of
-/// tokens a model rules out. Measured in the `quick` study (one thread per
-/// run): its runs at a learning rate of 3.16e-2 trained at 30–100k tokens/s
-/// against 180–200k for the same models at lower rates. A value that small
-/// is 30 orders of magnitude below the weights and gradients it is added to,
-/// so flushing it changes no result beyond rounding; `ALGOPROG_KEEP_DENORMALS=1`
-/// keeps IEEE behaviour for a user who wants to compare.
-pub fn flush_denormals() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut csr: u32 = 0;
-        // SAFETY: stmxcsr/ldmxcsr read and write this thread's MXCSR through
-        // a valid u32; setting FTZ (bit 15) and DAZ (bit 6) changes only how
-        // subnormal floats are treated.
-        unsafe {
-            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-            csr |= (1 << 15) | (1 << 6);
-            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
-        }
-    }
-}
+/// Flushes the calling thread's subnormal floats to zero (FTZ and DAZ):
+/// [`algoprog_kernels::math::flush_denormals`], where the reasons and the
+/// measurement are written down.
+pub use algoprog_kernels::math::flush_denormals;
 
 #[cfg(test)]
 mod tests {
