@@ -128,9 +128,7 @@ pub fn backward(
             .collect();
         db.fill(0.0);
         for p in partial {
-            for (a, v) in db.iter_mut().zip(p) {
-                *a += v;
-            }
+            sum_rows(&p, db);
         }
     }
 }
