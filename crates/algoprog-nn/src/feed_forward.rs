@@ -112,17 +112,15 @@ impl<A: Activation> FeedForward for Mlp<A> {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(k) = self.act.ffn_kernel(false) {
-            let b_in = self.b_in.as_ref().map(|b| [b]);
-            let w = ffn::FfnWeights {
-                w_in: &[&self.w_in],
-                b_in: b_in.as_ref().map(|b| &b[..]),
-                w_out: &self.w_out,
-                b_out: self.b_out.as_ref(),
-            };
-            if ffn::applies(x, &w) {
-                return ffn::feed_forward(x, k, &w);
-            }
+        let b_in = self.b_in.as_ref().map(|b| [b]);
+        let w = ffn::FfnWeights {
+            w_in: &[&self.w_in],
+            b_in: b_in.as_ref().map(|b| &b[..]),
+            w_out: &self.w_out,
+            b_out: self.b_out.as_ref(),
+        };
+        if let Some(y) = ffn::try_feed_forward(x, self.act.ffn_kernel(false), &w) {
+            return y;
         }
         let h = self
             .act
@@ -183,20 +181,18 @@ impl<A: Activation> FeedForward for GatedFeedForward<A> {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(k) = self.act.ffn_kernel(true) {
-            let b_in = match (&self.b_gate, &self.b_up) {
-                (Some(g), Some(u)) => Some([g, u]),
-                _ => None,
-            };
-            let w = ffn::FfnWeights {
-                w_in: &[&self.w_gate, &self.w_up],
-                b_in: b_in.as_ref().map(|b| &b[..]),
-                w_out: &self.w_out,
-                b_out: self.b_out.as_ref(),
-            };
-            if ffn::applies(x, &w) {
-                return ffn::feed_forward(x, k, &w);
-            }
+        let b_in = match (&self.b_gate, &self.b_up) {
+            (Some(g), Some(u)) => Some([g, u]),
+            _ => None,
+        };
+        let w = ffn::FfnWeights {
+            w_in: &[&self.w_gate, &self.w_up],
+            b_in: b_in.as_ref().map(|b| &b[..]),
+            w_out: &self.w_out,
+            b_out: self.b_out.as_ref(),
+        };
+        if let Some(y) = ffn::try_feed_forward(x, self.act.ffn_kernel(true), &w) {
+            return y;
         }
         let g = linear(x, &self.w_gate, self.b_gate.as_ref())?;
         let u = linear(x, &self.w_up, self.b_up.as_ref())?;

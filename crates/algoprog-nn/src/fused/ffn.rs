@@ -41,6 +41,14 @@ pub fn applies(x: &Tensor, w: &FfnWeights) -> bool {
         && w.b_in.is_some() == w.b_out.is_some()
 }
 
+/// The block through [`feed_forward`] when the activation has a kernel
+/// (`act`, from [`crate::Activation::ffn_kernel`]) and [`applies`] holds;
+/// `None` tells the caller to run its separate ops.
+pub fn try_feed_forward(x: &Tensor, act: Option<FfnAct>, w: &FfnWeights) -> Option<Result<Tensor>> {
+    let act = act?;
+    applies(x, w).then(|| feed_forward(x, act, w))
+}
+
 /// The feed-forward block on x (…, d). The caller checks [`applies`].
 pub fn feed_forward(x: &Tensor, act: FfnAct, w: &FfnWeights) -> Result<Tensor> {
     let (d, h) = (w.w_out.dim(0)?, w.w_out.dim(1)?);
@@ -83,6 +91,7 @@ pub fn feed_forward(x: &Tensor, act: FfnAct, w: &FfnWeights) -> Result<Tensor> {
 }
 
 /// (x, packed weights) → y; keeps z for the backward.
+#[derive(Clone)]
 struct FfnOp {
     act: FfnAct,
     h: usize,
@@ -90,41 +99,38 @@ struct FfnOp {
     saved: Arc<Mutex<Option<Vec<f32>>>>,
 }
 
-/// The shape of x (…, d) and the packed parameters split into [`FfnParams`].
-fn unpack<'a>(
-    act: FfnAct,
-    h: usize,
-    bias: bool,
-    lx: &Layout,
-    packed: &'a [f32],
-) -> Result<(FfnShape, FfnParams<'a>)> {
-    let Some((&d, lead)) = lx.dims().split_last() else {
-        candle_core::bail!("fused feed-forward: the input needs at least one dimension")
-    };
-    let s = FfnShape {
-        n: lead.iter().product(),
-        d,
-        h,
-        act,
-    };
-    let hi = s.h_in();
-    let want = hi * d + d * h + if bias { hi + d } else { 0 };
-    if packed.len() != want {
-        candle_core::bail!(
-            "fused feed-forward: {} packed parameters for d = {d}, h = {h}, bias {bias}; expected {want}",
-            packed.len()
-        );
+impl FfnOp {
+    /// The shape of x (…, d) and the packed parameters split into [`FfnParams`].
+    fn unpack<'a>(&self, lx: &Layout, packed: &'a [f32]) -> Result<(FfnShape, FfnParams<'a>)> {
+        let (act, h, bias) = (self.act, self.h, self.bias);
+        let Some((&d, lead)) = lx.dims().split_last() else {
+            candle_core::bail!("fused feed-forward: the input needs at least one dimension")
+        };
+        let s = FfnShape {
+            n: lead.iter().product(),
+            d,
+            h,
+            act,
+        };
+        let hi = s.h_in();
+        let want = hi * d + d * h + if bias { hi + d } else { 0 };
+        if packed.len() != want {
+            candle_core::bail!(
+                "fused feed-forward: {} packed parameters for d = {d}, h = {h}, bias {bias}; expected {want}",
+                packed.len()
+            );
+        }
+        let (w_in, rest) = packed.split_at(hi * d);
+        let (b_in, rest) = rest.split_at(if bias { hi } else { 0 });
+        let (w_out, b_out) = rest.split_at(d * h);
+        let p = FfnParams {
+            w_in,
+            b_in: bias.then_some(b_in),
+            w_out,
+            b_out: bias.then_some(b_out),
+        };
+        Ok((s, p))
     }
-    let (w_in, rest) = packed.split_at(hi * d);
-    let (b_in, rest) = rest.split_at(if bias { hi } else { 0 });
-    let (w_out, b_out) = rest.split_at(d * h);
-    let p = FfnParams {
-        w_in,
-        b_in: bias.then_some(b_in),
-        w_out,
-        b_out: bias.then_some(b_out),
-    };
-    Ok((s, p))
 }
 
 impl CustomOp2 for FfnOp {
@@ -140,7 +146,7 @@ impl CustomOp2 for FfnOp {
     ) -> Result<(CpuStorage, Shape)> {
         let x = slice_f32(s1, l1, "feed-forward input")?;
         let packed = slice_f32(s2, l2, "feed-forward parameters")?;
-        let (s, p) = unpack(self.act, self.h, self.bias, l1, packed)?;
+        let (s, p) = self.unpack(l1, packed)?;
         let mut y = output(s.n * s.d);
         let mut z = output(s.n * s.h_in());
         kernel::forward(s, x, &p, &mut y, &mut z);
@@ -154,12 +160,7 @@ impl CustomOp2 for FfnOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = FfnBackward {
-            act: self.act,
-            h: self.h,
-            bias: self.bias,
-            saved: self.saved.clone(),
-        };
+        let op = FfnBackward(self.clone());
         let g = x.apply_op3_no_bwd(packed, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
         let dx = g.narrow(0, 0, nx)?.reshape(x.dims())?;
@@ -168,13 +169,9 @@ impl CustomOp2 for FfnOp {
     }
 }
 
-/// (x, packed weights, ∂y) → flat [∂x | ∂packed].
-struct FfnBackward {
-    act: FfnAct,
-    h: usize,
-    bias: bool,
-    saved: Arc<Mutex<Option<Vec<f32>>>>,
-}
+/// (x, packed weights, ∂y) → flat [∂x | ∂packed], with the forward op's
+/// settings and saved z.
+struct FfnBackward(FfnOp);
 
 impl CustomOp3 for FfnBackward {
     fn name(&self) -> &'static str {
@@ -192,7 +189,7 @@ impl CustomOp3 for FfnBackward {
         let x = slice_f32(s1, l1, "feed-forward input")?;
         let packed = slice_f32(s2, l2, "feed-forward parameters")?;
         let dy = slice_f32(s3, l3, "feed-forward output gradient")?;
-        let (s, p) = unpack(self.act, self.h, self.bias, l1, packed)?;
+        let (s, p) = self.0.unpack(l1, packed)?;
         if dy.len() != x.len() {
             candle_core::bail!(
                 "fused feed-forward backward: gradient of {} elements for an input of {}",
@@ -200,7 +197,7 @@ impl CustomOp3 for FfnBackward {
                 x.len()
             );
         }
-        let guard = self.saved.lock().unwrap();
+        let guard = self.0.saved.lock().unwrap();
         let Some(z) = guard.as_ref() else {
             candle_core::bail!("fused feed-forward backward: the forward pass saved nothing")
         };
@@ -208,14 +205,14 @@ impl CustomOp3 for FfnBackward {
         let mut out = output(x.len() + packed.len());
         let (dx, rest) = out.split_at_mut(x.len());
         let (dw_in, rest) = rest.split_at_mut(hi * s.d);
-        let (db_in, rest) = rest.split_at_mut(if self.bias { hi } else { 0 });
+        let (db_in, rest) = rest.split_at_mut(if self.0.bias { hi } else { 0 });
         let (dw_out, db_out) = rest.split_at_mut(s.d * s.h);
         let g = FfnGrads {
             dx,
             dw_in,
-            db_in: self.bias.then_some(db_in),
+            db_in: self.0.bias.then_some(db_in),
             dw_out,
-            db_out: self.bias.then_some(db_out),
+            db_out: self.0.bias.then_some(db_out),
         };
         kernel::backward(s, x, &p, z, dy, g);
         let len = out.len();
