@@ -32,7 +32,7 @@
 use crate::act;
 use crate::buffer::output;
 use crate::linear::{add_bias, sum_rows};
-use crate::matmul::{matmul, Mat, Threads};
+use crate::matmul::{matmul, transpose, Mat, Threads};
 use rayon::prelude::*;
 
 /// Rows that go through the feed-forward together (their hidden tensors
@@ -180,9 +180,9 @@ fn mm(c: &mut [f32], cols: usize, a: Mat, ta: bool, b: Mat, tb: bool, accumulate
 }
 
 /// y (rows × out) = x·Wᵀ + b on this thread, for a block's x (rows × in)
-/// and W (out × in).
-fn linear_block(y: &mut [f32], x: Mat, w: Mat, b: Option<&[f32]>) {
-    mm(y, w.rows, x, false, w, true, false);
+/// and Wᵀ (in × out), the weight transposed once per call of the block.
+fn linear_block(y: &mut [f32], x: Mat, wt: Mat, b: Option<&[f32]>) {
+    mm(y, wt.cols, x, false, wt, false, false);
     if let Some(b) = b {
         add_bias(y, b);
     }
@@ -196,15 +196,18 @@ pub fn forward(s: FfnShape, x: &[f32], p: &FfnParams, y: &mut [f32], z: &mut [f3
     assert_eq!(x.len(), s.n * d, "feed-forward: x must be n×d");
     assert_eq!(y.len(), s.n * d, "feed-forward: y must be n×d");
     assert_eq!(z.len(), s.n * hi, "feed-forward: z must be n×h_in");
+    // the weights transposed once here, not by the matmul on every block
+    let w_in_t = transpose(Mat::new(p.w_in, hi, d));
+    let w_out_t = transpose(Mat::new(p.w_out, d, h));
     y.par_chunks_mut(BLOCK_ROWS * d)
         .zip(z.par_chunks_mut(BLOCK_ROWS * hi))
         .zip(x.par_chunks(BLOCK_ROWS * d))
         .for_each(|((yb, zb), xb)| {
             let rows = xb.len() / d;
-            linear_block(zb, Mat::new(xb, rows, d), Mat::new(p.w_in, hi, d), p.b_in);
+            linear_block(zb, Mat::new(xb, rows, d), Mat::new(&w_in_t, d, hi), p.b_in);
             let mut a = output(rows * h);
             activate(s.act, h, zb, &mut a);
-            linear_block(yb, Mat::new(&a, rows, h), Mat::new(p.w_out, d, h), p.b_out);
+            linear_block(yb, Mat::new(&a, rows, h), Mat::new(&w_out_t, h, d), p.b_out);
         });
 }
 

@@ -14,15 +14,17 @@
 //! | [`act`] | GeLU (erf and tanh), SiLU·gate (SwiGLU), GeLU·gate (GeGLU) | element-wise |
 //! | [`ffn`] | a feed-forward block (linear, activation or gated activation, linear) in blocks of rows, keeping only the pre-activation | recomputes the activation per block; weight gradients summed per fixed group of rows |
 //! | [`lstm`] | an LSTM layer over TBPTT windows (f32 or f64): per-step recurrent matmul and gates | backpropagation through time, the gradient cut at window boundaries |
-//! | [`small_mm`] | few-row products C (+)= A·B with B read in place (the LSTM's time loop), AVX-512 | — |
+//! | [`rowmm`] | register-blocked products C (+)= alpha·op(A)·B for narrow matrices (B and op(A) read in place), AVX-512 | — |
+//! | [`small_mm`] | few-row products C (+)= A·B (the LSTM's time loop): `rowmm`, or `gemm` without AVX-512 | — |
 //! | [`adamw`] | in-place AdamW update | — |
 //!
-//! Matmuls go through the `gemm` crate (except inside an attention pair with
-//! 16-dim heads and in the LSTM's time loop, whose small products are
-//! register-blocked AVX-512 loops of this crate, `attn_small` and
-//! [`small_mm`]), which picks the widest SIMD the CPU
-//! has at run time (AVX-512 when the `x86-v4` feature is on and the CPU has
-//! it, else AVX2/FMA, else scalar), so one binary runs everywhere.
+//! Matmuls go through [`matmul::matmul`]: the `gemm` crate, which picks the
+//! widest SIMD the CPU has at run time (AVX-512 when the `x86-v4` feature is
+//! on and the CPU has it, else AVX2/FMA, else scalar), or on AVX-512 CPUs
+//! [`rowmm`] for the narrow shapes where it measured faster
+//! ([`rowmm::suits`]). Inside an attention pair with 16-dim heads and in the
+//! LSTM's time loop the small products are register-blocked AVX-512 loops of
+//! this crate (`attn_small`, [`small_mm`]). One binary runs everywhere.
 
 pub mod act;
 pub mod adamw;
@@ -36,6 +38,7 @@ pub mod lstm;
 pub mod math;
 pub mod matmul;
 pub mod norm;
+pub mod rowmm;
 pub mod small_mm;
 
 /// A raw pointer shared by parallel tasks that each write a disjoint part of

@@ -1,4 +1,6 @@
-//! Row-major f32 matmul on slices through the `gemm` crate.
+//! Row-major f32 matmul on slices: the `gemm` crate, or [`crate::rowmm`]
+//! for the narrow shapes where it measured faster on AVX-512 CPUs
+//! ([`Backend`]).
 //!
 //! `gemm` dispatches at run time to the widest kernel the CPU supports
 //! (AVX-512 with this workspace's `x86-v4` feature, AVX2/FMA otherwise).
@@ -50,11 +52,50 @@ impl Threads {
     }
 }
 
+/// Which kernel runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// [`crate::rowmm`] where it runs and suits the shape, else `gemm`.
+    Auto,
+    /// The `gemm` crate.
+    Gemm,
+    /// [`crate::rowmm`] (AVX-512 only; elsewhere `gemm`).
+    RowMm,
+}
+
 /// c (m×n, row stride `ldc`) = beta_c·c + alpha·op(a)·op(b), where op(x) is x
 /// or xᵀ per `ta`/`tb`. With `accumulate` false, c is overwritten (its old
-/// contents, even NaN, are ignored).
+/// contents, even NaN, are ignored). The kernel is [`Backend::Auto`]'s.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
+    c: &mut [f32],
+    ldc: usize,
+    a: Mat,
+    ta: bool,
+    b: Mat,
+    tb: bool,
+    alpha: f32,
+    accumulate: bool,
+    threads: Threads,
+) {
+    matmul_on(
+        Backend::Auto,
+        c,
+        ldc,
+        a,
+        ta,
+        b,
+        tb,
+        alpha,
+        accumulate,
+        threads,
+    )
+}
+
+/// [`matmul`] on a chosen kernel (benchmarks compare them with it).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_on(
+    backend: Backend,
     c: &mut [f32],
     ldc: usize,
     a: Mat,
@@ -88,6 +129,32 @@ pub fn matmul(
             for r in 0..m {
                 c[r * ldc..r * ldc + n].fill(0.0);
             }
+        }
+        return;
+    }
+    let rowmm = crate::rowmm::supported()
+        && match backend {
+            Backend::Auto => crate::rowmm::suits(m, n, k),
+            Backend::Gemm => false,
+            Backend::RowMm => true,
+        };
+    if rowmm {
+        let parallel = threads == Threads::Pool;
+        if tb {
+            // rowmm reads B as k×n rows: transpose the (small) n×k operand once
+            let bt = transpose(b);
+            crate::rowmm::product(
+                c,
+                ldc,
+                a,
+                ta,
+                Mat::new(&bt, k, n),
+                alpha,
+                accumulate,
+                parallel,
+            );
+        } else {
+            crate::rowmm::product(c, ldc, a, ta, b, alpha, accumulate, parallel);
         }
         return;
     }
@@ -126,6 +193,69 @@ pub fn matmul(
             false,
             threads.to_gemm(),
         )
+    }
+}
+
+/// xᵀ (cols×rows, contiguous) of a row-major x. On AVX-512, each output
+/// row's 16-float pieces are gathered from a column of x (a scalar copy
+/// loop ran at about one element per nanosecond, as slow as the product
+/// it prepared on a 128-row block).
+pub fn transpose(x: Mat) -> Vec<f32> {
+    let (r, c) = (x.rows, x.cols);
+    let mut t = crate::buffer::output(r * c);
+    #[cfg(target_arch = "x86_64")]
+    if crate::math::simd() == crate::math::Simd::Avx512 && r * c > 0 {
+        // SAFETY: AVX-512F is present; Mat's assert bounds every x element
+        // read, and t has r·c elements.
+        unsafe { transpose_avx512(x, &mut t) };
+        return t;
+    }
+    for i in 0..r {
+        let row = &x.data[i * x.ld..];
+        for j in 0..c {
+            t[j * r + i] = row[j];
+        }
+    }
+    t
+}
+
+/// # Safety
+/// AVX-512F; x's rows·cols elements lie in x.data and t has rows·cols.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_avx512(x: Mat, t: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (r, c, ld) = (x.rows, x.cols, x.ld);
+    // lane l reads row i0 + l: offsets l·ld (in elements)
+    let idx = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(ld as i32),
+    );
+    assert!(
+        r.saturating_mul(ld) < i32::MAX as usize,
+        "transpose: matrix too large"
+    );
+    let (xp, tp) = (x.data.as_ptr(), t.as_mut_ptr());
+    for i0 in (0..r).step_by(16) {
+        let live = (r - i0).min(16);
+        let mask: __mmask16 = if live == 16 {
+            0xFFFF
+        } else {
+            ((1u32 << live) - 1) as u16
+        };
+        for j in 0..c {
+            // SAFETY: lanes < live read x[(i0 + l)·ld + j], inside x; the
+            // store writes t[j·r + i0 ..+ live], inside t.
+            unsafe {
+                let v = _mm512_mask_i32gather_ps::<4>(
+                    _mm512_setzero_ps(),
+                    mask,
+                    idx,
+                    xp.add(i0 * ld + j),
+                );
+                _mm512_mask_storeu_ps(tp.add(j * r + i0), mask, v);
+            }
+        }
     }
 }
 
@@ -179,6 +309,21 @@ mod tests {
                         (*x as f64 - 1.5 * y).abs() < 1e-4,
                         "accumulate ta={ta} tb={tb}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_moves_every_element_of_a_strided_matrix() {
+        for &(r, c) in &[(1, 1), (16, 16), (17, 5), (40, 33), (3, 70)] {
+            let ld = c + 2;
+            let x: Vec<f32> = (0..r * ld).map(|i| i as f32).collect();
+            let t = transpose(Mat::strided(&x, r, c, ld));
+            assert_eq!(t.len(), r * c);
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t[j * r + i], x[i * ld + j], "({r}×{c}) at ({i},{j})");
                 }
             }
         }
