@@ -38,6 +38,7 @@ enum Command {
 }
 
 fn main() {
+    algoprog_train::runtime::use_huge_pages();
     quiet_on_closed_pipe();
     algoprog_train::runtime::tune();
     let cli = Cli::parse();

@@ -238,6 +238,7 @@ fn child(name: &str, steps: usize) {
         "data_rss_mb": data_rss_mb,
         "threads": candle_core::utils::get_num_threads(),
         "fused": algoprog_nn::fused::enabled(),
+        "huge_pages": algoprog_train::runtime::huge_pages(),
     });
     println!("{out}");
 }
@@ -271,6 +272,7 @@ fn cpu_description() -> String {
 }
 
 fn main() {
+    algoprog_train::runtime::use_huge_pages();
     algoprog_train::runtime::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS")

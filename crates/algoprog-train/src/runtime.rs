@@ -1,5 +1,6 @@
 //! Process-wide settings a training binary applies once at start-up:
-//! [`tune`] (= [`tune_allocator`] + [`tune_thread_pools`]); and
+//! [`use_huge_pages`] (first, since it may restart the process), [`tune`]
+//! (= [`tune_allocator`] + [`tune_thread_pools`]); and
 //! [`adopt_current_thread`], which the trainer applies on each thread that
 //! trains (its own rayon pool, and subnormals flushed to zero:
 //! [`flush_denormals`]).
@@ -50,6 +51,63 @@ pub fn tune_allocator() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         }
     }
+}
+
+/// The glibc tunable that makes malloc advise its heaps as transparent huge
+/// pages as it grows them.
+const HUGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+
+/// Restarts this process (same program, arguments and process id, through
+/// `exec`) with glibc's `glibc.malloc.hugetlb=1` tunable added to
+/// `GLIBC_TUNABLES`, unless it is already there or `ALGOPROG_HUGE_PAGES=0`;
+/// returns when no restart is needed or the restart fails (then the process
+/// goes on with ordinary pages). Linux with glibc only; a no-op elsewhere.
+/// Call it first thing in `main`: everything before it runs twice.
+/// Processes the program starts (a sweep's workers) inherit the setting.
+///
+/// Why: a step's activations are tens of MiB written once and read once,
+/// and on a virtual machine every 4 KiB page they span costs a TLB miss
+/// with a two-level (guest and host) page walk. With the kernel's
+/// `transparent_hugepage` set to `madvise` (Debian's default) nothing gets
+/// 2 MiB pages unless asked, and glibc asks only under this tunable, which
+/// it reads at start-up, hence the restart. Measured on this project's
+/// 2-core Intel VM, one thread, steps interleaved with and without: the
+/// laptop d80 Transformers' steps 8–10% shorter, quick-modern-d48 about 4%.
+/// Asking per allocation from a global allocator instead reached 14 of
+/// 127 MiB in huge pages (against 100 MiB this way) and measured level: glibc
+/// writes each chunk's header, faulting a small page in, before an
+/// allocator wrapped around it could ask.
+pub fn use_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("ALGOPROG_HUGE_PAGES").is_ok_and(|v| v == "0") {
+            return;
+        }
+        let now = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if now.contains("glibc.malloc.hugetlb") {
+            return;
+        }
+        let with = if now.is_empty() {
+            HUGE_TUNABLE.to_string()
+        } else {
+            format!("{now}:{HUGE_TUNABLE}")
+        };
+        let mut args = std::env::args_os();
+        let Some(arg0) = args.next() else { return };
+        use std::os::unix::process::CommandExt;
+        // exec only returns on failure; the process then goes on as it is
+        let _failed = std::process::Command::new("/proc/self/exe")
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", with)
+            .exec();
+    }
+}
+
+/// Whether this process runs with glibc's huge-page tunable
+/// ([`use_huge_pages`]).
+pub fn huge_pages() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains(HUGE_TUNABLE))
 }
 
 thread_local! {
