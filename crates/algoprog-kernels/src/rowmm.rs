@@ -101,17 +101,19 @@ pub fn product(
         #[cfg(target_arch = "x86_64")]
         unsafe {
             simd::rows(
-                shared,
-                ldc,
-                ap as *const f32,
-                a_rs,
-                a_cs,
-                b,
-                k,
+                simd::Prod {
+                    c: shared.get(),
+                    ldc,
+                    a: ap as *const f32,
+                    a_rs,
+                    a_cs,
+                    b,
+                    k,
+                    alpha,
+                    accumulate,
+                },
                 r0,
                 r1,
-                alpha,
-                accumulate,
             )
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -138,30 +140,35 @@ pub fn product(
 #[allow(clippy::needless_range_loop)]
 mod simd {
     use crate::matmul::Mat;
-    use crate::SharedMut;
     use std::arch::x86_64::*;
 
+    /// One product c = alpha·op(a)·b (+ c): the operands at their first
+    /// elements, op(a)'s element (i, p) at a + i·a_rs + p·a_cs, b (k × n).
+    #[derive(Clone, Copy)]
+    pub(super) struct Prod<'a> {
+        pub c: *mut f32,
+        pub ldc: usize,
+        pub a: *const f32,
+        pub a_rs: usize,
+        pub a_cs: usize,
+        pub b: Mat<'a>,
+        pub k: usize,
+        pub alpha: f32,
+        pub accumulate: bool,
+    }
+
     /// Rows r0..r0 + R, columns j0..j0 + 16·NV (the last vector's lanes
-    /// limited by `last`) of c = alpha·op(a)·b (+ c).
+    /// limited by `last`) of the product, given c, a and b at the tile's
+    /// first element, op(a)'s row r0 and b's column j0.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize, const NV: usize, const TA: bool>(
-        c: *mut f32,
-        ldc: usize,
-        a: *const f32,
-        a_rs: usize,
-        a_cs: usize,
-        b: *const f32,
-        ldb: usize,
-        k: usize,
+        p: &Prod,
+        (c, a, b): (*mut f32, *const f32, *const f32),
         last: __mmask16,
-        alpha: f32,
-        accumulate: bool,
     ) {
-        // SAFETY (whole body): the caller passes c at the tile's first
-        // element, a at op(a)'s row r0 (column 0) and b at column j0 (row
-        // 0); the tile's R rows, its columns (masked lanes excluded) and
-        // p < k lie inside the operands.
+        // SAFETY (whole body): the tile's R rows, its columns (masked lanes
+        // excluded) and steps q < k lie inside the operands (the caller's
+        // contract).
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; R];
             // Aᵀ: the step's R entries are adjacent (constant offsets from
@@ -172,9 +179,9 @@ mod simd {
             // (black_box keeps LLVM from rebuilding the pointers as a chain
             // of additions inside the loop, which it otherwise does)
             let rowp: [*const f32; R] =
-                std::hint::black_box(std::array::from_fn(|r| a.wrapping_add(r * a_rs)));
+                std::hint::black_box(std::array::from_fn(|r| a.wrapping_add(r * p.a_rs)));
             let mut bp = b;
-            for p in 0..k {
+            for q in 0..p.k {
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for v in 0..NV {
                     bv[v] = if v + 1 == NV {
@@ -187,27 +194,27 @@ mod simd {
                     let x = if TA {
                         _mm512_set1_ps(*ap.add(r))
                     } else {
-                        _mm512_set1_ps(*rowp[r].add(p))
+                        _mm512_set1_ps(*rowp[r].add(q))
                     };
                     for v in 0..NV {
                         acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
                     }
                 }
                 if TA {
-                    ap = ap.add(a_cs);
+                    ap = ap.add(p.a_cs);
                 }
-                bp = bp.add(ldb);
+                bp = bp.add(p.b.ld);
             }
-            let al = _mm512_set1_ps(alpha);
+            let al = _mm512_set1_ps(p.alpha);
             for r in 0..R {
                 for v in 0..NV {
-                    let cp = c.add(r * ldc + 16 * v);
+                    let cp = c.add(r * p.ldc + 16 * v);
                     let mask = if v + 1 == NV { last } else { 0xFFFF };
                     let mut x = acc[r][v];
-                    if alpha != 1.0 {
+                    if p.alpha != 1.0 {
                         x = _mm512_mul_ps(x, al);
                     }
-                    if accumulate {
+                    if p.accumulate {
                         x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, cp));
                     }
                     _mm512_mask_storeu_ps(cp, mask, x);
@@ -216,120 +223,63 @@ mod simd {
         }
     }
 
-    /// Columns j0..j0 + 16·NV (the last vector's lanes limited by
-    /// `last`) of rows r0..r1: R-row tiles while R rows are left, then
-    /// smaller ones. The panel of b (k × 16·NV) stays in L1 across the
-    /// tiles.
+    /// Columns j0..j0 + 16·NV (the last vector's lanes limited by `last`)
+    /// of rows r0..r1: 8-row tiles while 8 rows are left, then smaller
+    /// ones. The panel of b (k × 16·NV) stays in L1 across the tiles.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn panel<const NV: usize, const TA: bool>(
-        c: *mut f32,
-        ldc: usize,
-        a: *const f32,
-        a_rs: usize,
-        a_cs: usize,
-        b: Mat,
-        k: usize,
+        p: &Prod,
         (r0, r1, j0): (usize, usize, usize),
         last: __mmask16,
-        alpha: f32,
-        accumulate: bool,
     ) {
         let mut r = r0;
         // SAFETY: each tile covers rows r..r + R ≤ r1 and the panel's
         // columns, inside c, a and b (the caller's contract).
         unsafe {
-            let b0 = b.data.as_ptr().add(j0);
+            let b0 = p.b.data.as_ptr().add(j0);
             while r < r1 {
-                let (cp, ap) = (c.add(r * ldc + j0), a.wrapping_add(r * a_rs));
-                macro_rules! go {
-                    ($R:literal) => {{
-                        tile::<$R, NV, TA>(
-                            cp, ldc, ap, a_rs, a_cs, b0, b.ld, k, last, alpha, accumulate,
-                        );
-                        r += $R;
-                    }};
-                }
-                match r1 - r {
-                    8.. => go!(8),
-                    4.. => go!(4),
-                    2.. => go!(2),
-                    _ => go!(1),
-                }
+                let at = (p.c.add(r * p.ldc + j0), p.a.wrapping_add(r * p.a_rs), b0);
+                r += match r1 - r {
+                    8.. => {
+                        tile::<8, NV, TA>(p, at, last);
+                        8
+                    }
+                    4.. => {
+                        tile::<4, NV, TA>(p, at, last);
+                        4
+                    }
+                    2.. => {
+                        tile::<2, NV, TA>(p, at, last);
+                        2
+                    }
+                    _ => {
+                        tile::<1, NV, TA>(p, at, last);
+                        1
+                    }
+                };
             }
         }
     }
 
     /// Rows r0..r1, all columns, in panels of 48 columns (then 32, 16).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rows_ta<const TA: bool>(
-        c: *mut f32,
-        ldc: usize,
-        a: *const f32,
-        a_rs: usize,
-        a_cs: usize,
-        b: Mat,
-        k: usize,
-        r0: usize,
-        r1: usize,
-        alpha: f32,
-        accumulate: bool,
-    ) {
-        let n = b.cols;
+    unsafe fn rows_ta<const TA: bool>(p: &Prod, r0: usize, r1: usize) {
+        let n = p.b.cols;
         let mut j0 = 0;
         let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as u16 };
         // SAFETY: every panel's columns j0.. < n (tails masked).
         unsafe {
             while j0 < n {
-                let rest = n - j0;
-                let at = (r0, r1, j0);
+                let (rest, at) = (n - j0, (r0, r1, j0));
                 if rest > 32 {
-                    panel::<3, TA>(
-                        c,
-                        ldc,
-                        a,
-                        a_rs,
-                        a_cs,
-                        b,
-                        k,
-                        at,
-                        mask(rest - 32),
-                        alpha,
-                        accumulate,
-                    );
-                    j0 += 48;
+                    panel::<3, TA>(p, at, mask(rest - 32));
                 } else if rest > 16 {
-                    panel::<2, TA>(
-                        c,
-                        ldc,
-                        a,
-                        a_rs,
-                        a_cs,
-                        b,
-                        k,
-                        at,
-                        mask(rest - 16),
-                        alpha,
-                        accumulate,
-                    );
-                    j0 += 32;
+                    panel::<2, TA>(p, at, mask(rest - 16));
                 } else {
-                    panel::<1, TA>(
-                        c,
-                        ldc,
-                        a,
-                        a_rs,
-                        a_cs,
-                        b,
-                        k,
-                        at,
-                        mask(rest),
-                        alpha,
-                        accumulate,
-                    );
-                    j0 += 16;
+                    panel::<1, TA>(p, at, mask(rest));
                 }
+                // a narrower panel only ever comes last
+                j0 += 48;
             }
         }
     }
@@ -337,31 +287,17 @@ mod simd {
     /// Rows r0..r1 of the product (see [`super::product`]).
     ///
     /// # Safety
-    /// AVX-512F is available; c holds rows r0..r1 (row stride ldc, n
-    /// columns) and no other task writes them; a and b hold every element
-    /// the rows read.
+    /// AVX-512F is available; p.c holds rows r0..r1 (row stride ldc, n
+    /// columns) and no other task writes them; p.a and p.b hold every
+    /// element the rows read.
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn rows(
-        c: SharedMut<f32>,
-        ldc: usize,
-        a: *const f32,
-        a_rs: usize,
-        a_cs: usize,
-        b: Mat,
-        k: usize,
-        r0: usize,
-        r1: usize,
-        alpha: f32,
-        accumulate: bool,
-    ) {
-        let c = c.get();
+    pub(super) unsafe fn rows(p: Prod, r0: usize, r1: usize) {
         // SAFETY: the caller's contract, passed on.
         unsafe {
-            if a_rs == 1 {
-                rows_ta::<true>(c, ldc, a, a_rs, a_cs, b, k, r0, r1, alpha, accumulate)
+            if p.a_rs == 1 {
+                rows_ta::<true>(&p, r0, r1)
             } else {
-                rows_ta::<false>(c, ldc, a, a_rs, a_cs, b, k, r0, r1, alpha, accumulate)
+                rows_ta::<false>(&p, r0, r1)
             }
         }
     }
