@@ -304,9 +304,7 @@ mod tests {
     use crate::linear::{self, LinearGrads};
 
     fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 400.0)
-            .collect()
+        crate::test_data(len, seed, 400.0)
     }
 
     struct Weights {

@@ -69,6 +69,15 @@ impl<T> SharedMut<T> {
 }
 
 #[cfg(test)]
+/// A deterministic test input: `len` values in about ±504/`div`, spread
+/// over 1009 levels and shifted by `seed`.
+pub(crate) fn test_data(len: usize, seed: usize, div: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / div)
+        .collect()
+}
+
+#[cfg(test)]
 /// max(m, e), but NaN when either is NaN (`f64::max` skips a NaN): the fold
 /// of the tests' error measures, so that a NaN never passes a `< tol` check.
 pub(crate) fn max_or_nan(m: f64, e: f64) -> f64 {

@@ -138,9 +138,7 @@ mod tests {
     use super::*;
 
     fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0)
-            .collect()
+        crate::test_data(len, seed, 300.0)
     }
 
     #[test]

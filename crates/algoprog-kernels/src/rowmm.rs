@@ -308,9 +308,7 @@ mod tests {
     use super::*;
 
     fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104729) % 1009) as f32 - 504.0) / 300.0)
-            .collect()
+        crate::test_data(len, seed, 300.0)
     }
 
     /// c = alpha·op(a)·b (+ c0) in f64.
@@ -417,32 +415,12 @@ mod tests {
             } else {
                 Mat::new(&b, k, n)
             };
-            let mut r = vec![f32::NAN; m * n];
-            let mut g = vec![f32::NAN; m * n];
-            matmul_on(
-                Backend::RowMm,
-                &mut r,
-                n,
-                Mat::new(&a, m, k),
-                false,
-                bm,
-                tb,
-                1.0,
-                false,
-                Threads::Pool,
-            );
-            matmul_on(
-                Backend::Gemm,
-                &mut g,
-                n,
-                Mat::new(&a, m, k),
-                false,
-                bm,
-                tb,
-                1.0,
-                false,
-                Threads::Pool,
-            );
+            let [r, g] = [Backend::RowMm, Backend::Gemm].map(|be| {
+                let mut c = vec![f32::NAN; m * n];
+                let am = Mat::new(&a, m, k);
+                matmul_on(be, &mut c, n, am, false, bm, tb, 1.0, false, Threads::Pool);
+                c
+            });
             for (x, y) in r.iter().zip(&g) {
                 assert!(
                     (x - y).abs() < 1e-4 * (1.0 + y.abs()),
