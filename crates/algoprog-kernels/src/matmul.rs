@@ -20,6 +20,14 @@ impl<'a> Mat<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols)
     }
+    /// (rows, cols) of the operand as read: xᵀ's with `transposed`.
+    pub fn op_shape(&self, transposed: bool) -> (usize, usize) {
+        if transposed {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
         assert!(
             rows == 0 || cols == 0 || data.len() >= (rows - 1) * ld + cols,
@@ -106,16 +114,7 @@ pub fn matmul_on(
     accumulate: bool,
     threads: Threads,
 ) {
-    let (m, k) = if ta {
-        (a.cols, a.rows)
-    } else {
-        (a.rows, a.cols)
-    };
-    let (k2, n) = if tb {
-        (b.cols, b.rows)
-    } else {
-        (b.rows, b.cols)
-    };
+    let ((m, k), (k2, n)) = (a.op_shape(ta), b.op_shape(tb));
     assert_eq!(k, k2, "matmul inner dimensions differ: {k} vs {k2}");
     if m == 0 || n == 0 {
         return;

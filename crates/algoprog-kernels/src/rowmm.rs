@@ -75,12 +75,7 @@ pub fn product(
     accumulate: bool,
     parallel: bool,
 ) {
-    let (m, k) = if ta {
-        (a.cols, a.rows)
-    } else {
-        (a.rows, a.cols)
-    };
-    let n = b.cols;
+    let ((m, k), n) = (a.op_shape(ta), b.cols);
     assert_eq!(b.rows, k, "rowmm: inner dimensions differ");
     assert!(supported(), "rowmm: needs AVX-512F");
     if m == 0 || n == 0 {
