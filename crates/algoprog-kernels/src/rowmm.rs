@@ -6,10 +6,12 @@
 //! contiguous dimension in steps of 64 floats, so an output 80 columns wide
 //! (the `laptop` models' d = 80) runs its last 16 columns through a 16×6
 //! edge kernel whose six accumulators cannot keep the FMA units busy; and it
-//! packs both operands on every call. Here a tile is R rows × 32 columns:
-//! each step p loads two vectors of B's row p and broadcasts R entries of
-//! op(A)'s column p, so R·2 accumulators stay in registers over the whole
-//! k loop, and an edge of 16 columns still has R independent accumulators.
+//! packs both operands on every call. Here a tile is 8 rows × 48 columns:
+//! each step p loads three vectors of B's row p and broadcasts 8 entries of
+//! op(A)'s column p, so 24 accumulators stay in registers over the whole k
+//! loop; a last panel 32 or 16 wide still has 16 or 8 independent
+//! accumulators. Rows go in chunks whose slice of op(A) stays in L1 while
+//! the panels go across it.
 //! Neither operand is packed: B's rows are contiguous, and op(A)'s entries
 //! are single broadcasts at any stride (for Aᵀ, the R entries of one step
 //! are adjacent). `matmul::matmul` sends a product here when the CPU has
