@@ -114,7 +114,7 @@ mod simd {
             let (mp, o, a) = (m.data.as_ptr(), out.as_mut_ptr(), _mm512_set1_ps(alpha));
             for j0 in (0..tp).step_by(16) {
                 let live = t.saturating_sub(j0).min(16);
-                let mask: __mmask16 = ((1u32 << live) - 1) as u16;
+                let mask = crate::math::lane_mask(live);
                 for c in 0..HD {
                     // row j0 (row t − 1 past the end, where every lane is masked)
                     let base = mp.add(j0.min(t - 1) * m.ld + c);
@@ -128,8 +128,7 @@ mod simd {
     /// The lanes of a row chunk from j0 that are below `live`.
     #[inline(always)]
     fn live_mask(j0: usize, live: usize) -> __mmask16 {
-        let k = live.saturating_sub(j0).min(16);
-        ((1u32 << k) - 1) as u16
+        crate::math::lane_mask(live.saturating_sub(j0))
     }
 
     /// max of row\[..live\] (live ≥ 1), in chunks of 16 with the last one

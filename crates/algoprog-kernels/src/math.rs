@@ -74,6 +74,12 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((ki + 127) << 23) as u32)
 }
 
+/// The AVX-512 lane mask of the first `lanes` of 16 lanes (all 16 from 16 up).
+#[inline(always)]
+pub(crate) fn lane_mask(lanes: usize) -> u16 {
+    ((1u32 << lanes.min(16)) - 1) as u16
+}
+
 // ---- lane reductions -------------------------------------------------------
 // The shared bodies of every row reduction in this crate (here, `attention`,
 // `norm`): 16 accumulator lanes, lane l folding elements l, l + 16, ...; the

@@ -139,22 +139,15 @@ pub fn matmul_on(
         };
     if rowmm {
         let parallel = threads == Threads::Pool;
-        if tb {
-            // rowmm reads B as k×n rows: transpose the (small) n×k operand once
-            let bt = transpose(b);
-            crate::rowmm::product(
-                c,
-                ldc,
-                a,
-                ta,
-                Mat::new(&bt, k, n),
-                alpha,
-                accumulate,
-                parallel,
-            );
+        // rowmm reads B as k×n rows: transpose a (small) n×k operand once
+        let bt;
+        let b = if tb {
+            bt = transpose(b);
+            Mat::new(&bt, k, n)
         } else {
-            crate::rowmm::product(c, ldc, a, ta, b, alpha, accumulate, parallel);
-        }
+            b
+        };
+        crate::rowmm::product(c, ldc, a, ta, b, alpha, accumulate, parallel);
         return;
     }
     // element (i, j) of op(x): row-major x[i*ld + j] or transposed x[j*ld + i]
@@ -237,11 +230,7 @@ unsafe fn transpose_avx512(x: Mat, t: &mut [f32]) {
     let (xp, tp) = (x.data.as_ptr(), t.as_mut_ptr());
     for i0 in (0..r).step_by(16) {
         let live = (r - i0).min(16);
-        let mask: __mmask16 = if live == 16 {
-            0xFFFF
-        } else {
-            ((1u32 << live) - 1) as u16
-        };
+        let mask = crate::math::lane_mask(live);
         for j in 0..c {
             // SAFETY: lanes < live read x[(i0 + l)·ld + j], inside x; the
             // store writes t[j·r + i0 ..+ live], inside t.

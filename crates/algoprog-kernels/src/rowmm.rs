@@ -263,7 +263,7 @@ mod simd {
     unsafe fn rows_ta<const TA: bool>(p: &Prod, r0: usize, r1: usize) {
         let n = p.b.cols;
         let mut j0 = 0;
-        let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes.min(16)) - 1) as u16 };
+        let mask = crate::math::lane_mask;
         // SAFETY: every panel's columns j0.. < n (tails masked).
         unsafe {
             while j0 < n {
