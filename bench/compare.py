@@ -21,6 +21,7 @@ in the same one.
     python bench/compare.py [--filter bpe4096|quick-|laptop-] [--steps 5] [--threads N]
                             [--python /tmp/torchvenv/bin/python] [--no-compile]
                             [--unfused] [--rust-bin PATH] [--json-out rows.jsonl] [--rounds R]
+                            [--torch-env KEY=VALUE ...]
 """
 
 import argparse
@@ -102,6 +103,9 @@ def main():
     ap.add_argument("--json-out", default=None, help="write every raw result row to this JSON-lines file")
     ap.add_argument("--rounds", type=int, default=1,
                     help="interleaved rounds per model; each implementation keeps its fastest (default 1)")
+    ap.add_argument("--torch-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for the PyTorch runs only, e.g. "
+                         "LD_PRELOAD=/path/libmimalloc.so (repeatable; see bench/README.md)")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -118,9 +122,15 @@ def main():
     runners = [("algoprog", [rust_bin, "--json"], env)]
     if args.unfused:
         runners.append(("unfused", [rust_bin, "--json"], dict(env, ALGOPROG_FUSED="0")))
-    runners.append(("eager", torch_cmd, env))
+    torch_env = dict(env)
+    for kv in args.torch_env:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            sys.exit(f"--torch-env {kv!r}: give KEY=VALUE")
+        torch_env[key] = value
+    runners.append(("eager", torch_cmd, torch_env))
     if not args.no_compile:
-        runners.append(("compile", torch_cmd + ["--compile"], env))
+        runners.append(("compile", torch_cmd + ["--compile"], torch_env))
     names = [n for n in model_names(rust_bin) if args.filter is None or args.filter in n]
     # One model at a time through every implementation, so that on a shared
     # machine each model's rows see about the same background load.
@@ -160,6 +170,8 @@ def main():
             print(f"- {label}: {h}")
     print(f"- threads {args.threads}, {args.steps} timed steps per model (median step time); "
           f"load average before {load_before}, after {load_after}")
+    if args.torch_env:
+        print(f"- PyTorch ran with {' '.join(args.torch_env)}")
     if args.rounds > 1:
         print(f"- {args.rounds} interleaved rounds per model; every tok/s cell is that implementation's fastest "
               f"round, the spread column each side's slowest–fastest")

@@ -37,8 +37,11 @@ enum Command {
     Sample(cmd::sample::Args),
 }
 
+/// mimalloc, for training speed: `algoprog_train::runtime::MiMalloc` says why.
+#[global_allocator]
+static ALLOC: algoprog_train::runtime::MiMalloc = algoprog_train::runtime::MiMalloc;
+
 fn main() {
-    algoprog_train::runtime::use_huge_pages();
     quiet_on_closed_pipe();
     algoprog_train::runtime::tune();
     let cli = Cli::parse();

@@ -9,6 +9,10 @@ use algoprog_train::executor::{Executor, LocalExecutor, QuietSweep};
 use algoprog_train::store::Store;
 use algoprog_train::study::Study;
 
+/// As the CLI: `algoprog_train::runtime::MiMalloc` says why.
+#[global_allocator]
+static ALLOC: algoprog_train::runtime::MiMalloc = algoprog_train::runtime::MiMalloc;
+
 const QUICK: &str = include_str!("../../configs/studies/quick.toml");
 
 /// The store directory: the first argument, else `reproduce-quick/store`.
@@ -29,6 +33,7 @@ pub fn quick_runs(store: &Path) -> anyhow::Result<(ReportInput, AnalysisSettings
         .filter(|sp| !store.join("runs").join(&sp.id).join("run.json").is_file())
         .count();
     if missing > 0 {
+        algoprog_train::runtime::tune();
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);

@@ -238,7 +238,8 @@ fn child(name: &str, steps: usize) {
         "data_rss_mb": data_rss_mb,
         "threads": candle_core::utils::get_num_threads(),
         "fused": algoprog_nn::fused::enabled(),
-        "huge_pages": algoprog_train::runtime::huge_pages(),
+        "allocator": "mimalloc",
+        "huge_page_mib": algoprog_train::runtime::huge_page_mib(),
     });
     println!("{out}");
 }
@@ -271,8 +272,11 @@ fn cpu_description() -> String {
     format!("{model}, {cores} cores, {}", flags.join(" "))
 }
 
+/// As the CLI: `algoprog_train::runtime::MiMalloc` says why.
+#[global_allocator]
+static ALLOC: algoprog_train::runtime::MiMalloc = algoprog_train::runtime::MiMalloc;
+
 fn main() {
-    algoprog_train::runtime::use_huge_pages();
     algoprog_train::runtime::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = std::env::var("ALGOPROG_BENCH_STEPS")

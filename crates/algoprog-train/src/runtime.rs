@@ -1,11 +1,46 @@
-//! Process-wide settings a training binary applies once at start-up:
-//! [`use_huge_pages`] (first, since it may restart the process), [`tune`]
-//! (= [`tune_allocator`] + [`tune_thread_pools`]); and
+//! Process-wide settings a training binary applies once at start-up: the
+//! global allocator it declares ([`MiMalloc`]), [`tune`] (=
+//! [`tune_allocator`] + [`tune_thread_pools`]) first thing in `main`; and
 //! [`adopt_current_thread`], which the trainer applies on each thread that
 //! trains (its own rayon pool, and subnormals flushed to zero:
 //! [`flush_denormals`]).
 
 use std::cell::OnceCell;
+
+/// The global allocator algoprog's binaries (the CLI, the benchmarks, the
+/// examples) declare, and the one to declare in a research binary that
+/// trains through this crate:
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOC: algoprog_train::runtime::MiMalloc = algoprog_train::runtime::MiMalloc;
+/// ```
+///
+/// then call [`tune`] first thing in `main`. (A library cannot choose the
+/// allocator; without the declaration training runs on the system's, with
+/// the same results, more slowly.)
+///
+/// Why: candle allocates a fresh buffer per op, so a step allocates and
+/// frees tens of MiB of activations, each written once and read once. Two
+/// costs decide the step time at the studies' sizes: page faults on fresh
+/// pages, and TLB misses (on a virtual machine each 4 KiB page costs a
+/// two-level, guest and host, page walk). mimalloc reuses freed memory from
+/// its own 2 MiB-aligned arenas, which the kernel backs with transparent
+/// huge pages (mimalloc's `allow_thp`, on by default, works with the kernel's
+/// usual `madvise` setting). glibc malloc does neither reliably: its
+/// huge-page tunable (`glibc.malloc.hugetlb=1`) is read by a start-up check
+/// that, in glibc 2.36 (Debian 12), compares the kernel's setting against an
+/// unterminated buffer, so whether a process gets huge pages depends on a
+/// stack byte that changes with address-space randomisation: measured, about
+/// half the processes got 100 MiB of huge pages and half none. Measured on
+/// this project's 2-core Intel VM, one thread, step times (glibc tuned by
+/// [`tune_allocator`], with the tunable → mimalloc): laptop-modern-d80
+/// 96–250 ms (bimodal) → 92–97 ms; laptop-retro-d80 130–159 → 76–78 ms;
+/// laptop-lstm-d128 30–32 → 22–23 ms; retro-d64-bpe4096 157–298 →
+/// 147–154 ms. Peak resident memory grows by 25–65 MiB (arenas are kept, not
+/// returned: [`tune_allocator`]). Results are bit-identical: the allocator
+/// decides where buffers are, not what the kernels compute.
+pub use mimalloc::MiMalloc;
 
 /// Applies [`tune_allocator`] and [`tune_thread_pools`]. Call it first thing
 /// in `main`, before any tensor work and before other threads start.
@@ -29,19 +64,36 @@ pub fn tune_thread_pools() {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_t` in
+/// mimalloc 2 and 3; `libmimalloc-sys` names only some options). A test
+/// checks the index against the option's environment variable,
+/// `MIMALLOC_PURGE_DELAY`.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// Keeps freed tensor buffers in the process instead of returning them to
 /// the kernel, so the next step's buffers of the same sizes are reused
-/// rather than page-faulted in afresh.
+/// rather than page-faulted in afresh, whichever of the two allocators runs.
 ///
-/// glibc serves allocations above `M_MMAP_THRESHOLD` (dynamic, 128 KiB at
-/// start) with a fresh `mmap` each time, whose pages are zeroed by the
-/// kernel on first touch; with candle's one-buffer-per-op style that
-/// page-faulting was the largest single cost of a training step. This
-/// raises the threshold to glibc's maximum (32 MiB) and stops trimming the
-/// heap. Peak memory is unchanged in steady state (the same buffers are
-/// reused). A no-op on other C libraries. Call it from `main`, before any
-/// allocation-heavy work; it changes allocator policy only.
+/// - mimalloc ([`MiMalloc`]): never purge freed memory (`purge_delay = -1`;
+///   mimalloc's default returns it after a second, and the next step
+///   faults it in again, on small pages until the kernel collapses them:
+///   laptop-modern-d80 steps of 104–106 ms against 92–96 ms this way). A
+///   value the user set in `MIMALLOC_PURGE_DELAY` is kept.
+/// - glibc: glibc serves allocations above `M_MMAP_THRESHOLD` (dynamic,
+///   128 KiB at start) with a fresh `mmap` each time, whose pages are zeroed
+///   by the kernel on first touch; with candle's one-buffer-per-op style that
+///   page-faulting was the largest single cost of a training step. This
+///   raises the threshold to glibc's maximum (32 MiB) and stops trimming the
+///   heap. A no-op on other C libraries.
+///
+/// Peak memory is unchanged in steady state (the same buffers are reused).
+/// Call it from `main`, before any allocation-heavy work; it changes
+/// allocator policy only.
 pub fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one option; mimalloc reads options atomically.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets allocator parameters; it is safe to call at
@@ -53,61 +105,20 @@ pub fn tune_allocator() {
     }
 }
 
-/// The glibc tunable that makes malloc advise its heaps as transparent huge
-/// pages as it grows them.
-const HUGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
-
-/// Restarts this process (same program, arguments and process id, through
-/// `exec`) with glibc's `glibc.malloc.hugetlb=1` tunable added to
-/// `GLIBC_TUNABLES`, unless it is already there or `ALGOPROG_HUGE_PAGES=0`;
-/// returns when no restart is needed or the restart fails (then the process
-/// goes on with ordinary pages). Linux with glibc only; a no-op elsewhere.
-/// Call it first thing in `main`: everything before it runs twice.
-/// Processes the program starts (a sweep's workers) inherit the setting.
-///
-/// Why: a step's activations are tens of MiB written once and read once,
-/// and on a virtual machine every 4 KiB page they span costs a TLB miss
-/// with a two-level (guest and host) page walk. With the kernel's
-/// `transparent_hugepage` set to `madvise` (Debian's default) nothing gets
-/// 2 MiB pages unless asked, and glibc asks only under this tunable, which
-/// it reads at start-up, hence the restart. Measured on this project's
-/// 2-core Intel VM, one thread, steps interleaved with and without: the
-/// laptop d80 Transformers' steps 8–10% shorter, quick-modern-d48 about 4%.
-/// Asking per allocation from a global allocator instead reached 14 of
-/// 127 MiB in huge pages (against 100 MiB this way) and measured level: glibc
-/// writes each chunk's header, faulting a small page in, before an
-/// allocator wrapped around it could ask.
-pub fn use_huge_pages() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var("ALGOPROG_HUGE_PAGES").is_ok_and(|v| v == "0") {
-            return;
-        }
-        let now = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if now.contains("glibc.malloc.hugetlb") {
-            return;
-        }
-        let with = if now.is_empty() {
-            HUGE_TUNABLE.to_string()
-        } else {
-            format!("{now}:{HUGE_TUNABLE}")
-        };
-        let mut args = std::env::args_os();
-        let Some(arg0) = args.next() else { return };
-        use std::os::unix::process::CommandExt;
-        // exec only returns on failure; the process then goes on as it is
-        let _failed = std::process::Command::new("/proc/self/exe")
-            .arg0(arg0)
-            .args(args)
-            .env("GLIBC_TUNABLES", with)
-            .exec();
-    }
-}
-
-/// Whether this process runs with glibc's huge-page tunable
-/// ([`use_huge_pages`]).
-pub fn huge_pages() -> bool {
-    std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains(HUGE_TUNABLE))
+/// MiB of this process's memory in transparent huge pages
+/// (`AnonHugePages` of `/proc/self/smaps_rollup`); `None` where that file
+/// is not there (not Linux, or an old kernel). The benchmark reports it.
+pub fn huge_page_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let kib: f64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 thread_local! {
@@ -167,6 +178,42 @@ pub use algoprog_kernels::math::flush_denormals;
 
 #[cfg(test)]
 mod tests {
+    /// `MI_OPTION_PURGE_DELAY` is mimalloc's purge delay: this test binary,
+    /// started again with `MIMALLOC_PURGE_DELAY=777` (which mimalloc reads at
+    /// start-up), reads 777 at that index; and tuning sets it to -1 (never
+    /// purge) unless the user set the variable.
+    #[test]
+    fn tuning_sets_mimallocs_purge_delay_to_never() {
+        const NAME: &str = "runtime::tests::tuning_sets_mimallocs_purge_delay_to_never";
+        let read = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        if let Ok(want) = std::env::var("ALGOPROG_TEST_PURGE_DELAY") {
+            assert_eq!(
+                read().to_string(),
+                want,
+                "index {}",
+                super::MI_OPTION_PURGE_DELAY
+            );
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--test-threads=1"])
+            .env("MIMALLOC_PURGE_DELAY", "777")
+            .env("ALGOPROG_TEST_PURGE_DELAY", "777")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            super::tune_allocator();
+            assert_eq!(read(), -1);
+        }
+    }
+
     #[test]
     fn tuning_keeps_large_buffers_in_the_heap() {
         super::tune_allocator();

@@ -4,7 +4,12 @@
 //!
 //! `cargo run --release -p algoprog-example-custom-component [-- OUT_DIR]`
 
+/// As algoprog's CLI: `algoprog_train::runtime::MiMalloc` says why.
+#[global_allocator]
+static ALLOC: algoprog_train::runtime::MiMalloc = algoprog_train::runtime::MiMalloc;
+
 fn main() -> Result<(), algoprog_example_custom_component::BoxError> {
+    algoprog_train::runtime::tune();
     let out = std::env::args()
         .nth(1)
         .map(std::path::PathBuf::from)
