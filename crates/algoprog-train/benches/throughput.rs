@@ -162,7 +162,13 @@ fn model_config(preset: &str, d: usize) -> ModelConfig {
 
 /// A `kB` field of /proc/self/status in MiB (VmHWM: peak resident set; VmRSS: current).
 fn status_mb(field: &str) -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_mib("/proc/self/status", field)
+}
+
+/// MiB of a `FIELD: N kB` line of a /proc file of this process (NaN, so
+/// `null` in the JSON, when the file or field is not there).
+fn proc_mib(file: &str, field: &str) -> f64 {
+    let s = std::fs::read_to_string(file).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -239,7 +245,7 @@ fn child(name: &str, steps: usize) {
         "threads": candle_core::utils::get_num_threads(),
         "fused": algoprog_nn::fused::enabled(),
         "allocator": "mimalloc",
-        "huge_page_mib": algoprog_train::runtime::huge_page_mib(),
+        "huge_page_mib": proc_mib("/proc/self/smaps_rollup", "AnonHugePages:"),
     });
     println!("{out}");
 }

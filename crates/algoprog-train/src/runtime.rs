@@ -105,22 +105,6 @@ pub fn tune_allocator() {
     }
 }
 
-/// MiB of this process's memory in transparent huge pages
-/// (`AnonHugePages` of `/proc/self/smaps_rollup`); `None` where that file
-/// is not there (not Linux, or an old kernel). The benchmark reports it.
-pub fn huge_page_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let kib: f64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("AnonHugePages:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 thread_local! {
     /// The rayon pool this thread works in since [`adopt_current_thread`].
     static OWN_POOL: OnceCell<Option<rayon::ThreadPool>> = const { OnceCell::new() };
